@@ -1,0 +1,89 @@
+"""Parsers for raw HES, DMS, Windows and VPN exports, a registry of them, and format sniffing.
+
+``PARSERS`` maps each built-in format name to its :class:`Parser` class. A mapping file (TOML)
+describing another CSV or JSON-lines export becomes a parser class too (:mod:`.mapping`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from detector.errors import FormatError
+from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_lines
+from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
+from detector.parsers.reader import read_head, read_line_chunks
+from detector.schema import REJECT_SCHEMA
+
+# Sniffing tries formats in this order; more specific shapes come first.
+PARSERS: dict[str, type[Parser]] = {
+    cls.name: cls
+    for cls in (HesCommandsJsonl,)
+}
+
+
+@dataclass(frozen=True)
+class ParsedChunk:
+    """Normalized events and rejects from one chunk of one file."""
+
+    events: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+def get_parser(name: str, extra: Sequence[type[Parser]] = ()) -> type[Parser]:
+    known = {p.name: p for p in extra} | PARSERS
+    try:
+        return known[name]
+    except KeyError:
+        raise FormatError(f"unknown format {name!r}; known formats: {', '.join(sorted(known))}") from None
+
+
+def sniff(path: str | Path, extra: Sequence[type[Parser]] = ()) -> type[Parser]:
+    """The parser whose format the first lines of *path* match; mapping parsers are tried first.
+
+    Raises
+    ------
+    FormatError
+        When no format matches.
+    InputError
+        When the file cannot be read as text.
+    """
+    head = read_head(path)
+    for parser in [*extra, *PARSERS.values()]:
+        if parser.sniff(head):
+            return parser
+    raise FormatError("unknown format: no parser recognises the first lines; name one with --format, "
+                      "or describe the export with a --mapping file", source=(str(path), None))
+
+
+def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | None = None
+               ) -> Iterator[ParsedChunk]:
+    """Parse one file chunk by chunk into normalized events and rejects.
+
+    Timestamps without a year are placed using the file's modification time unless *options*
+    gives a reference time.
+    """
+    path = Path(path)
+    options = options or ParseOptions()
+    if options.reference_time is None:
+        try:
+            options = ParseOptions(tz=options.tz, reference_time=datetime.fromtimestamp(path.stat().st_mtime))
+        except OSError:
+            pass
+    instance = parser(str(path), options)
+    for chunk in read_line_chunks(path):
+        lines, too_long = reject_long_lines(chunk.lines)
+        events, rejects = finalize(
+            instance.parse_chunk(lines), source_format=parser.name, raw_file=str(path),
+            source_system=parser.source_system)
+        unreadable = pl.concat([chunk.bad_lines, too_long]).select(
+            raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
+            raw="raw")
+        yield ParsedChunk(events, pl.concat([unreadable.cast(dict(REJECT_SCHEMA)), rejects]).sort("raw_line"))
+
+
+__all__ = ["PARSERS", "ParseOptions", "ParsedChunk", "Parser", "get_parser", "parse_file", "sniff"]
