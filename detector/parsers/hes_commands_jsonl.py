@@ -71,11 +71,14 @@ class HesCommandsJsonl(Parser):
         staged = self.with_time(decoded, "ts")
         group = clean(pl.col("targetGroup"))
         command = clean(pl.col("command"))
+        action = _key("command").replace_strict(COMMAND_ACTIONS, default="other")
         return staged.with_columns(
             host=pl.col("host"),
             account=pl.col("user"),
             src_ip=pl.col("client"),
-            action=_key("command").replace_strict(COMMAND_ACTIONS, default="other"),
+            action=action,
+            # An unknown command is still a command sent to field devices.
+            category=pl.when(action == "other").then(pl.lit("device_command")),
             outcome=_key("status").replace_strict(STATUS_OUTCOMES, default="unknown"),
             target_type=pl.when(group.is_not_null()).then(pl.lit("group"))
             .otherwise(_key("targetType").replace_strict(TARGET_TYPES, default=None)),

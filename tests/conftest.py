@@ -1,0 +1,53 @@
+"""Shared test helpers: golden files for parser output."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from detector.parsers import ParseOptions, Parser, parse_file
+from detector.schema import validate_events, validate_rejects
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = DATA / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def parse_all(path: Path, parser: type[Parser], options: ParseOptions | None = None
+              ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse a whole file with one parser; both tables are schema-validated."""
+    chunks = list(parse_file(path, parser, options))
+    events = pl.concat([c.events for c in chunks])
+    rejects = pl.concat([c.rejects for c in chunks])
+    return validate_events(events), validate_rejects(rejects)
+
+
+def _as_rows(frame: pl.DataFrame) -> list[dict]:
+    # raw_file is the machine-specific path; the golden file records the file name only.
+    frame = frame.with_columns(pl.col("raw_file").str.replace(r"^.*[/\\]", ""))
+    rows = json.loads(frame.write_json())
+    return rows
+
+
+def assert_golden(input_name: str, parser: type[Parser], options: ParseOptions | None = None) -> None:
+    """Compare the parse of ``tests/data/golden/<input_name>`` with ``<input_name>.expected.json``.
+
+    Run with ``UPDATE_GOLDEN=1`` to (re)write the expected file, then review its diff by hand.
+    """
+    source = GOLDEN / input_name
+    expected_path = GOLDEN / f"{input_name}.expected.json"
+    events, rejects = parse_all(source, parser, options)
+    got = {"events": _as_rows(events), "rejects": _as_rows(rejects)}
+    if UPDATE or not expected_path.exists():
+        expected_path.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n")
+        if not UPDATE:
+            pytest.fail(f"golden file {expected_path.name} was missing and has been written; review it")
+    expected = json.loads(expected_path.read_text())
+    assert got["rejects"] == expected["rejects"]
+    assert len(got["events"]) == len(expected["events"])
+    for got_row, want_row in zip(got["events"], expected["events"], strict=True):
+        assert got_row == want_row, f"line {want_row['raw_line']}"
