@@ -15,6 +15,7 @@ import polars as pl
 
 from detector.errors import FormatError
 from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_lines
+from detector.parsers.hes_audit_csv import HesAuditCsv
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
 from detector.parsers.reader import read_head, read_line_chunks
 from detector.schema import REJECT_SCHEMA
@@ -22,7 +23,7 @@ from detector.schema import REJECT_SCHEMA
 # Sniffing tries formats in this order; more specific shapes come first.
 PARSERS: dict[str, type[Parser]] = {
     cls.name: cls
-    for cls in (HesCommandsJsonl,)
+    for cls in (HesAuditCsv, HesCommandsJsonl)
 }
 
 
@@ -75,15 +76,21 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
         except OSError:
             pass
     instance = parser(str(path), options)
+
+    def done(staged: pl.DataFrame, unreadable: pl.DataFrame) -> ParsedChunk:
+        events, rejects = finalize(staged, source_format=parser.name, raw_file=str(path),
+                                   source_system=parser.source_system)
+        unreadable = unreadable.select(
+            raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
+            raw="raw").cast(dict(REJECT_SCHEMA))
+        return ParsedChunk(events, pl.concat([unreadable, rejects]).sort("raw_line"))
+
     for chunk in read_line_chunks(path):
         lines, too_long = reject_long_lines(chunk.lines)
-        events, rejects = finalize(
-            instance.parse_chunk(lines), source_format=parser.name, raw_file=str(path),
-            source_system=parser.source_system)
-        unreadable = pl.concat([chunk.bad_lines, too_long]).select(
-            raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
-            raw="raw")
-        yield ParsedChunk(events, pl.concat([unreadable.cast(dict(REJECT_SCHEMA)), rejects]).sort("raw_line"))
+        yield done(instance.parse_chunk(lines), pl.concat([chunk.bad_lines, too_long]))
+    rest = instance.finish()
+    if rest is not None:
+        yield done(rest, chunk.bad_lines.clear())
 
 
 __all__ = ["PARSERS", "ParseOptions", "ParsedChunk", "Parser", "get_parser", "parse_file", "sniff"]

@@ -81,6 +81,10 @@ class Parser(ABC):
     def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
         """Stage the lines ``(raw_line, raw)`` of one chunk; see the module docstring."""
 
+    def finish(self) -> pl.DataFrame | None:
+        """Stage whatever is still held when the file ends (an unterminated record, say)."""
+        return None
+
     # -- helpers for subclasses ---------------------------------------------------------------
 
     def with_time(self, staged: pl.DataFrame, column: str, *, year_from: str | None = None) -> pl.DataFrame:

@@ -1,0 +1,80 @@
+"""Splitting CSV records (RFC 4180) out of numbered lines with polars string expressions.
+
+Quoted fields may hold the separator, doubled quotes and line breaks. A record that spans lines is
+recognised by quote parity (an odd number of quote characters before a line means it continues a
+record) and keeps the number of the line it starts on. Lines without any quote character, the
+common case, are split with ``split_exact``; the rest go through one anchored regex per record.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+_QUOTE = '"'
+
+
+def join_multiline_records(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Group physical lines into CSV records.
+
+    Returns ``(records, pending)``: complete records ``(raw_line, raw)``, and the lines of a record
+    still open at the end of *lines* (its closing quote may be in the next chunk).
+    """
+    quotes = pl.col("raw").str.count_matches(_QUOTE, literal=True)
+    lines = lines.with_columns(_q=quotes)
+    if not (lines.get_column("_q") % 2 == 1).any():
+        return lines.drop("_q"), lines.clear().drop("_q")
+    before = pl.col("_q").cum_sum() - pl.col("_q")
+    lines = lines.with_columns(_record=(before % 2 == 0).cum_sum())
+    open_at_end = lines.get_column("_q").sum() % 2 == 1
+    last = lines.get_column("_record").max()
+    pending = lines.filter(pl.col("_record") == last) if open_at_end else lines.clear()
+    done = lines.filter(pl.col("_record") != last) if open_at_end else lines
+    records = (
+        done.group_by("_record", maintain_order=True)
+        .agg(pl.col("raw_line").first(), pl.col("raw").str.join("\n"))
+        .select("raw_line", "raw")
+    )
+    return records, pending.select("raw_line", "raw")
+
+
+def split_fields(records: pl.DataFrame, names: list[str], separator: str = ",") -> pl.DataFrame:
+    """Split ``raw`` of each record into one String column per name, plus ``_error``.
+
+    A record with another number of fields, or with broken quoting, keeps null fields and gets an
+    ``_error`` that says so.
+    """
+    n = len(names)
+    sep = re.escape(separator)
+    field = rf'("(?:[^"]|"")*"|[^{sep}"]*)'
+    pattern = "^" + sep.join([field] * n) + "$"
+    quoted = pl.col("raw").str.contains(_QUOTE, literal=True)
+    plain = records.filter(~quoted)
+    plain = plain.with_columns(
+        pl.col("raw").str.split_exact(separator, n - 1).struct.rename_fields(names).alias("_f"),
+        _ok=pl.col("raw").str.count_matches(separator, literal=True) == n - 1,
+    )
+    tricky = records.filter(quoted).with_columns(
+        pl.col("raw").str.extract_groups(pattern).struct.rename_fields(names).alias("_f"))
+    tricky = tricky.with_columns(_ok=pl.col("_f").struct.field(names[0]).is_not_null())
+    unquote = [
+        pl.when(pl.col(c).str.starts_with(_QUOTE) & pl.col(c).str.ends_with(_QUOTE) & (pl.col(c).str.len_chars() > 1))
+        .then(pl.col(c).str.slice(1, pl.col(c).str.len_chars() - 2).str.replace_all('""', _QUOTE, literal=True))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in names
+    ]
+    tricky = tricky.unnest("_f").with_columns(unquote)
+    both = pl.concat([plain.unnest("_f"), tricky], how="vertical_relaxed").sort("raw_line")
+    error = pl.lit(f"malformed CSV record: expected {n} fields separated by {separator!r} (or broken quoting)")
+    return both.with_columns(
+        [pl.when(pl.col("_ok")).then(pl.col(c)).alias(c) for c in names]
+    ).with_columns(_error=pl.when(~pl.col("_ok")).then(error)).drop("_ok")
+
+
+def parse_header(line: str, separator: str = ",") -> list[str]:
+    """Column names of a CSV header line (quotes removed, surrounding spaces trimmed)."""
+    import csv
+
+    return [name.strip() for name in next(csv.reader([line], delimiter=separator))]

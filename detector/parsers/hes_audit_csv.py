@@ -1,0 +1,139 @@
+"""HES operator audit trail, CSV with a header (DESIGN.md format 1).
+
+Columns are found by header name, case-insensitively, so exports that reorder columns or add their
+own still parse; the required ones must be there.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detector.errors import InputError
+from detector.parsers.base import Parser, clean
+from detector.parsers.csvlines import join_multiline_records, parse_header, split_fields
+
+COLUMNS = ("EventTimeUTC", "AuditId", "UserName", "Role", "ClientIP", "Workstation", "Category", "Action",
+           "ObjectType", "ObjectId", "OldValue", "NewValue", "Result")
+REQUIRED = ("EventTimeUTC", "UserName", "Action")
+
+ACTIONS: dict[str, str] = {
+    "userlogin": "login_success",
+    "userloginfailed": "login_failure",
+    "userlogout": "logout",
+    "userlocked": "lockout",
+    "userlockedout": "lockout",
+    "passwordchanged": "password_changed",
+    "passwordreset": "password_changed",
+    "usercreated": "account_created",
+    "userdeleted": "account_deleted",
+    "usermodified": "account_modified",
+    "roleassigned": "role_granted",
+    "rolerevoked": "role_revoked",
+    "settingchanged": "setting_changed",
+    "meterprogramchanged": "setting_changed",
+    "auditlogcleared": "log_cleared",
+}
+
+OBJECT_TYPES: dict[str, str] = {
+    "user": "account",
+    "role": "account",
+    "globalsetting": "setting",
+    "setting": "setting",
+    "meter": "meter",
+    "electricmeter": "meter",
+    "meterprogram": "meter",
+    "collector": "collector",
+    "router": "router",
+    "auditlog": "server",
+    "server": "server",
+}
+
+OUTCOMES: dict[str, str] = {"success": "success", "succeeded": "success", "failure": "failure",
+                            "failed": "failure", "denied": "failure"}
+
+_CATEGORY_OF_OTHER: dict[str, str] = {
+    "security": "authentication",
+    "usermanagement": "account_mgmt",
+    "configuration": "config_change",
+}
+
+
+def _key(column: str) -> pl.Expr:
+    return clean(pl.col(column)).str.to_lowercase().str.replace_all(r"[\s_\-]", "")
+
+
+class HesAuditCsv(Parser):
+    name = "hes_audit_csv"
+    description = "HES operator audit trail, CSV with header (logins, accounts, roles, settings, log clearing)"
+    source_system = "hes"
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self._names: list[str] | None = None
+        self._pending = pl.DataFrame(schema={"raw_line": pl.Int64, "raw": pl.String})
+
+    @classmethod
+    def sniff(cls, head: list[str]) -> bool:
+        if not head:
+            return False
+        header = {h.lower() for h in parse_header(head[0])}
+        return {c.lower() for c in REQUIRED} | {"auditid"} <= header
+
+    def _read_header(self, lines: pl.DataFrame) -> pl.DataFrame:
+        lines = lines.filter(pl.col("raw").str.strip_chars() != "")
+        if lines.height == 0:
+            return lines
+        first = lines.row(0, named=True)
+        names = parse_header(first["raw"])
+        lowered = [n.lower() for n in names]
+        missing = [c for c in REQUIRED if c.lower() not in lowered]
+        if missing:
+            raise InputError(f"CSV header lacks the columns {missing}; found {names}",
+                             source=(self.path, first["raw_line"]))
+        canonical = {c.lower(): c for c in COLUMNS}
+        self._names = [canonical.get(n.lower(), f"_extra{i}") for i, n in enumerate(names)]
+        return lines.slice(1)
+
+    def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
+        if self._names is None:
+            lines = self._read_header(lines)
+            if self._names is None:
+                return lines.with_columns(time=pl.lit(None, pl.Datetime("us", "UTC")))
+        lines = pl.concat([self._pending, lines.filter(pl.col("raw").str.strip_chars() != "")])
+        records, self._pending = join_multiline_records(lines)
+        return self._stage(records)
+
+    def finish(self) -> pl.DataFrame | None:
+        if self._pending.height == 0:
+            return None
+        first = self._pending.head(1)
+        return first.with_columns(
+            pl.lit(None, pl.Datetime("us", "UTC")).alias("time"),
+            _error=pl.lit("unterminated quoted field at end of file (truncated export?)"))
+
+    def _stage(self, records: pl.DataFrame) -> pl.DataFrame:
+        assert self._names is not None
+        fields = split_fields(records, self._names)
+        fields = fields.with_columns([pl.lit(None, pl.String).alias(c) for c in COLUMNS if c not in fields.columns])
+        staged = self.with_time(fields, "EventTimeUTC")
+        action = _key("Action").replace_strict(ACTIONS, default="other")
+        outcome = _key("Result").replace_strict(OUTCOMES, default="unknown")
+        login = action == "login_success"
+        return staged.with_columns(
+            account=pl.col("UserName"),
+            src_ip=pl.col("ClientIP"),
+            src_host=pl.col("Workstation"),
+            # A login recorded with Result=Failure is a failed login, whatever the action says.
+            action=pl.when(login & (outcome == "failure")).then(pl.lit("login_failure")).otherwise(action),
+            category=pl.when(action == "other").then(_key("Category").replace_strict(_CATEGORY_OF_OTHER, default=None)),
+            outcome=outcome,
+            target_type=_key("ObjectType").replace_strict(OBJECT_TYPES, default=None),
+            target_id=pl.col("ObjectId"),
+            job_id=pl.col("AuditId"),
+            native_code=clean(pl.col("Action")),
+            old_value=pl.col("OldValue"),
+            new_value=pl.col("NewValue"),
+            message=pl.concat_str(
+                [clean(pl.col("Category")).fill_null("?"), pl.lit("/"), clean(pl.col("Action")).fill_null("?"),
+                 pl.lit(" by role "), clean(pl.col("Role")).fill_null("unknown")]),
+        )
