@@ -1,0 +1,120 @@
+"""The ``ami-detector`` command line: a thin shell over :mod:`detector.pipeline`.
+
+Errors reach the user as one readable line on stderr and exit code 2; a traceback only with
+``--verbose``. Anything derived from log content is escaped before it is printed.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from detector.errors import DetectorError
+from detector.parsers import PARSERS
+from detector.pipeline import FileReport, parse_to_parquet, plan_parse
+from detector.safe_text import for_terminal
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str) -> None:
+    click.echo(f"ami-detector: error: {for_terminal(message)}", err=True)
+
+
+def handle_errors(command: F) -> F:
+    """Turn expected errors into one line and exit 2; unexpected ones too, unless --verbose."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = click.get_current_context().find_root().params.get("verbose", False)
+        try:
+            return command(*args, **kwargs)
+        except DetectorError as exc:
+            if verbose:
+                traceback.print_exc()
+            _fail(str(exc))
+        except (OSError, MemoryError) as exc:
+            if verbose:
+                traceback.print_exc()
+            _fail(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+            if verbose:
+                traceback.print_exc()
+            _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with --verbose and report it")
+        sys.exit(EXIT_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_options(command: F) -> F:
+    """Options shared by every command that reads raw logs."""
+    for option in reversed([
+        click.option("--format", "format_name", metavar="NAME", help="Force this format for every file "
+                     "instead of sniffing (see `ami-detector formats`)."),
+        click.option("--mapping", "mappings", multiple=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Mapping file (TOML) describing another CSV / JSON-lines export. Repeatable."),
+        click.option("--tz", metavar="ZONE", help="IANA time zone of timestamps written without a UTC offset."),
+    ]):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="ami-detector")
+def main(verbose: bool) -> None:
+    """Explainable anomaly detection for AMI head-end (HES) and DMS logs."""
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Parquet file for the normalized events.")
+@click.option("--rejects", "rejects_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Parquet file for the lines that could not be parsed.")
+@parse_options
+@handle_errors
+def parse(logs: tuple[str, ...], out: Path, rejects_out: Path | None, format_name: str | None,
+          mappings: tuple[str, ...], tz: str | None) -> None:
+    """Normalize raw LOGS (files or directories, any mix of formats) into one event table.
+
+    Prints a per-format summary on stderr. Exit status 2 when a file could not be read.
+    """
+    run = plan_parse(logs, format=format_name, mappings=mappings, tz=tz)
+    if not run.files:
+        raise click.UsageError("no log files found in the given paths")
+    reports = parse_to_parquet(run, out, rejects_out)
+    _print_summary(reports)
+    if run.failed:
+        sys.exit(EXIT_ERROR)
+
+
+def _print_summary(reports: list[FileReport]) -> None:
+    by_format: dict[str, list[int]] = {}
+    for r in reports:
+        totals = by_format.setdefault(r.format or "(unreadable)", [0, 0, 0])
+        totals[0] += 1
+        totals[1] += r.events
+        totals[2] += r.rejects
+    width = max([len(f) for f in by_format] + [6])
+    click.echo(f"{'format':<{width}}  {'files':>6}  {'events':>10}  {'rejects':>8}", err=True)
+    for name, (files, events, rejects) in sorted(by_format.items()):
+        click.echo(f"{for_terminal(name):<{width}}  {files:>6}  {events:>10}  {rejects:>8}", err=True)
+    for r in reports:
+        if r.error:
+            _fail(f"{r.path}: {r.error}")
+
+
+@main.command()
+def formats() -> None:
+    """List the built-in formats, one per line."""
+    for name, parser in PARSERS.items():
+        click.echo(f"{name:<20} {parser.description}")

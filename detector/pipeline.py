@@ -1,0 +1,188 @@
+"""The stages as a Python API: the command line and notebooks both call these functions.
+
+Parsing walks files and directories, sniffs each file's format (or takes the one it is told),
+streams chunks through the parsers, and keeps a per-file report so that nothing is lost silently:
+every line is an event, a reject, or blank, and every unreadable file is named with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from detector.errors import DetectorError, ParseError
+from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
+from detector.parsers.mapping import load_mapping
+from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA, REJECT_RAW_BYTES, empty_events, empty_rejects
+
+# Files in a scanned directory that are documentation or labels, not log exports.
+_NOT_LOGS = (".md", ".txt.license", ".toml", ".ipynb", ".py", ".png", ".html")
+_NOT_LOG_NAMES = ("labels.json", "README", "LICENSE")
+MAPPING_SUFFIX = ".mapping.toml"
+
+
+@dataclass
+class FileReport:
+    """What happened to one input file."""
+
+    path: str
+    format: str | None = None
+    events: int = 0
+    rejects: int = 0
+    error: str | None = None
+
+
+@dataclass
+class ParseRun:
+    """The inputs of one parse and, once :meth:`chunks` has been consumed, a report per file."""
+
+    files: list[Path]
+    parsers: list[type[Parser]] = field(default_factory=list)  # mapping parsers, tried first
+    forced: type[Parser] | None = None
+    options: ParseOptions = field(default_factory=ParseOptions)
+    reports: list[FileReport] = field(default_factory=list)
+
+    def chunks(self) -> Iterator[ParsedChunk]:
+        for path in self.files:
+            report = FileReport(str(path))
+            self.reports.append(report)
+            try:
+                parser = self.forced or sniff(path, self.parsers)
+                report.format = parser.name
+                for chunk in parse_file(path, parser, self.options):
+                    report.events += chunk.events.height
+                    report.rejects += chunk.rejects.height
+                    yield chunk
+            except DetectorError as exc:
+                report.error = exc.message
+                # Whatever the file yielded before the failure stays; this row says where it stopped.
+                line = exc.source[1] if exc.source else None
+                stop = pl.DataFrame([{"raw_file": str(path), "raw_line": line, "source_format": report.format or "unknown",
+                                      "reason": f"file not read (further): {exc.message}"[:REJECT_RAW_BYTES], "raw": None}],
+                                    schema=REJECT_SCHEMA)
+                report.rejects += 1
+                yield ParsedChunk(empty_events(), stop)
+
+    @property
+    def failed(self) -> list[FileReport]:
+        return [r for r in self.reports if r.error]
+
+
+def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+    """Files to parse, and mapping files found in the given directories.
+
+    A directory is walked recursively in sorted order; hidden files, documentation and labels are
+    skipped. Mapping files (``*.mapping.toml``) inside a directory describe exports in it.
+    """
+    files: list[Path] = []
+    mappings: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            rel = child.relative_to(path)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            if child.name.endswith(MAPPING_SUFFIX):
+                mappings.append(child)
+            elif not (child.name.endswith(_NOT_LOGS) or child.name.startswith(_NOT_LOG_NAMES)):
+                files.append(child)
+    return files, mappings
+
+
+def plan_parse(paths: Sequence[str | Path], *, format: str | None = None, mappings: Sequence[str | Path] = (),
+               tz: str | None = None) -> ParseRun:
+    """Resolve inputs, mapping files and the forced format into a :class:`ParseRun`.
+
+    Raises
+    ------
+    DetectorError
+        For a bad mapping file, an unknown ``format`` or an unknown time zone.
+    """
+    files, found = expand_paths(paths)
+    parsers = [load_mapping(m) for m in [*mappings, *found]]
+    forced = get_parser(format, parsers) if format else None
+    return ParseRun(files=files, parsers=parsers, forced=forced, options=ParseOptions(tz=tz))
+
+
+def read_logs(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
+              mappings: Sequence[str | Path] = (), tz: str | None = None, strict: bool = False,
+              ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse log exports into normalized events and rejects.
+
+    Parameters
+    ----------
+    paths
+        Files and directories, of any mix of known formats (sniffed per file).
+    format
+        Force one format for every file instead of sniffing.
+    mappings
+        Mapping files (TOML) describing other CSV / JSON-lines exports.
+    tz
+        IANA time zone for timestamps written without an offset.
+    strict
+        Raise :class:`ParseError` on the first rejected line or unreadable file instead of
+        returning rejects.
+
+    Returns
+    -------
+    events, rejects : polars.DataFrame
+        In the normalized event schema and the rejects schema.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    run = plan_parse(paths, format=format, mappings=mappings, tz=tz)
+    events, rejects = [empty_events()], [empty_rejects()]
+    for chunk in run.chunks():
+        if strict and chunk.rejects.height:
+            first = chunk.rejects.row(0, named=True)
+            raise ParseError(first["reason"], source=(first["raw_file"], first["raw_line"]))
+        events.append(chunk.events)
+        rejects.append(chunk.rejects)
+    return pl.concat(events), pl.concat(rejects)
+
+
+def parse_to_parquet(run: ParseRun, events_out: Path, rejects_out: Path | None) -> list[FileReport]:
+    """Stream a parse into Parquet files, written under temporary names and renamed when complete."""
+    with _AtomicParquet(events_out, EVENT_SCHEMA) as events, _AtomicParquet(rejects_out, REJECT_SCHEMA) as rejects:
+        for chunk in run.chunks():
+            events.write(chunk.events)
+            rejects.write(chunk.rejects)
+    return run.reports
+
+
+class _AtomicParquet:
+    """A Parquet file that appears at its path only once it has been completely written."""
+
+    def __init__(self, path: Path | None, schema: pl.Schema) -> None:
+        self.path = path
+        self.schema = schema
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp") if path else None
+
+    def __enter__(self) -> _AtomicParquet:
+        if self._tmp is not None:
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
+            arrow_schema = pl.DataFrame(schema=self.schema).to_arrow().schema
+            self._writer = pq.ParquetWriter(self._tmp, arrow_schema, compression="zstd")
+        return self
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self._writer is not None and frame.height:
+            self._writer.write_table(frame.to_arrow())
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if self._writer is None or self._tmp is None or self.path is None:
+            return
+        self._writer.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
