@@ -104,7 +104,10 @@ def _split_bad_text(data: bytes, first_line: int) -> tuple[pl.DataFrame, pl.Data
     bad_no: list[int] = []
     bad: list[str] = []
     reasons: list[str] = []
-    for offset, raw in enumerate(data.split(b"\n")):
+    pieces = data.split(b"\n")
+    if data.endswith(b"\n"):
+        pieces.pop()
+    for offset, raw in enumerate(pieces):
         raw = raw.removesuffix(b"\r")
         try:
             good.append(raw.decode("utf-8"))
@@ -141,10 +144,11 @@ def read_line_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterat
         if cut == 0:
             carry = data
             continue
-        data, carry = data[:cut - 1], data[cut:]
+        # Each chunk ends with its newline, so it holds exactly data.count(b"\n") lines.
+        data, carry = data[:cut], data[cut:]
         chunk = _chunk(data, next_line, path, check_encoding=not checked_encoding)
         checked_encoding = True
-        next_line += data.count(b"\n") + 1
+        next_line += data.count(b"\n")
         yield chunk
     if carry:
         yield _chunk(carry, next_line, path, check_encoding=not checked_encoding)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import codecs
+import gzip
+
+import polars as pl
+import pytest
+
+from detector.errors import InputError
+from detector.parsers.reader import read_head, read_line_chunks
+
+
+def _lines(path, **kwargs) -> tuple[list[tuple[int, str]], list[int]]:
+    chunks = list(read_line_chunks(path, **kwargs))
+    good = pl.concat([c.lines for c in chunks])
+    bad = pl.concat([c.bad_lines for c in chunks])
+    return good.rows(), bad.get_column("raw_line").to_list()
+
+
+def test_line_numbers_survive_small_chunks(tmp_path) -> None:
+    path = tmp_path / "a.log"
+    path.write_bytes(b"one\r\ntwo\n\nfour\nfive")
+    for size in (1, 3, 7, 1 << 20):
+        good, bad = _lines(path, chunk_bytes=size)
+        assert good == [(1, "one"), (2, "two"), (3, ""), (4, "four"), (5, "five")]
+        assert bad == []
+
+
+def test_invalid_utf8_line_is_rejected_alone(tmp_path) -> None:
+    path = tmp_path / "a.log"
+    path.write_bytes(b"".join(b"line %d\n" % i for i in range(20)) + b"caf\xe9\n" + b"last\n")
+    good, bad = _lines(path)
+    assert bad == [21]
+    assert good[-1] == (22, "last") and len(good) == 21
+
+
+def test_mostly_undecodable_file_is_an_input_error(tmp_path) -> None:
+    path = tmp_path / "latin1.log"
+    path.write_bytes("café\nnaïve\nrésumé\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        _lines(path)
+
+
+def test_utf16_with_bom_is_read(tmp_path) -> None:
+    path = tmp_path / "ps.log"
+    path.write_bytes(codecs.BOM_UTF16_LE + "é one\r\ntwo\r\n".encode("utf-16-le"))
+    good, _ = _lines(path)
+    assert good == [(1, "é one"), (2, "two")]
+
+
+def test_utf8_bom_is_dropped(tmp_path) -> None:
+    path = tmp_path / "bom.log"
+    path.write_bytes(codecs.BOM_UTF8 + b"first\n")
+    assert read_head(path) == ["first"]
+
+
+def test_gzip_is_read_by_content_not_name(tmp_path) -> None:
+    path = tmp_path / "export.log"  # no .gz suffix on purpose
+    path.write_bytes(gzip.compress(b"a\nb\n"))
+    good, _ = _lines(path)
+    assert good == [(1, "a"), (2, "b")]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"  \n\n", "empty"),
+        (b"\x00\x01\x02binary\x00" * 50, "binary"),
+    ],
+)
+def test_unreadable_files(tmp_path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.log"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message) as info:
+        _lines(path)
+    assert info.value.source == (str(path), None)
+
+
+def test_truncated_gzip(tmp_path) -> None:
+    data = gzip.compress(b"".join(b"%032x\n" % (i * 7919) for i in range(50_000)))
+    path = tmp_path / "cut.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated"):
+        _lines(path)
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(InputError, match="cannot open"):
+        _lines(tmp_path / "nope.log")

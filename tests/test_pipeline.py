@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import polars as pl
+import pytest
+
+from detector.errors import FormatError, ParseError
+from detector.parsers import PARSERS
+from detector.pipeline import expand_paths, plan_parse, read_logs
+from detector.schema import validate_events, validate_rejects
+from tests.conftest import DATA, GOLDEN
+
+
+@pytest.fixture
+def mixed_dir(tmp_path):
+    """Every golden input of a registered format, one of them gzipped, plus a mapped export."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for path in sorted(GOLDEN.iterdir()):
+        if path.name.endswith(".expected.json"):
+            continue
+        target = logs / f"{path.name}.gz"
+        target.write_bytes(gzip.compress(path.read_bytes()))
+    shutil.copy(DATA / "mapping" / "acme.mapping.toml", logs)
+    shutil.copy(DATA / "mapping" / "acme_audit.csv", logs / "sub_acme.csv")
+    (logs / "README.md").write_text("not a log")
+    (logs / ".hidden.log").write_text("not a log either")
+    return logs
+
+
+def test_mixed_directory_is_sniffed_per_file(mixed_dir) -> None:
+    run = plan_parse([mixed_dir], tz="UTC")
+    chunks = list(run.chunks())
+    events = validate_events(pl.concat([c.events for c in chunks]))
+    validate_rejects(pl.concat([c.rejects for c in chunks]))
+    formats = {r.format for r in run.reports}
+    assert "acme_hes_audit" in formats
+    assert {"hes_audit_csv", "hes_commands_jsonl"} <= formats
+    assert not [r for r in run.reports if r.error and r.format != "unknown"]
+    assert events.height == sum(r.events for r in run.reports)
+    assert all("README" not in r.path and ".hidden" not in r.path for r in run.reports)
+
+
+def test_expand_paths_finds_mappings_and_skips_docs(mixed_dir) -> None:
+    files, mappings = expand_paths([mixed_dir])
+    assert [m.name for m in mappings] == ["acme.mapping.toml"]
+    assert all(f.suffix != ".md" for f in files)
+    assert files == sorted(files)
+
+
+def test_read_logs_returns_validated_tables() -> None:
+    events, rejects = read_logs(GOLDEN / "hes_audit.csv")
+    validate_events(events)
+    assert rejects.height == 0
+    assert events.height == 14
+
+
+def test_strict_mode_raises_on_the_first_reject(tmp_path) -> None:
+    path = tmp_path / "audit.csv"
+    path.write_text((GOLDEN / "hes_audit.csv").read_text() + "2026-04-14T03:00:00Z,broken\n")
+    events, rejects = read_logs(path)
+    assert rejects.height == 1
+    with pytest.raises(ParseError) as info:
+        read_logs(path, strict=True)
+    assert info.value.source == (str(path), 18)
+
+
+def test_forced_format_and_unknown_format(tmp_path) -> None:
+    with pytest.raises(FormatError, match="known formats"):
+        plan_parse([GOLDEN / "hes_audit.csv"], format="nope")
+    events, rejects = read_logs(GOLDEN / "hes_audit.csv", format="hes_commands_jsonl")
+    assert events.height == 0 and rejects.height == 16  # every non-blank line is a reject, not lost
+
+
+def test_unreadable_file_does_not_stop_the_others(tmp_path) -> None:
+    (tmp_path / "bin.log").write_bytes(b"\x00\xff" * 100)
+    shutil.copy(GOLDEN / "hes_commands.jsonl", tmp_path)
+    run = plan_parse([tmp_path])
+    chunks = list(run.chunks())
+    assert [r.error is not None for r in run.reports] == [True, False]
+    assert "binary" in run.reports[0].error
+    rejects = pl.concat([c.rejects for c in chunks])
+    assert rejects.filter(pl.col("raw_file").str.ends_with("bin.log")).height == 1
+    assert sum(c.events.height for c in chunks) == 11
+
+
+def test_registry_names_match_classes() -> None:
+    assert all(name == parser.name for name, parser in PARSERS.items())
+    assert all(parser.description for parser in PARSERS.values())
