@@ -8,6 +8,7 @@ common case, are split with ``split_exact``; the rest go through one anchored re
 
 from __future__ import annotations
 
+import csv
 import re
 
 import polars as pl
@@ -75,6 +76,8 @@ def split_fields(records: pl.DataFrame, names: list[str], separator: str = ",") 
 
 def parse_header(line: str, separator: str = ",") -> list[str]:
     """Column names of a CSV header line (quotes removed, surrounding spaces trimmed)."""
-    import csv
-
-    return [name.strip() for name in next(csv.reader([line], delimiter=separator))]
+    try:
+        names = next(csv.reader([line], delimiter=separator))
+    except csv.Error:  # a stray carriage return or NUL: fall back to a plain split
+        names = line.split(separator)
+    return [name.strip().strip('"') for name in names]
