@@ -1,0 +1,132 @@
+"""The findings contract (DESIGN.md): schema, stable ids, and writing Parquet / JSON lines / CSV.
+
+Finding text comes from log content, which an attacker controls; the CSV writer defuses
+spreadsheet formulas and the terminal renderer escapes control characters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from detector.safe_text import for_terminal
+
+SEVERITIES: Final = ("low", "medium", "high", "critical")
+Severity = pl.Enum(SEVERITIES)
+
+TOP_FEATURE = pl.Struct({"feature": pl.String, "value": pl.Float64, "baseline": pl.Float64,
+                         "contribution": pl.Float64})
+
+FINDINGS_SCHEMA: Final = pl.Schema(
+    {
+        "finding_id": pl.String,
+        "entity_kind": pl.String,
+        "entity_id": pl.String,
+        "window_start": pl.Datetime("us", "UTC"),
+        "window_end": pl.Datetime("us", "UTC"),
+        "score": pl.Float64,
+        "severity": Severity,
+        "detector": pl.String,
+        "reasons": pl.List(pl.String),
+        "top_features": pl.List(TOP_FEATURE),
+        "event_count": pl.Int64,
+        "evidence": pl.List(pl.String),
+        "model_id": pl.String,
+    }
+)
+
+
+def empty_findings() -> pl.DataFrame:
+    return pl.DataFrame(schema=FINDINGS_SCHEMA)
+
+
+def finding_ids(frame: pl.DataFrame) -> pl.Series:
+    """Stable ids: a hash of entity, window, detector and model, the same for the same input."""
+    keys = frame.select(
+        pl.concat_str(
+            [pl.col("entity_kind"), pl.col("entity_id").fill_null(""),
+             pl.col("window_start").dt.to_string("%Y-%m-%dT%H:%M:%S%.f"), pl.col("detector"),
+             pl.col("model_id").fill_null("")],
+            separator="\x1f",
+        )
+    ).to_series()
+    # A handful of findings per scan: hashing them in Python is not a hot path.
+    return pl.Series("finding_id", [hashlib.sha256(k.encode()).hexdigest()[:20] for k in keys], dtype=pl.String)
+
+
+def rank(findings: pl.DataFrame) -> pl.DataFrame:
+    """Most anomalous first; ties broken deterministically."""
+    return findings.sort(["score", "severity", "window_start", "entity_kind", "entity_id", "detector"],
+                         descending=[True, True, False, False, False, False])
+
+
+def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _defuse(column: pl.Expr) -> pl.Expr:
+    """Prefix cells a spreadsheet would run as a formula (OWASP CSV injection) with a quote."""
+    return pl.when(column.str.contains(r"^[=+\-@\t\r\n|%]")).then(pl.lit("'") + column).otherwise(column)
+
+
+def to_csv_frame(findings: pl.DataFrame) -> pl.DataFrame:
+    """Findings flattened for a spreadsheet: lists joined, every text cell defused."""
+    flat = findings.with_columns(
+        pl.col("reasons").list.join(" | "),
+        pl.col("evidence").list.join(" "),
+        pl.col("top_features").list.eval(
+            pl.format("{}={} (baseline {}, {})", pl.element().struct.field("feature"),
+                      pl.element().struct.field("value").round(3), pl.element().struct.field("baseline").round(3),
+                      pl.element().struct.field("contribution").round(3))).list.join("; "),
+        pl.col("severity").cast(pl.String),
+        pl.col("window_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
+        pl.col("window_end").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    return flat.with_columns([_defuse(pl.col(c)).alias(c) for c, t in flat.schema.items() if t == pl.String])
+
+
+def write_findings(findings: pl.DataFrame, out_dir: Path, *, csv: bool = False) -> list[Path]:
+    """Write ``findings.parquet`` and ``findings.jsonl`` (and ``findings.csv``) atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    findings = rank(findings.select(list(FINDINGS_SCHEMA)).cast(dict(FINDINGS_SCHEMA)))
+    written = [out_dir / "findings.parquet", out_dir / "findings.jsonl"]
+    _atomic_write(written[0], findings.write_parquet)
+    _atomic_write(written[1], findings.with_columns(
+        pl.col("window_start").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
+        pl.col("window_end").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")).write_ndjson)
+    if csv:
+        written.append(out_dir / "findings.csv")
+        _atomic_write(written[2], to_csv_frame(findings).write_csv)
+    return written
+
+
+def summary_lines(findings: pl.DataFrame, limit: int = 20) -> list[str]:
+    """A short ranked table for the terminal, escaped."""
+    lines = [f"{'severity':<9} {'score':>6}  {'kind':<7} {'entity':<24} {'window (UTC)':<17} reason"]
+    for row in rank(findings).head(limit).iter_rows(named=True):
+        reason = row["reasons"][0] if row["reasons"] else ""
+        lines.append(
+            f"{row['severity']:<9} {row['score']:>6.4f}  {row['entity_kind']:<7} "
+            f"{for_terminal(row['entity_id'])[:24]:<24} {row['window_start']:%Y-%m-%d %H:%M} "
+            f"{for_terminal(reason)[:110]}")
+    if findings.height > limit:
+        lines.append(f"... and {findings.height - limit} more in the output files")
+    return lines
+
+
+def severity_at_least(findings: pl.DataFrame, minimum: str) -> pl.DataFrame:
+    return findings.filter(pl.col("severity").cast(pl.String).is_in(SEVERITIES[SEVERITIES.index(minimum):]))
+
+
+__all__: Sequence[str] = ["FINDINGS_SCHEMA", "SEVERITIES", "empty_findings", "finding_ids", "rank",
+                          "severity_at_least", "summary_lines", "to_csv_frame", "write_findings"]
