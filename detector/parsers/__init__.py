@@ -18,12 +18,13 @@ from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_li
 from detector.parsers.hes_audit_csv import HesAuditCsv
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
 from detector.parsers.reader import read_head, read_line_chunks
+from detector.parsers.winsec_jsonl import WinsecJsonl
 from detector.schema import REJECT_SCHEMA
 
 # Sniffing tries formats in this order; more specific shapes come first.
 PARSERS: dict[str, type[Parser]] = {
     cls.name: cls
-    for cls in (HesAuditCsv, HesCommandsJsonl)
+    for cls in (HesAuditCsv, HesCommandsJsonl, WinsecJsonl)
 }
 
 

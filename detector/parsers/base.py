@@ -188,7 +188,14 @@ _IPV6 = r"^[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?::(?:\d{1,3}\.){3}\d{1,3})?$"
 
 def ip_expr(expr: pl.Expr) -> pl.Expr:
     """A validated textual IPv4 or IPv6 address, or null. IPv4-mapped IPv6 becomes IPv4."""
-    value = clean(expr).str.to_lowercase().str.strip_prefix("[").str.replace(r"\]?(?::\d+)?$|%.*$", "")
+    value = clean(expr).str.to_lowercase()
+    # Ports are only unambiguous as "[v6]:port" and "a.b.c.d:port"; a bare IPv6 address ends in digits too.
+    value = (
+        pl.when(value.str.starts_with("[")).then(value.str.extract(r"^\[([^\]]*)\]", 1))
+        .when(value.str.contains(r"^\d{1,3}(?:\.\d{1,3}){3}:\d+$")).then(value.str.replace(r":\d+$", ""))
+        .otherwise(value)
+        .str.replace(r"%.*$", "")
+    )
     value = pl.when(value.str.contains(r"^::ffff:\d")).then(value.str.slice(7)).otherwise(value)
     v6_ok = value.str.contains(_IPV6) & (value.str.count_matches("::") <= 1) & (
         (value.str.count_matches(":") == 7) | value.str.contains("::"))

@@ -1,0 +1,324 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detector.errors import InputError
+from detector.parsers import ParseOptions
+from detector.parsers.base import finalize
+from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
+from detector.parsers.winsec_jsonl import OTHER_CATEGORIES, WINDOWS_EVENTS, WinsecJsonl
+from detector.schema import validate_events, validate_rejects
+from tests.conftest import GOLDEN, assert_golden, parse_all
+
+CHICAGO = ParseOptions(tz="America/Chicago")  # NXLog writes the agent's local time
+GOLDENS = [("winsec_flat.jsonl", None), ("winsec_ecs.jsonl", None), ("winsec_nxlog.jsonl", CHICAGO)]
+MAPPED_IDS = set(WINDOWS_EVENTS)
+
+FLAT_4624 = ('{"TimeCreated":"2026-04-14T02:12:58.903Z","EventID":4624,"Computer":"HES-APP01.util.local",'
+             '"TargetUserName":"svc_vendor_support","TargetDomainName":"UTIL","LogonType":10,'
+             '"IpAddress":"10.40.8.21","WorkstationName":"JUMP01"}')
+FLAT_4720 = ('{"TimeCreated":"2026-04-14T02:15:54.611Z","EventID":4720,"Computer":"HES-APP01.util.local",'
+             '"SubjectUserName":"svc_vendor_support","SubjectDomainName":"UTIL","TargetUserName":"hes_admin2"}')
+
+
+def _parse(tmp_path: Path, *lines: str, options: ParseOptions | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    path = tmp_path / "w.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return parse_all(path, WinsecJsonl, options)
+
+
+def _row(tmp_path: Path, record: dict, options: ParseOptions | None = None) -> dict:
+    events, rejects = _parse(tmp_path, json.dumps(record), options=options)
+    assert rejects.height == 0, rejects.get_column("reason").to_list()
+    return events.row(0, named=True)
+
+
+def _comparable(events: pl.DataFrame) -> list[dict]:
+    return events.drop("raw_file", "raw_line").to_dicts()
+
+
+# ---- golden files -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "options"), GOLDENS)
+def test_golden(name: str, options: ParseOptions | None) -> None:
+    assert_golden(name, WinsecJsonl, options)
+
+
+@pytest.mark.parametrize(("name", "options"), GOLDENS)
+def test_every_mapped_event_id_is_covered_and_maps(name: str, options: ParseOptions | None) -> None:
+    events, rejects = parse_all(GOLDEN / name, WinsecJsonl, options)
+    assert rejects.height == 0
+    codes = events.select("native_code", pl.col("action").cast(pl.String)).unique()
+    assert MAPPED_IDS <= set(codes.get_column("native_code"))
+    for code, action in codes.iter_rows():
+        assert action == (WINDOWS_EVENTS[code].action if code in WINDOWS_EVENTS else "other"), code
+
+
+def test_every_claimed_action_is_reachable() -> None:
+    seen: set[str] = set()
+    for name, options in GOLDENS:
+        events, _ = parse_all(GOLDEN / name, WinsecJsonl, options)
+        seen |= set(events.get_column("action").cast(pl.String))
+    assert seen == {e.action for e in WINDOWS_EVENTS.values()} | {"other"}
+
+
+def test_the_three_shapes_tell_the_same_story() -> None:
+    """The golden inputs replay one story per shape; actors, targets and groups must agree."""
+    keys = ["native_code", "account", "target_id", "new_value", "old_value", "action", "category"]
+    stories = []
+    for name, options in GOLDENS:
+        events, _ = parse_all(GOLDEN / name, WinsecJsonl, options)
+        stories.append(events.head(21).select(keys).with_columns(pl.col("action", "category").cast(pl.String)))
+    assert stories[0].to_dicts() == stories[1].to_dicts() == stories[2].to_dicts()
+
+
+# ---- mapping decisions --------------------------------------------------------------------------
+
+def test_logon_actor_is_the_target_and_logon_type_is_kept(tmp_path: Path) -> None:
+    row = _row(tmp_path, json.loads(FLAT_4624))
+    assert (row["account"], row["account_domain"], row["src_ip"], row["src_host"], row["host"]) == (
+        "svc_vendor_support", "UTIL", "10.40.8.21", "JUMP01", "HES-APP01.util.local")
+    assert (row["action"], row["category"], row["outcome"], row["native_code"]) == (
+        "login_success", "authentication", "success", "4624")
+    assert row["message"] == "An account was successfully logged on (LogonType 10, RemoteInteractive)"
+    assert row["target_id"] is None
+
+
+def test_account_management_actor_is_the_subject(tmp_path: Path) -> None:
+    row = _row(tmp_path, json.loads(FLAT_4720))
+    assert (row["account"], row["target_type"], row["target_id"], row["action"]) == (
+        "svc_vendor_support", "account", "hes_admin2", "account_created")
+
+
+def test_group_add_takes_member_cn_and_group(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 4728, "Computer": "DC01",
+                          "SubjectUserName": "svc_vendor_support", "SubjectDomainName": "UTIL",
+                          "MemberName": "CN=Doe\\, Jane,OU=Vendors,DC=util,DC=local", "MemberSid": "S-1-5-21-1-2-3-1311",
+                          "TargetUserName": "Domain Admins", "TargetDomainName": "UTIL"})
+    assert (row["action"], row["category"], row["target_id"], row["new_value"], row["old_value"]) == (
+        "group_member_added", "privilege", "doe, jane", "Domain Admins", None)
+
+
+def test_group_removal_is_role_revoked_with_the_group_as_old_value(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 4733, "Computer": "HES-APP01",
+                          "SubjectUserName": "svc_vendor_support", "MemberName": "-", "MemberSid": "S-1-5-21-1-2-3-1205",
+                          "TargetUserName": "Remote Desktop Users", "TargetDomainName": "Builtin"})
+    assert (row["action"], row["target_id"], row["old_value"], row["new_value"]) == (
+        "role_revoked", "s-1-5-21-1-2-3-1205", "Remote Desktop Users", None)
+
+
+def test_lockout_names_the_locked_account_and_caller_computer(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 4740, "Computer": "DC01",
+                          "SubjectUserName": "DC01$", "SubjectDomainName": "UTIL", "TargetUserName": "JDoe",
+                          "TargetDomainName": "OPS-WS-14"})
+    assert (row["account"], row["account_domain"], row["src_host"], row["target_id"], row["action"],
+            row["outcome"]) == ("jdoe", "UTIL", "OPS-WS-14", "jdoe", "lockout", "success")
+
+
+def test_log_cleared_is_log_tamper_by_the_subject(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"@timestamp": "2026-04-14T02:20:00Z",
+                          "winlog": {"event_id": 1102, "computer_name": "HES-APP01",
+                                     "user_data": {"SubjectUserName": "svc_vendor_support",
+                                                   "SubjectDomainName": "UTIL", "xml_name": "LogFileCleared"}}})
+    assert (row["account"], row["action"], row["category"], row["native_code"]) == (
+        "svc_vendor_support", "log_cleared", "log_tamper", "1102")
+
+
+def test_unmapped_event_is_kept_as_other(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 4769, "Computer": "DC01",
+                          "TargetUserName": "jdoe@UTIL.LOCAL", "IpAddress": "::ffff:10.40.8.21"})
+    assert (row["action"], row["native_code"], row["category"], row["outcome"], row["account"], row["src_ip"]) == (
+        "other", "4769", OTHER_CATEGORIES["4769"], "unknown", "jdoe", "10.40.8.21")
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 5156, "Computer": "DC01"})
+    assert (row["action"], row["native_code"], row["category"]) == ("other", "5156", "system")
+
+
+def test_logon_failure_reason_in_message(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 4625, "Computer": "HES-APP01",
+                          "TargetUserName": "Administrator", "TargetUserSid": "S-1-0-0", "LogonType": 3,
+                          "Status": "0xC000006D", "SubStatus": "0xC0000064", "IpAddress": "-", "WorkstationName": "-"})
+    assert (row["action"], row["outcome"], row["account"], row["src_ip"], row["src_host"]) == (
+        "login_failure", "failure", "administrator", None, None)
+    assert row["message"] == "An account failed to log on (LogonType 3, Network; 0xc0000064 unknown user name)"
+
+
+def test_record_message_title_is_used(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 4624, "Computer": "HES-APP01",
+                          "TargetUserName": "jdoe", "LogonType": "2",
+                          "Message": "Un compte a été ouvert avec succès.\r\n\r\nSujet :\r\n\tID de sécurité : S-1-5-18"})
+    assert row["message"] == "Un compte a été ouvert avec succès (LogonType 2, Interactive)"
+
+
+# ---- quirks ---------------------------------------------------------------------------------------
+
+def test_numbers_as_strings_read_the_same(tmp_path: Path) -> None:
+    as_numbers = {"@timestamp": "2026-04-14T02:12:58.903Z",
+                  "winlog": {"event_id": 4624, "computer_name": "HES-APP01", "record_id": 1,
+                             "event_data": {"TargetUserName": "jdoe", "LogonType": 10, "IpAddress": "10.1.1.1"}}}
+    as_strings = json.loads(json.dumps(as_numbers).replace("4624", '"4624"').replace(": 10,", ': "10",'))
+    assert as_strings["winlog"]["event_id"] == "4624" and as_strings["winlog"]["event_data"]["LogonType"] == "10"
+    flat_strings = FLAT_4624.replace('"EventID":4624', '"EventID":"4624"').replace('"LogonType":10', '"LogonType":"10"')
+    flat_float = FLAT_4624.replace('"EventID":4624', '"EventID":4624.0')
+    events, rejects = _parse(tmp_path, json.dumps(as_numbers), json.dumps(as_strings), FLAT_4624, flat_strings,
+                             flat_float)
+    assert rejects.height == 0
+    rows = _comparable(events)
+    assert rows[0] == rows[1] and rows[2] == rows[3] == rows[4]
+    assert rows[0]["native_code"] == "4624" and "LogonType 10" in rows[0]["message"]
+
+
+def test_sid_dash_and_machine_accounts(tmp_path: Path) -> None:
+    base = {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 4624, "Computer": "HES-APP01", "LogonType": 3}
+    lines = [
+        {**base, "TargetUserName": "HES-APP02$", "TargetDomainName": "UTIL"},
+        {**base, "TargetUserName": "-", "TargetDomainName": "-", "TargetUserSid": "S-1-5-21-1-2-3-1333"},
+        {**base, "TargetUserName": "-", "TargetUserSid": "S-1-0-0", "IpAddress": "-", "WorkstationName": "-"},
+        {**base, "TargetUserName": "UTIL\\JDoe", "IpAddress": "::1", "WorkstationName": "\\\\OPS-WS-14"},
+        {**base, "TargetUserName": "jdoe", "IpAddress": "127.0.0.1"},
+    ]
+    events, rejects = _parse(tmp_path, *map(json.dumps, lines))
+    assert rejects.height == 0
+    got = events.select("account", "account_domain", "src_ip", "src_host").rows()
+    assert got == [
+        ("hes-app02$", "UTIL", None, None),
+        ("s-1-5-21-1-2-3-1333", None, None, None),
+        (None, None, None, None),  # nobody named: no account rather than the null SID
+        ("jdoe", "UTIL", "::1", "OPS-WS-14"),
+        ("jdoe", None, "127.0.0.1", None),
+    ]
+
+
+@pytest.mark.parametrize("signal", [
+    {"KeywordsDisplayNames": ["Audit Failure"]},
+    {"EventType": "AUDIT_FAILURE"},
+    {"Keywords": -9218868437227405312},
+    {"Keywords": "0x8010000000000000"},
+    {"keywords": ["Audit Failure"]},
+    {"event": {"outcome": "failure"}},
+])
+def test_record_says_failure(tmp_path: Path, signal: dict) -> None:
+    record = {"TimeCreated": "2026-04-14T02:20:00Z", "EventID": 4724, "Computer": "DC01",
+              "SubjectUserName": "svc_vendor_support", "TargetUserName": "jdoe", **signal}
+    assert _row(tmp_path, record)["outcome"] == "failure"
+
+
+def test_record_says_success_and_default_outcomes(tmp_path: Path) -> None:
+    base = {"TimeCreated": "2026-04-14T02:20:00Z", "Computer": "DC01", "TargetUserName": "jdoe"}
+    assert _row(tmp_path, {**base, "EventID": 4771, "Keywords": 9232379236109516800})["outcome"] == "success"
+    assert _row(tmp_path, {**base, "EventID": 4625})["outcome"] == "failure"
+    assert _row(tmp_path, {**base, "EventID": 4740})["outcome"] == "success"
+    assert _row(tmp_path, {**base, "EventID": 4771})["outcome"] == "unknown"
+
+
+def test_time_variants(tmp_path: Path) -> None:
+    base = {"EventID": 4624, "Computer": "HES-APP01", "TargetUserName": "jdoe"}
+    times = ["/Date(1776132778903)/", "2026-04-14T04:12:58.9030000+02:00", "2026-04-14T02:12:58.9030000Z"]
+    events, rejects = _parse(tmp_path, *[json.dumps({**base, "TimeCreated": t}) for t in times])
+    assert rejects.height == 0
+    assert {str(t) for t in events.get_column("time")} == {"2026-04-14 02:12:58.903000+00:00"}
+
+
+def test_event_time_wins_over_a_relays_timestamp(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"EventTime": "2026-04-14 02:12:58", "@timestamp": "2026-04-14T07:30:00Z", "EventID": 4624,
+                          "Hostname": "HES-APP01", "TargetUserName": "jdoe"}, CHICAGO)
+    assert str(row["time"]) == "2026-04-14 07:12:58+00:00"
+
+
+def test_naive_event_time_needs_tz(tmp_path: Path) -> None:
+    line = ('{"EventTime":"2026-04-14 02:12:58","Hostname":"HES-APP01","EventID":4624,'
+            '"TargetUserName":"jdoe","LogonType":"10"}')
+    with pytest.raises(InputError, match="--tz"):
+        _parse(tmp_path, FLAT_4624, line)
+    events, _ = _parse(tmp_path, line, options=CHICAGO)
+    assert str(events.item(0, "time")) == "2026-04-14 07:12:58+00:00"
+
+
+def test_host_from_ecs_object_or_relay_string(tmp_path: Path) -> None:
+    base = {"@timestamp": "2026-04-14T02:20:00Z", "winlog": {"event_id": "4624"}}
+    events, rejects = _parse(tmp_path, json.dumps({**base, "host": {"name": "hes-app01", "ip": ["10.0.0.1"]}}),
+                             json.dumps({**base, "host": "relay01"}))
+    assert rejects.height == 0
+    assert events.get_column("host").to_list() == ["hes-app01", "relay01"]
+
+
+def test_mixed_shapes_in_one_file(tmp_path: Path) -> None:
+    together: list[str] = []
+    alone: list[dict] = []
+    for name, _ in GOLDENS:
+        lines = (GOLDEN / name).read_text().splitlines()
+        together += lines
+        alone += _comparable(parse_all(GOLDEN / name, WinsecJsonl, CHICAGO)[0])
+    events, rejects = _parse(tmp_path, *together, options=CHICAGO)
+    assert rejects.height == 0
+    assert events.get_column("raw_line").to_list() == list(range(1, len(together) + 1))
+    assert _comparable(events) == alone
+
+
+def test_bad_and_foreign_lines_become_rejects_with_line_numbers(tmp_path: Path) -> None:
+    hes = ('{"ts":"2026-04-14T02:31:02.118Z","jobId":"J-0414-000231","user":"ops_tmp7","command":"RemoteDisconnect",'
+           '"targetId":"4A1B22C3","status":"Succeeded"}')
+    events, rejects = _parse(
+        tmp_path, FLAT_4624, "not json", "", hes, FLAT_4720, '{"EventID":4624,"Computer":"X"',
+        '["list"]', '{"TimeCreated":"yesterday","EventID":4624}', '{"ts":"2026-04-14T02:31:02Z","level":"info"}',
+        '{"TimeCreated":"2026-04-14T02:31:02Z","EventID":4624,"winlog":"flat text"}', FLAT_4624)
+    assert events.get_column("raw_line").to_list() == [1, 5, 11]
+    reasons = dict(rejects.select("raw_line", "reason").iter_rows())
+    assert sorted(reasons) == [2, 4, 6, 7, 8, 9, 10]
+    assert "not a JSON object" in reasons[2]
+    assert "unexpected type" in reasons[4]  # the HES command log's "user" is text, not ECS's object
+    assert "timestamp" in reasons[8]
+    assert "no event id" in reasons[9]
+    assert "unexpected type" in reasons[10]
+
+
+# ---- sniffing -------------------------------------------------------------------------------------
+
+def test_sniff_recognises_all_shapes_and_not_the_hes_command_log() -> None:
+    for name, _ in GOLDENS:
+        lines = (GOLDEN / name).read_text().splitlines()
+        assert all(WinsecJsonl.sniff([line]) for line in lines), name
+    get_winevent = '{"Id":4624,"ProviderName":"Microsoft-Windows-Security-Auditing","TimeCreated":"/Date(1)/"}'
+    assert WinsecJsonl.sniff([get_winevent])
+    hes_lines = (GOLDEN / "hes_commands.jsonl").read_text().splitlines()
+    assert not WinsecJsonl.sniff(hes_lines)
+    assert not WinsecJsonl.sniff(['{"EventID":12,"command":"x","jobId":"J1","Computer":"c"}'])
+    assert not WinsecJsonl.sniff(['{"EventID":1,"level":"info"}', "EventID,Computer", ""])
+    assert not HesCommandsJsonl.sniff((GOLDEN / "winsec_ecs.jsonl").read_text().splitlines())
+
+
+# ---- never crashes, never loses a line ------------------------------------------------------------
+
+_JSONISH = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from([FLAT_4624, FLAT_4720, "", "  ", "{}", "[]", "null", '{"EventID":', '{"winlog":{"event_data":[]}}',
+                     '{"EventID":4624,"TimeCreated":"2026-04-14 02:12:58"}', '{"EventID":{"a":1}}',
+                     '{"EventID":4624,"TimeCreated":1e400}', '{"Keywords":"0xZZ","EventID":1,"TimeCreated":"1"}']),
+    st.builds(lambda d: json.dumps(d), st.dictionaries(
+        st.sampled_from(["EventID", "TimeCreated", "EventTime", "@timestamp", "TargetUserName", "MemberName",
+                         "Keywords", "winlog", "host", "user", "event", "LogonType", "IpAddress", "Message"]),
+        st.one_of(st.none(), st.integers(), st.text(max_size=20), st.booleans(),
+                  st.dictionaries(st.sampled_from(["event_id", "name", "event_data", "outcome"]),
+                                  st.one_of(st.integers(), st.text(max_size=10)), max_size=3)),
+        max_size=6)),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_JSONISH, min_size=1, max_size=12))
+def test_never_raises_and_accounts_for_every_line(raws: list[str]) -> None:
+    lines = pl.DataFrame({"raw_line": list(range(1, len(raws) + 1)), "raw": raws},
+                         schema={"raw_line": pl.Int64, "raw": pl.String})
+    parser = WinsecJsonl("fuzz.jsonl", ParseOptions(tz="UTC"))
+    events, rejects = finalize(parser.parse_chunk(lines), source_format=WinsecJsonl.name, raw_file="fuzz.jsonl",
+                               source_system=WinsecJsonl.source_system)
+    validate_events(events)
+    validate_rejects(rejects)
+    non_blank = lines.filter(pl.col("raw").str.strip_chars() != "").get_column("raw_line").to_list()
+    seen = sorted(events.get_column("raw_line").to_list() + rejects.get_column("raw_line").to_list())
+    assert seen == non_blank
