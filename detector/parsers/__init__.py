@@ -15,6 +15,8 @@ import polars as pl
 
 from detector.errors import FormatError
 from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_lines
+from detector.parsers.cef import Cef
+from detector.parsers.dms_syslog import DmsSyslog
 from detector.parsers.hes_audit_csv import HesAuditCsv
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
 from detector.parsers.reader import read_head, read_line_chunks
@@ -24,7 +26,7 @@ from detector.schema import REJECT_SCHEMA
 # Sniffing tries formats in this order; more specific shapes come first.
 PARSERS: dict[str, type[Parser]] = {
     cls.name: cls
-    for cls in (HesAuditCsv, HesCommandsJsonl, WinsecJsonl)
+    for cls in (HesAuditCsv, HesCommandsJsonl, WinsecJsonl, Cef, DmsSyslog)
 }
 
 

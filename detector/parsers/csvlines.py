@@ -80,4 +80,10 @@ def parse_header(line: str, separator: str = ",") -> list[str]:
         names = next(csv.reader([line], delimiter=separator))
     except csv.Error:  # a stray carriage return or NUL: fall back to a plain split
         names = line.split(separator)
-    return [name.strip().strip('"') for name in names]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in (n.strip().strip('"') for n in names):
+        # A repeated name keeps its first column; later ones are renamed so fields stay distinct.
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return unique

@@ -91,7 +91,10 @@ class HesAuditCsv(Parser):
             raise InputError(f"CSV header lacks the columns {missing}; found {names}",
                              source=(self.path, first["raw_line"]))
         canonical = {c.lower(): c for c in COLUMNS}
-        self._names = [canonical.get(n.lower(), f"_extra{i}") for i, n in enumerate(names)]
+        self._names = []
+        for i, name in enumerate(names):  # a repeated column name: the first one counts
+            known = canonical.get(name.lower())
+            self._names.append(known if known and known not in self._names else f"_extra{i}")
         return lines.slice(1)
 
     def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
