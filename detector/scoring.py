@@ -1,0 +1,910 @@
+"""Isolation-forest scoring of feature windows, calibrated and explained.
+
+One :class:`WindowScorer` is trained per entity kind (``account``, ``device``) on the baseline
+windows the feature stage produces. It follows scikit-learn's estimator contract and is built on
+:class:`sklearn.ensemble.IsolationForest`, but after fitting it keeps the forest only as plain
+numpy arrays (:class:`ForestArrays`) and scores from those. That is what lets the model store save
+a model without pickle: a loaded scorer is the same arrays and therefore gives bit-for-bit the same
+scores as the one that was fitted.
+
+Three numbers per window, in one direction (higher = more anomalous):
+
+* the *raw* score, ``2 ** (-mean path length / c(max_samples))`` — the anomaly score of the
+  isolation-forest paper, i.e. the opposite of sklearn's ``score_samples``;
+* the *calibrated* score in 0..1, "rarer than this share of the baseline windows"
+  (:meth:`WindowScorer.calibrated`), which is what findings carry;
+* the severity label derived from the calibrated score (:func:`severity`).
+
+Cold start is explicit: :meth:`WindowScorer.fit` raises :class:`ColdStartError` when an entity
+kind has too few baseline windows for any window to be placed in the top percent of the baseline,
+instead of quietly training a scorer that can never flag anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Final, Literal, Self, overload
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import IsolationForest
+from sklearn.utils.validation import check_is_fitted
+
+from detector.errors import ConfigError, DetectorError
+
+__all__ = [
+    "QUANTILE_LEVELS",
+    "SEVERITIES",
+    "STATE_ARRAYS",
+    "ColdStartError",
+    "ForestArrays",
+    "ScoringConfig",
+    "ScoringError",
+    "Severity",
+    "SeverityThresholds",
+    "WindowScorer",
+    "average_path_length",
+    "severity",
+]
+
+
+class ScoringError(DetectorError, ValueError):
+    """Scoring input is unusable (wrong shape, non-finite values) or a scorer's state is invalid."""
+
+
+class ColdStartError(ScoringError):
+    """An entity kind has too few baseline windows to train a calibrated scorer.
+
+    Attributes
+    ----------
+    n_windows, min_windows
+        How many baseline windows there were and how many are needed.
+    """
+
+    def __init__(self, message: str, *, n_windows: int, min_windows: int) -> None:
+        super().__init__(message)
+        self.n_windows = n_windows
+        self.min_windows = min_windows
+
+
+Severity = Literal["none", "low", "medium", "high", "critical"]
+SEVERITIES: Final[tuple[Severity, ...]] = ("none", "low", "medium", "high", "critical")
+
+# Baseline quantiles kept per feature for explanations and reasons ("above 99 % of baseline
+# windows"); 0 and 1 are the training range, which also tells which features were constant.
+QUANTILE_LEVELS: Final[tuple[float, ...]] = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+
+# The arrays of a fitted scorer's state, as the model store saves them (see WindowScorer.get_state).
+STATE_ARRAYS: Final[tuple[str, ...]] = (
+    "tree_offsets", "children_left", "children_right", "feature", "threshold", "n_node_samples",
+    "max_samples", "train_scores", "feature_median", "quantile_levels", "feature_quantiles",
+)
+
+_INT_ARRAYS: Final = frozenset({"tree_offsets", "children_left", "children_right", "feature",
+                                "n_node_samples", "max_samples"})
+
+# sklearn's markers in tree arrays.
+_LEAF: Final = -1  # children_left / children_right of a leaf
+_UNDEFINED: Final = -2  # feature of a leaf
+
+# Rows scored together: large enough to amortise numpy's per-call cost, small enough for cache.
+_CHUNK_ROWS: Final = 16384
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    # bool is an int to Python, but `n_estimators = true` in a TOML file is a mistake.
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class SeverityThresholds:
+    """Lower bounds of each severity on the calibrated score (a window scoring >= ``high`` and
+    < ``critical`` is ``high``; below ``low`` it is ``none``).
+
+    The calibrated score is a conformal rank (see :meth:`WindowScorer.calibrated`), so a window
+    drawn from the same distribution as the baseline reaches a threshold ``t`` with probability at
+    most ``1 - t``. The defaults therefore read as false-alarm budgets: per 10 000 ordinary windows
+    at most about 100 are ``low`` or above, 50 ``medium``, 10 ``high`` and 1 ``critical``. For a
+    utility with a few hundred active account-hours a day that is a handful of ``low`` findings and
+    a ``high`` one every few days, which an analyst can read; the factor between levels keeps them
+    apart in practice. A threshold ``t`` is only reachable when the baseline has at least
+    ``t / (1 - t)`` windows (``critical`` needs 9 999), so with a short baseline the top severities
+    cannot be reached: deliberately, since the model has no evidence that a window is that rare.
+
+    Raises
+    ------
+    ConfigError
+        Unless ``0 < low < medium < high < critical <= 1``.
+    """
+
+    low: float = 0.99
+    medium: float = 0.995
+    high: float = 0.999
+    critical: float = 0.9999
+
+    def __post_init__(self) -> None:
+        values = [self.low, self.medium, self.high, self.critical]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"severity thresholds must be numbers, not {values!r}")
+        if not (0.0 < self.low < self.medium < self.high < self.critical <= 1.0):
+            raise ConfigError("severity thresholds must satisfy 0 < low < medium < high < critical <= 1, "
+                              f"not low={self.low}, medium={self.medium}, high={self.high}, "
+                              f"critical={self.critical}")
+
+    def as_array(self) -> np.ndarray:
+        """The four thresholds in increasing order, for :func:`numpy.searchsorted`."""
+        return np.array([self.low, self.medium, self.high, self.critical], dtype=np.float64)
+
+    @classmethod
+    def from_dict(cls, table: Mapping[str, Any]) -> Self:
+        """Build from a TOML table such as ``[scoring.severity]``; missing keys keep their defaults.
+
+        Raises
+        ------
+        ConfigError
+            On an unknown key or invalid values.
+        """
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[scoring.severity] must be a table, not {table!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"unknown severity threshold(s) {unknown}; known: {sorted(known)}")
+        return cls(**{k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                      for k, v in table.items()})
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Settings of the scoring stage, as in the ``[scoring]`` table of a configuration file.
+
+    Parameters
+    ----------
+    n_estimators
+        Trees per forest. 200 (rather than sklearn's 100) halves the run-to-run noise of the
+        explanations, which average over trees, for little cost.
+    max_samples
+        Windows drawn (without replacement) to grow each tree; 256 is the isolation-forest paper's
+        value, beyond which detection does not improve.
+    random_state
+        Seed of the forest. Fixed by default so that training twice on the same data gives the same
+        model, model id and finding ids.
+    min_training_windows
+        Fewest baseline windows per entity kind; fewer raise :class:`ColdStartError`. 100 is what
+        the calibration needs before any window can reach the default ``low`` threshold 0.99.
+    top_k
+        Features listed in each finding's ``top_features``.
+    severity
+        Thresholds on the calibrated score, see :class:`SeverityThresholds`.
+
+    Raises
+    ------
+    ConfigError
+        On invalid values.
+    """
+
+    n_estimators: int = 200
+    max_samples: int = 256
+    random_state: int | None = 0
+    min_training_windows: int = 100
+    top_k: int = 5
+    severity: SeverityThresholds = field(default_factory=SeverityThresholds)
+
+    def __post_init__(self) -> None:
+        _check_int("n_estimators", self.n_estimators, 1)
+        _check_int("max_samples", self.max_samples, 2)
+        _check_int("min_training_windows", self.min_training_windows, 2)
+        _check_int("top_k", self.top_k, 1)
+        if self.random_state is not None:
+            _check_int("random_state", self.random_state, 0)
+        if not isinstance(self.severity, SeverityThresholds):
+            raise ConfigError(f"severity must be SeverityThresholds, not {self.severity!r}")
+
+    @classmethod
+    def from_dict(cls, table: Mapping[str, Any]) -> Self:
+        """Build a config from a TOML table such as ``[scoring]``; missing keys keep their defaults.
+
+        The thresholds are the sub-table ``[scoring.severity]`` (``low``, ``medium``, ``high``,
+        ``critical``).
+
+        Raises
+        ------
+        ConfigError
+            On an unknown key or an invalid value.
+        """
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[scoring] must be a table, not {table!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"unknown scoring setting(s) {unknown}; known: {sorted(known)}")
+        values = dict(table)
+        if "severity" in values:
+            values["severity"] = SeverityThresholds.from_dict(values["severity"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain (TOML/JSON-ready) table; ``from_dict(to_dict())`` round-trips.
+
+        ``random_state = None`` is left out (TOML has no null), which ``from_dict`` reads back as
+        the default seed 0 — so only a config with an explicit seed round-trips through TOML.
+        """
+        table = asdict(self)
+        if table["random_state"] is None:
+            del table["random_state"]
+        return table
+
+    def make_scorer(self) -> WindowScorer:
+        """An unfitted :class:`WindowScorer` with these settings."""
+        return WindowScorer(n_estimators=self.n_estimators, max_samples=self.max_samples,
+                            random_state=self.random_state, min_windows=self.min_training_windows)
+
+
+# --------------------------------------------------------------------------------------------
+# Severity
+
+
+@overload
+def severity(score: float, config: ScoringConfig | SeverityThresholds | None = None) -> Severity: ...
+@overload
+def severity(score: np.ndarray, config: ScoringConfig | SeverityThresholds | None = None) -> np.ndarray: ...
+
+
+def severity(score: np.ndarray | float, config: ScoringConfig | SeverityThresholds | None = None
+             ) -> np.ndarray | Severity:
+    """Map calibrated scores to severity labels.
+
+    Parameters
+    ----------
+    score
+        Calibrated score(s) in 0..1, a scalar or an array of any shape.
+    config
+        The thresholds, or a :class:`ScoringConfig` holding them; the defaults when ``None``.
+
+    Returns
+    -------
+    numpy.ndarray or str
+        ``"none"``, ``"low"``, ``"medium"``, ``"high"`` or ``"critical"``: the highest level whose
+        threshold the score reaches (a score equal to a threshold reaches it). An array of ``str``
+        of the same shape for array input, a plain ``str`` for a scalar.
+
+    Raises
+    ------
+    ScoringError
+        When a score is NaN or outside 0..1 (calibrated scores never are; a raw score was passed).
+    """
+    if config is None:
+        thresholds = SeverityThresholds()
+    elif isinstance(config, ScoringConfig):
+        thresholds = config.severity
+    else:
+        thresholds = config
+    values = np.asarray(score, dtype=np.float64)
+    if np.isnan(values).any() or (values < 0.0).any() or (values > 1.0).any():
+        raise ScoringError("severity needs calibrated scores in 0..1 (WindowScorer.calibrated), "
+                           "got values outside that range or NaN")
+    # side="right": a score equal to a threshold belongs to that threshold's level.
+    level = np.searchsorted(thresholds.as_array(), values, side="right")
+    labels = np.asarray(SEVERITIES)[level]
+    if labels.ndim == 0:
+        return str(labels)  # type: ignore[return-value]
+    return labels
+
+
+# --------------------------------------------------------------------------------------------
+# The forest as arrays
+
+
+def average_path_length(n: np.ndarray | int) -> np.ndarray:
+    """``c(n)``: mean depth of an unsuccessful search in a binary search tree of *n* keys.
+
+    The expected remaining path length below a leaf holding *n* training samples, exactly as
+    scikit-learn computes it (0 for n <= 1, 1 for n == 2).
+    """
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros(n.shape, dtype=np.float64)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+def _validation_error(message: str) -> ScoringError:
+    return ScoringError(f"invalid forest arrays: {message}")
+
+
+@dataclass(frozen=True, eq=False)
+class _TreeWalk:
+    """One tree's arrays prepared for walking: leaves loop onto themselves (threshold +inf)."""
+
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    count: np.ndarray
+    path_length: np.ndarray
+    depth: int
+
+
+@dataclass(frozen=True, eq=False)
+class ForestArrays:
+    """A fitted isolation forest as flat arrays, and path-length scoring in numpy.
+
+    The trees are concatenated: tree ``t`` owns nodes ``tree_offsets[t]:tree_offsets[t + 1]``.
+    Node arrays are those of sklearn's ``estimator.tree_`` with child indices local to their tree
+    (``-1`` at a leaf); ``feature`` is already mapped through ``estimators_features_`` to a column
+    of the full input matrix (``-2`` at a leaf), so no per-tree feature subset needs storing.
+
+    Constructing one checks the arrays' structure (shapes, index ranges, that every child comes
+    after its parent and has exactly one parent, sample counts adding up), so arrays read from
+    disk cannot make the traversal loop, index out of bounds or divide by zero.
+
+    Raises
+    ------
+    ScoringError
+        When the arrays do not describe a valid forest.
+    """
+
+    tree_offsets: np.ndarray
+    children_left: np.ndarray
+    children_right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    n_node_samples: np.ndarray
+    max_samples: int
+    n_features: int
+    # Derived once from the above (global child indices, depths, per-leaf path lengths).
+    _trees: tuple[_TreeWalk, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen dataclass: derived fields are set once, here
+        for name in ("tree_offsets", "children_left", "children_right", "feature", "n_node_samples"):
+            value = np.asarray(getattr(self, name))
+            if value.dtype.kind not in "iu" or value.ndim != 1:
+                raise _validation_error(f"{name} must be a 1-D integer array, not {value.dtype} {value.shape}")
+            set_(self, name, value.astype(np.int64, copy=False))
+        threshold = np.asarray(self.threshold)
+        if threshold.dtype.kind != "f" or threshold.ndim != 1:
+            raise _validation_error(f"threshold must be a 1-D float array, "
+                                    f"not {threshold.dtype} {threshold.shape}")
+        set_(self, "threshold", threshold.astype(np.float64, copy=False))
+        if int(self.max_samples) < 1 or int(self.n_features) < 1:
+            raise _validation_error(f"max_samples={self.max_samples} and n_features={self.n_features} "
+                                    "must be >= 1")
+        set_(self, "max_samples", int(self.max_samples))
+        set_(self, "n_features", int(self.n_features))
+
+        offsets = self.tree_offsets
+        n_nodes = self.children_left.shape[0]
+        if any(getattr(self, a).shape[0] != n_nodes
+               for a in ("children_right", "feature", "threshold", "n_node_samples")):
+            raise _validation_error("node arrays differ in length")
+        if offsets.shape[0] < 2 or offsets[0] != 0 or offsets[-1] != n_nodes or (np.diff(offsets) < 1).any():
+            raise _validation_error("tree_offsets must rise strictly from 0 to the number of nodes")
+
+        tree_of = np.repeat(np.arange(offsets.shape[0] - 1), np.diff(offsets))
+        local = np.arange(n_nodes) - offsets[tree_of]
+        size = np.diff(offsets)[tree_of]
+        left, right = self.children_left, self.children_right
+        leaf = left == _LEAF
+        internal = ~leaf
+        if (right[leaf] != _LEAF).any() or (self.feature[leaf] != _UNDEFINED).any():
+            raise _validation_error("a leaf has a right child or a split feature")
+        # A child after its parent and inside its tree: traversal cannot cycle or leave the tree.
+        for name, child in (("children_left", left), ("children_right", right)):
+            if ((child[internal] <= local[internal]) | (child[internal] >= size[internal])).any():
+                raise _validation_error(f"{name} points outside its tree or backwards")
+        if ((self.feature[internal] < 0) | (self.feature[internal] >= self.n_features)).any():
+            raise _validation_error(f"a split feature is outside 0..{self.n_features - 1}")
+        if not np.isfinite(self.threshold[internal]).all():
+            raise _validation_error("a split threshold is not finite")
+        global_left = np.where(internal, left + offsets[tree_of], _LEAF)
+        global_right = np.where(internal, right + offsets[tree_of], _LEAF)
+        parents = np.bincount(np.concatenate([global_left[internal], global_right[internal]]),
+                              minlength=n_nodes)
+        is_root = local == 0
+        if (parents[is_root] != 0).any() or (parents[~is_root] != 1).any():
+            raise _validation_error("every node but a root must have exactly one parent")
+        counts = self.n_node_samples
+        if (counts < 1).any() or (counts[offsets[:-1]] > self.max_samples).any():
+            raise _validation_error("node sample counts must be >= 1 and a root's <= max_samples")
+        if (counts[internal] != counts[global_left[internal]] + counts[global_right[internal]]).any():
+            raise _validation_error("a node's sample count is not the sum of its children's")
+
+        depth = np.zeros(n_nodes, dtype=np.int64)
+        frontier = np.flatnonzero(is_root)
+        level = 0
+        while frontier.size:
+            frontier = frontier[internal[frontier]]
+            level += 1
+            children = np.concatenate([global_left[frontier], global_right[frontier]])
+            depth[children] = level
+            frontier = children
+        # Same operations as sklearn (1-based node depth + c(n) - 1) so scores match bit for bit.
+        path_length = (depth + 1.0) + average_path_length(counts) - 1.0
+        walks = []
+        for t in range(offsets.shape[0] - 1):
+            nodes = slice(int(offsets[t]), int(offsets[t + 1]))
+            is_leaf, own = leaf[nodes], np.arange(nodes.stop - nodes.start)
+            walks.append(_TreeWalk(
+                left=np.where(is_leaf, own, left[nodes]).astype(np.intp),
+                right=np.where(is_leaf, own, right[nodes]).astype(np.intp),
+                feature=np.where(is_leaf, 0, self.feature[nodes]).astype(np.intp),
+                threshold=np.where(is_leaf, np.inf, self.threshold[nodes]),
+                count=counts[nodes].astype(np.float64),
+                path_length=path_length[nodes],
+                depth=int(depth[nodes].max())))
+        set_(self, "_trees", tuple(walks))
+
+    @classmethod
+    def from_sklearn(cls, forest: IsolationForest) -> Self:
+        """Extract the arrays of a fitted :class:`~sklearn.ensemble.IsolationForest`."""
+        check_is_fitted(forest)
+        n_features = int(forest.n_features_in_)
+        # sklearn trains each tree on X[:, estimators_features_[t]] only when features are
+        # subsampled; otherwise on X itself (and the indices are merely a permutation of all).
+        subsampled = any(len(columns) != n_features for columns in forest.estimators_features_)
+        lefts, rights, feats, thresholds, counts, offsets = [], [], [], [], [], [0]
+        for estimator, columns in zip(forest.estimators_, forest.estimators_features_, strict=True):
+            tree = estimator.tree_
+            feature = np.asarray(tree.feature, dtype=np.int64).copy()
+            if subsampled:
+                split = feature >= 0
+                feature[split] = np.asarray(columns, dtype=np.int64)[feature[split]]
+            lefts.append(np.asarray(tree.children_left, dtype=np.int64))
+            rights.append(np.asarray(tree.children_right, dtype=np.int64))
+            feats.append(feature)
+            thresholds.append(np.asarray(tree.threshold, dtype=np.float64))
+            counts.append(np.asarray(tree.n_node_samples, dtype=np.int64))
+            offsets.append(offsets[-1] + tree.node_count)
+        return cls(tree_offsets=np.asarray(offsets, dtype=np.int64),
+                   children_left=np.concatenate(lefts), children_right=np.concatenate(rights),
+                   feature=np.concatenate(feats), threshold=np.concatenate(thresholds),
+                   n_node_samples=np.concatenate(counts), max_samples=int(forest.max_samples_),
+                   n_features=n_features)
+
+    @property
+    def n_trees(self) -> int:
+        """Number of trees."""
+        return int(self.tree_offsets.shape[0] - 1)
+
+    def _walk(self, X32: np.ndarray, record: bool
+              ) -> Iterator[tuple[int, _TreeWalk, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]]:
+        """Walk rows down the trees, tree by tree, all rows of a chunk one depth level at a time.
+
+        Yields, per chunk of rows (its start) and per tree (its arrays), the leaf each row
+        reaches (a node index local to the tree) and, when *record*, per level the split feature
+        and the bits of isolation of the step taken (0 once the row is in its leaf). Tree by tree
+        keeps one tree's node arrays in cache: twice as fast as walking all trees at once.
+        """
+        n_rows = X32.shape[0]
+        for start in range(0, n_rows, _CHUNK_ROWS):
+            chunk = X32[start:start + _CHUNK_ROWS]
+            m = chunk.shape[0]
+            # Feature-major copy: the values a level needs are one gather from a flat array.
+            flat = np.ascontiguousarray(chunk.T).ravel()
+            rows = np.arange(m)
+            for walk in self._trees:
+                node = np.zeros(m, dtype=np.intp)
+                steps: list[tuple[np.ndarray, np.ndarray]] = []
+                for _ in range(walk.depth):
+                    feature = walk.feature[node]
+                    # float32 value against float64 threshold, as sklearn's Cython tree compares
+                    # them; a leaf has threshold +inf and itself as both children, so rows that
+                    # reached their leaf stay there.
+                    nxt = np.where(flat[feature * m + rows] <= walk.threshold[node],
+                                   walk.left[node], walk.right[node])
+                    if record:
+                        steps.append((feature, np.log2(walk.count[node] / walk.count[nxt])))
+                    node = nxt
+                yield start, walk, node, steps
+
+    def score(self, X32: np.ndarray) -> np.ndarray:
+        """Anomaly score ``2 ** (-E[h(x)] / c(max_samples))`` per row: higher = more anomalous.
+
+        Equal to ``-IsolationForest.score_samples(X)`` of the forest these arrays came from.
+        *X32* must be a finite float32 matrix with ``n_features`` columns.
+        """
+        depths = np.zeros(X32.shape[0], dtype=np.float64)
+        for start, walk, leaf, _ in self._walk(X32, record=False):
+            # Tree by tree, in order: the same floating-point sum as sklearn's accumulation.
+            depths[start:start + leaf.shape[0]] += walk.path_length[leaf]
+        denominator = self.n_trees * float(average_path_length(self.max_samples))
+        # As sklearn: a forest grown on a single sample has c = 0 and scores every row 2**-1.
+        ratio = depths / denominator if denominator != 0 else np.ones_like(depths)
+        return 2.0 ** (-ratio)
+
+    def attribution(self, X32: np.ndarray) -> np.ndarray:
+        """Depth-weighted isolation attribution per (row, feature), each row summing to 1.
+
+        For every tree, each split on the row's path is credited to its feature with the bits of
+        isolation it achieved, ``log2(n_node / n_child_taken)``, and the tree is weighted by
+        ``1 / h`` where ``h`` is the row's path length in it (DIFFI's weight: trees that isolate the
+        row early say most about why it is anomalous). See :meth:`WindowScorer.explain` for why.
+        """
+        n_rows, n_features = X32.shape[0], self.n_features
+        out = np.zeros(n_rows * n_features, dtype=np.float64)
+        for start, walk, leaf, steps in self._walk(X32, record=True):
+            if not steps:
+                continue
+            weight = 1.0 / np.maximum(walk.path_length[leaf], 1.0)
+            cell = (np.arange(start, start + leaf.shape[0]) * n_features)
+            index = np.concatenate([cell + feature for feature, _ in steps])
+            bits = np.concatenate([b * weight for _, b in steps])
+            out += np.bincount(index, weights=bits, minlength=out.shape[0])
+        shares = out.reshape(n_rows, n_features)
+        sums = shares.sum(axis=1, keepdims=True)
+        return np.divide(shares, sums, out=np.zeros_like(shares), where=sums > 0)
+
+
+# --------------------------------------------------------------------------------------------
+# The estimator
+
+
+class WindowScorer(BaseEstimator):
+    """Isolation-forest anomaly scorer for the windows of one entity kind.
+
+    Parameters
+    ----------
+    n_estimators
+        Number of trees.
+    max_samples
+        Windows drawn without replacement to grow each tree (capped at the number of windows).
+    random_state
+        Seed (or :class:`numpy.random.RandomState`) for the forest; ``None`` is not reproducible.
+    min_windows
+        Fewest training windows :meth:`fit` accepts; fewer raise :class:`ColdStartError`.
+
+    Attributes
+    ----------
+    feature_names_ : list of str
+        Column names, in the order of the matrix columns.
+    n_features_in_ : int
+        Number of features.
+    forest_ : ForestArrays
+        The fitted forest as arrays; all scoring goes through it.
+    train_scores_ : numpy.ndarray
+        Sorted raw scores of the training windows: the calibration sample.
+    feature_median_ : numpy.ndarray
+        Per-feature median over the training windows (the ``baseline`` of explanations).
+    quantile_levels_ : numpy.ndarray
+        Levels of :attr:`feature_quantiles_` (:data:`QUANTILE_LEVELS`).
+    feature_quantiles_ : numpy.ndarray
+        Per-feature training quantiles, shape ``(len(quantile_levels_), n_features_in_)``.
+    """
+
+    def __init__(self, n_estimators: int = 200, max_samples: int = 256,
+                 random_state: int | np.random.RandomState | None = None, min_windows: int = 100) -> None:
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.random_state = random_state
+        self.min_windows = min_windows
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def _matrix(self, X: np.ndarray | pl.DataFrame, names: Sequence[str]) -> np.ndarray:
+        """*X* as a finite float64 matrix whose columns are *names*, in that order."""
+        if isinstance(X, pl.DataFrame):
+            missing = [n for n in names if n not in X.columns]
+            if missing:
+                raise ScoringError(f"feature column(s) {missing} missing from the frame")
+            # Selecting by name makes a frame whose columns come in another order score correctly.
+            X = X.select(names).to_numpy()
+        try:
+            matrix = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ScoringError(f"features must be numeric: {exc}") from None
+        if matrix.ndim != 2 or matrix.shape[1] != len(names):
+            raise ScoringError(f"expected a matrix with {len(names)} feature columns, got shape {matrix.shape}")
+        # The forest sees float32 (as sklearn does); a float64 beyond its range would become inf.
+        with np.errstate(over="ignore"):
+            finite = np.isfinite(matrix.astype(np.float32))
+        if not finite.all():
+            bad = [names[j] for j in np.flatnonzero(~finite.all(axis=0))]
+            raise ScoringError(f"feature(s) {bad} hold NaN, null or infinite values (or exceed float32); "
+                               "the feature stage must give every window a finite value")
+        return matrix
+
+    def _input(self, X: np.ndarray | pl.DataFrame) -> np.ndarray:
+        check_is_fitted(self)
+        return self._matrix(X, self.feature_names_)
+
+    # -- fitting -------------------------------------------------------------------------------
+
+    def fit(self, X: np.ndarray | pl.DataFrame, feature_names: Sequence[str] | None = None) -> Self:
+        """Grow the forest on baseline windows and record the calibration and baseline statistics.
+
+        Parameters
+        ----------
+        X
+            Baseline windows, shape ``(n_windows, n_features)``, or a polars frame of numeric columns.
+        feature_names
+            Names of the columns; for a frame, which columns to use (default: all of them).
+
+        Returns
+        -------
+        WindowScorer
+            ``self``, fitted.
+
+        Raises
+        ------
+        ColdStartError
+            When there are fewer than ``min_windows`` windows.
+        ScoringError
+            On invalid parameters, names or values.
+        """
+        if feature_names is None:
+            if not isinstance(X, pl.DataFrame):
+                raise ScoringError("feature_names are required when X is not a polars DataFrame")
+            feature_names = X.columns
+        names = list(feature_names)
+        if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ScoringError(f"feature_names must be distinct non-empty strings, not {names!r}")
+        for param, minimum in (("n_estimators", 1), ("max_samples", 1), ("min_windows", 1)):
+            value = getattr(self, param)
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
+                raise ScoringError(f"{param} must be an integer >= {minimum}, not {value!r}")
+        matrix = self._matrix(X, names)
+        n_windows = matrix.shape[0]
+        if n_windows < self.min_windows:
+            raise ColdStartError(
+                f"only {n_windows} baseline window(s), at least {self.min_windows} are needed to "
+                "calibrate scores; train on a longer span of logs (or lower "
+                "scoring.min_training_windows, accepting that few windows can reach any severity)",
+                n_windows=n_windows, min_windows=int(self.min_windows))
+        forest = IsolationForest(
+            n_estimators=int(self.n_estimators),
+            # Capping here rather than letting sklearn do it avoids its warning; the result is the same.
+            max_samples=min(int(self.max_samples), n_windows),
+            max_features=1.0, bootstrap=False, contamination="auto", random_state=self.random_state,
+        ).fit(matrix)
+        self.forest_ = ForestArrays.from_sklearn(forest)
+        self.feature_names_ = names
+        self.n_features_in_ = len(names)
+        # Calibrating on the training windows themselves (in-sample) is slightly conservative in
+        # the upper tail for small baselines (a point helped grow the trees it is scored by) and
+        # indistinguishable from held-out calibration from a few thousand windows on.
+        self.train_scores_ = np.sort(self.forest_.score(matrix.astype(np.float32)))
+        self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
+        self.feature_quantiles_ = np.quantile(matrix, self.quantile_levels_, axis=0)
+        self.feature_median_ = np.median(matrix, axis=0)
+        return self
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def score_samples(self, X: np.ndarray | pl.DataFrame) -> np.ndarray:
+        """Raw anomaly scores in (0, 1], higher = more anomalous.
+
+        This is the isolation-forest paper's ``s(x) = 2 ** (-E[h(x)] / c(max_samples))``, the
+        opposite of sklearn's ``IsolationForest.score_samples``. Around 0.5 and below is ordinary;
+        use :meth:`calibrated` for a number with a meaning across models.
+
+        Parameters
+        ----------
+        X
+            Windows, shape ``(n, n_features_in_)``, or a frame holding the ``feature_names_`` columns.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(n,)``, float64.
+        """
+        matrix = self._input(X)  # first: it is the not-fitted guard
+        return self.forest_.score(matrix.astype(np.float32))
+
+    def calibrate(self, raw_scores: np.ndarray) -> np.ndarray:
+        """Calibrated scores from raw scores already computed with :meth:`score_samples`.
+
+        ``#(training windows with a strictly lower raw score) / (n_training + 1)``: the share of the
+        baseline the window is rarer than, counting the window itself among the n + 1 (a conformal
+        rank). Counting it makes ``1 - score`` a valid p-value — a window from the baseline's
+        distribution scores >= t with probability at most 1 - t — and caps the score at
+        n / (n + 1), so a small baseline cannot claim a window is rarer than it can know.
+        Monotone (non-decreasing) in the raw score; in [0, 1).
+        """
+        check_is_fitted(self)
+        raw = np.asarray(raw_scores, dtype=np.float64)
+        below = np.searchsorted(self.train_scores_, raw, side="left")
+        return below / (self.train_scores_.shape[0] + 1.0)
+
+    def calibrated(self, X: np.ndarray | pl.DataFrame) -> np.ndarray:
+        """Calibrated anomaly scores in 0..1: "rarer than this share of the baseline windows".
+
+        See :meth:`calibrate` for the exact definition.
+
+        Parameters
+        ----------
+        X
+            Windows, as for :meth:`score_samples`.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape ``(n,)``, float64 in [0, 1).
+        """
+        return self.calibrate(self.score_samples(X))
+
+    # -- explanations --------------------------------------------------------------------------
+
+    def explain(self, X: np.ndarray | pl.DataFrame, top_k: int = 5) -> list[list[dict[str, Any]]]:
+        """The features that made each window stand out, for ``top_features`` of a finding.
+
+        Parameters
+        ----------
+        X
+            Windows, as for :meth:`score_samples` (normally just the flagged ones).
+        top_k
+            Most features returned per window.
+
+        Returns
+        -------
+        list of list of dict
+            Per window, up to *top_k* dicts ``{feature, value, baseline, contribution}`` in
+            decreasing contribution, where ``value`` is the window's value, ``baseline`` the
+            training median and ``contribution`` the feature's share of the window's isolation
+            (all features' shares sum to 1; features with no share are left out).
+
+        Notes
+        -----
+        The attribution is depth-based, in the manner of DIFFI (Carletti et al., "Interpretable
+        anomaly detection with DIFFI", 2023), rather than per-feature rarity. Rarity against the
+        training distribution explains a different model from the one that scored the window: it
+        cannot see a window that is anomalous only through a combination of individually ordinary
+        values, and it ranks first whichever feature happens to be heavy-tailed rather than the one
+        the forest isolated the window on. Path attribution explains the score that was actually
+        given. Plain DIFFI credits every split on the path (weighted by 1/depth); in an isolation
+        forest features are picked at random, so a split near the root that left the window with
+        most of its node would be credited as much as the one that cut it off. Each split is
+        therefore credited with the bits of isolation it achieved, ``log2(n_node / n_child)``
+        (a cut that leaves the window alone among 128 earns 7 bits, one that keeps it with 127 of
+        128 almost none), and each tree is weighted by DIFFI's ``1 / h(x)`` so that trees which
+        isolated the window early weigh most. A feature constant in the training windows is
+        never split on and so gets no share — and neither does the forest's score react to it;
+        rules, not the forest, must catch "first time ever" values of such features.
+        """
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise ScoringError(f"top_k must be a positive integer, not {top_k!r}")
+        matrix = self._input(X)
+        shares = self.forest_.attribution(matrix.astype(np.float32))
+        # Stable sort on the negated share: ties keep column order, so explanations are deterministic.
+        order = np.argsort(-shares, axis=1, kind="stable")[:, :top_k]
+        explanations: list[list[dict[str, Any]]] = []
+        for i in range(matrix.shape[0]):
+            explanations.append([
+                {"feature": self.feature_names_[j], "value": float(matrix[i, j]),
+                 "baseline": float(self.feature_median_[j]), "contribution": float(shares[i, j])}
+                for j in order[i] if shares[i, j] > 0.0
+            ])
+        return explanations
+
+    def beyond_baseline(self, X: np.ndarray | pl.DataFrame) -> np.ndarray:
+        """Which values lie outside the range every training window stayed in.
+
+        The forest cannot tell such values apart from the most extreme training value (its
+        thresholds all lie inside the training range), and a feature that was constant in training
+        is never split on at all. This mask lets rules and reasons say "above every baseline
+        window" where the score alone cannot.
+
+        Parameters
+        ----------
+        X
+            Windows, as for :meth:`score_samples`.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean, shape ``(n, n_features_in_)``.
+        """
+        matrix = self._input(X)
+        low = self.feature_quantiles_[0] if self.quantile_levels_[0] == 0.0 else None
+        high = self.feature_quantiles_[-1] if self.quantile_levels_[-1] == 1.0 else None
+        if low is None or high is None:
+            raise ScoringError("this scorer's baseline quantiles do not include the training range")
+        return (matrix < low) | (matrix > high)
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """The fitted state as named numeric arrays (:data:`STATE_ARRAYS`), for the model store.
+
+        Together with :meth:`get_params` and ``feature_names_`` this is everything
+        :meth:`from_state` needs; no array has an object dtype, so they save without pickle.
+        """
+        check_is_fitted(self)
+        forest = self.forest_
+        return {
+            "tree_offsets": forest.tree_offsets,
+            "children_left": forest.children_left,
+            "children_right": forest.children_right,
+            "feature": forest.feature,
+            "threshold": forest.threshold,
+            "n_node_samples": forest.n_node_samples,
+            "max_samples": np.asarray(forest.max_samples, dtype=np.int64),
+            "train_scores": self.train_scores_,
+            "feature_median": self.feature_median_,
+            "quantile_levels": self.quantile_levels_,
+            "feature_quantiles": self.feature_quantiles_,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, np.ndarray], feature_names: Sequence[str],
+                   params: Mapping[str, Any] | None = None) -> Self:
+        """Rebuild a fitted scorer from :meth:`get_state` arrays, checking them thoroughly.
+
+        Parameters
+        ----------
+        state
+            Arrays named as in :data:`STATE_ARRAYS`: integer arrays int64, float arrays float64.
+        feature_names
+            The feature names the scorer was fitted with.
+        params
+            Constructor parameters (:meth:`get_params`); defaults when ``None``.
+
+        Raises
+        ------
+        ScoringError
+            When an array is missing, unexpected, of the wrong dtype or shape, or the arrays are
+            inconsistent with each other or with *feature_names*.
+        """
+        missing = sorted(set(STATE_ARRAYS) - set(state))
+        extra = sorted(set(state) - set(STATE_ARRAYS))
+        if missing or extra:
+            raise ScoringError(f"scorer state: missing arrays {missing}, unexpected arrays {extra}")
+        arrays: dict[str, np.ndarray] = {}
+        for name in STATE_ARRAYS:
+            value = state[name]
+            want = np.dtype(np.int64) if name in _INT_ARRAYS else np.dtype(np.float64)
+            if not isinstance(value, np.ndarray) or value.dtype != want:
+                got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+                raise ScoringError(f"scorer state: array {name!r} must be {want}, not {got}")
+            arrays[name] = value
+        names = list(feature_names)
+        if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+            raise ScoringError(f"scorer state: feature names must be distinct non-empty strings, not {names!r}")
+        n_features = len(names)
+        if arrays["max_samples"].shape != ():
+            raise ScoringError("scorer state: max_samples must be a scalar")
+        forest = ForestArrays(
+            tree_offsets=arrays["tree_offsets"], children_left=arrays["children_left"],
+            children_right=arrays["children_right"], feature=arrays["feature"],
+            threshold=arrays["threshold"], n_node_samples=arrays["n_node_samples"],
+            max_samples=int(arrays["max_samples"]), n_features=n_features)
+        train = arrays["train_scores"]
+        if train.ndim != 1 or train.shape[0] < 1 or not np.isfinite(train).all() or (np.diff(train) < 0).any():
+            raise ScoringError("scorer state: train_scores must be a non-empty, finite, sorted 1-D array")
+        median, levels = arrays["feature_median"], arrays["quantile_levels"]
+        quantiles = arrays["feature_quantiles"]
+        if median.shape != (n_features,) or not np.isfinite(median).all():
+            raise ScoringError(f"scorer state: feature_median must be {n_features} finite values, "
+                               f"not shape {median.shape}")
+        if (levels.ndim != 1 or levels.shape[0] < 1 or (np.diff(levels) <= 0).any()
+                or levels[0] < 0.0 or levels[-1] > 1.0):
+            raise ScoringError("scorer state: quantile_levels must rise strictly within 0..1")
+        if quantiles.shape != (levels.shape[0], n_features) or not np.isfinite(quantiles).all():
+            raise ScoringError(f"scorer state: feature_quantiles must be finite, shape "
+                               f"({levels.shape[0]}, {n_features}), not {quantiles.shape}")
+        try:
+            scorer = cls(**dict(params or {}))
+        except TypeError as exc:
+            raise ScoringError(f"scorer state: invalid parameters {dict(params or {})!r}: {exc}") from None
+        scorer.forest_ = forest
+        scorer.feature_names_ = names
+        scorer.n_features_in_ = n_features
+        scorer.train_scores_ = train
+        scorer.feature_median_ = median
+        scorer.quantile_levels_ = levels
+        scorer.feature_quantiles_ = quantiles
+        return scorer
+
+    @property
+    def n_training_windows(self) -> int:
+        """Windows the scorer was calibrated on; its calibrated scores are at most n / (n + 1)."""
+        check_is_fitted(self)
+        return int(self.train_scores_.shape[0])

@@ -1,0 +1,353 @@
+"""Tests of the isolation-forest scorer: sklearn equivalence, calibration, explanations, config."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.base import clone
+from sklearn.ensemble import IsolationForest
+from sklearn.exceptions import NotFittedError
+
+from detector.errors import ConfigError, DetectorError
+from detector.scoring import (
+    SEVERITIES,
+    ColdStartError,
+    ForestArrays,
+    ScoringConfig,
+    ScoringError,
+    SeverityThresholds,
+    WindowScorer,
+    average_path_length,
+    severity,
+)
+
+
+def gaussian(n: int = 1000, d: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d))
+
+
+def counts(n: int = 3000, seed: int = 0) -> np.ndarray:
+    """Account-window-like data: logins per hour around 3, remote disconnects almost always 0."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.poisson(3.0, n), rng.poisson(0.2, n)]).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[WindowScorer, np.ndarray]:
+    X = gaussian(1500, 3, seed=1)
+    return WindowScorer(random_state=7).fit(X, ["a", "b", "c"]), X
+
+
+# -- equivalence with sklearn ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("data", "max_samples"), [
+    (gaussian(800, 4, seed=2), 256),
+    (counts(600, seed=3), 256),  # integer values: thresholds fall between float32 neighbours
+    (gaussian(120, 3, seed=4), 256),  # fewer windows than max_samples
+])
+def test_numpy_scores_equal_sklearn(data: np.ndarray, max_samples: int) -> None:
+    names = [f"f{i}" for i in range(data.shape[1])]
+    scorer = WindowScorer(n_estimators=100, max_samples=max_samples, random_state=11).fit(data, names)
+    forest = IsolationForest(n_estimators=100, max_samples=min(max_samples, len(data)),
+                             random_state=11).fit(data)
+    rng = np.random.default_rng(5)
+    probe = np.vstack([data, rng.normal(scale=4.0, size=(300, data.shape[1])), np.round(data[:50] + 1)])
+    np.testing.assert_allclose(scorer.score_samples(probe), -forest.score_samples(probe), rtol=0, atol=1e-9)
+
+
+def test_forest_arrays_with_feature_subsampling_equal_sklearn() -> None:
+    # WindowScorer always uses every feature; the extraction must still handle sklearn's subsets.
+    data = gaussian(500, 6, seed=6)
+    forest = IsolationForest(n_estimators=60, max_features=3, random_state=1).fit(data)
+    arrays = ForestArrays.from_sklearn(forest)
+    probe = gaussian(400, 6, seed=7) * 2
+    np.testing.assert_allclose(arrays.score(probe.astype(np.float32)), -forest.score_samples(probe),
+                               rtol=0, atol=1e-9)
+
+
+def test_average_path_length_matches_definition() -> None:
+    n = np.array([0, 1, 2, 3, 256])
+    expected = [0.0, 0.0, 1.0, 2 * (np.log(2) + np.euler_gamma) - 4 / 3,
+                2 * (np.log(255) + np.euler_gamma) - 2 * 255 / 256]
+    np.testing.assert_allclose(average_path_length(n), expected)
+
+
+# -- calibration -------------------------------------------------------------------------------
+
+
+def test_calibration_monotone_and_in_unit_interval(fitted: tuple[WindowScorer, np.ndarray]) -> None:
+    scorer, X = fitted
+    probe = np.vstack([X, gaussian(2000, 3, seed=9) * 3])
+    raw, cal = scorer.score_samples(probe), scorer.calibrated(probe)
+    assert ((cal >= 0) & (cal < 1)).all()
+    order = np.argsort(raw, kind="stable")
+    assert (np.diff(cal[order]) >= 0).all()
+    assert abs(np.median(scorer.calibrated(X)) - 0.5) < 0.02
+    np.testing.assert_array_equal(cal, scorer.calibrate(raw))
+
+
+_MODULE_SCORER = WindowScorer(n_estimators=20, random_state=0).fit(gaussian(300, 2, seed=12), ["x", "y"])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=2, max_size=50))
+def test_calibrate_is_monotone_for_any_raw_scores(raw: list[float]) -> None:
+    scorer = _MODULE_SCORER
+    values = np.sort(np.asarray(raw))
+    cal = scorer.calibrate(values)
+    assert (np.diff(cal) >= 0).all()
+    assert ((cal >= 0) & (cal <= scorer.n_training_windows / (scorer.n_training_windows + 1))).all()
+
+
+def test_calibrated_score_is_share_of_baseline_strictly_below(fitted: tuple[WindowScorer, np.ndarray]) -> None:
+    scorer, X = fitted
+    train = scorer.score_samples(X)
+    probe = gaussian(50, 3, seed=13)
+    raw = scorer.score_samples(probe)
+    expected = [(train < r).sum() / (len(X) + 1) for r in raw]
+    np.testing.assert_allclose(scorer.calibrated(probe), expected)
+
+
+def test_ordinary_windows_rarely_reach_low() -> None:
+    # The conformal calibration bounds the false-alarm rate: P(score >= t) <= 1 - t for windows
+    # like the baseline.
+    scorer = WindowScorer(n_estimators=100, random_state=0).fit(gaussian(3000, 3, seed=14), ["a", "b", "c"])
+    fresh = scorer.calibrated(gaussian(10000, 3, seed=15))
+    assert (fresh >= 0.99).mean() < 0.015
+    assert (fresh >= 0.9).mean() < 0.12
+
+
+# -- outliers and explanations -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_obvious_outlier_scores_high_and_is_explained_by_its_feature(seed: int) -> None:
+    X = counts(3000, seed=seed)
+    scorer = WindowScorer(random_state=seed).fit(X, ["logins", "disconnects"])
+    outlier = np.array([[3.0, 500.0]])  # ordinary logins, 500 remote disconnects in an hour
+    assert scorer.calibrated(outlier)[0] > 0.99
+    (explanation,) = scorer.explain(outlier)
+    top = explanation[0]
+    assert top["feature"] == "disconnects"
+    assert top["value"] == 500.0 and top["baseline"] == 0.0
+    assert top["contribution"] > 0.6
+
+
+def test_explanation_names_extreme_feature_in_gaussian_data() -> None:
+    X = gaussian(1000, 2, seed=3)
+    scorer = WindowScorer(random_state=3).fit(X, ["f0", "f1"])
+    (explanation,) = scorer.explain(np.array([[0.0, 9.0]]))
+    assert explanation[0]["feature"] == "f1"
+    assert explanation[0]["contribution"] > 0.7
+
+
+def test_explanation_shape_and_normalisation(fitted: tuple[WindowScorer, np.ndarray]) -> None:
+    scorer, X = fitted
+    rows = X[:20]
+    for explanation in scorer.explain(rows, top_k=2):
+        assert 1 <= len(explanation) <= 2
+        assert all(set(item) == {"feature", "value", "baseline", "contribution"} for item in explanation)
+        shares = [item["contribution"] for item in explanation]
+        assert shares == sorted(shares, reverse=True) and all(s > 0 for s in shares)
+    for row, explanation in zip(rows, scorer.explain(rows, top_k=3), strict=True):
+        assert sum(item["contribution"] for item in explanation) == pytest.approx(1.0)
+        for item in explanation:
+            j = scorer.feature_names_.index(item["feature"])
+            assert item["value"] == row[j]
+            assert item["baseline"] == scorer.feature_median_[j]
+    with pytest.raises(ScoringError):
+        scorer.explain(rows, top_k=0)
+
+
+def test_forest_saturates_beyond_the_training_range_and_ignores_constant_features() -> None:
+    """Known limits of an isolation forest, pinned so that rules cover them (see beyond_baseline)."""
+    X = np.column_stack([counts(2000, seed=4), np.zeros(2000)])
+    scorer = WindowScorer(random_state=0).fit(X, ["logins", "disconnects", "log_cleared"])
+    top = X[:, 1].max()
+    probe = np.array([[3.0, top, 0.0], [3.0, 10 * top, 0.0], [3.0, 0.0, 0.0], [3.0, 0.0, 1.0]])
+    raw = scorer.score_samples(probe)
+    assert raw[0] == raw[1]  # 10x the baseline maximum looks like the maximum
+    assert raw[2] == raw[3]  # a value never seen in a constant feature is invisible
+    np.testing.assert_array_equal(scorer.beyond_baseline(probe),
+                                  [[False, False, False], [False, True, False],
+                                   [False, False, False], [False, False, True]])
+
+
+# -- determinism and estimator conventions -----------------------------------------------------
+
+
+def test_same_seed_gives_identical_scores() -> None:
+    X, probe = gaussian(600, 3, seed=20), gaussian(200, 3, seed=21)
+    first = WindowScorer(n_estimators=50, random_state=5).fit(X, ["a", "b", "c"])
+    second = WindowScorer(n_estimators=50, random_state=5).fit(X, ["a", "b", "c"])
+    other = WindowScorer(n_estimators=50, random_state=6).fit(X, ["a", "b", "c"])
+    np.testing.assert_array_equal(first.score_samples(probe), second.score_samples(probe))
+    assert first.explain(probe[:5]) == second.explain(probe[:5])
+    assert not np.array_equal(first.score_samples(probe), other.score_samples(probe))
+
+
+def test_sklearn_estimator_conventions() -> None:
+    scorer = WindowScorer(n_estimators=30, max_samples=64, random_state=3, min_windows=10)
+    assert scorer.get_params() == {"n_estimators": 30, "max_samples": 64, "random_state": 3, "min_windows": 10}
+    twin = clone(scorer)
+    assert twin is not scorer and twin.get_params() == scorer.get_params()
+    assert twin.set_params(n_estimators=40) is twin and twin.n_estimators == 40
+    X = gaussian(100, 2)
+    for use in (scorer.score_samples, scorer.calibrated, scorer.explain, scorer.beyond_baseline):
+        with pytest.raises(NotFittedError):
+            use(X)
+    with pytest.raises(NotFittedError):
+        scorer.get_state()
+    assert scorer.fit(X, ["x", "y"]) is scorer
+    assert not hasattr(clone(scorer), "forest_")  # clone copies parameters, never learned state
+    assert scorer.n_features_in_ == 2 and scorer.feature_names_ == ["x", "y"]
+    assert scorer.forest_.n_trees == 30
+
+
+def test_cold_start_is_explicit() -> None:
+    with pytest.raises(ColdStartError) as info:
+        WindowScorer(min_windows=100).fit(gaussian(40, 2), ["x", "y"])
+    assert info.value.n_windows == 40 and info.value.min_windows == 100
+    assert "40" in str(info.value) and "100" in str(info.value)
+    assert isinstance(info.value, DetectorError) and isinstance(info.value, ValueError)
+
+
+def test_polars_frame_input_is_matched_by_column_name(fitted: tuple[WindowScorer, np.ndarray]) -> None:
+    scorer, X = fitted
+    frame = pl.DataFrame({"c": X[:30, 2], "extra": np.ones(30), "a": X[:30, 0], "b": X[:30, 1]})
+    np.testing.assert_array_equal(scorer.score_samples(frame), scorer.score_samples(X[:30]))
+    refit = WindowScorer(n_estimators=20, random_state=0, min_windows=10).fit(frame.select("a", "b", "c"))
+    assert refit.feature_names_ == ["a", "b", "c"]
+    with pytest.raises(ScoringError, match="missing"):
+        scorer.score_samples(frame.drop("b"))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e39])
+def test_non_finite_features_are_refused_with_their_name(fitted: tuple[WindowScorer, np.ndarray],
+                                                        bad: float) -> None:
+    scorer, X = fitted
+    rows = X[:5].copy()
+    rows[2, 1] = bad
+    with pytest.raises(ScoringError, match="'b'"):
+        scorer.score_samples(rows)
+    with pytest.raises(ScoringError, match="'b'"):
+        WindowScorer().fit(np.vstack([X, rows]), ["a", "b", "c"])
+
+
+def test_wrong_shapes_and_names_are_refused(fitted: tuple[WindowScorer, np.ndarray]) -> None:
+    scorer, X = fitted
+    with pytest.raises(ScoringError, match="3 feature columns"):
+        scorer.score_samples(X[:, :2])
+    with pytest.raises(ScoringError):
+        WindowScorer().fit(X, ["a", "a", "c"])
+    with pytest.raises(ScoringError):
+        WindowScorer().fit(X)  # no names for a plain matrix
+    with pytest.raises(ScoringError):
+        WindowScorer(n_estimators=0).fit(X, ["a", "b", "c"])
+
+
+# -- state round trip and validation -----------------------------------------------------------
+
+
+def test_state_round_trip_scores_identically(fitted: tuple[WindowScorer, np.ndarray]) -> None:
+    scorer, X = fitted
+    copy = WindowScorer.from_state({k: v.copy() for k, v in scorer.get_state().items()},
+                                   scorer.feature_names_, scorer.get_params())
+    probe = np.vstack([X, gaussian(100, 3, seed=30) * 5])
+    np.testing.assert_array_equal(copy.score_samples(probe), scorer.score_samples(probe))
+    np.testing.assert_array_equal(copy.calibrated(probe), scorer.calibrated(probe))
+    assert copy.explain(probe[-5:]) == scorer.explain(probe[-5:])
+    assert copy.get_params() == scorer.get_params()
+
+
+def _corrupt(state: dict[str, np.ndarray], name: str, change) -> dict[str, np.ndarray]:
+    state = {k: v.copy() for k, v in state.items()}
+    state[name] = change(state[name])
+    return state
+
+
+def _set(index: int, value):
+    def change(array: np.ndarray) -> np.ndarray:
+        array[index] = value
+        return array
+    return change
+
+
+@pytest.mark.parametrize(("name", "change", "message"), [
+    ("threshold", lambda a: a.astype(np.float32), "float64"),
+    ("children_left", _set(0, 0), "backwards"),  # root pointing at itself: a cycle
+    ("children_right", _set(0, 10**6), "outside its tree"),
+    ("feature", _set(0, 3), "split feature"),
+    ("n_node_samples", _set(1, 10**6), "sample count"),
+    ("tree_offsets", lambda a: a[:-1], "tree_offsets"),
+    ("train_scores", lambda a: a[::-1].copy(), "sorted"),
+    ("feature_median", lambda a: a[:2], "feature_median"),
+    ("feature_quantiles", lambda a: a.T.copy(), "feature_quantiles"),
+    ("max_samples", lambda a: np.array([256]), "scalar"),
+])
+def test_from_state_rejects_inconsistent_arrays(fitted: tuple[WindowScorer, np.ndarray], name: str,
+                                               change, message: str) -> None:
+    scorer, _ = fitted
+    with pytest.raises(ScoringError, match=message):
+        WindowScorer.from_state(_corrupt(scorer.get_state(), name, change), scorer.feature_names_)
+
+
+def test_from_state_rejects_missing_arrays_and_wrong_names(fitted: tuple[WindowScorer, np.ndarray]) -> None:
+    scorer, _ = fitted
+    state = scorer.get_state()
+    with pytest.raises(ScoringError, match="missing arrays"):
+        WindowScorer.from_state({k: v for k, v in state.items() if k != "threshold"}, scorer.feature_names_)
+    with pytest.raises(ScoringError, match="split feature"):
+        WindowScorer.from_state(state, ["a", "b"])  # the trees split on a third feature
+    with pytest.raises(ScoringError, match="parameters"):
+        WindowScorer.from_state(state, scorer.feature_names_, {"n_trees": 3})
+
+
+# -- severity and configuration ----------------------------------------------------------------
+
+
+def test_severity_mapping() -> None:
+    config = ScoringConfig()
+    scores = np.array([0.0, 0.5, 0.98999, 0.99, 0.9949, 0.995, 0.999, 0.99989, 0.9999, 1.0])
+    expected = ["none", "none", "none", "low", "low", "medium", "high", "high", "critical", "critical"]
+    assert severity(scores, config).tolist() == expected
+    assert severity(0.9995, config) == "high" and isinstance(severity(0.9995, config), str)
+    assert severity(0.5) == "none"
+    assert severity(scores.reshape(2, 5), config.severity).shape == (2, 5)
+    custom = SeverityThresholds(low=0.5, medium=0.6, high=0.7, critical=0.8)
+    assert severity(np.array([0.55, 0.65, 0.75, 0.85]), custom).tolist() == list(SEVERITIES[1:])
+    for bad in (np.nan, -0.1, 1.5):
+        with pytest.raises(ScoringError):
+            severity(bad, config)
+
+
+def test_scoring_config_from_dict() -> None:
+    assert ScoringConfig.from_dict({}) == ScoringConfig()
+    config = ScoringConfig.from_dict({"n_estimators": 50, "random_state": 4,
+                                      "severity": {"high": 0.998, "critical": 1}})
+    assert config.n_estimators == 50 and config.severity.high == 0.998 and config.severity.critical == 1.0
+    assert config.severity.low == 0.99
+    assert ScoringConfig.from_dict(config.to_dict()) == config
+    scorer = config.make_scorer()
+    assert scorer.get_params() == {"n_estimators": 50, "max_samples": 256, "random_state": 4,
+                                   "min_windows": 100}
+
+
+@pytest.mark.parametrize("table", [
+    {"n_trees": 10},
+    {"n_estimators": 0},
+    {"n_estimators": True},
+    {"max_samples": "auto"},
+    {"random_state": -1},
+    {"severity": {"low": 0.999, "medium": 0.995}},
+    {"severity": {"urgent": 0.5}},
+    {"severity": {"critical": 1.5}},
+    {"severity": 0.9},
+])
+def test_scoring_config_rejects_bad_tables(table: dict) -> None:
+    with pytest.raises(ConfigError):
+        ScoringConfig.from_dict(table)
