@@ -114,6 +114,34 @@ def _print_summary(reports: list[FileReport]) -> None:
 
 
 @main.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the logs.")
+@click.option("--days", type=click.IntRange(min=1), default=28, show_default=True, help="Days to simulate.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Random seed; the same seed gives the same bytes.")
+@click.option("--meters", type=click.IntRange(min=100), default=20_000, show_default=True, help="Electric meters.")
+@click.option("--operators", type=click.IntRange(min=3), default=12, show_default=True,
+              help="HES operators; admins and DMS staff scale with it.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True,
+              help="First local day.")
+@click.option("--tz", default="America/Chicago", show_default=True, help="The utility's local time zone.")
+@click.option("--baseline-days", type=click.IntRange(min=1), help="Incident-free days first [default: 3/4 of the run].")
+@click.option("--gzip", "compress", is_flag=True, help="Write .gz files.")
+@handle_errors
+def simulate(out: Path, days: int, seed: int, meters: int, operators: int, start: Any, tz: str,
+             baseline_days: int | None, compress: bool) -> None:
+    """Write DAYS of realistic, labelled HES, DMS, Windows and VPN logs of a simulated utility.
+
+    One file per source per local day in the five reference formats, and labels.json naming the
+    incidents planted after the incident-free baseline.
+    """
+    from detector.simulate import simulate as run_simulation
+
+    summary = run_simulation(out, days=days, seed=seed, meters=meters, operators=operators, start=start.date(),
+                             tz=tz, baseline_days=baseline_days, compress=compress)
+    click.echo(f"wrote {summary.total_events:,} events in {len(summary.files)} files and "
+               f"{len(summary.incidents)} labelled incidents to {for_terminal(out)}", err=True)
+
+
+@main.command()
 def formats() -> None:
     """List the built-in formats, one per line."""
     for name, parser in PARSERS.items():

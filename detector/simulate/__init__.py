@@ -1,0 +1,24 @@
+"""A utility in a box: realistic, labelled HES, DMS, Windows and VPN logs to develop and test against.
+
+:func:`simulate` writes days of routine (shifts, service-account schedules, vendor support,
+maintenance windows, storms) in the five reference formats of DESIGN.md, plants incidents after a
+clean baseline, and labels them in ``labels.json``. Deterministic from the seed.
+"""
+
+from detector.simulate.incidents import CATALOGUE, Label
+from detector.simulate.simulator import (
+    DEFAULT_METERS,
+    DEFAULT_OPERATORS,
+    DEFAULT_START,
+    DEFAULT_TZ,
+    SimulationSummary,
+    World,
+    build_world,
+    generate_day,
+    simulate,
+)
+
+INCIDENT_KINDS: tuple[str, ...] = tuple(kind for kind, *_ in CATALOGUE)
+
+__all__ = ["DEFAULT_METERS", "DEFAULT_OPERATORS", "DEFAULT_START", "DEFAULT_TZ", "INCIDENT_KINDS", "Label",
+           "SimulationSummary", "World", "build_world", "generate_day", "simulate"]
