@@ -88,3 +88,23 @@ def test_terminal_output_escapes_control_characters(runner, tmp_path) -> None:
     assert result.exit_code == 2
     assert "\x1b" not in result.stderr
     assert "\\x1b" in result.stderr
+
+
+def test_simulate_writes_logs_that_parse(runner, tmp_path) -> None:
+    out = tmp_path / "sim"
+    result = runner.invoke(main, ["simulate", "--out", str(out), "--days", "2", "--seed", "3", "--meters", "200",
+                                  "--operators", "3", "--baseline-days", "1"])
+    assert result.exit_code == 0, result.output
+    assert (out / "labels.json").exists()
+    parsed = runner.invoke(main, ["parse", str(out), "--out", str(tmp_path / "e.parquet"),
+                                  "--rejects", str(tmp_path / "r.parquet")])
+    assert parsed.exit_code == 0, parsed.stderr
+    assert pl.read_parquet(tmp_path / "r.parquet").height == 0
+    assert pl.read_parquet(tmp_path / "e.parquet").height > 100
+
+
+def test_simulate_rejects_bad_arguments(runner, tmp_path) -> None:
+    result = runner.invoke(main, ["simulate", "--out", str(tmp_path), "--days", "0"])
+    assert result.exit_code == 2
+    bad_tz = runner.invoke(main, ["simulate", "--out", str(tmp_path), "--days", "1", "--tz", "Nowhere/Else"])
+    assert bad_tz.exit_code == 2 and "Traceback" not in bad_tz.output
