@@ -1,0 +1,140 @@
+"""Windows per account: what an account did in each window, against its own baseline (or, for an
+account without one, against its peers)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from detector.features.catalog import ACCOUNT_MEASURES, feature_columns
+from detector.features.common import (
+    KEY,
+    as_lazy,
+    check_window,
+    dormancy,
+    finish,
+    flag_new,
+    gated,
+    in_time_order,
+    log1p,
+    prefixed,
+    prepare,
+    rarity,
+    value_aggs,
+    window_basics,
+    window_measures,
+    with_baseline,
+    with_typical,
+)
+from detector.features.config import FeatureConfig
+from detector.features.profiles import Profiles
+
+UNKNOWN_ROLE: Final = "unknown"
+
+# Context columns of an account window row, in output order (between the keys and the features).
+ACCOUNT_CONTEXT: Final = (
+    "has_baseline", "baseline_events", "baseline_days", "role", "typical_source",
+    "first_time", "last_time", "previous_activity",
+    "counts", "typical", "action_counts",
+    "actions", "src_ips", "src_hosts",
+    "new_src_ips", "new_src_hosts", "new_global_src_ips", "new_actions", "new_image_hashes", "new_settings",
+    "rarest_hour", "hour_share", "rarest_weekday", "weekday_share",
+)
+
+
+def _peers(profiles: Profiles) -> pl.LazyFrame:
+    """The typical values of the median account of each role."""
+    return (profiles.account_typical.lazy()
+            .join(profiles.account_activity.lazy().select("account", "role"), on="account", how="left")
+            .group_by("role").agg(*[pl.col(m).median() for m in ACCOUNT_MEASURES]))
+
+
+def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig) -> pl.LazyFrame:
+    """One row per account and window with events, with features against the account's baseline.
+
+    Parameters
+    ----------
+    events
+        Events in the normalized schema; rows without an ``account`` are ignored.
+    profiles
+        Baseline profiles (:func:`~detector.features.build_profiles`); :meth:`Profiles.empty` makes
+        every account a cold start.
+    config
+        Window, burst and caps.
+
+    Returns
+    -------
+    pl.LazyFrame
+        Columns ``entity_kind`` (``"account"``), ``entity_id``, ``window_start``, ``window_end``,
+        ``event_count``, ``evidence``, then the context columns :data:`ACCOUNT_CONTEXT`, then
+        ``feature_columns("account")`` as Float64 without nulls; sorted by entity and window.
+    """
+    p = profiles
+    check_window(p.window, p.has_baseline, config)
+    cap = config.context_cap
+
+    def own(table: pl.DataFrame, value: str) -> pl.LazyFrame | None:
+        if not p.has_baseline:
+            return None
+        return table.lazy().select(pl.col("account").alias("entity_id"), pl.col(value), _known=pl.col("events"))
+
+    global_ips = (p.account_ips.lazy().group_by("src_ip").agg(_known=pl.col("events").sum())
+                  if p.has_baseline else None)
+    images = p.image_hashes.lazy().select("image_sha256", _known=pl.col("events")) if p.has_baseline else None
+    settings = (p.config_targets.lazy().select(pl.col("target_id").alias("_config_target"), _known=pl.col("events"))
+                if p.has_baseline else None)
+
+    prepared = prepare(as_lazy(events), pl.col("account"), config, p.baseline_start, p.baseline_end)
+    flagged = prepared
+    for value, known in (
+        ("src_ip", {"_new_ip": own(p.account_ips, "src_ip"), "_new_global_ip": global_ips}),
+        ("src_host", {"_new_host": own(p.account_hosts, "src_host")}),
+        ("action", {"_new_action": own(p.account_actions, "action")}),
+        ("image_sha256", {"_new_image": images}),
+        ("_config_target", {"_new_setting": settings}),
+    ):
+        flagged = flag_new(flagged, value, known)
+    frame = window_measures(
+        in_time_order(flagged), prepared, "account",
+        *window_basics(config),
+        *value_aggs("src_ip", "ip", {"own": "_new_ip", "global": "_new_global_ip"}, cap),
+        *value_aggs("src_host", "host", {"own": "_new_host"}, cap),
+        *value_aggs("action", "act", {"own": "_new_action"}, cap),
+        *value_aggs("image_sha256", "img", {"global": "_new_image"}, cap),
+        *value_aggs("_config_target", "cfg", {"global": "_new_setting"}, cap),
+    )
+    hours = p.account_hours.lazy().rename({"account": "entity_id"})
+    for unit, prefix in (("hour", "hr"), ("weekday", "wd")):
+        histogram = hours.group_by("entity_id", unit).agg(_b=pl.col("events").sum())
+        frame = frame.join(prefixed(rarity(prepared, unit, histogram), prefix), on=list(KEY), how="left")
+    frame = frame.join(p.account_activity.lazy().select(
+        pl.col("account").alias("entity_id"), _baseline_events=pl.col("events"), _active_days=pl.col("active_days"),
+        _last_seen=pl.col("last_seen"), role=pl.col("role"),
+    ), on="entity_id", how="left", validate="m:1").with_columns(role=pl.col("role").fill_null(UNKNOWN_ROLE))
+    frame = with_baseline(dormancy(frame), config)
+    frame = with_typical(frame, "account", p.account_typical.lazy().rename({"account": "entity_id"}), _peers(p),
+                         "role", p.has_baseline)
+    frame = frame.with_columns(
+        actions=pl.col("_act_values"), src_ips=pl.col("_ip_values"), src_hosts=pl.col("_host_values"),
+        new_src_ips=pl.col("_ip_own_new_values"), new_src_hosts=pl.col("_host_own_new_values"),
+        new_global_src_ips=pl.col("_ip_global_new_values"), new_actions=pl.col("_act_own_new_values"),
+        new_image_hashes=pl.col("_img_global_new_values"), new_settings=pl.col("_cfg_global_new_values"),
+        rarest_hour=pl.col("_hr_rarest"), hour_share=pl.col("_hr_share"),
+        rarest_weekday=pl.col("_wd_rarest"), weekday_share=pl.col("_wd_share"),
+    )
+    exprs: dict[str, pl.Expr] = {
+        **{f"excess_{m}": pl.col(f"excess_{m}") for m in ACCOUNT_MEASURES},
+        "failure_ratio": pl.col("_m_failures") / pl.col("event_count"),
+        "new_src_ip_events": gated(log1p("_ip_own_new_events")),
+        "new_src_host_events": gated(log1p("_host_own_new_events")),
+        # Global novelty needs no history of this account, so it also speaks for new accounts.
+        "new_global_src_ip_events": log1p("_ip_global_new_events"),
+        "new_action_count": gated(log1p("_act_own_new_count")),
+        "new_image_hash_count": log1p("_img_global_new_count"),
+        "new_setting_count": log1p("_cfg_global_new_count"),
+        "hour_rarity": gated(pl.col("_hr_rarity")),
+        "weekday_rarity": gated(pl.col("_wd_rarity")),
+        "dormancy_days": pl.col("_dormancy_days").log1p(),
+    }
+    return finish(frame, "account", list(ACCOUNT_CONTEXT), feature_columns("account"), exprs)

@@ -1,0 +1,423 @@
+"""Pieces the account and device window builders share: which rows are devices, the per-event
+columns every window computation starts from, novelty flags, rarity and dormancy.
+
+Shape of the computation
+------------------------
+Each builder makes one pass: per-event columns and novelty flags are added to the events (left
+joins with the small profile tables), the events are sorted by time once, and a single group-by per
+``(entity_id, window_start)`` computes counts, lists and flags. Only bursts and hour/weekday
+rarity need small numeric group-bys of their own, joined back per window. Building many
+sub-aggregations with list columns and joining them back was several times slower on a million
+events with 800,000 device windows, and so were window functions over all events for bursts.
+
+"In the baseline" semantics
+---------------------------
+A window's events may themselves lie inside the baseline period: that is how a model is trained
+(profiles and training windows come from the same events). Comparing a window with a profile that
+already contains it would make every training window look perfectly familiar, and the forest would
+then treat any novelty at scan time as extreme. So every comparison is *leave-window-out*: an event
+whose time lies within ``[baseline_start, baseline_end]`` is assumed to be part of the baseline, and
+its own contribution is subtracted before the comparison. A source IP is "new" when the baseline
+holds no use of it for this account outside this window; hour shares are computed from the
+baseline minus this window. For windows after the baseline (scanning) nothing is subtracted, and
+the features read exactly as "never seen in the baseline".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+import polars as pl
+
+from detector.features.catalog import CONTROL_ACTIONS, EntityKind, measures
+from detector.errors import ConfigError
+from detector.features.config import FeatureConfig, parse_duration
+from detector.schema import ACTIONS, CATEGORIES, UTC_US
+
+DEVICE_KINDS: Final = ("meter", "collector", "router", "breaker", "recloser", "capbank", "regulator")
+# A group (a route, a feeder, "ALL_NORTH") is treated as one device entity: commands go to it as a
+# unit and the events never list its members, so it gets its own windows keyed by the group name,
+# with the ``devices`` measure (the sum of target_count) telling how far its commands went.
+DEVICE_TARGET_TYPES: Final = (*DEVICE_KINDS, "group")
+
+# Categories of events that send something to field devices.
+COMMAND_CATEGORIES: Final = ("device_command", "firmware", "key_mgmt")
+
+_MICROS_PER_DAY: Final = 86_400_000_000
+
+# Every window row is keyed by these two columns until the final select.
+KEY: Final = ("entity_id", "window_start")
+
+
+def check_window(profile_window: str, has_baseline: bool, config: FeatureConfig) -> None:
+    """Refuse to compare windows of one length with typical counts measured over another."""
+    if has_baseline and parse_duration(profile_window) != config.window_length:
+        raise ConfigError(f"the baseline profiles were built with {profile_window!r} windows but the features "
+                          f"are asked for {config.window!r} windows; use window = {profile_window!r} or retrain")
+
+
+def as_lazy(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """Return *events* as a LazyFrame (a DataFrame is wrapped, a LazyFrame passed through)."""
+    return events.lazy() if isinstance(events, pl.DataFrame) else events
+
+
+def is_device_target() -> pl.Expr:
+    """Rows whose target is a device or group with an id: they belong to that device's windows."""
+    return pl.col("target_type").is_in(DEVICE_TARGET_TYPES) & pl.col("target_id").is_not_null()
+
+
+def devices_reached() -> pl.Expr:
+    """Per-row devices a command reached: target_count for device and group targets, else 0.
+
+    A missing count on a device target means one device; negative counts (corrupt input) count as 0.
+    """
+    return (pl.when(is_device_target())
+            .then(pl.col("target_count").cast(pl.Int64).fill_null(1).clip(lower_bound=0))
+            .otherwise(0))
+
+
+def is_command() -> pl.Expr:
+    return pl.col("category").cast(pl.String).is_in(COMMAND_CATEGORIES)
+
+
+def in_baseline(baseline_start: object, baseline_end: object) -> pl.Expr:
+    """Whether an event's time lies within the baseline period (see the module docstring)."""
+    if baseline_start is None or baseline_end is None:
+        return pl.lit(False)
+    return pl.col("time").is_between(pl.lit(baseline_start, UTC_US), pl.lit(baseline_end, UTC_US), closed="both")
+
+
+_NEEDED: Final = ("time", "account", "src_ip", "src_host", "category", "action", "outcome", "target_type",
+                  "target_id", "target_count", "image_sha256", "raw_file", "raw_line")
+
+
+def prepare(events: pl.LazyFrame, entity: pl.Expr, config: FeatureConfig, baseline_start: object,
+            baseline_end: object) -> pl.LazyFrame:
+    """Add the per-event columns window computations need; *entity* becomes ``entity_id``.
+
+    Rows where *entity* is null are dropped: they belong to the other entity kind.
+    """
+    return (
+        events.select(_NEEDED)
+        .with_columns(entity_id=entity)
+        .filter(pl.col("entity_id").is_not_null())
+        .with_columns(
+            window_start=pl.col("time").dt.truncate(config.window),
+            burst_start=pl.col("time").dt.truncate(config.burst),
+            hour=pl.col("time").dt.hour().cast(pl.Int8),
+            weekday=pl.col("time").dt.weekday().cast(pl.Int8),
+            action=pl.col("action").cast(pl.String),
+            image_sha256=pl.col("image_sha256").str.strip_chars().str.to_lowercase(),
+            _in_base=in_baseline(baseline_start, baseline_end),
+            # concat_str, not pl.format: polars 2.1's streaming engine panics on pl.format after a
+            # filter over the many-chunk frames the parsers return (index out of bounds in a string view).
+            _evidence=pl.concat_str([pl.col("raw_file"), pl.lit(":"), pl.col("raw_line").cast(pl.String)]),
+            _devices=devices_reached(),
+            _control=pl.col("action").cast(pl.String).is_in(CONTROL_ACTIONS),
+            _config_target=pl.when(pl.col("category") == "config_change").then(pl.col("target_id")),
+        )
+        .with_columns(_control_devices=pl.when("_control").then(pl.col("_devices")).otherwise(0))
+    )
+
+
+def in_time_order(flagged: pl.LazyFrame) -> pl.LazyFrame:
+    """Sort events by time, then file and line (for determinism).
+
+    One sort here instead of a sort per window: polars keeps the row order inside each group, so
+    evidence, value lists and first appearances come out in time order.
+    """
+    return flagged.sort("time", "raw_file", "raw_line")
+
+
+def prefixed(frame: pl.LazyFrame, prefix: str) -> pl.LazyFrame:
+    """Rename a sub-aggregation's private columns ``_x`` to ``_<prefix>_x`` so several can be joined."""
+    return frame.rename(lambda c: c if c in KEY else f"_{prefix}{c}")
+
+
+def window_basics(config: FeatureConfig) -> list[pl.Expr]:
+    """Aggregations every window row has besides its measures: time span, evidence, action counts."""
+    return [
+        pl.len().cast(pl.Int64).alias("event_count"),
+        pl.col("time").min().alias("first_time"),
+        pl.col("time").max().alias("last_time"),
+        pl.col("_evidence").head(config.evidence_cap).alias("evidence"),
+        pl.col("_in_base").sum().cast(pl.Int64).alias("_n_in"),
+        # Every action's count, for explanations ("12 remote_disconnect").
+        pl.struct(*[(pl.col("action") == a).sum().cast(pl.Int64).alias(a) for a in ACTIONS]).alias("action_counts"),
+    ]
+
+
+def measure_aggs(kind: EntityKind) -> list[pl.Expr]:
+    """The window aggregations of the measures of *kind* except the burst (see :func:`window_measures`),
+    as Int64 columns ``_m_<measure>``. Expects events from :func:`prepare`."""
+    category, action = pl.col("category"), pl.col("action")
+    exprs: dict[str, pl.Expr] = {
+        "events": pl.len(),
+        **{c: (category == c).sum() for c in CATEGORIES},
+        **{a: (action == a).sum() for a in ACTIONS},
+        "privilege_grant": action.is_in(["role_granted", "group_member_added"]).sum(),
+        "commands": is_command().sum(),
+        "failures": (pl.col("outcome") == "failure").sum(),
+        "targets": pl.col("target_id").drop_nulls().n_unique(),
+        "devices": pl.col("_control_devices").sum(),
+        "src_ips": pl.col("src_ip").drop_nulls().n_unique(),
+        "src_hosts": pl.col("src_host").drop_nulls().n_unique(),
+        "issuers": pl.col("account").drop_nulls().n_unique(),
+    }
+    return [exprs[m].fill_null(0).cast(pl.Int64).alias(f"_m_{m}") for m in measures(kind) if m != "burst_commands"]
+
+
+def window_measures(events: pl.LazyFrame, prepared: pl.LazyFrame, kind: EntityKind,
+                    *aggs: pl.Expr) -> pl.LazyFrame:
+    """Group *events* by entity and window into *aggs* plus every measure of *kind*.
+
+    The burst measure comes from *prepared* (the same events, any order): control commands of the
+    entity per burst sub-window, the window keeping its biggest.
+    Only control commands count (:data:`~detector.features.catalog.CONTROL_ACTIONS`): a service
+    account's thousands of reads are not a burst in the sense that matters. A separate small
+    group-by of the control commands only is much cheaper than a window function over all events.
+    """
+    per_burst = (
+        prepared.filter("_control")
+        .group_by(*KEY, "burst_start")  # a burst lies inside one window: burst divides window
+        .agg(_n=pl.len())
+        .group_by(*KEY)
+        .agg(_m_burst_commands=pl.col("_n").max().cast(pl.Int64))
+    )
+    return (events.group_by(*KEY).agg(*aggs, *measure_aggs(kind))
+            .join(per_burst, on=list(KEY), how="left")
+            .with_columns(pl.col("_m_burst_commands").fill_null(0)))
+
+
+def typical_aggs(kind: EntityKind) -> list[pl.Expr]:
+    """Per entity, over its windows from :func:`window_measures`: the median of each measure over the
+    windows where it is non-zero (null if it never occurred), named by the measure."""
+    return [pl.col(f"_m_{m}").filter(pl.col(f"_m_{m}") > 0).median().cast(pl.Float64).alias(m)
+            for m in measures(kind)]
+
+
+def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers: pl.LazyFrame,
+                 group: str, has_data: bool) -> pl.LazyFrame:
+    """Add the ``typical`` and ``counts`` structs, ``typical_source`` and the ``excess_<m>`` features.
+
+    Parameters
+    ----------
+    frame
+        Window rows with ``_m_<measure>`` counts, ``has_baseline`` and the peer-group column *group*.
+    kind
+        Entity kind (selects the measures).
+    own
+        The entities' own typical values: ``entity_id`` and one column per measure.
+    peers
+        Typical values of the median entity per peer group: *group* and one column per measure.
+        A group missing from it falls back to the median over all entities.
+    group
+        Column naming the peer group (``role`` for accounts, ``device_type`` for devices).
+    has_data
+        Whether the profiles hold any baseline at all (else ``typical_source`` is ``"none"``).
+    """
+    names = measures(kind)
+    everyone = own.select(*[pl.col(m).median().alias(f"_all_{m}") for m in names])
+    frame = (
+        frame.join(own.rename({m: f"_own_{m}" for m in names}), on="entity_id", how="left", validate="m:1")
+        .join(peers.rename({m: f"_peer_{m}" for m in names}).with_columns(_peer_found=pl.lit(True)),
+              on=group, how="left", validate="m:1")
+        .join(everyone, how="cross")
+    )
+    use_own = pl.lit(has_data) & pl.col("has_baseline")
+    use_peers = pl.lit(has_data) & ~pl.col("has_baseline") & pl.col("_peer_found").fill_null(False)
+    frame = frame.with_columns(_use_own=use_own, _use_peers=use_peers).with_columns(
+        typical_source=pl.when(~pl.lit(has_data)).then(pl.lit("none")).when("_use_own").then(pl.lit("own"))
+        .when("_use_peers").then(pl.lit("peers")).otherwise(pl.lit("all")),
+        # Null means the measure never occurred in that baseline: its typical count is 0.
+        **{f"_typ_{m}": pl.when("_use_own").then(pl.col(f"_own_{m}")).when("_use_peers").then(pl.col(f"_peer_{m}"))
+           .otherwise(pl.col(f"_all_{m}")).fill_null(0.0) for m in names},
+    )
+    return frame.with_columns(
+        typical=pl.struct(*[pl.col(f"_typ_{m}").alias(m) for m in names]),
+        counts=pl.struct(*[pl.col(f"_m_{m}").alias(m) for m in names]),
+        **{f"excess_{m}": log_ratio(pl.col(f"_m_{m}"), pl.col(f"_typ_{m}")).clip(lower_bound=0.0) for m in names},
+    )
+
+
+def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame | None]) -> pl.LazyFrame:
+    """Add Boolean flag columns: the event's *value* is missing from a baseline table.
+
+    Parameters
+    ----------
+    events
+        Output of :func:`prepare`.
+    value
+        The column compared with the baseline (``src_ip``, ``action``, an issuing ``account``...).
+    known
+        Flag column name → baseline use counts, columns ``[entity_id,] <value>, _known``: with an
+        ``entity_id`` column the comparison is per entity, without one it is global. ``None`` means
+        there is no baseline at all, and nothing is flagged new (cold start is reported
+        separately). Null values of *value* are never new.
+    """
+    tables = {flag: table for flag, table in known.items() if table is not None}
+    events = events.with_columns(*[pl.lit(False).alias(flag) for flag, table in known.items() if table is None])
+    if not tables:
+        return events
+    # Leave-window-out: the baseline's uses of this value outside this window.
+    events = events.with_columns(_in_window=pl.col("_in_base").sum().over(*KEY, value))
+    for flag, table in tables.items():
+        on = [c for c in ("entity_id", value) if c in table.collect_schema().names()]
+        # Summing per key costs little (profile tables are small) and guarantees that the join
+        # cannot multiply events, whatever table it is given.
+        table = table.group_by(on).agg(pl.col("_known").sum())
+        events = (events.join(table, on=on, how="left")
+                  .with_columns((pl.col(value).is_not_null()
+                                 & ((pl.col("_known").fill_null(0) - pl.col("_in_window")) <= 0)).alias(flag))
+                  .drop("_known"))
+    return events.drop("_in_window")
+
+
+def value_aggs(value: str, prefix: str, flags: Mapping[str, str], cap: int) -> list[pl.Expr]:
+    """Aggregations over the distinct values of column *value* in a window (rows in time order).
+
+    Produces ``_<prefix>_distinct`` and ``_<prefix>_values`` (list, first appearance first), and
+    for each ``name: flag`` in *flags* ``_<prefix>_<name>_new_events`` (events flagged),
+    ``_<prefix>_<name>_new_count`` (distinct flagged values) and ``_<prefix>_<name>_new_values``.
+    """
+    v = pl.col(value)
+    aggs = [v.drop_nulls().n_unique().cast(pl.Int64).alias(f"_{prefix}_distinct"),
+            v.drop_nulls().unique(maintain_order=True).head(cap).alias(f"_{prefix}_values")]
+    for name, flag in flags.items():
+        new = v.filter(flag)
+        aggs += [pl.col(flag).sum().cast(pl.Int64).alias(f"_{prefix}_{name}_new_events"),
+                 new.n_unique().cast(pl.Int64).alias(f"_{prefix}_{name}_new_count"),
+                 new.unique(maintain_order=True).head(cap).alias(f"_{prefix}_{name}_new_values")]
+    return aggs
+
+
+def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame) -> pl.LazyFrame:
+    """How unusual the hours (or weekdays) of each window are against the entity's own history.
+
+    For each hour present in the window, ``share`` is the fraction of the entity's baseline activity
+    (outside this window) that fell in that hour, and ``rarity = 1 - share / peak_share`` with
+    ``peak_share`` the share of its busiest hour (also outside this window): 0 in the entity's usual
+    peak hour, 1 in an hour it has never been active. Normalizing by the peak (rather than
+    ``1 - share``) keeps the scale comparable between a nine-to-five operator (peak share ~12 %) and
+    a 24/7 service account (~4 %), where ``1 - share`` would crowd every value into 0.88-0.96. The
+    window reports its rarest hour.
+
+    Parameters
+    ----------
+    prepared
+        Output of :func:`prepare`.
+    unit
+        ``"hour"`` or ``"weekday"``.
+    histogram
+        Baseline counts, columns ``entity_id, <unit>, _b``.
+
+    Returns
+    -------
+    pl.LazyFrame
+        Keyed by ``entity_id, window_start`` with ``_rarity`` (null when no baseline is left after
+        leaving the window out), ``_rarest`` (the rarest unit value) and ``_share`` (its share).
+    """
+    per_unit = prepared.group_by(*KEY, unit).agg(_n_in=pl.col("_in_base").sum().cast(pl.Int64))
+    totals = histogram.group_by("entity_id").agg(_total=pl.col("_b").sum(), _peak=pl.col("_b").max())
+    # The busiest hour outside the window needs the whole histogram minus the window, so it is
+    # computed (entity hours x windows) only for the windows that overlap the baseline; for all
+    # others nothing is subtracted and the profile's own peak holds.
+    overlapping = per_unit.group_by(*KEY).agg(_win_in=pl.col("_n_in").sum()).filter(pl.col("_win_in") > 0)
+    peak_out = (
+        overlapping.select(*KEY)
+        .join(histogram, on="entity_id", how="inner")
+        .join(per_unit, on=[*KEY, unit], how="left")
+        .group_by(*KEY)
+        .agg(_peak_out=(pl.col("_b") - pl.col("_n_in").fill_null(0)).max())
+    )
+    b_out = (pl.col("_b").fill_null(0) - pl.col("_n_in")).clip(lower_bound=0)
+    total_out = pl.col("_total").fill_null(0) - pl.col("_n_in").sum().over(*KEY)
+    peak = pl.coalesce("_peak_out", "_peak")
+    rarest = pl.col("_rarity") == pl.col("_rarity").max()
+    return (
+        per_unit.join(histogram, on=["entity_id", unit], how="left")
+        .join(totals, on="entity_id", how="left")
+        .join(peak_out, on=list(KEY), how="left")
+        .with_columns(
+            _share=pl.when(total_out > 0).then(b_out / total_out),
+            _rarity=pl.when(peak > 0).then((1 - b_out / peak).clip(0.0, 1.0)),
+        )
+        # Sorted so that among equally rare hours the earliest is reported.
+        .sort(unit)
+        .group_by(*KEY)
+        .agg(
+            _rarity=pl.col("_rarity").max(),
+            _rarest=pl.col(unit).filter(rarest).first(),
+            _share=pl.col("_share").filter(rarest).first(),
+        )
+    )
+
+
+def dormancy(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Add ``previous_activity`` and ``_dormancy_days`` (days from it to the window's first event).
+
+    Previous activity is the later of the entity's last event in an earlier window of *frame* and
+    its baseline ``_last_seen`` when that lies before this window. A baseline ``_last_seen`` at or
+    after the window (training windows) says nothing about the time before it and is ignored.
+    Without any earlier activity the dormancy is 0: there is nothing to have been dormant from,
+    and cold start is reported by ``has_baseline``.
+    """
+    previous_in_frame = pl.col("last_time").shift(1).over("entity_id", order_by="window_start")
+    baseline_before = pl.when(pl.col("_last_seen") < pl.col("first_time")).then(pl.col("_last_seen"))
+    return frame.with_columns(previous_activity=pl.max_horizontal(previous_in_frame, baseline_before)).with_columns(
+        _dormancy_days=((pl.col("first_time") - pl.col("previous_activity")).dt.total_microseconds()
+                        / _MICROS_PER_DAY).fill_null(0.0).clip(lower_bound=0.0)
+    )
+
+
+def with_baseline(frame: pl.LazyFrame, config: FeatureConfig) -> pl.LazyFrame:
+    """Add ``window_end``, ``baseline_events``, ``has_baseline`` and ``baseline_days``.
+
+    *frame* carries the entity's profile columns ``_baseline_events`` and ``_active_days`` (null for
+    an entity the profiles do not know) and the window's baseline-period event count ``_n_in``.
+    """
+    baseline_events = (pl.col("_baseline_events").fill_null(0) - pl.col("_n_in")).clip(lower_bound=0)
+    return frame.with_columns(
+        window_end=pl.col("window_start").dt.offset_by(config.window),
+        baseline_events=baseline_events,
+        has_baseline=baseline_events >= config.min_baseline_events,
+    ).with_columns(
+        # Days with activity, of the whole baseline (the window's own day is not left out).
+        baseline_days=pl.when("has_baseline").then(pl.col("_active_days").cast(pl.Float64)).otherwise(0.0),
+    )
+
+
+def log1p(column: str) -> pl.Expr:
+    """A count column (null meaning none) as ``log1p`` Float64."""
+    return pl.col(column).fill_null(0).cast(pl.Float64).log1p()
+
+
+def gated(expr: pl.Expr) -> pl.Expr:
+    """*expr* where the row has a baseline, else 0.
+
+    Features relative to the entity's own history are neutral without a history; ``has_baseline``
+    tells scoring that they were not measured rather than found normal.
+    """
+    return pl.when("has_baseline").then(expr).otherwise(0.0)
+
+
+def log_ratio(value: pl.Expr, baseline: pl.Expr) -> pl.Expr:
+    """``log1p(value) - log1p(baseline)``: 0 at the baseline, symmetric, bounded for large counts."""
+    return value.cast(pl.Float64).log1p() - baseline.cast(pl.Float64).log1p()
+
+
+def finish(frame: pl.LazyFrame, kind: str, context: list[str], features: list[str],
+           feature_exprs: dict[str, pl.Expr]) -> pl.LazyFrame:
+    """Compute the feature columns, fill them, and put the columns in their documented order."""
+    keys = [
+        pl.lit(kind).alias("entity_kind"),
+        pl.col("entity_id"),
+        pl.col("window_start"),
+        pl.col("window_end"),
+        pl.col("event_count"),
+        pl.col("evidence"),
+    ]
+    # fill_nan/fill_null: a feature must never be null or NaN, or the forest cannot use the row.
+    numeric = [feature_exprs[name].cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias(name) for name in features]
+    return frame.select(*keys, *[pl.col(c) for c in context], *numeric).sort("entity_id", "window_start")

@@ -1,0 +1,311 @@
+"""Baseline profiles: what each account and device did during the training period.
+
+Profiles are small tables (one row per account and source IP, per device and issuing account...)
+that a model stores as Parquet next to its forests. Features compare new windows with them.
+
+Roles
+-----
+The normalized schema has no role column (the HES audit log's ``Role`` field is not carried), so a
+role is *inferred from behaviour*: the category of most of the account's baseline events, leaving
+out ``authentication`` (everyone logs in; an account that does nothing else gets the role
+``authentication``). Service accounts that poll meters end up ``device_command``, administrators
+``privilege`` or ``account_mgmt`` (Windows logs a privileged logon, 4672, with each admin logon),
+VPN users ``remote_access``. ``role_source`` says ``"inferred"`` so a later version that reads a
+real role can say ``"log"`` instead. An account without a baseline of its own has its volumes
+compared with the median account of its role (devices: of their device type).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar, Final, Self
+
+import polars as pl
+
+from detector.errors import InputError
+from detector.features.catalog import ACCOUNT_MEASURES, DEVICE_MEASURES, EntityKind
+from detector.features.common import (
+    as_lazy,
+    is_device_target,
+    prepare,
+    typical_aggs,
+    window_measures,
+)
+from detector.features.config import FeatureConfig
+from detector.schema import UTC_US
+
+FORMAT: Final = "ami-detector-profiles"
+VERSION: Final = 1
+SCALARS_FILE: Final = "profiles.json"
+
+_SEEN = {"events": pl.Int64, "first_seen": UTC_US, "last_seen": UTC_US}
+
+PROFILE_SCHEMAS: Final[dict[str, pl.Schema]] = {
+    "account_ips": pl.Schema({"account": pl.String, "src_ip": pl.String, **_SEEN}),
+    "account_hosts": pl.Schema({"account": pl.String, "src_host": pl.String, **_SEEN}),
+    "account_actions": pl.Schema({"account": pl.String, "action": pl.String, **_SEEN}),
+    # weekday is ISO (1 = Monday), hour 0-23, both in UTC.
+    "account_hours": pl.Schema({"account": pl.String, "weekday": pl.Int8, "hour": pl.Int8, "events": pl.Int64}),
+    "account_activity": pl.Schema({
+        "account": pl.String, **_SEEN, "active_days": pl.Int64, "active_windows": pl.Int64,
+        "role": pl.String, "role_source": pl.String,
+    }),
+    # Typical count of each measure in a window where it occurs (null: never); see catalog.
+    "account_typical": pl.Schema({"account": pl.String, **{m: pl.Float64 for m in ACCOUNT_MEASURES}}),
+    "device_issuers": pl.Schema({"device_id": pl.String, "account": pl.String, **_SEEN}),
+    "device_activity": pl.Schema({
+        "device_id": pl.String, "device_type": pl.String, **_SEEN, "active_days": pl.Int64,
+        "active_windows": pl.Int64,
+    }),
+    "device_typical": pl.Schema({"device_id": pl.String, **{m: pl.Float64 for m in DEVICE_MEASURES}}),
+    "image_hashes": pl.Schema({"image_sha256": pl.String, **_SEEN}),
+    # Targets of configuration changes (settings, meter programs...), whoever changed them.
+    "config_targets": pl.Schema({"target_id": pl.String, **_SEEN}),
+}
+
+
+# The columns that identify a row of each table: each key occurs once.
+PROFILE_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "account_ips": ("account", "src_ip"),
+    "account_hosts": ("account", "src_host"),
+    "account_actions": ("account", "action"),
+    "account_hours": ("account", "weekday", "hour"),
+    "account_activity": ("account",),
+    "account_typical": ("account",),
+    "device_issuers": ("device_id", "account"),
+    "device_activity": ("device_id",),
+    "device_typical": ("device_id",),
+    "image_hashes": ("image_sha256",),
+    "config_targets": ("target_id",),
+}
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """Baseline profiles of accounts, devices and firmware images over one training period.
+
+    Attributes
+    ----------
+    account_ips, account_hosts, account_actions
+        Per account and source IP / source host / action: ``events``, ``first_seen``, ``last_seen``.
+    account_hours
+        Per account, ISO weekday (1 = Monday) and hour (UTC): ``events``. Both the hour-of-day and
+        the weekday histograms are its margins.
+    account_activity
+        Per account: ``events``, ``first_seen``, ``last_seen``, ``active_days``, ``active_windows``,
+        ``role`` and ``role_source`` (see the module docstring).
+    account_typical
+        Per account, one column per measure (:data:`~detector.features.catalog.ACCOUNT_MEASURES`):
+        its median count over the windows where the measure was non-zero; null if never.
+    device_issuers
+        Per device and issuing account: ``events``, ``first_seen``, ``last_seen``.
+    device_activity
+        Per device: ``device_type`` and the same activity columns as accounts, without a role.
+    device_typical
+        Per device, like ``account_typical`` for :data:`~detector.features.catalog.DEVICE_MEASURES`.
+    image_hashes
+        Per firmware image SHA-256 (lower case): ``events``, ``first_seen``, ``last_seen``.
+    config_targets
+        Per target of a configuration change (a setting, a meter program): ``events``,
+        ``first_seen``, ``last_seen``.
+    baseline_start, baseline_end
+        Times of the first and last baseline event; ``None`` for empty profiles.
+    window
+        The window length the typical values were computed with.
+    event_count
+        Events the profiles were built from.
+    """
+
+    account_ips: pl.DataFrame
+    account_hosts: pl.DataFrame
+    account_actions: pl.DataFrame
+    account_hours: pl.DataFrame
+    account_activity: pl.DataFrame
+    account_typical: pl.DataFrame
+    device_issuers: pl.DataFrame
+    device_activity: pl.DataFrame
+    device_typical: pl.DataFrame
+    image_hashes: pl.DataFrame
+    config_targets: pl.DataFrame
+    baseline_start: datetime | None = None
+    baseline_end: datetime | None = None
+    window: str = "1h"
+    event_count: int = 0
+
+    TABLES: ClassVar[tuple[str, ...]] = tuple(PROFILE_SCHEMAS)
+
+    @classmethod
+    def empty(cls, window: str = "1h") -> Self:
+        """Profiles with no baseline at all: every entity is a cold start."""
+        return cls(**{name: pl.DataFrame(schema=schema) for name, schema in PROFILE_SCHEMAS.items()},
+                   window=window)
+
+    @property
+    def has_baseline(self) -> bool:
+        """Whether the profiles hold any baseline event."""
+        return self.baseline_start is not None and self.baseline_end is not None and self.event_count > 0
+
+    @property
+    def baseline_days(self) -> float:
+        """Length of the baseline period in days (0 for empty profiles)."""
+        if not self.has_baseline:
+            return 0.0
+        assert self.baseline_start is not None and self.baseline_end is not None
+        return (self.baseline_end - self.baseline_start).total_seconds() / 86_400
+
+    def write(self, directory: Path) -> None:
+        """Write one Parquet file per table and ``profiles.json`` with the scalars into *directory*."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in self.TABLES:
+            getattr(self, name).write_parquet(directory / f"{name}.parquet")
+        scalars = {
+            "format": FORMAT,
+            "version": VERSION,
+            "baseline_start": self.baseline_start.isoformat() if self.baseline_start else None,
+            "baseline_end": self.baseline_end.isoformat() if self.baseline_end else None,
+            "window": self.window,
+            "event_count": self.event_count,
+        }
+        (directory / SCALARS_FILE).write_text(json.dumps(scalars, indent=1) + "\n")
+
+    @classmethod
+    def read(cls, directory: Path) -> Self:
+        """Read profiles written by :meth:`write`.
+
+        Raises
+        ------
+        InputError
+            When a file is missing, of another format version, or a table has the wrong columns.
+        """
+        directory = Path(directory)
+        path = directory / SCALARS_FILE
+        try:
+            scalars = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read baseline profiles: {exc}", source=(str(path), None)) from None
+        if scalars.get("format") != FORMAT or scalars.get("version") != VERSION:
+            raise InputError(f"profiles are format {scalars.get('format')!r} version {scalars.get('version')!r}, "
+                             f"expected {FORMAT!r} version {VERSION}; retrain the model",
+                             source=(str(path), None))
+        tables: dict[str, pl.DataFrame] = {}
+        for name, schema in PROFILE_SCHEMAS.items():
+            table_path = directory / f"{name}.parquet"
+            try:
+                table = pl.read_parquet(table_path)
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                raise InputError(f"cannot read profile table {name}: {exc}; retrain the model",
+                                 source=(str(table_path), None)) from None
+            if table.schema != schema:
+                raise InputError(f"profile table {name} has columns {dict(table.schema)}, expected {dict(schema)}",
+                                 source=(str(table_path), None))
+            if table.select(pl.struct(PROFILE_KEYS[name]).is_duplicated().any()).item():
+                raise InputError(f"profile table {name} repeats a key {PROFILE_KEYS[name]}; retrain the model",
+                                 source=(str(table_path), None))
+            tables[name] = table
+        return cls(
+            **tables,
+            baseline_start=_parse_time(scalars.get("baseline_start")),
+            baseline_end=_parse_time(scalars.get("baseline_end")),
+            window=str(scalars.get("window", "1h")),
+            event_count=int(scalars.get("event_count", 0)),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        # DataFrames do not compare with ==, so the dataclass default would raise.
+        if not isinstance(other, Profiles):
+            return NotImplemented
+        return all(
+            getattr(self, f.name).equals(getattr(other, f.name)) if f.name in PROFILE_SCHEMAS
+            else getattr(self, f.name) == getattr(other, f.name)
+            for f in fields(self)
+        )
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def _seen() -> list[pl.Expr]:
+    return [pl.len().cast(pl.Int64).alias("events"), pl.col("time").min().alias("first_seen"),
+            pl.col("time").max().alias("last_seen")]
+
+
+def _pairs(frame: pl.LazyFrame, key: str, value: str) -> pl.LazyFrame:
+    return (frame.filter(pl.col(value).is_not_null()).group_by(key, value).agg(*_seen())
+            .sort(key, value))
+
+
+def _activity(prepared: pl.LazyFrame, kind: EntityKind, *extra: pl.Expr) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Activity totals and typical measures per entity, keyed by ``entity_id``."""
+    totals = prepared.group_by("entity_id").agg(
+        *_seen(), pl.col("time").dt.date().n_unique().cast(pl.Int64).alias("active_days"), *extra)
+    per_window = window_measures(prepared, prepared, kind)
+    typical = per_window.group_by("entity_id").agg(active_windows=pl.len().cast(pl.Int64), *typical_aggs(kind))
+    activity = totals.join(typical.select("entity_id", "active_windows"), on="entity_id", how="left")
+    return activity, typical.drop("active_windows")
+
+
+def _roles(accounts: pl.LazyFrame) -> pl.LazyFrame:
+    by_category = (accounts.filter(pl.col("category") != "authentication")
+                   .group_by("account", pl.col("category").cast(pl.String))
+                   .agg(_n=pl.len()))
+    return by_category.group_by("account").agg(
+        role=pl.col("category").sort_by("_n", "category", descending=[True, False]).first())
+
+
+def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -> Profiles:
+    """Build baseline profiles from the events of a training period.
+
+    Parameters
+    ----------
+    events
+        Events in the normalized schema (:data:`detector.schema.EVENT_SCHEMA`).
+    config
+        Feature configuration; its window is used for the per-window medians.
+
+    Returns
+    -------
+    Profiles
+        Per-account, per-device and image-hash tables, sorted by their keys so that the same events
+        always give the same Parquet files.
+    """
+    lf = as_lazy(events)
+    # prepare() keeps ``account`` and adds ``entity_id``: the account itself, or the device whose
+    # issuer is then ``account``.
+    accounts = prepare(lf, pl.col("account"), config, None, None)
+    devices = prepare(lf, pl.when(is_device_target()).then(pl.col("target_id")), config, None, None)
+    account_activity, account_typical = _activity(accounts, "account")
+    device_activity, device_typical = _activity(devices, "device", pl.col("target_type").min().alias("device_type"))
+    devices = devices.rename({"entity_id": "device_id"})
+    queries = {
+        "account_ips": _pairs(accounts, "account", "src_ip"),
+        "account_hosts": _pairs(accounts, "account", "src_host"),
+        "account_actions": _pairs(accounts, "account", "action"),
+        "account_hours": (accounts.group_by("account", "weekday", "hour")
+                          .agg(events=pl.len().cast(pl.Int64)).sort("account", "weekday", "hour")),
+        "account_activity": (
+            account_activity.rename({"entity_id": "account"})
+            .join(_roles(accounts), on="account", how="left")
+            .with_columns(role=pl.col("role").fill_null("authentication"), role_source=pl.lit("inferred"))
+            .sort("account")),
+        "account_typical": account_typical.rename({"entity_id": "account"}).sort("account"),
+        "device_issuers": _pairs(devices, "device_id", "account"),
+        "device_activity": device_activity.rename({"entity_id": "device_id"}).sort("device_id"),
+        "device_typical": device_typical.rename({"entity_id": "device_id"}).sort("device_id"),
+        "image_hashes": (lf.select(pl.col("image_sha256").str.strip_chars().str.to_lowercase(), "time")
+                         .filter(pl.col("image_sha256").is_not_null()).group_by("image_sha256")
+                         .agg(*_seen()).sort("image_sha256")),
+        "config_targets": (lf.filter((pl.col("category") == "config_change") & pl.col("target_id").is_not_null())
+                           .group_by("target_id").agg(*_seen()).sort("target_id")),
+        "_span": lf.select(_start=pl.col("time").min(), _end=pl.col("time").max(), _n=pl.len().cast(pl.Int64)),
+    }
+    collected = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+    span = collected.pop("_span").row(0, named=True)
+    tables = {name: collected[name].select(schema.names()).cast(dict(schema)) for name, schema in
+              PROFILE_SCHEMAS.items()}
+    return Profiles(**tables, baseline_start=span["_start"], baseline_end=span["_end"],
+                    window=config.window, event_count=int(span["_n"] or 0))
