@@ -1,6 +1,6 @@
 """Synthetic event tables of any size, for timing the feature stage (not a test module).
 
-Run ``python -m tests.features.synthetic [N] [ENGINE]`` to time build_profiles and build_features
+Run ``python benchmarks/synthetic_events.py [N] [ENGINE]`` to time build_profiles and build_features
 on N events (default 1,000,000: 28 days of baseline plus 2 days scanned), collecting with the polars
 engine ENGINE (default ``auto``; ``in-memory`` or ``streaming``).
 """
