@@ -80,10 +80,15 @@ QUANTILE_LEVELS: Final[tuple[float, ...]] = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0
 STATE_ARRAYS: Final[tuple[str, ...]] = (
     "tree_offsets", "children_left", "children_right", "feature", "threshold", "n_node_samples",
     "max_samples", "train_scores", "feature_median", "quantile_levels", "feature_quantiles",
+    "tail_index", "tail_top", "train_tail", "train_combined",
 )
 
 _INT_ARRAYS: Final = frozenset({"tree_offsets", "children_left", "children_right", "feature",
-                                "n_node_samples", "max_samples"})
+                                "n_node_samples", "max_samples", "tail_index"})
+
+# Largest training values kept per tail feature: the tail p-value is exact down to TAIL_KEEP / n,
+# which is all the tail needs (above it a value is not rare enough to matter).
+TAIL_KEEP: Final = 1024
 
 # sklearn's markers in tree arrays.
 _LEAF: Final = -1  # children_left / children_right of a leaf
@@ -618,7 +623,8 @@ class WindowScorer(BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def fit(self, X: np.ndarray | pl.DataFrame, feature_names: Sequence[str] | None = None) -> Self:
+    def fit(self, X: np.ndarray | pl.DataFrame, feature_names: Sequence[str] | None = None,
+            tail_features: Sequence[str] = ()) -> Self:
         """Grow the forest on baseline windows and record the calibration and baseline statistics.
 
         Parameters
@@ -627,6 +633,9 @@ class WindowScorer(BaseEstimator):
             Baseline windows, shape ``(n_windows, n_features)``, or a polars frame of numeric columns.
         feature_names
             Names of the columns; for a frame, which columns to use (default: all of them).
+        tail_features
+            Features also scored by their own upper tail (see :meth:`combined`): the sparse,
+            security-relevant ones whose first-ever values the forest cannot see.
 
         Returns
         -------
@@ -675,7 +684,77 @@ class WindowScorer(BaseEstimator):
         self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
         self.feature_quantiles_ = np.quantile(matrix, self.quantile_levels_, axis=0)
         self.feature_median_ = np.median(matrix, axis=0)
+        unknown = sorted(set(tail_features) - set(names))
+        if unknown:
+            raise ScoringError(f"tail_features {unknown} are not among the feature names")
+        self.tail_index_ = np.asarray([names.index(f) for f in tail_features], dtype=np.int64)
+        keep = min(TAIL_KEEP, n_windows)
+        # Descending top values per tail feature, shape (keep, n_tail).
+        self.tail_top_ = -np.sort(-matrix[:, self.tail_index_], axis=0)[:keep].astype(np.float64)
+        tail_raw, _ = self._tail(matrix, in_sample=True)
+        self.train_tail_ = np.sort(tail_raw)
+        self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, matrix.shape[0]))
         return self
+
+    # -- the tail component --------------------------------------------------------------------
+
+    def _tail(self, matrix: np.ndarray, *, in_sample: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Raw tail scores ``-log(min_j p_j)`` and the index (into the features) of the rarest one.
+
+        ``p_j`` is the conformal upper-tail p-value of the window's value of tail feature j among the
+        training windows: ``(#training values >= x + 1) / (n + 1)`` (a training window counts
+        itself once instead). Zero is never rare — it is "nothing happened" for these features —
+        and values not above the kept top values are not rare enough to matter (p = 1).
+        """
+        n = self.train_scores_.shape[0]
+        rows = matrix.shape[0]
+        if self.tail_index_.shape[0] == 0 or rows == 0:
+            return np.zeros(rows), np.full(rows, -1, dtype=np.int64)
+        values = matrix[:, self.tail_index_]
+        top = self.tail_top_
+        keep = top.shape[0]
+        ge = np.empty_like(values)
+        for j in range(values.shape[1]):
+            ascending = top[::-1, j]
+            ge[:, j] = keep - np.searchsorted(ascending, values[:, j], side="left")
+        p = (ge + (0.0 if in_sample else 1.0)) / (n + 1.0)
+        p = np.where((values <= 0.0) | ((ge >= keep) & (keep < n)), 1.0, np.clip(p, 1.0 / (n + 1.0), 1.0))
+        rarest = np.argmin(p, axis=1)
+        best = p[np.arange(rows), rarest]
+        return -np.log(best), np.where(best < 1.0, self.tail_index_[rarest], -1)
+
+    def _combine(self, forest_raw: np.ndarray, tail_raw: np.ndarray, n: int) -> np.ndarray:
+        forest = np.searchsorted(self.train_scores_, forest_raw, side="left") / (n + 1.0)
+        tail = np.searchsorted(self.train_tail_, tail_raw, side="left") / (n + 1.0)
+        return np.maximum(forest, tail)
+
+    def combined(self, X: np.ndarray | pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated scores of the forest and the tail component together, and the rarest tail feature.
+
+        The forest sees combinations but is blind to values it never saw vary (a first-ever log
+        clearing against an all-zero baseline is not split on) and saturates at the training range.
+        The tail component scores each window by its single most unprecedented value among the
+        ``tail_features``. Each is calibrated against the baseline, their maximum is taken, and that
+        maximum is calibrated again against the training windows' own maxima, so the result keeps
+        the meaning of :meth:`calibrate`: the share of baseline windows this one is rarer than.
+
+        Returns
+        -------
+        scores : numpy.ndarray
+            Shape ``(n,)``, in [0, 1).
+        rarest : numpy.ndarray
+            Per window, the feature index whose tail p-value was lowest, or -1 if none was rare.
+        tail_driven : numpy.ndarray
+            Per window, whether the tail component scored it higher than the forest did.
+        """
+        matrix = self._input(X)
+        n = self.train_scores_.shape[0]
+        tail_raw, rarest = self._tail(matrix)
+        forest_raw = self.forest_.score(matrix.astype(np.float32))
+        combined = self._combine(forest_raw, tail_raw, n)
+        tail_driven = (np.searchsorted(self.train_tail_, tail_raw, side="left")
+                       > np.searchsorted(self.train_scores_, forest_raw, side="left"))
+        return np.searchsorted(self.train_combined_, combined, side="left") / (n + 1.0), rarest, tail_driven
 
     # -- scoring -------------------------------------------------------------------------------
 
@@ -831,6 +910,10 @@ class WindowScorer(BaseEstimator):
             "feature_median": self.feature_median_,
             "quantile_levels": self.quantile_levels_,
             "feature_quantiles": self.feature_quantiles_,
+            "tail_index": self.tail_index_,
+            "tail_top": self.tail_top_,
+            "train_tail": self.train_tail_,
+            "train_combined": self.train_combined_,
         }
 
     @classmethod
@@ -890,6 +973,16 @@ class WindowScorer(BaseEstimator):
         if quantiles.shape != (levels.shape[0], n_features) or not np.isfinite(quantiles).all():
             raise ScoringError(f"scorer state: feature_quantiles must be finite, shape "
                                f"({levels.shape[0]}, {n_features}), not {quantiles.shape}")
+        tail_index, tail_top = arrays["tail_index"], arrays["tail_top"]
+        if tail_index.ndim != 1 or ((tail_index < 0) | (tail_index >= n_features)).any():
+            raise ScoringError("scorer state: tail_index must index the features")
+        if (tail_top.ndim != 2 or tail_top.shape[1] != tail_index.shape[0] or tail_top.shape[0] > train.shape[0]
+                or not np.isfinite(tail_top).all()):
+            raise ScoringError("scorer state: tail_top must be finite, shape (kept values, tail features)")
+        for name in ("train_tail", "train_combined"):
+            values = arrays[name]
+            if values.shape != train.shape or not np.isfinite(values).all() or (np.diff(values) < 0).any():
+                raise ScoringError(f"scorer state: {name} must be finite, sorted and as long as train_scores")
         try:
             scorer = cls(**dict(params or {}))
         except TypeError as exc:
@@ -901,6 +994,10 @@ class WindowScorer(BaseEstimator):
         scorer.feature_median_ = median
         scorer.quantile_levels_ = levels
         scorer.feature_quantiles_ = quantiles
+        scorer.tail_index_ = tail_index
+        scorer.tail_top_ = tail_top
+        scorer.train_tail_ = arrays["train_tail"]
+        scorer.train_combined_ = arrays["train_combined"]
         return scorer
 
     @property

@@ -162,3 +162,22 @@ def feature_columns(kind: EntityKind) -> list[str]:
     """
     other = _ACCOUNT_OTHER if kind == "account" else _DEVICE_OTHER
     return [f"excess_{m}" for m in measures(kind)] + list(other)
+
+
+# Features the scorer also judges by their own upper tail (see WindowScorer.combined): sparse,
+# security-relevant signals whose first-ever values an isolation forest cannot see, because a
+# feature that never varied in the baseline is never split on. A device's new issuer is left to the
+# forest: meters hear from whichever operator takes the customer's call, so it is routine there.
+TAIL_FEATURES: Final[dict[str, tuple[str, ...]]] = {
+    "account": (
+        "excess_account_mgmt", "excess_privilege", "excess_config_change", "excess_firmware", "excess_key_mgmt",
+        "excess_log_tamper", "excess_account_created", "excess_privilege_grant", "excess_remote_disconnect",
+        "excess_breaker_open", "excess_failures", "excess_burst_commands", "new_src_ip_events",
+        "new_src_host_events", "new_global_src_ip_events", "new_action_count", "new_image_hash_count",
+        "new_setting_count", "dormancy_days",
+    ),
+    "device": (
+        "excess_remote_disconnect", "excess_fw_download", "excess_fw_activate", "excess_key_renewal",
+        "excess_breaker_open", "excess_config_change", "excess_burst_commands", "new_image_hash_count",
+    ),
+}
