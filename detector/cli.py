@@ -15,9 +15,12 @@ from typing import Any, TypeVar
 
 import click
 
+from detector.config import Config
 from detector.errors import DetectorError
+from detector.findings import SEVERITIES, atomic_write, severity_at_least, summary_lines, write_findings
+from detector.model_store import load_model, save_model
 from detector.parsers import PARSERS
-from detector.pipeline import FileReport, parse_to_parquet, plan_parse
+from detector.pipeline import FileReport, parse_to_parquet, plan_parse, scan_logs, train_model, write_model_card
 from detector.safe_text import for_terminal
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -111,6 +114,89 @@ def _print_summary(reports: list[FileReport]) -> None:
     for r in reports:
         if r.error:
             _fail(f"{r.path}: {r.error}")
+
+
+def _utc(value: Any) -> Any:
+    """A naive --baseline-until is UTC, like every time the tool prints."""
+    from datetime import timezone
+
+    return None if value is None else (value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+
+
+def model_options(command: F) -> F:
+    for option in reversed([
+        click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="Configuration file (TOML); see models/config.toml for every setting."),
+        click.option("--baseline-until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
+                     help="UTC time: events before it are the baseline."),
+    ]):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--model-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write the model to (replaced only once the new one is complete).")
+@model_options
+@parse_options
+@handle_errors
+def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, baseline_until: Any,
+          format_name: str | None, mappings: tuple[str, ...], tz: str | None) -> None:
+    """Learn the baseline of LOGS (before --baseline-until, if given) and save a model."""
+    config = Config.from_toml(config_path) if config_path else Config()
+    model, reports = train_model(logs, config=config, baseline_until=_utc(baseline_until), format=format_name,
+                                 mappings=mappings, tz=tz)
+    save_model(model, model_dir)
+    command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]
+                       + (["--config", str(config_path)] if config_path else [])
+                       + ([f"--baseline-until {baseline_until:%Y-%m-%dT%H:%M:%S}"] if baseline_until else []))
+    write_model_card(model, model_dir, command)
+    _print_summary(reports)
+    click.echo(f"model {model.model_id} written to {for_terminal(model_dir)}", err=True)
+    if any(r.error for r in reports):
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A model from `ami-detector train`; without it the baseline is learned from LOGS.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for findings.parquet and findings.jsonl.")
+@click.option("--min-severity", type=click.Choice(SEVERITIES), default="low", show_default=True,
+              help="Lowest severity written to the findings.")
+@click.option("--csv", "with_csv", is_flag=True, help="Also write findings.csv (formula-safe cells).")
+@click.option("--rejects", "rejects_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Parquet file for the lines that could not be parsed.")
+@model_options
+@parse_options
+@handle_errors
+def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity: str, with_csv: bool,
+         rejects_out: Path | None, config_path: Path | None, baseline_until: Any, format_name: str | None,
+         mappings: tuple[str, ...], tz: str | None) -> None:
+    """Score LOGS and write ranked, explained findings to --out; a short summary goes to stdout.
+
+    Exit status 1 when a finding reaches the alert severity (medium unless the configuration says
+    otherwise), 0 when none does, 2 on a usage or input error.
+    """
+    config = Config.from_toml(config_path) if config_path else None
+    model = load_model(model_dir) if model_dir else None
+    result = scan_logs(logs, model=model, config=config, baseline_until=_utc(baseline_until),
+                       min_severity=min_severity, format=format_name, mappings=mappings, tz=tz)
+    write_findings(result.findings, out, csv=with_csv)
+    if rejects_out is not None:
+        atomic_write(rejects_out, result.rejects.write_parquet)
+    _print_summary(result.reports)
+    alert = (config or Config()).alert_severity
+    alerts = severity_at_least(result.findings, alert)
+    click.echo(f"{result.events:,} events scored with model {result.model.model_id or '(learned from these logs)'}: "
+               f"{result.findings.height} findings, {alerts.height} at {alert} or above")
+    for line in summary_lines(result.findings):
+        click.echo(line)
+    if any(r.error for r in result.reports):
+        sys.exit(EXIT_ERROR)
+    sys.exit(EXIT_FINDINGS if alerts.height else EXIT_OK)
 
 
 @main.command()

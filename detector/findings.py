@@ -65,7 +65,7 @@ def rank(findings: pl.DataFrame) -> pl.DataFrame:
                          descending=[True, True, False, False, False, False])
 
 
-def _atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
+def atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
@@ -100,13 +100,13 @@ def write_findings(findings: pl.DataFrame, out_dir: Path, *, csv: bool = False) 
     out_dir.mkdir(parents=True, exist_ok=True)
     findings = rank(findings.select(list(FINDINGS_SCHEMA)).cast(dict(FINDINGS_SCHEMA)))
     written = [out_dir / "findings.parquet", out_dir / "findings.jsonl"]
-    _atomic_write(written[0], findings.write_parquet)
-    _atomic_write(written[1], findings.with_columns(
+    atomic_write(written[0], findings.write_parquet)
+    atomic_write(written[1], findings.with_columns(
         pl.col("window_start").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
         pl.col("window_end").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")).write_ndjson)
     if csv:
         written.append(out_dir / "findings.csv")
-        _atomic_write(written[2], to_csv_frame(findings).write_csv)
+        atomic_write(written[2], to_csv_frame(findings).write_csv)
     return written
 
 

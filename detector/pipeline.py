@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from detector.errors import DetectorError, ParseError
+from detector.config import Config
+from detector.detection import score, train
+from detector.errors import DetectorError, InputError, ParseError
+from detector.model_store import Model
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA, REJECT_RAW_BYTES, empty_events, empty_rejects
@@ -186,3 +190,84 @@ class _AtomicParquet:
             os.replace(self._tmp, self.path)
         else:
             self._tmp.unlink(missing_ok=True)
+
+
+# ---- train and scan ------------------------------------------------------------------------------
+
+@dataclass
+class ScanResult:
+    """What a scan produced: the findings, the model that scored them, and the parse report."""
+
+    findings: pl.DataFrame
+    model: Model
+    events: int
+    rejects: pl.DataFrame
+    reports: list[FileReport]
+    scored_from: datetime | None = None
+
+
+def _parse_all(paths: Sequence[str | Path], *, format: str | None, mappings: Sequence[str | Path],
+               tz: str | None) -> tuple[pl.DataFrame, pl.DataFrame, list[FileReport]]:
+    run = plan_parse(paths, format=format, mappings=mappings, tz=tz)
+    if not run.files:
+        raise InputError("no log files found in the given paths")
+    events, rejects = [empty_events()], [empty_rejects()]
+    for chunk in run.chunks():
+        events.append(chunk.events)
+        rejects.append(chunk.rejects)
+    return pl.concat(events).rechunk(), pl.concat(rejects), run.reports
+
+
+def train_model(paths: Sequence[str | Path], *, config: Config | None = None, baseline_until: datetime | None = None,
+                format: str | None = None, mappings: Sequence[str | Path] = (), tz: str | None = None,
+                ) -> tuple[Model, list[FileReport]]:
+    """Parse *paths* and train a model on their events (those before *baseline_until*, if given)."""
+    events, _, reports = _parse_all(paths, format=format, mappings=mappings, tz=tz)
+    if baseline_until is not None:
+        events = events.filter(pl.col("time") < baseline_until)
+    model = train(events, config, metadata={"training_events": events.height,
+                                            "training_files": len([r for r in reports if not r.error])})
+    return model, reports
+
+
+def scan_logs(paths: Sequence[str | Path], *, model: Model | None = None, config: Config | None = None,
+              baseline_until: datetime | None = None, min_severity: str = "low", format: str | None = None,
+              mappings: Sequence[str | Path] = (), tz: str | None = None) -> ScanResult:
+    """Parse *paths* and score their windows.
+
+    With a *model*, every event is scored against it (only those from *baseline_until* on, if
+    given). Without one, the baseline is learned from the logs themselves: from the events before
+    *baseline_until* (which are then not scored), or from all of them.
+    """
+    events, rejects, reports = _parse_all(paths, format=format, mappings=mappings, tz=tz)
+    to_score = events if baseline_until is None else events.filter(pl.col("time") >= baseline_until)
+    if model is None:
+        history = events if baseline_until is None else events.filter(pl.col("time") < baseline_until)
+        model = train(history, config, metadata={"training_events": history.height, "learned_during_scan": True})
+    findings = score(to_score, model, config, min_severity=min_severity)
+    return ScanResult(findings, model, to_score.height, rejects, reports, baseline_until)
+
+
+def write_model_card(model: Model, directory: Path, command: str) -> Path:
+    """A short human-readable description of a saved model (informative; nothing loads it)."""
+    start, end = model.training_span
+    lines = [
+        f"# Model card: {model.model_id}", "",
+        f"- created: {model.created}",
+        f"- trained on events from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC "
+        f"({model.metadata.get('training_events', '?')} events)",
+        f"- regenerate with: `{command}`",
+        f"- scorers: " + ", ".join(f"{k} ({s.n_training_windows} training windows, {len(s.feature_names_)} features)"
+                                  for k, s in sorted(model.scorers.items())),
+        f"- severity thresholds on the calibrated score: {model.config.get('scoring', {}).get('severity')}",
+        f"- library versions: {model.library_versions}", "",
+        "Isolation forests over per-account and per-device windows, with a tail component for first-ever",
+        "security signals; scores read as \"rarer than this share of the baseline windows\". A model",
+        "trained on one utility's logs describes that utility's routine only.", "",
+    ]
+    skipped = model.metadata.get("skipped_kinds") or {}
+    for kind, why in skipped.items():
+        lines.append(f"- no {kind} scorer: {why}")
+    path = directory / "MODEL_CARD.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
