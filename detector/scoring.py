@@ -699,7 +699,7 @@ class WindowScorer(BaseEstimator):
     # -- the tail component --------------------------------------------------------------------
 
     def _tail(self, matrix: np.ndarray, *, in_sample: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Raw tail scores ``-log(min_j p_j)`` and the index (into the features) of the rarest one.
+        """Raw tail scores ``-sum_j log(p_j)`` and the index (into the features) of the rarest one.
 
         ``p_j`` is the conformal upper-tail p-value of the window's value of tail feature j among the
         training windows: ``(#training values >= x + 1) / (n + 1)`` (a training window counts
@@ -721,7 +721,10 @@ class WindowScorer(BaseEstimator):
         p = np.where((values <= 0.0) | ((ge >= keep) & (keep < n)), 1.0, np.clip(p, 1.0 / (n + 1.0), 1.0))
         rarest = np.argmin(p, axis=1)
         best = p[np.arange(rows), rarest]
-        return -np.log(best), np.where(best < 1.0, self.tail_index_[rarest], -1)
+        # Fisher's combination: several moderately rare signals together (a new address, at an
+        # hour the account is never active, after days of silence) weigh like one very rare one.
+        # Dependence between the signals is absorbed by calibrating against the training windows.
+        return -np.log(p).sum(axis=1), np.where(best < 1.0, self.tail_index_[rarest], -1)
 
     def _combine(self, forest_raw: np.ndarray, tail_raw: np.ndarray, n: int) -> np.ndarray:
         forest = np.searchsorted(self.train_scores_, forest_raw, side="left") / (n + 1.0)

@@ -174,7 +174,7 @@ TAIL_FEATURES: Final[dict[str, tuple[str, ...]]] = {
         "excess_log_tamper", "excess_account_created", "excess_privilege_grant", "excess_remote_disconnect",
         "excess_breaker_open", "excess_failures", "excess_burst_commands", "new_src_ip_events",
         "new_src_host_events", "new_global_src_ip_events", "new_action_count", "new_image_hash_count",
-        "new_setting_count", "dormancy_days",
+        "new_setting_count", "dormancy_days", "hour_rarity",
     ),
     "device": (
         "excess_remote_disconnect", "excess_fw_download", "excess_fw_activate", "excess_key_renewal",
