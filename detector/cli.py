@@ -1,73 +1,197 @@
-"""The ``ami-detector`` command line: a thin shell over :mod:`detector.pipeline`.
+"""The ``ami-detector`` command line: a thin shell over :mod:`detector.api` and :mod:`detector.pipeline`.
 
 Errors reach the user as one readable line on stderr and exit code 2; a traceback only with
-``--verbose``. Anything derived from log content is escaped before it is printed.
+``--verbose``. Anything derived from log content is escaped before it is printed. Progress goes to
+stderr, and only when stderr is a terminal; ``--quiet`` silences everything but errors, and
+``--json`` puts one machine-readable document on stdout instead of the human summary.
 """
 
 from __future__ import annotations
 
-import functools
+import json
+import shutil
 import sys
-import traceback
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any
 
 import click
+import polars as pl
 
+from detector import api
 from detector.config import Config
-from detector.errors import DetectorError
-from detector.findings import SEVERITIES, atomic_write, severity_at_least, summary_lines, write_findings
+from detector.findings import SEVERITIES, atomic_write, rank, severity_at_least
 from detector.model_store import load_model, save_model
+from detector.nightly_cli import nightly
 from detector.parsers import PARSERS
-from detector.pipeline import FileReport, parse_to_parquet, plan_parse, scan_logs, train_model, write_model_card
+from detector.pipeline import FileReport, parse_to_parquet, write_model_card
+from detector.cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, F, _fail, handle_errors, parse_options
 from detector.safe_text import for_terminal
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(message: str) -> None:
-    click.echo(f"ami-detector: error: {for_terminal(message)}", err=True)
-
-
-def handle_errors(command: F) -> F:
-    """Turn expected errors into one line and exit 2; unexpected ones too, unless --verbose."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        verbose = click.get_current_context().find_root().params.get("verbose", False)
-        try:
-            return command(*args, **kwargs)
-        except DetectorError as exc:
-            if verbose:
-                traceback.print_exc()
-            _fail(str(exc))
-        except (OSError, MemoryError) as exc:
-            if verbose:
-                traceback.print_exc()
-            _fail(f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the last line of defence for users
-            if verbose:
-                traceback.print_exc()
-            _fail(f"internal error ({type(exc).__name__}: {exc}); rerun with --verbose and report it")
-        sys.exit(EXIT_ERROR)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def parse_options(command: F) -> F:
-    """Options shared by every command that reads raw logs."""
+def output_options(command: F) -> F:
+    """--quiet and --json, shared by every command that reports on its work."""
     for option in reversed([
-        click.option("--format", "format_name", metavar="NAME", help="Force this format for every file "
-                     "instead of sniffing (see `ami-detector formats`)."),
-        click.option("--mapping", "mappings", multiple=True, type=click.Path(exists=True, dir_okay=False),
-                     help="Mapping file (TOML) describing another CSV / JSON-lines export. Repeatable."),
-        click.option("--tz", metavar="ZONE", help="IANA time zone of timestamps written without a UTC offset."),
+        click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (no summary, no progress)."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print one JSON document on stdout instead of the human summary (for scripts)."),
     ]):
         command = option(command)
     return command
+
+
+# ---- progress on stderr ------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress display on a terminal, fed by :data:`detector.api.ProgressCallback` calls.
+
+    Stages with a known total (parsing, in bytes) get a bar; stages of unknown length (training,
+    scoring) get a spinner with the elapsed time, ticking from a background thread so the operator
+    can tell a long step from a hung one. The line is cleared when a stage ends, so that the
+    summary that follows starts on a clean line.
+    """
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, stream: IO[str], *, enabled: bool, interval: float = 0.2, refresh: float = 0.1) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.interval = interval  # spinner ticks
+        self.refresh = refresh  # least time between two bar updates
+        self._stage: str | None = None
+        self._started = 0.0
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __call__(self, stage: str, done: float, total: float | None) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if stage != self._stage:
+            self._end_ticker()
+            self._stage, self._started, self._last = stage, now, 0.0
+        if total is None:
+            self._start_ticker(stage)
+        elif done >= total:
+            self._end_ticker()
+            self._write("")
+            self._stage = None
+        elif now - self._last >= self.refresh or done == 0:
+            self._last = now
+            share = done / total if total else 0.0
+            filled = int(share * 28)
+            self._write(f"{stage:<9} [{'#' * filled}{'.' * (28 - filled)}] {share:>4.0%}  "
+                        f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB  {now - self._started:.0f}s")
+
+    def _start_ticker(self, stage: str) -> None:
+        if self._ticker is not None:
+            return
+        self._stop.clear()
+
+        def tick() -> None:
+            frame = 0
+            while not self._stop.is_set():
+                self._write(f"{stage:<9} {self.FRAMES[frame % 4]} {time.monotonic() - self._started:.0f}s")
+                frame += 1
+                self._stop.wait(self.interval)
+
+        self._ticker = threading.Thread(target=tick, name="ami-detector-progress", daemon=True)
+        self._ticker.start()
+
+    def _end_ticker(self) -> None:
+        if self._ticker is not None:
+            self._stop.set()
+            self._ticker.join()
+            self._ticker = None
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(f"\r{text}\x1b[K" if text else "\r\x1b[K")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and (self._stage is not None or self._ticker is not None):
+            self._end_ticker()
+            self._write("")
+        self._stage = None
+
+
+@contextmanager
+def progress_for(quiet: bool, stream: IO[str] | None = None) -> Iterator[Progress]:
+    """Progress on stderr when it is a terminal and --quiet was not given; always cleaned up."""
+    stream = stream or sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    bar = Progress(stream, enabled=not quiet and bool(isatty and isatty()))
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+# ---- findings in the terminal and as JSON --------------------------------------------------------------
+
+_SEVERITY_COLORS = {"critical": ("white", "red"), "high": ("red", None), "medium": ("yellow", None), "low": (None, None)}
+
+
+def findings_table(findings: pl.DataFrame, *, limit: int = 20, width: int | None = None) -> list[str]:
+    """The ranked findings as terminal lines, escaped, fitted to *width* (the terminal's by default).
+
+    Severities are styled; ``click.echo`` drops the styling when stdout is not a terminal. The id
+    column is a prefix of the finding id that ``Findings.explain`` accepts.
+    """
+    width = width or shutil.get_terminal_size((160, 24)).columns
+    head = f"{'#':>3} {'severity':<8} {'score':>6}  {'kind':<7} {'entity':<22} {'window (UTC)':<16} {'events':>6}  " \
+           f"{'id':<10}  "
+    room = max(width - len(head), 30)
+    lines = [head + "reason"]
+    for i, row in enumerate(rank(findings).head(limit).iter_rows(named=True), start=1):
+        sev = str(row["severity"])
+        fg, bg = _SEVERITY_COLORS.get(sev, (None, None))
+        entity = for_terminal(row["entity_id"])
+        entity = entity if len(entity) <= 22 else entity[:21] + "~"
+        reason = for_terminal(row["reasons"][0] if row["reasons"] else "")
+        reason = reason if len(reason) <= room else reason[:room - 3] + "..."
+        lines.append(f"{i:>3} {click.style(f'{sev:<8}', fg=fg, bg=bg, bold=sev in ('critical', 'high'))} "
+                     f"{row['score']:>6.4f}  {row['entity_kind']:<7} {entity:<22} {row['window_start']:%Y-%m-%d %H:%M} "
+                     f"{row['event_count']:>6}  {row['finding_id'][:10]:<10}  {reason}")
+    if findings.height > limit:
+        lines.append(f"... and {findings.height - limit} more in the output files")
+    return lines
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def findings_json(findings: pl.DataFrame) -> list[dict[str, Any]]:
+    """The findings as JSON-ready dicts, ranked, with a fixed key order."""
+    return [{
+        "finding_id": row["finding_id"],
+        "severity": str(row["severity"]),
+        "score": round(float(row["score"]), 6),
+        "entity_kind": row["entity_kind"],
+        "entity_id": row["entity_id"],
+        "window_start": _iso(row["window_start"]),
+        "window_end": _iso(row["window_end"]),
+        "event_count": int(row["event_count"]),
+        "reasons": list(row["reasons"] or []),
+    } for row in rank(findings).iter_rows(named=True)]
+
+
+def _files_json(reports: list[FileReport]) -> dict[str, Any]:
+    return {"read": sum(1 for r in reports if not r.error), "failed": [{"path": r.path, "error": r.error}
+                                                                      for r in reports if r.error]}
+
+
+def _emit_json(document: Mapping[str, Any]) -> None:
+    # ensure_ascii: control and bidi characters from logs come out as \u escapes, never raw.
+    click.echo(json.dumps(document, ensure_ascii=True, indent=2))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,33 +208,53 @@ def main(verbose: bool) -> None:
 @click.option("--rejects", "rejects_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file for the lines that could not be parsed.")
 @parse_options
+@output_options
 @handle_errors
 def parse(logs: tuple[str, ...], out: Path, rejects_out: Path | None, format_name: str | None,
-          mappings: tuple[str, ...], tz: str | None) -> None:
+          mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
     """Normalize raw LOGS (files or directories, any mix of formats) into one event table.
 
-    Prints a per-format summary on stderr. Exit status 2 when a file could not be read.
+    Prints a per-format summary on stderr (with --json, a JSON summary on stdout). Exit status 2
+    when a file could not be read.
     """
-    run = plan_parse(logs, format=format_name, mappings=mappings, tz=tz)
-    if not run.files:
-        raise click.UsageError("no log files found in the given paths")
-    reports = parse_to_parquet(run, out, rejects_out)
-    _print_summary(reports)
+    with progress_for(quiet) as progress:
+        run = api.plan(logs, format=format_name, mappings=mappings, tz=tz, progress=progress)
+        if not run.files:
+            raise click.UsageError("no log files found in the given paths")
+        reports = parse_to_parquet(run, out, rejects_out)
+    _print_summary(reports, quiet=quiet or as_json)
+    if as_json:
+        _emit_json({
+            "command": "parse", "version": 1,
+            "events": sum(r.events for r in reports), "rejects": sum(r.rejects for r in reports),
+            "formats": [{"format": name, "files": files, "events": events, "rejects": rejects}
+                        for name, (files, events, rejects) in _by_format(reports)],
+            "files": _files_json(reports),
+            "outputs": {"events": str(out), "rejects": str(rejects_out) if rejects_out else None},
+            "exit_status": EXIT_ERROR if run.failed else EXIT_OK,
+        })
     if run.failed:
         sys.exit(EXIT_ERROR)
 
 
-def _print_summary(reports: list[FileReport]) -> None:
+def _by_format(reports: list[FileReport]) -> list[tuple[str, tuple[int, int, int]]]:
     by_format: dict[str, list[int]] = {}
     for r in reports:
         totals = by_format.setdefault(r.format or "(unreadable)", [0, 0, 0])
         totals[0] += 1
         totals[1] += r.events
         totals[2] += r.rejects
-    width = max([len(f) for f in by_format] + [6])
-    click.echo(f"{'format':<{width}}  {'files':>6}  {'events':>10}  {'rejects':>8}", err=True)
-    for name, (files, events, rejects) in sorted(by_format.items()):
-        click.echo(f"{for_terminal(name):<{width}}  {files:>6}  {events:>10}  {rejects:>8}", err=True)
+    return [(name, (t[0], t[1], t[2])) for name, t in sorted(by_format.items())]
+
+
+def _print_summary(reports: list[FileReport], *, quiet: bool = False) -> None:
+    """The per-format table on stderr (unless quiet), and every unreadable file (always)."""
+    if not quiet:
+        rows = _by_format(reports)
+        width = max([len(name) for name, _ in rows] + [6])
+        click.echo(f"{'format':<{width}}  {'files':>6}  {'events':>10}  {'rejects':>8}", err=True)
+        for name, (files, events, rejects) in rows:
+            click.echo(f"{for_terminal(name):<{width}}  {files:>6}  {events:>10}  {rejects:>8}", err=True)
     for r in reports:
         if r.error:
             _fail(f"{r.path}: {r.error}")
@@ -140,21 +284,36 @@ def model_options(command: F) -> F:
               help="Directory to write the model to (replaced only once the new one is complete).")
 @model_options
 @parse_options
+@output_options
 @handle_errors
 def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, baseline_until: Any,
-          format_name: str | None, mappings: tuple[str, ...], tz: str | None) -> None:
+          format_name: str | None, mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
     """Learn the baseline of LOGS (before --baseline-until, if given) and save a model."""
     config = Config.from_toml(config_path) if config_path else Config()
-    model, reports = train_model(logs, config=config, baseline_until=_utc(baseline_until), format=format_name,
-                                 mappings=mappings, tz=tz)
+    with progress_for(quiet) as progress:
+        events, _, reports = api.read_with_reports(logs, format=format_name, mappings=mappings, tz=tz,
+                                                   progress=progress)
+        model = api.train(events, config=config, baseline_until=_utc(baseline_until), progress=progress,
+                          metadata={"training_files": len([r for r in reports if not r.error])})
     save_model(model, model_dir)
     command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]
                        + (["--config", str(config_path)] if config_path else [])
                        + ([f"--baseline-until {baseline_until:%Y-%m-%dT%H:%M:%S}"] if baseline_until else []))
     write_model_card(model, model_dir, command)
-    _print_summary(reports)
-    click.echo(f"model {model.model_id} written to {for_terminal(model_dir)}", err=True)
-    if any(r.error for r in reports):
+    _print_summary(reports, quiet=quiet or as_json)
+    failed = any(r.error for r in reports)
+    if as_json:
+        start, end = model.training_span
+        _emit_json({
+            "command": "train", "version": 1, "model_id": model.model_id, "model_dir": str(model_dir),
+            "training_span": [_iso(start), _iso(end)],
+            "training_events": model.metadata.get("training_events"),
+            "scorers": {kind: {"training_windows": s.n_training_windows} for kind, s in sorted(model.scorers.items())},
+            "files": _files_json(reports), "exit_status": EXIT_ERROR if failed else EXIT_OK,
+        })
+    elif not quiet:
+        click.echo(f"model {model.model_id} written to {for_terminal(model_dir)}", err=True)
+    if failed:
         sys.exit(EXIT_ERROR)
 
 
@@ -163,40 +322,91 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A model from `ami-detector train`; without it the baseline is learned from LOGS.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for findings.parquet and findings.jsonl.")
+              help="Directory for findings.parquet, findings.jsonl, evidence.parquet, timeline.parquet and "
+                   "report.html.")
 @click.option("--min-severity", type=click.Choice(SEVERITIES), default="low", show_default=True,
               help="Lowest severity written to the findings.")
 @click.option("--csv", "with_csv", is_flag=True, help="Also write findings.csv (formula-safe cells).")
 @click.option("--rejects", "rejects_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file for the lines that could not be parsed.")
+@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Findings listed in the terminal table (all are in the output files).")
 @model_options
 @parse_options
+@output_options
 @handle_errors
 def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity: str, with_csv: bool,
-         rejects_out: Path | None, config_path: Path | None, baseline_until: Any, format_name: str | None,
-         mappings: tuple[str, ...], tz: str | None) -> None:
-    """Score LOGS and write ranked, explained findings to --out; a short summary goes to stdout.
+         rejects_out: Path | None, top: int, config_path: Path | None, baseline_until: Any, format_name: str | None,
+         mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
+    """Score LOGS and write ranked, explained findings and an HTML report to --out.
 
+    A ranked table of the findings goes to stdout (with --json, a JSON document instead).
     Exit status 1 when a finding reaches the alert severity (medium unless the configuration says
     otherwise), 0 when none does, 2 on a usage or input error.
     """
     config = Config.from_toml(config_path) if config_path else None
     model = load_model(model_dir) if model_dir else None
-    result = scan_logs(logs, model=model, config=config, baseline_until=_utc(baseline_until),
-                       min_severity=min_severity, format=format_name, mappings=mappings, tz=tz)
-    write_findings(result.findings, out, csv=with_csv)
+    with progress_for(quiet) as progress:
+        found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until), min_severity=min_severity,
+                         format=format_name, mappings=mappings, tz=tz, progress=progress)
+        written = found.write(out, csv=with_csv, progress=progress)
     if rejects_out is not None:
-        atomic_write(rejects_out, result.rejects.write_parquet)
-    _print_summary(result.reports)
+        atomic_write(rejects_out, found.rejects.write_parquet)
+    _print_summary(found.reports, quiet=quiet or as_json)
     alert = (config or Config()).alert_severity
-    alerts = severity_at_least(result.findings, alert)
-    click.echo(f"{result.events:,} events scored with model {result.model.model_id or '(learned from these logs)'}: "
-               f"{result.findings.height} findings, {alerts.height} at {alert} or above")
-    for line in summary_lines(result.findings):
-        click.echo(line)
-    if any(r.error for r in result.reports):
-        sys.exit(EXIT_ERROR)
-    sys.exit(EXIT_FINDINGS if alerts.height else EXIT_OK)
+    alerts = severity_at_least(found.df, alert)
+    failed = any(r.error for r in found.reports)
+    status = EXIT_ERROR if failed else (EXIT_FINDINGS if alerts.height else EXIT_OK)
+    model_id = found.model.model_id if found.model is not None else ""
+    if as_json:
+        _emit_json({
+            "command": "scan", "version": 1, "model_id": model_id or None,
+            "events_scored": found.events_scored, "scored_from": _iso(found.scored_from),
+            "files": _files_json(found.reports), "rejects": found.rejects.height,
+            "alert_severity": alert, "alerts": alerts.height, "findings_total": len(found),
+            "by_severity": found.severity_counts(),
+            "outputs": {p.name: str(p) for p in written},
+            "exit_status": status,
+            "findings": findings_json(found.df),
+        })
+    elif not quiet:
+        click.echo(f"{found.events_scored:,} events scored with model {model_id or '(learned from these logs)'}: "
+                   f"{len(found)} findings, {alerts.height} at {alert} or above")
+        if len(found):
+            for line in findings_table(found.df, limit=top):
+                click.echo(line)
+        click.echo(f"report: {for_terminal(out / 'report.html')}")
+    sys.exit(status)
+
+
+@main.command()
+@click.argument("findings_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write  [default: FINDINGS_DIR/report.html]")
+@click.option("--title", help="Title of the report.")
+@click.option("--details", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Findings shown in detail (timeline and evidence); the rest only in the ranked table.")
+@output_options
+@handle_errors
+def report(findings_dir: Path, out: Path | None, title: str | None, details: int, quiet: bool, as_json: bool) -> None:
+    """Write the findings of FINDINGS_DIR (from `scan`) as one self-contained HTML file.
+
+    The page works offline: no script, no external resource. Timelines and raw lines come from
+    evidence.parquet and timeline.parquet beside the findings when present, so the report can be
+    rebuilt after the logs have rotated away.
+    """
+    from detector.report import write_report
+
+    source = findings_dir / "findings.parquet" if findings_dir.is_dir() else findings_dir
+    target = out or (source.parent / "report.html")
+    found = api.Findings.read(source)
+    write_report(found, target, title=title or f"ami-detector findings: {source.parent.resolve().name}",
+                 detail_limit=details)
+    if as_json:
+        _emit_json({"command": "report", "version": 1, "findings_total": len(found),
+                    "by_severity": found.severity_counts(), "report": str(target)})
+    elif not quiet:
+        click.echo(f"{len(found)} findings written to {for_terminal(target)}", err=True)
 
 
 @main.command()
@@ -232,3 +442,6 @@ def formats() -> None:
     """List the built-in formats, one per line."""
     for name, parser in PARSERS.items():
         click.echo(f"{name:<20} {parser.description}")
+
+
+main.add_command(nightly)

@@ -1178,13 +1178,12 @@ class _Run:
         (staging / "summary.json").write_bytes(_json_bytes(report))
         (staging / "report.txt").write_text(self._report_text(day, findings, by_severity, alerts), encoding="utf-8")
 
-        # ---- HTML REPORT: single call site ---------------------------------------------------------
-        # detector/report.py (in progress elsewhere) will render an HTML report. Call it here, writing
-        # into `staging` (renamed into place below), with `findings` (this date's merged findings)
-        # and `report` (the summary dict), e.g.:
-        #     from detector.report import <render function>
-        #     <render function>(findings, staging / "report.html", summary=report)
-        # --------------------------------------------------------------------------------------------
+        # The readable report, rendered into the staging folder so it is swapped in with the rest.
+        from detector.report import write_report
+
+        write_report(findings, staging / "report.html", title=f"ami-detector nightly report {day}",
+                     generated_at=self.now, summary={"date": day, "model": self.summary.model_id or "-",
+                                                     f"findings at {alert} or above": alerts})
 
         for path in staging.iterdir():
             _fsync_file(path)

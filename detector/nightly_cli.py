@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from detector.cli import EXIT_ERROR, handle_errors
+from detector.cli_support import EXIT_ERROR, handle_errors
 from detector.errors import ConfigError
 from detector.findings import severity_at_least, summary_lines
 from detector.nightly import NightlyConfig, rollback_model, run_nightly

@@ -255,7 +255,7 @@ def write_model_card(model: Model, directory: Path, command: str) -> Path:
         f"- trained on events from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC "
         f"({model.metadata.get('training_events', '?')} events)",
         f"- regenerate with: `{command}`",
-        f"- scorers: " + ", ".join(f"{k} ({s.n_training_windows} training windows, {len(s.feature_names_)} features)"
+        "- scorers: " + ", ".join(f"{k} ({s.n_training_windows} training windows, {len(s.feature_names_)} features)"
                                   for k, s in sorted(model.scorers.items())),
         f"- severity thresholds on the calibrated score: {model.config.get('scoring', {}).get('severity')}",
         f"- library versions: {model.library_versions}", "",

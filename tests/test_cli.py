@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import html
+import io
+import json
 import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from detector.cli import main
+from detector.cli import Progress, main, progress_for
 from detector.parsers import PARSERS
 from detector.schema import validate_events, validate_rejects
 from tests.conftest import GOLDEN
@@ -108,3 +112,174 @@ def test_simulate_rejects_bad_arguments(runner, tmp_path) -> None:
     assert result.exit_code == 2
     bad_tz = runner.invoke(main, ["simulate", "--out", str(tmp_path), "--days", "1", "--tz", "Nowhere/Else"])
     assert bad_tz.exit_code == 2 and "Traceback" not in bad_tz.output
+
+
+# ---- scan output: --json, --quiet, the ranked table, the report, progress ------------------------------
+
+SAMPLE = Path(__file__).parent.parent / "sample_logs"
+MODEL = Path(__file__).parent.parent / "models" / "default"
+SCRIPT = "<script>alert(1)</script>"
+FORMULA = "=cmd|' /C calc'!A0"
+SCAN_KEYS = ["command", "version", "model_id", "events_scored", "scored_from", "files", "rejects", "alert_severity",
+             "alerts", "findings_total", "by_severity", "outputs", "exit_status", "findings"]
+FINDING_KEYS = ["finding_id", "severity", "score", "entity_kind", "entity_id", "window_start", "window_end",
+                "event_count", "reasons"]
+
+
+@pytest.fixture(scope="module")
+def hostile_logs(tmp_path_factory) -> Path:
+    """One day of the sample month, and an intruder whose name is a script and who sets a formula."""
+    logs = tmp_path_factory.mktemp("logs")
+    for path in sorted(SAMPLE.glob("*2026-03-27*")):
+        shutil.copy(path, logs)
+    rows = [
+        f'2026-03-27T03:10:07Z,99000001,"{SCRIPT}",Administrator,203.0.113.250,EVIL01,Security,UserLogin,User,x,,,Success',
+        f'2026-03-27T03:12:07Z,99000002,"{SCRIPT}",Administrator,203.0.113.250,EVIL01,Configuration,SettingChanged,'
+        f'GlobalSetting,Firmware.MaxConcurrentDownloads,500,"{FORMULA}",Success',
+        f'2026-03-27T03:13:07Z,99000003,"{SCRIPT}",Administrator,203.0.113.250,EVIL01,Configuration,SettingChanged,'
+        f'GlobalSetting,Security.AuditLevel,Full,"{FORMULA}",Success',
+    ]
+    header = (GOLDEN / "hes_audit.csv").read_text().splitlines()[0]
+    (logs / "hes_audit_intruder.csv").write_text("\n".join([header, *rows]) + "\n")
+    return logs
+
+
+@pytest.fixture(scope="module")
+def json_scan(hostile_logs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scan") / "out"
+    result = CliRunner().invoke(main, ["scan", str(hostile_logs), "--model", str(MODEL), "--out", str(out), "--json"])
+    return result, out
+
+
+def test_scan_json_parses_is_complete_and_stable(json_scan, hostile_logs, tmp_path) -> None:
+    result, out = json_scan
+    assert result.exit_code == 1, result.stderr  # the intruder reaches the alert severity
+    doc = json.loads(result.stdout)  # stdout is the JSON document and nothing else
+    assert list(doc) == SCAN_KEYS and doc["command"] == "scan" and doc["exit_status"] == 1
+    assert doc["findings_total"] == len(doc["findings"]) == sum(doc["by_severity"].values()) > 0
+    assert list(doc["by_severity"]) == ["critical", "high", "medium", "low"]
+    assert all(list(f) == FINDING_KEYS for f in doc["findings"])
+    assert [f["score"] for f in doc["findings"]] == sorted((f["score"] for f in doc["findings"]), reverse=True)
+    assert set(doc["outputs"]) == {"findings.parquet", "findings.jsonl", "evidence.parquet", "timeline.parquet",
+                                   "report.html"}
+    intruder = [f for f in doc["findings"] if f["entity_id"] == SCRIPT]
+    assert intruder and intruder[0]["severity"] in ("medium", "high", "critical")
+    assert result.stderr == ""  # no human summary, and no progress off a terminal
+    again = CliRunner().invoke(main, ["scan", str(hostile_logs), "--model", str(MODEL), "--out", str(tmp_path / "o"),
+                                      "--json"])
+    second = json.loads(again.stdout)
+    assert {k: v for k, v in second.items() if k != "outputs"} == {k: v for k, v in doc.items() if k != "outputs"}
+
+
+def test_scan_report_is_written_and_escaped(json_scan) -> None:
+    _, out = json_scan
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert FORMULA not in page and "=cmd|&#x27; /C calc&#x27;!A0" in page
+    assert "Content-Security-Policy" in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_scan_prints_a_ranked_table(hostile_logs, tmp_path) -> None:
+    result = CliRunner().invoke(main, ["scan", str(hostile_logs), "--model", str(MODEL), "--out", str(tmp_path),
+                                       "--top", "5"])
+    assert result.exit_code == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert "events scored with model" in lines[0] and lines[1].split()[:3] == ["#", "severity", "score"]
+    assert [line.split()[0] for line in lines[2:7]] == ["1", "2", "3", "4", "5"]
+    assert lines[7].startswith("... and ") and lines[-1] == f"report: {tmp_path / 'report.html'}"
+    assert "\x1b[" not in result.stdout  # no colour when stdout is not a terminal
+    assert "hes_audit_csv" in result.stderr  # the per-format summary
+
+
+def test_scan_quiet_prints_nothing_but_keeps_the_exit_status(hostile_logs, tmp_path) -> None:
+    result = CliRunner().invoke(main, ["scan", str(hostile_logs), "--model", str(MODEL), "--out", str(tmp_path),
+                                       "--quiet"])
+    assert result.exit_code == 1
+    assert result.stdout == "" and result.stderr == ""
+    assert (tmp_path / "findings.parquet").exists() and (tmp_path / "report.html").exists()
+
+
+def test_report_command_rebuilds_the_report(json_scan, tmp_path) -> None:
+    _, out = json_scan
+    target = tmp_path / "again.html"
+    result = CliRunner().invoke(main, ["report", str(out), "--out", str(target), "--title", SCRIPT, "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["command", "version", "findings_total", "by_severity", "report"]
+    page = target.read_text(encoding="utf-8")
+    assert "<script" not in page.lower() and "<svg" in page  # timelines from evidence.parquet
+    assert f"<title>{html.escape(SCRIPT)}</title>" in page
+    default = CliRunner().invoke(main, ["report", str(out), "--quiet"])
+    assert default.exit_code == 0 and default.stdout == default.stderr == ""
+
+
+def test_report_command_errors_exit_2(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "cannot read findings" in result.stderr and "Traceback" not in result.stderr
+    missing = CliRunner().invoke(main, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2
+
+
+def test_parse_json_summary(runner, tmp_path) -> None:
+    result = runner.invoke(main, ["parse", str(GOLDEN / "hes_audit.csv"), "--out", str(tmp_path / "e.parquet"),
+                                  "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert list(doc) == ["command", "version", "events", "rejects", "formats", "files", "outputs", "exit_status"]
+    assert doc["events"] == 14 and doc["formats"] == [{"format": "hes_audit_csv", "files": 1, "events": 14,
+                                                       "rejects": 0}]
+    assert result.stderr == ""
+    quiet = runner.invoke(main, ["parse", str(GOLDEN / "hes_audit.csv"), "--out", str(tmp_path / "e.parquet"), "-q"])
+    assert quiet.exit_code == 0 and quiet.stdout == quiet.stderr == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_a_terminal_only() -> None:
+    pipe = io.StringIO()
+    with progress_for(False, pipe) as bar:
+        bar("parsing", 0, 100)
+        bar("parsing", 100, 100)
+    assert pipe.getvalue() == ""
+    quiet = _Terminal()
+    with progress_for(True, quiet) as bar:
+        bar("parsing", 50, 100)
+    assert quiet.getvalue() == ""
+    tty = _Terminal()
+    bar = Progress(tty, enabled=True, refresh=0)
+    bar("parsing", 0, 2e6)
+    bar("parsing", 1e6, 2e6)
+    bar("scoring", 0, None)  # a spinner until the stage ends
+    bar("scoring", 1, 1)
+    bar.close()
+    shown = tty.getvalue()
+    assert "parsing" in shown and "50%" in shown and "1.0 of 2.0 MB" in shown and "scoring" in shown
+    assert shown.endswith("\r\x1b[K")  # the line is cleared for the summary that follows
+
+
+def test_findings_table_and_json_escape_log_content() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import click
+
+    from detector.cli import findings_json, findings_table
+    from detector.findings import FINDINGS_SCHEMA
+
+    evil = "\x1b]0;pwned\x07ops\u202etxt.exe"
+    start = datetime(2026, 4, 14, 2, tzinfo=UTC)
+    frame = pl.DataFrame([{"finding_id": "abcdef0123456789", "entity_kind": "account", "entity_id": evil,
+                           "window_start": start, "window_end": start + timedelta(hours=1), "score": 0.9995,
+                           "severity": "high", "detector": "iforest", "reasons": [f"{evil}: " + "x" * 300],
+                           "top_features": [], "event_count": 3, "evidence": [], "model_id": "m"}],
+                         schema=FINDINGS_SCHEMA)
+    lines = [click.unstyle(line) for line in findings_table(frame, width=120)]
+    assert all(len(line) <= 120 for line in lines)
+    assert "\x1b" not in "".join(lines) and "\u202e" not in "".join(lines) and "\\x1b]0;pwned" in lines[1]
+    assert lines[1].split()[:3] == ["1", "high", "0.9995"] and "abcdef0123" in lines[1]
+    text = json.dumps(findings_json(frame), ensure_ascii=True)
+    assert "\x1b" not in text and "\\u001b" in text and "\\u202e" in text
+    assert json.loads(text)[0]["entity_id"] == evil  # escaped, not altered

@@ -104,7 +104,8 @@ def test_cli_train_then_scan(tmp_path) -> None:
     scanned = runner.invoke(main, ["scan", str(SAMPLE), "--model", str(model_dir), "--out", str(out), "--csv",
                                    "--baseline-until", UNTIL.strftime("%Y-%m-%dT%H:%M:%S")])
     assert scanned.exit_code == 1, scanned.stderr  # planted incidents reach the alert severity
-    assert {p.name for p in out.iterdir()} == {"findings.parquet", "findings.jsonl", "findings.csv"}
+    assert {p.name for p in out.iterdir()} == {"findings.parquet", "findings.jsonl", "findings.csv",
+                                               "evidence.parquet", "timeline.parquet", "report.html"}
     assert "critical" in scanned.stdout or "high" in scanned.stdout
     assert pl.read_parquet(out / "findings.parquet").schema == FINDINGS_SCHEMA
 

@@ -527,10 +527,7 @@ def test_config_from_toml(tmp_path) -> None:
 
 
 def _documentation() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    if "ami-detector nightly" in readme and "[Timer]" in readme:
-        return readme
-    return (ROOT / "docs_nightly.md").read_text(encoding="utf-8")
+    return (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def _blocks(text: str) -> list[tuple[str, str]]:
