@@ -25,6 +25,7 @@ import polars as pl
 from detector import api
 from detector.config import Config
 from detector.findings import SEVERITIES, atomic_write, rank, severity_at_least
+from detector.hunts.cli import hunt
 from detector.model_store import load_model, save_model
 from detector.nightly_cli import nightly
 from detector.parsers import PARSERS
@@ -445,3 +446,4 @@ def formats() -> None:
 
 
 main.add_command(nightly)
+main.add_command(hunt)

@@ -34,6 +34,8 @@ def handle_errors(command: F) -> F:
         verbose = click.get_current_context().find_root().params.get("verbose", False)
         try:
             return command(*args, **kwargs)
+        except click.ClickException:
+            raise  # usage errors: click prints them itself and exits 2
         except DetectorError as exc:
             if verbose:
                 traceback.print_exc()

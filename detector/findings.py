@@ -74,7 +74,7 @@ def atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
         tmp.unlink(missing_ok=True)
 
 
-def _defuse(column: pl.Expr) -> pl.Expr:
+def defuse_formula(column: pl.Expr) -> pl.Expr:
     """Prefix cells a spreadsheet would run as a formula (OWASP CSV injection) with a quote."""
     return pl.when(column.str.contains(r"^[=+\-@\t\r\n|%]")).then(pl.lit("'") + column).otherwise(column)
 
@@ -92,7 +92,7 @@ def to_csv_frame(findings: pl.DataFrame) -> pl.DataFrame:
         pl.col("window_start").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
         pl.col("window_end").dt.to_string("%Y-%m-%dT%H:%M:%SZ"),
     )
-    return flat.with_columns([_defuse(pl.col(c)).alias(c) for c, t in flat.schema.items() if t == pl.String])
+    return flat.with_columns([defuse_formula(pl.col(c)).alias(c) for c, t in flat.schema.items() if t == pl.String])
 
 
 def write_findings(findings: pl.DataFrame, out_dir: Path, *, csv: bool = False) -> list[Path]:
