@@ -3,7 +3,7 @@
 Quoted fields may hold the separator, doubled quotes and line breaks. A record that spans lines is
 recognised by quote parity (an odd number of quote characters before a line means it continues a
 record) and keeps the number of the line it starts on. Lines without any quote character, the
-common case, are split with ``split_exact``; the rest go through one anchored regex per record.
+common case, are split with ``splitn``; the rest go through one anchored regex per record.
 """
 
 from __future__ import annotations
@@ -44,19 +44,25 @@ def split_fields(records: pl.DataFrame, names: list[str], separator: str = ",") 
     """Split ``raw`` of each record into one String column per name, plus ``_error``.
 
     A record with another number of fields, or with broken quoting, keeps null fields and gets an
-    ``_error`` that says so.
+    ``_error`` that says so. Records with quotes come after the others (finalize restores line order).
     """
     n = len(names)
     sep = re.escape(separator)
     field = rf'("(?:[^"]|"")*"|[^{sep}"]*)'
     pattern = "^" + sep.join([field] * n) + "$"
-    quoted = pl.col("raw").str.contains(_QUOTE, literal=True)
-    plain = records.filter(~quoted)
+    by_quoting = records.with_columns(_quoted=pl.col("raw").str.contains(_QUOTE, literal=True)).partition_by(
+        "_quoted", as_dict=True, include_key=False)
+    plain = by_quoting.get((False,), records.clear())
+    tricky = by_quoting.get((True,), records.clear())
+    # One piece more than the names: a record has the right number of fields when the last name's
+    # piece is there and the one after it is not (it would hold the rest of a longer record).
+    more = "_more"
+    while more in names:
+        more += "_"
     plain = plain.with_columns(
-        pl.col("raw").str.split_exact(separator, n - 1).struct.rename_fields(names).alias("_f"),
-        _ok=pl.col("raw").str.count_matches(separator, literal=True) == n - 1,
-    )
-    tricky = records.filter(quoted).with_columns(
+        pl.col("raw").str.splitn(separator, n + 1).struct.rename_fields([*names, more]).alias("_f"))
+    plain = plain.unnest("_f").with_columns(_ok=pl.col(names[-1]).is_not_null() & pl.col(more).is_null())
+    tricky = tricky.with_columns(
         pl.col("raw").str.extract_groups(pattern).struct.rename_fields(names).alias("_f"))
     tricky = tricky.with_columns(_ok=pl.col("_f").struct.field(names[0]).is_not_null())
     unquote = [
@@ -67,11 +73,11 @@ def split_fields(records: pl.DataFrame, names: list[str], separator: str = ",") 
         for c in names
     ]
     tricky = tricky.unnest("_f").with_columns(unquote)
-    both = pl.concat([plain.unnest("_f"), tricky], how="vertical_relaxed").sort("raw_line")
+    both = pl.concat([plain.drop(more), tricky], how="vertical_relaxed")
     error = pl.lit(f"malformed CSV record: expected {n} fields separated by {separator!r} (or broken quoting)")
-    return both.with_columns(
-        [pl.when(pl.col("_ok")).then(pl.col(c)).alias(c) for c in names]
-    ).with_columns(_error=pl.when(~pl.col("_ok")).then(error)).drop("_ok")
+    if not both.get_column("_ok").all():  # skipped in the usual case: nothing to blank out
+        both = both.with_columns([pl.when(pl.col("_ok")).then(pl.col(c)).alias(c) for c in names])
+    return both.with_columns(_error=pl.when(~pl.col("_ok")).then(error)).drop("_ok")
 
 
 def parse_header(line: str, separator: str = ",") -> list[str]:

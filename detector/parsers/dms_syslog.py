@@ -63,7 +63,7 @@ from typing import ClassVar, Final
 import polars as pl
 import polars.selectors as cs
 
-from detector.parsers.base import Parser, clean
+from detector.parsers.base import Parser, clean, collect, per_distinct, spread
 from detector.schema import UTC_US
 
 # ---- grammar (Rust regex syntax: no look-around, linear time) -------------------------------------
@@ -73,19 +73,24 @@ _SD_NAME = r'[^\s="\[\]]+'  # SD-NAME: printable, no '=', SP, ']' or '"' (nor '[
 _SD_PARAM = rf"{_SD_NAME}={_VALUE}"
 _SD_ELEMENT = rf"\[{_SD_NAME}(?: +{_SD_PARAM})* *\]"
 
+# Patterns with capture groups stop before the free text at the end of a line: capturing a long tail
+# costs the regex engine several times more than the rest, so the tail is cut off by length instead.
+# Each cut is exact because what the full grammar allows after the head always matches (``.*``).
 _FRAME = r"(?s)^(?P<_octets>\d{1,10}) (?P<_framed><\d{1,3}>.*)$"
 _IS_5424 = r"^<\d{1,3}>\d{1,2} "
-_HEADER_5424 = (r"(?s)^<(?P<_pri>\d{1,3})>(?P<_ver>\d{1,2}) +(?P<_ts5>\S+) +(?P<_host5>\S+) +(?P<_app>\S+)"
-                r" +(?P<_procid>\S+) +(?P<_msgid5>\S+)(?: +(?P<_rest>.*))?$")
-_SD_AND_MSG = rf"(?s)^(?:-(?: (?P<_msg_nil>.*))?|(?P<_sd>(?:{_SD_ELEMENT})+) ?(?P<_msg_sd>.*))$"
+# RFC 5424 HEADER; the line continues with " +" and STRUCTURED-DATA [MSG], or ends.
+_HEAD_5424 = (r"^(?P<_head5><(?P<_pri>\d{1,3})>(?P<_ver>\d{1,2}) +(?P<_ts5>\S+) +(?P<_host5>\S+) +(?P<_app>\S+)"
+              r" +(?P<_procid>\S+) +(?P<_msgid5>\S+))")
+# STRUCTURED-DATA: "-" or SD elements, then " " MSG (RFC 5424 section 6).
+_SD = rf"^(?:{_SD_ELEMENT})+"
 
 _MONTH = r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
 _STAMP_3164 = rf"{_MONTH} +\d{{1,2}}(?: \d{{4}})? \d{{1,2}}:\d{{2}}:\d{{2}}(?:\.\d{{1,9}})?"
 _STAMP_ISO = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2})?"
 _YEARLESS = rf"^{_MONTH} +\d{{1,2}} \d"
-_HEADER_3164 = (rf"(?s)^(?:<(?P<_pri3>\d{{1,3}})>)?(?P<_ts3>{_STAMP_3164}|{_STAMP_ISO}) +"
-                r"(?:(?P<_host3>[^\s\[\]]*[^\s\[\]:]) +)?(?P<_tag>[^\s:\[\]]+)(?:\[(?P<_pid>[^\]]*)\])?: ?"
-                r"(?P<_body>.*)$")
+# RFC 3164 up to "TAG[PID]: "; MSG is the rest of the line.
+_HEAD_3164 = (rf"^(?P<_head3>(?:<(?P<_pri3>\d{{1,3}})>)?(?P<_ts3>{_STAMP_3164}|{_STAMP_ISO}) +"
+              r"(?:(?P<_host3>[^\s\[\]]*[^\s\[\]:]) +)?(?P<_tag>[^\s:\[\]]+)(?:\[(?P<_pid>[^\]]*)\])?: ?)")
 _LOOKS_3164 = rf"^(?:<\d{{1,3}}>)?(?:{_STAMP_3164}|{_STAMP_ISO}) "
 
 # Pairs in a message: quoted or bare, only at a word start so "http://x?a=b" is left alone.
@@ -187,66 +192,95 @@ _BAD_SD = ("RFC 5424 STRUCTURED-DATA is missing or malformed: expected '-' or [S
 
 def _norm(expr: pl.Expr) -> pl.Expr:
     """A lower-case key without punctuation, so ``Reset_Password`` and ``resetpassword`` compare equal."""
-    return clean(expr).str.to_lowercase().str.replace_all(r"[^a-z0-9]", "")
+    return per_distinct(expr, lambda words: words.select(
+        clean(pl.col("v")).str.to_lowercase().str.replace_all(r"[^a-z0-9]", "")))
+
+
+def _matches(expr: pl.Expr, pattern: str) -> pl.Expr:
+    """``expr.str.contains(pattern)`` for a column of few distinct values."""
+    return per_distinct(expr, lambda values: values.select(pl.col("v").str.contains(pattern)), pl.Boolean)
 
 
 def _unescape(expr: pl.Expr) -> pl.Expr:
-    # RFC 5424 6.3.3: only \" \\ \] are escapes; any other backslash is a literal backslash.
-    return expr.str.replace_all(r'\\(["\\\]])', "$1")
+    # RFC 5424 6.3.3: only \" \\ \] are escapes; any other backslash is a literal backslash. One
+    # left-to-right pass, so "\\\"" is an escaped backslash and then an escaped quote.
+    return expr.str.replace_many(['\\"', "\\\\", "\\]"], ['"', "\\", "]"])
+
+
+def _after(text: pl.Expr, head: str) -> pl.Expr:
+    """What follows the column *head*, a match at the start of *text*; null where *head* is."""
+    return text.str.slice(pl.col(head).str.len_chars())
 
 
 def _device_type(devtype: pl.Expr, device: pl.Expr) -> pl.Expr:
     """recloser / capbank / regulator / breaker when a parameter or the device id says so, else null."""
-    kind = _norm(devtype)
-    by_param = [pl.when(kind.str.contains(pattern)).then(pl.lit(name)) for name, pattern in _DEVTYPE_WORDS]
-    ident = clean(device).str.to_uppercase()
-    by_id = [pl.when(ident.str.contains(f"{_ID_SEP}(?:{tokens}){_ID_END}")).then(pl.lit(name))
-             for name, tokens in _DEVICE_ID_TOKENS]
-    return pl.coalesce([*by_param, *by_id])
+    v = pl.col("v")
+
+    def by_param(kinds: pl.LazyFrame) -> pl.LazyFrame:
+        kind = clean(v).str.to_lowercase().str.replace_all(r"[^a-z0-9]", "")
+        return kinds.select(pl.coalesce([pl.when(kind.str.contains(pattern)).then(pl.lit(name))
+                                         for name, pattern in _DEVTYPE_WORDS]))
+
+    def by_id(devices: pl.LazyFrame) -> pl.LazyFrame:
+        ident = clean(v).str.to_uppercase()
+        return devices.select(pl.coalesce([pl.when(ident.str.contains(f"{_ID_SEP}(?:{tokens}){_ID_END}"))
+                                           .then(pl.lit(name)) for name, tokens in _DEVICE_ID_TOKENS]))
+
+    return pl.coalesce(per_distinct(devtype, by_param), per_distinct(device, by_id))
 
 
-def _params(staged: pl.DataFrame) -> pl.DataFrame:
-    """One column ``p_<field>`` per :data:`PARAM_ALIASES` field, by ``_row``.
+def _params(staged: pl.DataFrame) -> dict[str, pl.Series]:
+    """One column ``p_<field>`` per :data:`PARAM_ALIASES` field, aligned with *staged* (``_row``).
 
     Every ``key="value"`` pair is first tokenized left to right (so a value that contains ``x="y"``
     text is never read as a pair), then the wanted keys are picked in alias order.
     """
-    elements = staged.select(
-        "_row",
-        "_kv_in_msg",
-        _element=pl.when(pl.col("_kv_in_msg")).then(pl.concat_list(pl.col("_msg")))
-        .otherwise(pl.col("_sd").str.extract_all(_SD_ELEMENT)),
-    ).explode("_element").filter(pl.col("_element").is_not_null())
-    pairs = elements.with_columns(
-        _sd_id=pl.when(~pl.col("_kv_in_msg")).then(
-            pl.col("_element").str.extract(r"^\[([^\s\]]+)", 1).str.to_lowercase()),
-        _pair=pl.when(pl.col("_kv_in_msg")).then(pl.col("_element").str.extract_all(_MSG_PAIR))
-        .otherwise(pl.col("_element").str.extract_all(rf" +{_SD_PARAM}")),
-    ).explode("_pair").filter(pl.col("_pair").is_not_null())
-    kv = pl.col("_pair").str.strip_chars_start().str.extract_groups(r'(?s)^(?P<_key>[^=]+)=(?P<_val>.*)$')
+    in_msg = staged.filter(pl.col("_kv_in_msg")).select(
+        "_row", _sd_id=pl.lit(None, pl.String), _pair=pl.col("_msg").str.extract_all(_MSG_PAIR))
+    # STRUCTURED-DATA in one scan: each element's "[SD-ID" token, then its params. The scan stays in
+    # step with the elements (a value is consumed whole), so every param follows its own SD-ID.
+    token = pl.col("_pair")
+    in_sd = (
+        staged.filter(~pl.col("_kv_in_msg"))
+        .select("_row", _pair=pl.col("_sd").str.extract_all(rf"\[{_SD_NAME}| +{_SD_PARAM}"))
+        .explode("_pair").filter(token.is_not_null())
+        .with_columns(_sd_id=pl.when(token.str.starts_with("[")).then(token.str.slice(1).str.to_lowercase())
+                      .forward_fill())
+        .filter(~token.str.starts_with("["))
+        .select("_row", "_sd_id", "_pair")
+    )
+    pairs = pl.concat([in_msg.explode("_pair"), in_sd]).filter(pl.col("_pair").is_not_null())
+    # The same pair (user="jdoe", result="success") recurs on many lines: read each distinct one once.
+    # A key never holds "=", so the pair splits at its first one.
+    kv = pl.col("_pair").str.strip_chars_start().str.splitn("=", 2).struct.rename_fields(["_key", "_val"])
     key = pl.col("_key").str.to_lowercase().str.replace_all(r"[_\-.]", "")
     key = pl.when(pl.col("_sd_id") == "origin").then(pl.lit("origin.") + key).otherwise(key)
     value = pl.col("_val")
     quoted = value.str.starts_with('"') & value.str.ends_with('"') & (value.str.len_chars() >= 2)
-    long = (
-        pairs.with_columns(kv).unnest("_pair")
+    distinct = (
+        pairs.lazy().select("_sd_id", "_pair").unique()
         .filter(~pl.col("_sd_id").is_in(_IGNORED_SD_IDS).fill_null(False))
+        .with_columns(kv.alias("_kv")).unnest("_kv")
+        .with_columns(_key=key)
+        .with_columns(_name=pl.col("_key").replace_strict(_FIELD_OF, default=None, return_dtype=pl.String))
+        .filter(pl.col("_name").is_not_null())
         .select(
-            "_row",
-            _field=key.replace_strict(_FIELD_OF, default=None, return_dtype=pl.String),
-            _rank=key.replace_strict(_RANK_OF, default=None, return_dtype=pl.Int32),
+            "_sd_id",
+            "_pair",
+            "_name",
+            _rank=pl.col("_key").replace_strict(_RANK_OF, default=None, return_dtype=pl.Int32),
             _value=pl.when(quoted).then(_unescape(value.str.slice(1, value.str.len_chars() - 2)))
             .otherwise(value),
         )
-        .filter(pl.col("_field").is_not_null())
-        .sort("_row", "_rank", maintain_order=True)
-        .unique(subset=["_row", "_field"], keep="first", maintain_order=True)
     )
-    wide = long.pivot(on="_field", index="_row", values="_value") if long.height else long.select("_row")
-    return wide.select(
-        "_row",
-        *[(pl.col(f) if f in wide.columns else pl.lit(None, pl.String)).alias(f"p_{f}") for f in PARAM_ALIASES],
+    long = collect(
+        pairs.lazy().join(distinct, on=["_sd_id", "_pair"], how="inner", nulls_equal=True, maintain_order="left")
+        .select("_row", "_name", "_rank", "_value")
+        # Stable: within a row and field, the lowest alias rank first, then the first written.
+        .sort("_rank", maintain_order=True)
     )
+    wide = spread(long, staged.height, list(PARAM_ALIASES))
+    return {f"p_{field}": column for field, column in wide.items()}
 
 
 class DmsSyslog(Parser):
@@ -269,7 +303,7 @@ class DmsSyslog(Parser):
 
     def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
         staged = self._split(lines)
-        staged = staged.join(_params(staged), on="_row", how="left", maintain_order="left")
+        staged = staged.with_columns(**_params(staged))
         staged = self._times(staged)
         return self._map(staged).select(~cs.starts_with("_", "p_") | cs.by_name("_error"))
 
@@ -279,15 +313,28 @@ class DmsSyslog(Parser):
         """Header fields, STRUCTURED-DATA, MSG and ``_error`` of every line, by regex over the chunk."""
         text = pl.col("raw").str.strip_chars_start(" \t\ufeff")
         staged = (
-            lines.filter(pl.col("raw").str.strip_chars() != "")  # blank lines carry nothing
+            lines.lazy().filter(pl.col("raw").str.strip_chars() != "")  # blank lines carry nothing
             .with_columns(_row=pl.int_range(pl.len(), dtype=pl.Int64), _line=text)
             .with_columns(pl.col("_line").str.extract_groups(_FRAME).alias("_f")).unnest("_f")
             .with_columns(_text=pl.coalesce("_framed", "_line"))
             .with_columns(_is5424=pl.col("_text").str.contains(_IS_5424))
-            .with_columns(pl.col("_text").str.extract_groups(_HEADER_5424).alias("_h5")).unnest("_h5")
-            .with_columns(pl.col("_rest").str.extract_groups(_SD_AND_MSG).alias("_s")).unnest("_s")
-            .with_columns(pl.when(~pl.col("_is5424")).then(pl.col("_text").str.extract_groups(_HEADER_3164))
+            .with_columns(pl.col("_text").str.extract_groups(_HEAD_5424).alias("_h5")).unnest("_h5")
+            .with_columns(pl.when(~pl.col("_is5424")).then(pl.col("_text").str.extract_groups(_HEAD_3164))
                           .alias("_h3")).unnest("_h3")
+            .with_columns(_after5=_after(pl.col("_text"), "_head5"), _body=_after(pl.col("_text"), "_head3"))
+        )
+        after = pl.col("_after5")
+        # " +" then the rest, or the end of the line; anything else after MSGID means no header at all.
+        head_ends = (after == "") | after.str.starts_with(" ")
+        staged = staged.with_columns(
+            [pl.when(head_ends).then(pl.col(c)).alias(c) for c in ("_pri", "_ver", "_ts5", "_host5", "_app", "_procid",
+                                                                   "_msgid5")],
+            _rest=pl.when(after != "").then(after.str.strip_chars_start(" ")),
+        ).with_columns(_sd=pl.col("_rest").str.extract(_SD, 0))
+        rest = pl.col("_rest")
+        staged = staged.with_columns(
+            _msg_nil=pl.when(rest.str.starts_with("- ")).then(rest.str.slice(2)),
+            _msg_sd=_after(rest, "_sd").str.strip_prefix(" "),
         )
         is5424 = pl.col("_is5424")
         sd_ok = pl.col("_sd").is_not_null() | pl.col("_rest").str.contains(r"(?s)^-(?: |$)")
@@ -315,7 +362,7 @@ class DmsSyslog(Parser):
             .when(is5424 & (pl.col("_ts5") == "-"))
             .then(pl.lit("RFC 5424 TIMESTAMP is the NILVALUE '-': the event has no time"))
         )
-        return staged.with_columns(
+        return collect(staged.with_columns(
             _error=error,
             _kv_in_msg=~is5424 | pl.col("_sd").is_null(),
             _msg=pl.when(is5424).then(msg_5424).otherwise(pl.col("_body").str.strip_prefix("\ufeff")),
@@ -326,7 +373,7 @@ class DmsSyslog(Parser):
             _ts=pl.when(pl.col("_error").is_null()).then(pl.col("_ts")),
             _sd=pl.when(pl.col("_error").is_null()).then(pl.col("_sd")),
             _msg=pl.when(pl.col("_error").is_null()).then(pl.col("_msg")),
-        )
+        ))
 
     def _times(self, staged: pl.DataFrame) -> pl.DataFrame:
         staged = self.with_time(staged, "_ts")
@@ -349,10 +396,10 @@ class DmsSyslog(Parser):
     def _map(self, staged: pl.DataFrame) -> pl.DataFrame:
         """Normalized columns from the MSGID and the parameters (see the module docstring).
 
-        Built in steps of materialized ``_`` columns: eager frames do not share common
-        sub-expressions, and recomputing the message and keys per use costs several times the parse.
+        Built in steps of ``_`` columns that later steps read; the words the exporter chose (MSGID,
+        result, op, device kinds) are few, so they are normalized once per distinct value.
         """
-        staged = staged.with_columns(
+        query = staged.lazy().with_columns(
             *[clean(pl.col(f"p_{f}")).alias(f"p_{f}") for f in PARAM_ALIASES],
             _token=pl.when(pl.col("_kv_in_msg") & ~pl.col("_is5424")).then(pl.col("_msg").str.extract(_MSG_TOKEN, 1)),
         )
@@ -360,7 +407,7 @@ class DmsSyslog(Parser):
         token = pl.col("_token")
         text = pl.col("_msg")
         from_token = token.is_not_null() & p["msgid"].is_null()
-        staged = staged.with_columns(
+        query = query.with_columns(
             _msgid=pl.when(pl.col("_is5424")).then(pl.coalesce(clean(pl.col("_msgid5")), p["msgid"], p["type"]))
             .otherwise(pl.coalesce(p["msgid"], token, p["type"])),
             _result=_norm(p["result"]),
@@ -372,7 +419,8 @@ class DmsSyslog(Parser):
             .otherwise(text),
             _device_kind=_device_type(p["devtype"], p["device"]),
         ).with_columns(
-            _kind=pl.col("_msgid").str.to_uppercase().str.replace_all("-", "_"),
+            _kind=per_distinct(pl.col("_msgid"), lambda ids: ids.select(
+                pl.col("v").str.to_uppercase().str.replace_all("-", "_"))),
             _outcome=pl.col("_result").replace_strict(RESULT_OUTCOMES, default="unknown"),
         )
         kind, result, op, step, message = (pl.col(c) for c in ("_kind", "_result", "_op", "_step", "_message"))
@@ -381,7 +429,8 @@ class DmsSyslog(Parser):
         # AUTH
         says = [p["result"], p["method"], p["action"], message]
         lockout = result.is_in(["locked", "lockedout", "lockout"]) | message.str.contains(_LOCKOUT).fill_null(False)
-        logout = pl.any_horizontal([e.str.contains(_LOGOUT) for e in says]).fill_null(False)
+        logout = pl.any_horizontal([_matches(e, _LOGOUT) for e in says[:-1]] + [message.str.contains(_LOGOUT)]
+                                   ).fill_null(False)
         auth = (pl.when(lockout).then(pl.lit("lockout")).when(logout).then(pl.lit("logout"))
                 .when(outcome == "success").then(pl.lit("login_success"))
                 .when(outcome == "failure").then(pl.lit("login_failure")))
@@ -406,7 +455,7 @@ class DmsSyslog(Parser):
         for name, ops in USER_OPS.items():
             user_admin = user_admin.when(op.is_in(ops)).then(pl.lit(name))
 
-        staged = staged.with_columns(
+        query = query.with_columns(
             _action=pl.coalesce(
                 pl.when(kind == "AUTH").then(auth)
                 .when(kind == "SCADA_CTRL").then(scada)
@@ -438,7 +487,7 @@ class DmsSyslog(Parser):
         extra = pl.coalesce(pl.when(kind == "TAG").then(p["tag"]), pl.when(kind == "USER_ADMIN").then(p["role"]))
         taken = action.is_in(["tag_removed", "role_revoked"])
         given = action.is_in(["tag_placed", "role_granted", "account_created"])
-        return staged.with_columns(
+        return collect(query.with_columns(
             host=pl.coalesce(clean(pl.col("_host")), p["origin_ip"]),
             account=pl.when(kind == "ALARM").then(None).otherwise(p["user"]),  # alarms come from devices
             src_ip=p["src"],
@@ -454,4 +503,4 @@ class DmsSyslog(Parser):
             old_value=pl.coalesce(p["old"], pl.when(taken).then(extra)),
             new_value=pl.coalesce(p["new"], pl.when(kind == "CONFIG").then(p["value"]), pl.when(given).then(extra)),
             message=message,
-        )
+        ))

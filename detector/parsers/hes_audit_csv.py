@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.errors import InputError
-from detector.parsers.base import Parser, clean
+from detector.parsers.base import Parser, clean, collect, per_distinct
 from detector.parsers.csvlines import join_multiline_records, parse_header, split_fields
 
 COLUMNS = ("EventTimeUTC", "AuditId", "UserName", "Role", "ClientIP", "Workstation", "Category", "Action",
@@ -58,8 +58,10 @@ _CATEGORY_OF_OTHER: dict[str, str] = {
 }
 
 
-def _key(column: str) -> pl.Expr:
-    return clean(pl.col(column)).str.to_lowercase().str.replace_all(r"[\s_\-]", "")
+def _lookup(column: str, table: dict[str, str], default: str | None) -> pl.Expr:
+    """*column*'s word, lower-cased without spaces, ``_`` and ``-``, looked up in *table*."""
+    return per_distinct(pl.col(column), lambda words: words.select(
+        clean(pl.col("v")).str.to_lowercase().str.replace_all(r"[\s_\-]", "").replace_strict(table, default=default)))
 
 
 class HesAuditCsv(Parser):
@@ -119,18 +121,20 @@ class HesAuditCsv(Parser):
         fields = split_fields(records, self._names)
         fields = fields.with_columns([pl.lit(None, pl.String).alias(c) for c in COLUMNS if c not in fields.columns])
         staged = self.with_time(fields, "EventTimeUTC")
-        action = _key("Action").replace_strict(ACTIONS, default="other")
-        outcome = _key("Result").replace_strict(OUTCOMES, default="unknown")
+        action = pl.col("_action")
+        outcome = pl.col("outcome")
         login = action == "login_success"
-        return staged.with_columns(
+        return collect(staged.lazy().with_columns(
+            _action=_lookup("Action", ACTIONS, "other"),
+            outcome=_lookup("Result", OUTCOMES, "unknown"),
+        ).with_columns(
             account=pl.col("UserName"),
             src_ip=pl.col("ClientIP"),
             src_host=pl.col("Workstation"),
             # A login recorded with Result=Failure is a failed login, whatever the action says.
             action=pl.when(login & (outcome == "failure")).then(pl.lit("login_failure")).otherwise(action),
-            category=pl.when(action == "other").then(_key("Category").replace_strict(_CATEGORY_OF_OTHER, default=None)),
-            outcome=outcome,
-            target_type=_key("ObjectType").replace_strict(OBJECT_TYPES, default=None),
+            category=pl.when(action == "other").then(_lookup("Category", _CATEGORY_OF_OTHER, None)),
+            target_type=_lookup("ObjectType", OBJECT_TYPES, None),
             target_id=pl.col("ObjectId"),
             job_id=pl.col("AuditId"),
             native_code=clean(pl.col("Action")),
@@ -139,4 +143,4 @@ class HesAuditCsv(Parser):
             message=pl.concat_str(
                 [clean(pl.col("Category")).fill_null("?"), pl.lit("/"), clean(pl.col("Action")).fill_null("?"),
                  pl.lit(" by role "), clean(pl.col("Role")).fill_null("unknown")]),
-        )
+        ).drop("_action"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.parsers.base import Parser, clean
+from detector.parsers.base import Parser, clean, collect, per_distinct
 from detector.parsers.jsonlines import decode_json_lines
 
 COMMAND_ACTIONS: dict[str, str] = {
@@ -53,8 +53,10 @@ FIELDS = ("ts", "jobId", "user", "client", "command", "controlType", "targetType
 SCHEMA = pl.Schema({f: pl.String for f in FIELDS})
 
 
-def _key(column: str) -> pl.Expr:
-    return clean(pl.col(column)).str.to_lowercase().str.replace_all(r"[\s_\-]", "")
+def _lookup(column: str, table: dict[str, str], default: str | None) -> pl.Expr:
+    """*column*'s word, lower-cased without spaces, ``_`` and ``-``, looked up in *table*."""
+    return per_distinct(pl.col(column), lambda words: words.select(
+        clean(pl.col("v")).str.to_lowercase().str.replace_all(r"[\s_\-]", "").replace_strict(table, default=default)))
 
 
 class HesCommandsJsonl(Parser):
@@ -71,17 +73,17 @@ class HesCommandsJsonl(Parser):
         staged = self.with_time(decoded, "ts")
         group = clean(pl.col("targetGroup"))
         command = clean(pl.col("command"))
-        action = _key("command").replace_strict(COMMAND_ACTIONS, default="other")
-        return staged.with_columns(
+        action = _lookup("command", COMMAND_ACTIONS, "other")
+        return collect(staged.lazy().with_columns(
             host=pl.col("host"),
             account=pl.col("user"),
             src_ip=pl.col("client"),
             action=action,
             # An unknown command is still a command sent to field devices.
             category=pl.when(action == "other").then(pl.lit("device_command")),
-            outcome=_key("status").replace_strict(STATUS_OUTCOMES, default="unknown"),
+            outcome=_lookup("status", STATUS_OUTCOMES, "unknown"),
             target_type=pl.when(group.is_not_null()).then(pl.lit("group"))
-            .otherwise(_key("targetType").replace_strict(TARGET_TYPES, default=None)),
+            .otherwise(_lookup("targetType", TARGET_TYPES, None)),
             target_id=pl.coalesce(group, clean(pl.col("targetId"))),
             target_count=pl.col("targetCount"),
             job_id=pl.col("jobId"),
@@ -93,4 +95,4 @@ class HesCommandsJsonl(Parser):
                 pl.col("_error"),
                 pl.when(command.is_null()).then(pl.lit("no command field")),
             ),
-        )
+        ))

@@ -1,23 +1,22 @@
 """Decoding JSON-lines chunks with polars' native NDJSON reader, keeping every line accounted for.
 
-The fast path hands the whole chunk to :func:`polars.read_ndjson` (about 2M lines/s here). When the
-chunk holds a line that is not a JSON object, the chunk is split in halves until each bad line is
-alone, so a few damaged lines cost a few extra reads, not a per-line Python loop.
+Lines are read by shape: objects that name no nested field with the flat part of the schema (polars
+decodes it several times faster), the others with the full schema, and lines that cannot be one
+object (cut off before the closing brace) apart. Each group goes to :func:`polars.read_ndjson` in one
+piece; when a group holds a line that is not a JSON object, it is split in halves until each bad
+line is alone, so a few damaged lines cost a few extra reads, not a per-line Python loop.
 """
 
 from __future__ import annotations
 
-import io
+import re
 
 import polars as pl
 
-_BLANK = pl.col("raw").str.strip_chars() == ""
-
-
 def _read(raw: pl.Series, schema: pl.Schema) -> pl.DataFrame | None:
-    payload = raw.str.join("\n").item().encode()
+    payload = raw.str.join("\n").cast(pl.Binary).item()
     try:
-        decoded = pl.read_ndjson(io.BytesIO(payload), schema=schema)
+        decoded = pl.read_ndjson(payload, schema=schema)
     except (pl.exceptions.PolarsError, ValueError, OverflowError):
         return None
     return decoded if decoded.height == raw.len() else None
@@ -40,16 +39,51 @@ def decode_json_lines(lines: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
 
     Fields declared ``String`` take numbers and booleans as their text, so exporters that write
     ``"EventID": "4624"`` and ``"EventID": 4624`` read the same. Blank lines are dropped; lines that
-    are not one JSON object of the expected shape get an ``_error``.
+    are not one JSON object of the expected shape get an ``_error``. Rows are not in line order
+    (:func:`~detector.parsers.base.finalize` restores it).
     """
-    lines = lines.filter(~_BLANK)
-    objects = pl.col("raw").str.strip_chars().str.starts_with("{")
-    good, bad = _decode(lines.filter(objects), schema) if lines.height else ([], [])
-    not_objects = lines.filter(~objects)
+    return pl.concat(decode_json_parts(lines, schema), how="vertical")
+
+
+def decode_json_parts(lines: pl.DataFrame, schema: pl.Schema) -> list[pl.DataFrame]:
+    """:func:`decode_json_lines`, as frames of lines of one shape each (flat, nested, not decoded).
+
+    Every frame has all the columns; within one, a column that only the other shapes use is null
+    throughout, which polars skips at no cost.
+    """
+    text = pl.col("raw").str.strip_chars()
+    # A line that names none of the nested (struct) fields reads the same without them, and polars
+    # decodes a flat schema several times faster. A key may hide behind a \u escape: such lines take
+    # the full schema.
+    nested = [name for name, dtype in schema.items() if isinstance(dtype, pl.Struct)]
+    flat_schema = pl.Schema({name: dtype for name, dtype in schema.items() if name not in nested})
+    mentions_nested = pl.col("raw").str.contains("|".join([f'"{re.escape(n)}"' for n in nested] + [r"\\u"]))
+    shape = (
+        pl.when(text == "").then(pl.lit("blank"))
+        .when(~text.str.starts_with("{")).then(pl.lit("not_object"))
+        # A line that does not end in "}" (cut off, most often) cannot be read; decoded apart from
+        # the rest, such lines cost a few small reads instead of splitting the chunk over and over.
+        .when(~text.str.ends_with("}")).then(pl.lit("suspect"))
+        .when(mentions_nested if nested else pl.lit(True)).then(pl.lit("nested"))
+        .otherwise(pl.lit("flat"))
+    )
+    by_shape = lines.with_columns(_shape=shape).partition_by("_shape", as_dict=True, include_key=False)
+    good: list[pl.DataFrame] = []
+    bad: list[pl.DataFrame] = []
+    for kind, part_schema in (("flat", flat_schema), ("nested", schema), ("suspect", schema)):
+        part = by_shape.get((kind,))
+        if part is not None:
+            part_good, part_bad = _decode(part, part_schema)
+            good += part_good
+            bad += part_bad
+    not_objects = by_shape.get(("not_object",), lines.clear())
     parts = [g.with_columns(_error=pl.lit(None, pl.String)) for g in good]
-    for frame, reason in [(b, "not a valid JSON object, or a field of an unexpected type") for b in bad] + [
-            (not_objects, "not a JSON object")]:
-        if frame.height:
-            parts.append(frame.with_columns(_error=pl.lit(reason)))
+    undecoded = [b.with_columns(_error=pl.lit("not a valid JSON object, or a field of an unexpected type"))
+                 for b in bad]
+    if not_objects.height:
+        undecoded.append(not_objects.with_columns(_error=pl.lit("not a JSON object")))
+    if undecoded:
+        parts.append(pl.concat(undecoded))
     empty = pl.DataFrame(schema={"raw_line": pl.Int64, "raw": pl.String, **schema, "_error": pl.String})
-    return pl.concat([empty, *parts], how="diagonal_relaxed").sort("raw_line")
+    # In one piece each: the reader's many small pieces would cost every later expression a pass apiece.
+    return [pl.concat([empty, part], how="diagonal_relaxed").rechunk() for part in parts] or [empty]

@@ -144,11 +144,11 @@ def read_line_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterat
         if cut == 0:
             carry = data
             continue
-        # Each chunk ends with its newline, so it holds exactly data.count(b"\n") lines.
+        # Each chunk ends with its newline, so each of its lines is good or bad text, and numbered.
         data, carry = data[:cut], data[cut:]
         chunk = _chunk(data, next_line, path, check_encoding=not checked_encoding)
         checked_encoding = True
-        next_line += data.count(b"\n")
+        next_line += chunk.lines.height + chunk.bad_lines.height
         yield chunk
     if carry:
         yield _chunk(carry, next_line, path, check_encoding=not checked_encoding)
@@ -157,7 +157,8 @@ def read_line_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterat
 def _chunk(data: bytes, first_line: int, path: Path, *, check_encoding: bool) -> LineChunk:
     try:
         lines = pl.read_lines(data, name="raw", row_index_name="raw_line", row_index_offset=first_line)
-        lines = lines.select(pl.col("raw_line").cast(pl.Int64), pl.col("raw").str.strip_suffix("\r"))
+        raw = pl.col("raw").str.strip_suffix("\r") if b"\r" in data else pl.col("raw")  # CRLF exports only
+        lines = lines.select(pl.col("raw_line").cast(pl.Int64), raw)
         return LineChunk(lines, _NO_BAD_LINES)
     except pl.exceptions.ComputeError:
         lines, bad = _split_bad_text(data, first_line)
