@@ -35,7 +35,7 @@ from detector.config import Config
 from detector.detection import profiles_of
 from detector.detection import score as _score
 from detector.detection import train as _train
-from detector.errors import DetectorError, InputError, ParseError
+from detector.errors import DetectorError, InputError
 from detector.features import DEVICE_TARGET_TYPES, FEATURE_DESCRIPTIONS, build_profiles
 from detector.features import build_features as _build_features
 from detector.findings import (
@@ -50,9 +50,9 @@ from detector.findings import (
 from detector.model_store import Model, load_model
 from detector.parsers import ParsedChunk
 from detector.parsers.reader import read_line_chunks
-from detector.pipeline import FileReport, ParseRun, plan_parse
+from detector.pipeline import FileReport, ParseRun, collect_run, plan_parse
 from detector.safe_text import for_terminal
-from detector.schema import CATEGORIES, EVENT_SCHEMA, REJECT_RAW_BYTES, UTC_US, empty_events, empty_rejects
+from detector.schema import CATEGORIES, EVENT_SCHEMA, REJECT_RAW_BYTES, UTC_US, empty_rejects
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -169,17 +169,6 @@ def plan(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
     return _TrackedRun(**{f.name: getattr(run, f.name) for f in fields(ParseRun)}, progress=progress)
 
 
-def _collect_run(run: ParseRun, *, strict: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
-    events, rejects = [empty_events()], [empty_rejects()]
-    for chunk in run.chunks():
-        if strict and chunk.rejects.height:
-            first = chunk.rejects.row(0, named=True)
-            raise ParseError(first["reason"], source=(first["raw_file"], first["raw_line"]))
-        events.append(chunk.events)
-        rejects.append(chunk.rejects)
-    return pl.concat(events).rechunk(), pl.concat(rejects)
-
-
 def read_logs(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
               mappings: Sequence[str | Path] = (), tz: str | None = None, strict: bool = False,
               progress: ProgressCallback | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -239,7 +228,7 @@ def read_with_reports(paths: str | Path | Sequence[str | Path], *, format: str |
     run = plan(paths, format=format, mappings=mappings, tz=tz, progress=progress)
     if not run.files:
         raise InputError("no log files found in the given paths")
-    events, rejects = _collect_run(run, strict=strict)
+    events, rejects = collect_run(run, strict=strict)
     return events, rejects, run.reports
 
 

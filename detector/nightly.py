@@ -119,7 +119,7 @@ from detector.errors import ConfigError, DetectorError
 from detector.features import parse_duration
 from detector.features.common import is_device_target
 from detector.findings import SEVERITIES, empty_findings, rank, severity_at_least, summary_lines, write_findings
-from detector.model_store import Model, load_model, save_model
+from detector.model_store import Model, _fsync_dir, load_model, save_model
 from detector.pipeline import expand_paths, plan_parse, write_model_card
 from detector.safe_text import for_terminal
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA
@@ -373,19 +373,6 @@ def _utc_now() -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:

@@ -116,12 +116,8 @@ def plan_parse(paths: Sequence[str | Path], *, format: str | None = None, mappin
     return ParseRun(files=files, parsers=parsers, forced=forced, options=ParseOptions(tz=tz))
 
 
-def _parse_all(paths: Sequence[str | Path], *, format: str | None, mappings: Sequence[str | Path],
-               tz: str | None, strict: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, list[FileReport]]:
-    """Every event and reject of *paths* in memory, with the per-file reports."""
-    run = plan_parse(paths, format=format, mappings=mappings, tz=tz)
-    if not run.files:
-        raise InputError("no log files found in the given paths")
+def collect_run(run: ParseRun, *, strict: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every event and reject of a parse run in memory (raising on the first reject if *strict*)."""
     events, rejects = [empty_events()], [empty_rejects()]
     for chunk in run.chunks():
         if strict and chunk.rejects.height:
@@ -130,7 +126,17 @@ def _parse_all(paths: Sequence[str | Path], *, format: str | None, mappings: Seq
         events.append(chunk.events)
         rejects.append(chunk.rejects)
     # One contiguous chunk: the window group-bys downstream run faster on it.
-    return pl.concat(events).rechunk(), pl.concat(rejects), run.reports
+    return pl.concat(events).rechunk(), pl.concat(rejects)
+
+
+def _parse_all(paths: Sequence[str | Path], *, format: str | None, mappings: Sequence[str | Path],
+               tz: str | None, strict: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, list[FileReport]]:
+    """Every event and reject of *paths* in memory, with the per-file reports."""
+    run = plan_parse(paths, format=format, mappings=mappings, tz=tz)
+    if not run.files:
+        raise InputError("no log files found in the given paths")
+    events, rejects = collect_run(run, strict=strict)
+    return events, rejects, run.reports
 
 
 def read_logs(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
