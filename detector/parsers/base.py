@@ -2,8 +2,8 @@
 
 A parser turns numbered raw lines into a *staged* frame: ``raw_line``, ``raw``, an optional
 ``_error`` (why a line is rejected), and whichever schema columns it knows, as plain strings
-(``time`` already a UTC datetime), in any row order. :func:`finalize` does everything that is the same for all
-formats: splitting off rejects, account and address normalization, enum casting, column order.
+(``time`` already a UTC datetime), in any row order. :func:`finalize` does everything that is the same
+for all formats: splitting off rejects, account and address normalization, enum casting, line order.
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ class Parser(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     source_system: ClassVar[str] = "other"
+    # Whether parse_chunk keeps nothing from one chunk to the next, so that chunks may be parsed
+    # side by side (a CSV parser holds the header and a record still open, so it may not).
+    independent_chunks: ClassVar[bool] = False
 
     def __init__(self, path: str, options: ParseOptions) -> None:
         self.path = path
@@ -135,7 +138,8 @@ def spread(long: pl.DataFrame, height: int, names: Sequence[str],
         column = pl.repeat(None, height, dtype=pl.String, eager=True).alias(name)
         if (name,) in by_name:
             row = pl.col("_row")
-            given = by_name[(name,)].filter(row.is_first_distinct() if keep == "first" else row.is_last_distinct())
+            kept = row.is_first_distinct() if keep == "first" else row.is_last_distinct()
+            given = by_name[(name,)].filter(kept)
             column.scatter(given.get_column("_row"), given.get_column("_value"))
         columns[name] = column
     return columns
@@ -226,14 +230,13 @@ def parse_any_time(text: pl.Series, *, year: int) -> tuple[pl.Series, pl.Series]
     """
     t = pl.col("_t")
     squeezed, full = pl.col("_squeezed"), pl.col("_full")
-    frame = (
+    frame = collect(
         text.cast(pl.String).to_frame("_t").lazy()
         .with_columns(_squeezed=t.str.replace_all(r"\s+", " "))
         .with_columns(_full=pl.when(squeezed.str.contains(r"^[A-Za-z]{3} \d{1,2} \d{1,2}:\d{2}:\d{2}"))
                       .then(pl.lit(f"{year} ") + squeezed).otherwise(squeezed))
         .with_columns(_utc=full.str.contains(_UTC_SUFFIX), _bare=full.str.replace(_UTC_SUFFIX, ""))
     )
-    frame = collect(frame)
     naive = first_non_null(
         frame, [pl.col("_bare").str.strptime(pl.Datetime("us"), f, strict=False) for f in _NAIVE_FORMATS],
         pl.Datetime("us"))
@@ -306,6 +309,7 @@ def per_distinct(expr: pl.Expr, fn: Callable[[pl.LazyFrame], pl.LazyFrame],
         return values.replace_strict(distinct.filter(known), mapped.filter(known),
                                      default=of_null.item() if of_null.len() else None, return_dtype=dtype)
 
+    # Not declared elementwise: polars would then call it once per piece of a many-piece column.
     return expr.cast(pl.String).map_batches(apply, return_dtype=dtype)
 
 

@@ -264,6 +264,7 @@ class Cef(Parser):
     name = "cef"
     description = "ArcSight CEF from VPN concentrators, jump hosts and firewalls (with or without syslog header)"
     source_system = "other"
+    independent_chunks = True
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:

@@ -287,6 +287,7 @@ class DmsSyslog(Parser):
     name = "dms_syslog"
     description = "DMS/ADMS events, RFC 5424 syslog with structured data (or RFC 3164 with key=\"value\")"
     source_system = "dms"
+    independent_chunks = True
 
     _SNIFF_5424: ClassVar[re.Pattern[str]] = re.compile(
         r"^\s*(?:\d{1,10} )?<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[)")

@@ -63,6 +63,7 @@ class HesCommandsJsonl(Parser):
     name = "hes_commands_jsonl"
     description = "HES command log, JSON lines (IEC 61968-9 EndDeviceControl commands)"
     source_system = "hes"
+    independent_chunks = True
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:

@@ -235,6 +235,7 @@ class WinsecJsonl(Parser):
     name = "winsec_jsonl"
     description = "Windows Security events as JSON lines (Get-WinEvent, NXLog im_msvistalog, Winlogbeat/ECS)"
     source_system = "windows"
+    independent_chunks = True
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:
