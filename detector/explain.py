@@ -50,6 +50,9 @@ def feature_sentence(feature: str, value: float, row: Mapping[str, Any]) -> str 
         return f"{_count(count)} {label} in the window ({text})"
     if feature == "new_src_ip_events":
         return f"{_count(shown)} events from {_list(row.get('new_src_ips'))}, never seen for this account in {span}"
+    if feature == "new_src_net_events":
+        return (f"{_count(shown)} events from network {_list(row.get('new_src_nets'))}, "
+                f"never seen for this account in {span}")
     if feature == "new_src_host_events":
         return f"{_count(shown)} events from host {_list(row.get('new_src_hosts'))}, never seen for this account in {span}"
     if feature == "new_global_src_ip_events":
@@ -61,6 +64,8 @@ def feature_sentence(feature: str, value: float, row: Mapping[str, Any]) -> str 
         return f"firmware image hash {_list(hashes)} never seen in {span}"
     if feature == "new_setting_count":
         return f"changed {_list(row.get('new_settings'))}, which nobody changed in {span}"
+    if feature == "weakened_setting_count":
+        return f"weakened a security control: {_list(row.get('weakened_settings'))}"
     if feature == "new_issuer_count":
         return f"commands from {_list(row.get('new_issuers'))}, never seen issuing to this device in {span}"
     if feature == "hour_rarity":

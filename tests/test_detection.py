@@ -47,10 +47,17 @@ def test_malicious_incidents_are_found_at_medium_or_above(findings) -> None:
     serious = findings.filter(pl.col("severity").cast(pl.String).is_in(["medium", "high", "critical"])).to_dicts()
     malicious = [i for i in LABELS["incidents"] if not i["benign"]]
     missed = [i["kind"] for i in malicious if not any(_matches(f, i) for f in serious)]
-    # The goal is all of them; benchmarks/README.md records per-kind recall over several months.
-    # Today the security-setting change of this month scores just under medium (see there).
-    assert len(missed) <= 1, missed
-    assert set(missed) <= {"config_change"}
+    # benchmarks/README.md records per-kind recall over several simulated months.
+    assert missed == []
+
+
+def test_a_weakened_security_control_leads_its_finding(findings) -> None:
+    change = next(i for i in LABELS["incidents"] if i["kind"] == "config_change")
+    rows = [f for f in findings.to_dicts() if _matches(f, change)]
+    assert rows and rows[0]["severity"] in ("medium", "high", "critical")
+    assert rows[0]["top_features"][0]["feature"] == "weakened_setting_count"
+    assert any("weakened a security control: Security.DisconnectApprovalRequired: true → false" in r
+               for r in rows[0]["reasons"])
 
 
 def test_most_serious_findings_belong_to_an_incident(findings) -> None:

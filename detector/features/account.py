@@ -21,6 +21,7 @@ from detector.features.common import (
     prefixed,
     prepare,
     rarity,
+    src_network,
     value_aggs,
     window_basics,
     window_measures,
@@ -28,6 +29,7 @@ from detector.features.common import (
     with_typical,
 )
 from detector.features.config import FeatureConfig
+from detector.features.controls import weakened_change
 from detector.features.profiles import Profiles
 
 UNKNOWN_ROLE: Final = "unknown"
@@ -38,7 +40,8 @@ ACCOUNT_CONTEXT: Final = (
     "first_time", "last_time", "previous_activity",
     "counts", "typical", "action_counts",
     "actions", "src_ips", "src_hosts",
-    "new_src_ips", "new_src_hosts", "new_global_src_ips", "new_actions", "new_image_hashes", "new_settings",
+    "new_src_ips", "new_src_nets", "new_src_hosts", "new_global_src_ips", "new_actions", "new_image_hashes",
+    "new_settings", "weakened_settings",
     "rarest_hour", "hour_share", "rarest_weekday", "weekday_share",
 )
 
@@ -82,13 +85,18 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
     global_ips = (p.account_ips.lazy().group_by("src_ip").agg(_known=pl.col("events").sum())
                   if p.has_baseline else None)
     images = p.image_hashes.lazy().select("image_sha256", _known=pl.col("events")) if p.has_baseline else None
+    # The account's known networks are those of its known addresses.
+    networks = (p.account_ips.lazy().select(pl.col("account").alias("entity_id"),
+                                            _src_net=src_network(pl.col("src_ip")), _known=pl.col("events"))
+                if p.has_baseline else None)
     settings = (p.config_targets.lazy().select(pl.col("target_id").alias("_config_target"), _known=pl.col("events"))
                 if p.has_baseline else None)
 
     prepared = prepare(as_lazy(events), pl.col("account"), config, p.baseline_start, p.baseline_end)
-    flagged = prepared
+    flagged = prepared.with_columns(_src_net=src_network(pl.col("src_ip")), _weakened=weakened_change())
     for value, known in (
         ("src_ip", {"_new_ip": own(p.account_ips, "src_ip"), "_new_global_ip": global_ips}),
+        ("_src_net", {"_new_net": networks}),
         ("src_host", {"_new_host": own(p.account_hosts, "src_host")}),
         ("action", {"_new_action": own(p.account_actions, "action")}),
         ("image_sha256", {"_new_image": images}),
@@ -99,10 +107,12 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         in_time_order(flagged), prepared, "account",
         *window_basics(config),
         *value_aggs("src_ip", "ip", {"own": "_new_ip", "global": "_new_global_ip"}, cap),
+        *value_aggs("_src_net", "net", {"own": "_new_net"}, cap),
         *value_aggs("src_host", "host", {"own": "_new_host"}, cap),
         *value_aggs("action", "act", {"own": "_new_action"}, cap),
         *value_aggs("image_sha256", "img", {"global": "_new_image"}, cap),
         *value_aggs("_config_target", "cfg", {"global": "_new_setting"}, cap),
+        *value_aggs("_weakened", "weak", {}, cap),
     )
     hours = p.account_hours.lazy().rename({"account": "entity_id"})
     for unit, prefix in (("hour", "hr"), ("weekday", "wd")):
@@ -117,9 +127,11 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
                          "role", p.has_baseline)
     frame = frame.with_columns(
         actions=pl.col("_act_values"), src_ips=pl.col("_ip_values"), src_hosts=pl.col("_host_values"),
-        new_src_ips=pl.col("_ip_own_new_values"), new_src_hosts=pl.col("_host_own_new_values"),
+        new_src_ips=pl.col("_ip_own_new_values"), new_src_nets=pl.col("_net_own_new_values"),
+        new_src_hosts=pl.col("_host_own_new_values"),
         new_global_src_ips=pl.col("_ip_global_new_values"), new_actions=pl.col("_act_own_new_values"),
         new_image_hashes=pl.col("_img_global_new_values"), new_settings=pl.col("_cfg_global_new_values"),
+        weakened_settings=pl.col("_weak_values"),
         rarest_hour=pl.col("_hr_rarest"), hour_share=pl.col("_hr_share"),
         rarest_weekday=pl.col("_wd_rarest"), weekday_share=pl.col("_wd_share"),
     )
@@ -127,12 +139,15 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         **{f"excess_{m}": pl.col(f"excess_{m}") for m in ACCOUNT_MEASURES},
         "failure_ratio": pl.col("_m_failures") / pl.col("event_count"),
         "new_src_ip_events": gated(log1p("_ip_own_new_events")),
+        "new_src_net_events": gated(log1p("_net_own_new_events")),
         "new_src_host_events": gated(log1p("_host_own_new_events")),
         # Global novelty needs no history of this account, so it also speaks for new accounts.
         "new_global_src_ip_events": log1p("_ip_global_new_events"),
         "new_action_count": gated(log1p("_act_own_new_count")),
         "new_image_hash_count": log1p("_img_global_new_count"),
         "new_setting_count": log1p("_cfg_global_new_count"),
+        # Read from the change itself, so it needs no baseline (see detector.features.controls).
+        "weakened_setting_count": log1p("_weak_distinct"),
         "hour_rarity": gated(pl.col("_hr_rarity")),
         "weekday_rarity": gated(pl.col("_wd_rarity")),
         "dormancy_days": pl.col("_dormancy_days").log1p(),

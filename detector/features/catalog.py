@@ -93,8 +93,8 @@ DEVICE_MEASURES: Final = (
 
 _ACCOUNT_OTHER: Final = (
     "failure_ratio",
-    "new_src_ip_events", "new_src_host_events", "new_global_src_ip_events", "new_action_count",
-    "new_image_hash_count", "new_setting_count",
+    "new_src_ip_events", "new_src_net_events", "new_src_host_events", "new_global_src_ip_events",
+    "new_action_count", "new_image_hash_count", "new_setting_count", "weakened_setting_count",
     "hour_rarity", "weekday_rarity", "dormancy_days",
 )
 _DEVICE_OTHER: Final = ("failure_ratio", "new_issuer_count", "new_image_hash_count", "dormancy_days")
@@ -105,11 +105,14 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
        for m, label in MEASURE_LABELS.items() if m in ACCOUNT_MEASURES or m in DEVICE_MEASURES},
     "failure_ratio": "share of the window's events that failed",
     "new_src_ip_events": "events from a source IP never seen for this account in the baseline",
+    "new_src_net_events": "events from a source network (/24, IPv6 /64) never seen for this account in the baseline",
     "new_src_host_events": "events from a source host never seen for this account in the baseline",
     "new_global_src_ip_events": "events from a source IP never seen for any account in the baseline",
     "new_action_count": "distinct actions this account never performed in the baseline",
     "new_image_hash_count": "distinct firmware image hashes never seen in the baseline",
     "new_setting_count": "distinct settings (configuration targets) nobody changed in the baseline",
+    "weakened_setting_count": "distinct settings changed so as to weaken a security control (switched off, "
+                              "or a limit loosened tenfold; see detector.features.controls)",
     "hour_rarity": "rarity of the hour in the account's own history (0 = its busiest hour, 1 = never active then)",
     "weekday_rarity": "rarity of the weekday in the account's own history (0 = its busiest day, 1 = never active then)",
     "dormancy_days": "days since the entity's previous activity",
@@ -118,7 +121,8 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
 
 # Features stored as log1p(x); explanations show expm1(value) to get the count (or days) back.
 LOG1P_FEATURES: Final[frozenset[str]] = frozenset(
-    name for name in FEATURE_DESCRIPTIONS if name.startswith("new_") or name == "dormancy_days")
+    name for name in FEATURE_DESCRIPTIONS
+    if name.startswith("new_") or name in ("dormancy_days", "weakened_setting_count"))
 
 # excess_<m> features and their measure: the window's count is ``counts[m]``, the baseline it was
 # compared with ``typical[m]`` (both struct columns of the window row).
@@ -129,6 +133,7 @@ FEATURE_MEASURE: Final[dict[str, str]] = {
 # compared with.
 FEATURE_BASELINE: Final[dict[str, str]] = {
     "new_src_ip_events": "baseline_days",
+    "new_src_net_events": "baseline_days",
     "new_src_host_events": "baseline_days",
     "new_action_count": "baseline_days",
     "new_issuer_count": "baseline_days",
@@ -170,11 +175,14 @@ def feature_columns(kind: EntityKind) -> list[str]:
 # forest: meters hear from whichever operator takes the customer's call, so it is routine there.
 TAIL_FEATURES: Final[dict[str, tuple[str, ...]]] = {
     "account": (
+        # First: when two tail features are equally unprecedented, the first leads the explanation,
+        # and a weakened control says more than "2 configuration changes" or "a setting nobody changed".
+        "weakened_setting_count",
         "excess_account_mgmt", "excess_privilege", "excess_config_change", "excess_firmware", "excess_key_mgmt",
         "excess_log_tamper", "excess_account_created", "excess_privilege_grant", "excess_remote_disconnect",
         "excess_breaker_open", "excess_failures", "excess_burst_commands", "new_src_ip_events",
-        "new_src_host_events", "new_global_src_ip_events", "new_action_count", "new_image_hash_count",
-        "new_setting_count", "dormancy_days", "hour_rarity",
+        "new_src_net_events", "new_src_host_events", "new_global_src_ip_events", "new_action_count",
+        "new_image_hash_count", "new_setting_count", "dormancy_days", "hour_rarity",
     ),
     "device": (
         "excess_remote_disconnect", "excess_fw_download", "excess_fw_activate", "excess_key_renewal",

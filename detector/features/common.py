@@ -89,7 +89,7 @@ def in_baseline(baseline_start: object, baseline_end: object) -> pl.Expr:
 
 
 _NEEDED: Final = ("time", "account", "src_ip", "src_host", "category", "action", "outcome", "target_type",
-                  "target_id", "target_count", "image_sha256", "raw_file", "raw_line")
+                  "target_id", "target_count", "old_value", "new_value", "image_sha256", "raw_file", "raw_line")
 
 
 def prepare(events: pl.LazyFrame, entity: pl.Expr, config: FeatureConfig, baseline_start: object,
@@ -119,6 +119,26 @@ def prepare(events: pl.LazyFrame, entity: pl.Expr, config: FeatureConfig, baseli
         )
         .with_columns(_control_devices=pl.when("_control").then(pl.col("_devices")).otherwise(0))
     )
+
+
+def src_network(ip: pl.Expr) -> pl.Expr:
+    """The network of a textual address: its /24 for IPv4 (``"10.20.3.0/24"``), its /64 for IPv6
+    (``"2001:db8:44a:28::/64"``, leading zeros dropped). Null stays null.
+
+    A new address inside a known network is routine (DHCP, a VPN pool handing out a fresh address
+    each session); a network never seen for an account is a new place. The IPv6 prefix is read by
+    expanding ``::`` (the parsers validate addresses but keep their spelling).
+    """
+    parts = ip.str.split("::")
+    nonempty = pl.element().filter(pl.element() != "")
+    left = parts.list.first().str.split(":").list.eval(nonempty)
+    right = parts.list.get(1, null_on_oob=True).fill_null("").str.split(":").list.eval(nonempty)
+    # An embedded dotted IPv4 tail ("::ffff:1.2.3.4") fills two groups.
+    missing = (8 - left.list.len() - right.list.len() - ip.str.contains(r"\.").cast(pl.Int64)).clip(lower_bound=0)
+    prefix = (pl.concat_list(left, pl.lit("0").repeat_by(missing), right).list.head(4)
+              .list.eval(pl.element().str.strip_chars_start("0").replace("", "0")).list.join(":"))
+    return (pl.when(ip.str.contains(":")).then(pl.concat_str([prefix, pl.lit("::/64")]))
+            .otherwise(pl.concat_str([ip.str.replace(r"\.\d+$", ""), pl.lit(".0/24")])))
 
 
 def in_time_order(flagged: pl.LazyFrame) -> pl.LazyFrame:
