@@ -22,6 +22,7 @@ representations here escape it, and :mod:`detector.report` does the same for the
 
 from __future__ import annotations
 
+import atexit
 import html
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -33,7 +34,6 @@ import polars as pl
 
 from detector.config import Config
 from detector.detection import profiles_of
-from detector.detection import score as _score
 from detector.detection import train as _train
 from detector.errors import DetectorError, InputError
 from detector.features import DEVICE_TARGET_TYPES, FEATURE_DESCRIPTIONS, build_profiles
@@ -49,9 +49,11 @@ from detector.findings import (
 )
 from detector.model_store import Model, load_model
 from detector.parsers import ParsedChunk
-from detector.parsers.reader import read_line_chunks
-from detector.pipeline import FileReport, ParseRun, collect_run, plan_parse
+from detector.parsers.reader import detached, read_line_chunks
+from detector.pipeline import FileReport, ParseRun, collect_run, parse_to_spill, plan_parse
 from detector.safe_text import for_terminal
+from detector.slices import SliceSource, score_slices
+from detector.spill import EventSpill, in_memory_slices, slice_length
 from detector.schema import CATEGORIES, EVENT_SCHEMA, REJECT_RAW_BYTES, UTC_US, empty_rejects
 
 if TYPE_CHECKING:
@@ -357,24 +359,48 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     """
     if min_severity not in SEVERITIES:
         raise DetectorError(f"min_severity must be one of {', '.join(SEVERITIES)}, not {min_severity!r}")
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
+    settings = config or (_config_of(model) if model is not None else Config())
+    length = slice_length(settings.features.window_length)
+    spill = None
     if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
         events: pl.DataFrame | pl.LazyFrame = paths_or_events
         rejects, reports = empty_rejects(), list[FileReport]()
+        slices: SliceSource = in_memory_slices(paths_or_events, length)
+        total = paths_or_events.lazy().select(pl.len()).collect().item()
     else:
-        events, rejects, reports = read_with_reports(paths_or_events, format=format, mappings=mappings, tz=tz,
-                                                      progress=progress)
-    if isinstance(model, (str, Path)):
-        model = load_model(model)
-    to_score = events if baseline_until is None else events.filter(pl.col("time") >= _aware(baseline_until))
-    if model is None:
-        model = train(events, config=config, baseline_until=baseline_until,
-                      metadata={"learned_during_scan": True}, progress=progress)
-    _tick(progress, "scoring", 0.0, None)
-    frame = _score(to_score, model, config, min_severity=min_severity)
-    _tick(progress, "scoring", 1.0, 1.0)
-    scored = to_score.lazy().select(pl.len()).collect().item()
+        run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
+        if not run.files:
+            raise InputError("no log files found in the given paths")
+        # Parsed events go to disk, and are scored a slice at a time (see detector.slices); they
+        # stay there for explain() and timeline() until Findings.close() or the end of the process.
+        spill = EventSpill.temporary(length)
+        atexit.register(spill.remove)
+    try:
+        if spill is not None:
+            rejects = parse_to_spill(run, spill)
+            events, reports, slices, total = spill.scan(), run.reports, spill.slices(), spill.events
+        since = _aware(baseline_until) if baseline_until is not None else None
+        if model is None:
+            model = train(events, config=config, baseline_until=since, metadata={"learned_during_scan": True},
+                          progress=progress)
+        done = 0.0
+
+        def tick(count: int) -> None:
+            nonlocal done
+            done += count
+            _tick(progress, "scoring", done, float(total))
+
+        _tick(progress, "scoring", 0.0, float(total))
+        frame, scored = score_slices(slices, model, config, min_severity=min_severity, scored_from=since,
+                                     on_slice=tick)
+    except BaseException:
+        if spill is not None:
+            spill.remove()
+        raise
     return Findings(frame, events=events, model=model, rejects=rejects, reports=reports, events_scored=scored,
-                    scored_from=_aware(baseline_until) if baseline_until is not None else None)
+                    scored_from=since, spill=spill)
 
 
 # ---- evidence, raw lines, timelines ------------------------------------------------------------------
@@ -418,7 +444,8 @@ def read_raw_lines(locations: pl.DataFrame, *, max_chars: int = REJECT_RAW_BYTES
             for chunk in read_line_chunks(str(path)):
                 hit = chunk.lines.filter(pl.col("raw_line").is_in(numbers.implode()))
                 if hit.height:
-                    found.append(hit.with_columns(raw_file=pl.lit(path, pl.String)))
+                    raw = detached(hit.get_column("raw").str.slice(0, max_chars + 1))
+                    found.append(hit.with_columns(raw, raw_file=pl.lit(path, pl.String)))
                 if chunk.lines.height and chunk.lines.get_column("raw_line").max() >= last:  # type: ignore[operator]
                     break
         except (DetectorError, OSError):
@@ -557,7 +584,7 @@ def timeline_counts(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFrame,
                           category=pl.col("category").cast(pl.String))
             .agg(events=pl.len().cast(pl.Int64))
             .sort("entity_kind", "entity_id", "time", "category")
-            .collect().select(list(TIMELINE_SCHEMA)))
+            .collect(engine="streaming").select(list(TIMELINE_SCHEMA)))
 
 
 def cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFrame) -> pl.DataFrame:
@@ -568,8 +595,9 @@ def cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFrame) ->
     """
     cited = evidence_locations(findings.get_column("evidence").explode().drop_nulls())
     lf = events.lazy()
+    # Streaming: the events may be a scan's whole spill on disk, of which only the cited rows are kept.
     behind = (lf.join(cited.lazy(), on=["raw_file", "raw_line"], how="semi")
-              .sort("time", "raw_file", "raw_line").collect())
+              .sort("time", "raw_file", "raw_line").collect(engine="streaming"))
     if "raw" in behind.columns and not behind.get_column("raw").null_count():
         return behind
     raw = read_raw_lines(behind.select("raw_file", "raw_line").unique(maintain_order=True)).select(
@@ -673,15 +701,24 @@ class Findings:
     def __init__(self, frame: pl.DataFrame, *, events: pl.DataFrame | pl.LazyFrame | None = None,
                  timelines: pl.DataFrame | None = None, model: Model | None = None,
                  rejects: pl.DataFrame | None = None, reports: Sequence[FileReport] = (),
-                 events_scored: int | None = None, scored_from: datetime | None = None) -> None:
+                 events_scored: int | None = None, scored_from: datetime | None = None,
+                 spill: EventSpill | None = None) -> None:
         self.df = rank(frame.select(list(FINDINGS_SCHEMA)).cast(FINDINGS_SCHEMA))
         self.events = events
+        self._spill = spill  # the parsed events behind a LazyFrame *events*, kept while they are needed
         self.timelines = timelines
         self.model = model
         self.rejects = rejects if rejects is not None else empty_rejects()
         self.reports = list(reports)
         self.events_scored = events_scored
         self.scored_from = scored_from
+
+    def close(self) -> None:
+        """Delete the parsed events a scan of files keeps on disk for ``explain`` and ``timeline``
+        (otherwise deleted when Python exits); the findings themselves stay usable."""
+        if self._spill is not None:
+            self._spill.remove()
+            self.events = None
 
     # -- the table ------------------------------------------------------------------------------------
 
@@ -733,7 +770,8 @@ class Findings:
 
     def _with(self, frame: pl.DataFrame) -> Findings:
         return Findings(frame, events=self.events, timelines=self.timelines, model=self.model, rejects=self.rejects,
-                        reports=self.reports, events_scored=self.events_scored, scored_from=self.scored_from)
+                        reports=self.reports, events_scored=self.events_scored, scored_from=self.scored_from,
+                        spill=self._spill)
 
     def finding(self, finding_id: str) -> dict[str, Any]:
         """The row of one finding, by its id or a unique prefix of it."""

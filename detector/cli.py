@@ -350,7 +350,10 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     with progress_for(quiet) as progress:
         found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until), min_severity=min_severity,
                          format=format_name, mappings=mappings, tz=tz, progress=progress)
-        written = found.write(out, csv=with_csv, progress=progress)
+        try:
+            written = found.write(out, csv=with_csv, progress=progress)
+        finally:
+            found.close()
     if rejects_out is not None:
         atomic_write(rejects_out, found.rejects.write_parquet)
     _print_summary(found.reports, quiet=quiet or as_json)

@@ -10,19 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from detector.config import Config
-from detector.detection import score, train
 from detector.errors import DetectorError, InputError, ParseError
 from detector.model_store import Model
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA, REJECT_RAW_BYTES, empty_events, empty_rejects
+from detector.spill import EventSpill
 
 # Files in a scanned directory that are documentation or labels, not log exports.
 _NOT_LOGS = (".md", ".txt.license", ".toml", ".ipynb", ".py", ".png", ".html")
@@ -169,6 +167,16 @@ def read_logs(paths: str | Path | Sequence[str | Path], *, format: str | None = 
     return events, rejects
 
 
+def parse_to_spill(run: ParseRun, spill: EventSpill) -> pl.DataFrame:
+    """Stream a parse into *spill*; the rejects are returned (they are few, or the input is not a log)."""
+    rejects = [empty_rejects()]
+    for chunk in run.chunks():
+        spill.add(chunk.events)
+        if chunk.rejects.height:
+            rejects.append(chunk.rejects)
+    return pl.concat(rejects)
+
+
 def parse_to_parquet(run: ParseRun, events_out: Path, rejects_out: Path | None) -> list[FileReport]:
     """Stream a parse into Parquet files, written under temporary names and renamed when complete."""
     with _AtomicParquet(events_out, EVENT_SCHEMA) as events, _AtomicParquet(rejects_out, REJECT_SCHEMA) as rejects:
@@ -208,49 +216,7 @@ class _AtomicParquet:
             self._tmp.unlink(missing_ok=True)
 
 
-# ---- train and scan ------------------------------------------------------------------------------
-
-@dataclass
-class ScanResult:
-    """What a scan produced: the findings, the model that scored them, and the parse report."""
-
-    findings: pl.DataFrame
-    model: Model
-    events: int
-    rejects: pl.DataFrame
-    reports: list[FileReport]
-    scored_from: datetime | None = None
-
-
-def train_model(paths: Sequence[str | Path], *, config: Config | None = None, baseline_until: datetime | None = None,
-                format: str | None = None, mappings: Sequence[str | Path] = (), tz: str | None = None,
-                ) -> tuple[Model, list[FileReport]]:
-    """Parse *paths* and train a model on their events (those before *baseline_until*, if given)."""
-    events, _, reports = _parse_all(paths, format=format, mappings=mappings, tz=tz)
-    if baseline_until is not None:
-        events = events.filter(pl.col("time") < baseline_until)
-    model = train(events, config, metadata={"training_events": events.height,
-                                            "training_files": len([r for r in reports if not r.error])})
-    return model, reports
-
-
-def scan_logs(paths: Sequence[str | Path], *, model: Model | None = None, config: Config | None = None,
-              baseline_until: datetime | None = None, min_severity: str = "low", format: str | None = None,
-              mappings: Sequence[str | Path] = (), tz: str | None = None) -> ScanResult:
-    """Parse *paths* and score their windows.
-
-    With a *model*, every event is scored against it (only those from *baseline_until* on, if
-    given). Without one, the baseline is learned from the logs themselves: from the events before
-    *baseline_until* (which are then not scored), or from all of them.
-    """
-    events, rejects, reports = _parse_all(paths, format=format, mappings=mappings, tz=tz)
-    to_score = events if baseline_until is None else events.filter(pl.col("time") >= baseline_until)
-    if model is None:
-        history = events if baseline_until is None else events.filter(pl.col("time") < baseline_until)
-        model = train(history, config, metadata={"training_events": history.height, "learned_during_scan": True})
-    findings = score(to_score, model, config, min_severity=min_severity)
-    return ScanResult(findings, model, to_score.height, rejects, reports, baseline_until)
-
+# ---- models ------------------------------------------------------------------------------------
 
 def write_model_card(model: Model, directory: Path, command: str) -> Path:
     """A short human-readable description of a saved model (informative; nothing loads it)."""

@@ -21,7 +21,7 @@ from detector.parsers.cef import Cef
 from detector.parsers.dms_syslog import DmsSyslog
 from detector.parsers.hes_audit_csv import HesAuditCsv
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
-from detector.parsers.reader import LineChunk, read_head, read_line_chunks
+from detector.parsers.reader import LineChunk, detached, read_head, read_line_chunks
 from detector.parsers.winsec_jsonl import WinsecJsonl
 from detector.schema import REJECT_SCHEMA
 
@@ -88,7 +88,8 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
         unreadable = unreadable.select(
             raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
             raw="raw").cast(dict(REJECT_SCHEMA))
-        return ParsedChunk(events, pl.concat([unreadable, rejects]).sort("raw_line"))
+        rejects = pl.concat([unreadable, rejects]).sort("raw_line")
+        return ParsedChunk(events, rejects.with_columns(detached(rejects.get_column("raw"))) if rejects.height else rejects)
 
     def parse(chunk: LineChunk) -> ParsedChunk:
         lines, too_long = reject_long_lines(chunk.lines)

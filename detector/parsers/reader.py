@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import polars as pl
+import pyarrow as pa
 
 from detector.errors import InputError
 from detector.schema import REJECT_RAW_BYTES
@@ -178,3 +179,12 @@ def read_head(path: str | Path, max_lines: int = 20) -> list[str]:
         if head.height:
             return head.get_column("raw").to_list()
     return []
+
+
+def detached(text: pl.Series) -> pl.Series:
+    """*text* in buffers of its own.
+
+    A string column filtered from a chunk's lines still points into the buffers of the whole chunk:
+    keeping a few lines (rejects, cited raw lines) would keep every chunk they came from alive.
+    """
+    return pl.Series(text.name, text.to_arrow().cast(pa.large_string()), dtype=pl.String)

@@ -1,0 +1,108 @@
+"""Parsed events on disk, one directory per time slice, so that a scan never holds them all at once.
+
+A scan parses its inputs chunk by chunk into a spill, then scores it one slice at a time
+(:mod:`detector.slices`). Slices are whole numbers of feature windows (a day of 1-hour windows by
+default), aligned like the windows, so every window lies inside exactly one slice however the
+input files are ordered. Files are Parquet (lz4: cheap to write and read back).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from detector.schema import EVENT_SCHEMA
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def slice_length(window: timedelta) -> timedelta:
+    """The longest whole number of *window* that fits in a day (at least one window)."""
+    return window * max(1, timedelta(days=1) // window)
+
+
+def slice_index(length: timedelta) -> pl.Expr:
+    """The slice of each event's ``time``: microseconds since the epoch, floor-divided by *length*."""
+    return pl.col("time").dt.epoch("us") // (length // _MICROSECOND)
+
+
+def slice_start(index: int, length: timedelta) -> datetime:
+    return _EPOCH + length * index
+
+
+class EventSpill:
+    """Events in the normalized schema, written as they are parsed and read back slice by slice.
+
+    Parameters
+    ----------
+    directory
+        Where the slices go (created if needed). :meth:`temporary` makes a private one that
+        :meth:`remove` (or leaving a ``with`` block) deletes.
+    length
+        The slice length (see :func:`slice_length`).
+    """
+
+    def __init__(self, directory: Path, length: timedelta) -> None:
+        self.directory = Path(directory)
+        self.length = length
+        self.events = 0
+        self._counts: dict[int, int] = {}
+        self._parts = 0
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def temporary(cls, length: timedelta, parent: str | Path | None = None) -> EventSpill:
+        """A spill in a new private directory under *parent* (default: the system's temporary directory)."""
+        return cls(Path(tempfile.mkdtemp(prefix="ami-detector-spill-", dir=parent)), length)
+
+    def add(self, events: pl.DataFrame) -> None:
+        """Append parsed events (any time order)."""
+        if not events.height:
+            return
+        keyed = events.with_columns(_slice=slice_index(self.length))
+        for (index,), part in keyed.partition_by("_slice", as_dict=True, include_key=False).items():
+            folder = self.directory / f"slice={index}"
+            folder.mkdir(exist_ok=True)
+            self._parts += 1
+            part.write_parquet(folder / f"part-{self._parts:06d}.parquet", compression="lz4", statistics=False)
+            self._counts[index] = self._counts.get(index, 0) + part.height
+        self.events += events.height
+
+    def _scan(self, pattern: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.directory / pattern, schema=EVENT_SCHEMA, hive_partitioning=False)
+
+    def slices(self) -> Iterator[tuple[datetime, int, pl.LazyFrame]]:
+        """``(slice start, events, the slice's events)`` in time order."""
+        for index in sorted(self._counts):
+            yield slice_start(index, self.length), self._counts[index], self._scan(f"slice={index}/*.parquet")
+
+    def scan(self) -> pl.LazyFrame:
+        """Every event of the spill (lazily)."""
+        if not self._counts:
+            return pl.LazyFrame(schema=EVENT_SCHEMA)
+        return self._scan("slice=*/*.parquet")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> EventSpill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+def in_memory_slices(events: pl.DataFrame | pl.LazyFrame, length: timedelta
+                     ) -> Iterator[tuple[datetime, int, pl.LazyFrame]]:
+    """Events already in memory cut into the slices an :class:`EventSpill` would hold."""
+    frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
+    keyed = frame.with_columns(_slice=slice_index(length))
+    parts = keyed.partition_by("_slice", as_dict=True, include_key=False)
+    for (index,), part in sorted(parts.items(), key=lambda item: item[0]):
+        yield slice_start(index, length), part.height, part.lazy()

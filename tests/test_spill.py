@@ -1,0 +1,118 @@
+"""Parsed events on disk by time slice (detector.spill), and scoring slice by slice (detector.slices)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from detector import api
+from detector.cli import main
+from detector.detection import score
+from detector.model_store import load_model
+from detector.schema import EVENT_SCHEMA
+from detector.slices import _carried, score_slices
+from detector.spill import EventSpill, in_memory_slices, slice_length
+
+ROOT = Path(__file__).parent.parent
+SAMPLE = ROOT / "sample_logs"
+MODEL = ROOT / "models" / "default"
+UNTIL = datetime.fromisoformat(
+    json.loads((SAMPLE / "labels.json").read_text())["generator"]["baseline_until"].replace("Z", "+00:00"))
+
+
+def _events(times: list[datetime]) -> pl.DataFrame:
+    return pl.DataFrame({"time": times, "raw_line": list(range(1, len(times) + 1))}).with_columns(
+        *[pl.lit(None, dtype).alias(name) for name, dtype in EVENT_SCHEMA.items() if name not in ("time", "raw_line")],
+    ).with_columns(raw_file=pl.lit("x.log")).select(list(EVENT_SCHEMA)).cast(dict(EVENT_SCHEMA))
+
+
+@pytest.mark.parametrize(("window", "expected"), [
+    (timedelta(hours=1), timedelta(days=1)), (timedelta(hours=7), timedelta(hours=21)),
+    (timedelta(minutes=5), timedelta(days=1)), (timedelta(days=2), timedelta(days=2)),
+])
+def test_a_slice_is_a_whole_number_of_windows_up_to_a_day(window, expected) -> None:
+    assert slice_length(window) == expected and slice_length(window) % window == timedelta(0)
+
+
+def test_spill_keeps_every_event_and_returns_slices_in_time_order(tmp_path) -> None:
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    late = _events([day + timedelta(days=2, hours=5), day + timedelta(hours=23, minutes=59)])
+    early = _events([day + timedelta(hours=1), day + timedelta(days=2)])
+    with EventSpill(tmp_path / "spill", timedelta(days=1)) as spill:
+        spill.add(late)
+        spill.add(early.clear())  # nothing to write
+        spill.add(early)
+        got = list(spill.slices())
+        assert [start for start, _, _ in got] == [day, day + timedelta(days=2)]
+        assert [count for _, count, _ in got] == [2, 2] and spill.events == 4
+        for start, _, frame in got:
+            times = frame.collect().get_column("time")
+            assert times.min() >= start and times.max() < start + timedelta(days=1)
+        everything = spill.scan().collect()
+        assert everything.schema == EVENT_SCHEMA
+        assert sorted(everything.get_column("time")) == sorted([*late.get_column("time"), *early.get_column("time")])
+        memory = [(start, count) for start, count, _ in in_memory_slices(pl.concat([late, early]), spill.length)]
+        assert memory == [(start, count) for start, count, _ in got]
+    assert not (tmp_path / "spill").exists()
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[pl.DataFrame, object]:
+    events, _ = api.read_logs(SAMPLE)
+    return events.filter(pl.col("time") >= UNTIL - timedelta(days=3)), load_model(MODEL)
+
+
+def test_scoring_slice_by_slice_gives_the_findings_of_scoring_everything_at_once(sample) -> None:
+    events, model = sample
+    whole = score(events, model)
+    sliced, scored = score_slices(in_memory_slices(events, timedelta(days=1)), model)
+    assert scored == events.height and whole.height > 20
+    assert sliced.equals(whole)
+
+
+def test_dormancy_carries_the_last_activity_of_earlier_slices(sample) -> None:
+    _, model = sample
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    known = model.tables["account_activity"].row(0, named=True)
+    earlier = {"account_activity": pl.DataFrame(
+        {"account": [known["account"], "newcomer"], "_seen": [start - timedelta(hours=3), start - timedelta(days=1)]},
+        schema={"account": pl.String, "_seen": EVENT_SCHEMA["time"]})}
+    table = _carried(model, earlier, start).tables["account_activity"]
+    seen = dict(table.select("account", "last_seen").iter_rows())
+    assert seen[known["account"]] == start - timedelta(hours=3)  # later than its baseline last_seen
+    assert seen["newcomer"] == start - timedelta(days=1)  # unknown to the baseline: a row of its own
+    assert table.height == model.tables["account_activity"].height + 1
+    # Slices inside the baseline period: its last_seen counts only when it lies before the slice.
+    before = {"account_activity": earlier["account_activity"].with_columns(
+        _seen=pl.lit(known["last_seen"] - timedelta(days=1), EVENT_SCHEMA["time"]))}
+    for slice_start, expected in ((known["last_seen"] + timedelta(seconds=1), known["last_seen"]),
+                                  (known["last_seen"], known["last_seen"] - timedelta(days=1))):
+        table = _carried(model, before, slice_start).tables["account_activity"]
+        assert dict(table.select("account", "last_seen").iter_rows())[known["account"]] == expected
+
+
+def test_a_scan_leaves_no_parsed_events_behind(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for path in sorted(SAMPLE.glob("*2026-03-2[67]*")):
+        (logs / path.name).write_bytes(path.read_bytes())
+    result = CliRunner().invoke(main, ["scan", str(logs), "--model", str(MODEL), "--out", str(tmp_path / "out"),
+                                       "--quiet"])
+    assert result.exit_code in (0, 1), result.output
+    assert (tmp_path / "out" / "findings.parquet").exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
+    # Also when scoring fails after parsing: a model trained on other features.
+    def broken(*args, **kwargs):
+        raise RuntimeError("scoring failed")
+    monkeypatch.setattr(api, "score_slices", broken)
+    with pytest.raises(RuntimeError):
+        api.scan(logs, MODEL)
+    assert list((tmp_path / "tmp").iterdir()) == []
