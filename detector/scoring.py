@@ -23,6 +23,7 @@ instead of quietly training a scorer that can never flag anything.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Literal, Self, overload
 
@@ -338,6 +339,33 @@ class _TreeWalk:
     depth: int
 
 
+def _compiled_trees(offsets: np.ndarray, left: np.ndarray, right: np.ndarray, feature: np.ndarray,
+                    threshold: np.ndarray, counts: np.ndarray, depth: np.ndarray, n_features: int) -> tuple | None:
+    """The trees as sklearn ``Tree`` objects built from the (validated) arrays, for fast traversal.
+
+    ``Tree`` state is a private sklearn layout: when it is not the one expected, None, and scoring
+    walks the arrays in numpy instead (same results, several times slower).
+    """
+    try:
+        from sklearn.tree._tree import NODE_DTYPE, Tree
+
+        trees = []
+        for t in range(offsets.shape[0] - 1):
+            nodes = slice(int(offsets[t]), int(offsets[t + 1]))
+            state = np.zeros(nodes.stop - nodes.start, dtype=NODE_DTYPE)
+            state["left_child"], state["right_child"] = left[nodes], right[nodes]
+            state["feature"], state["threshold"] = feature[nodes], threshold[nodes]
+            state["n_node_samples"] = counts[nodes]
+            state["weighted_n_node_samples"] = counts[nodes]
+            tree = Tree(n_features, np.ones(1, dtype=np.intp), 1)
+            tree.__setstate__({"max_depth": int(depth[nodes].max()), "node_count": state.shape[0], "nodes": state,
+                               "values": np.zeros((state.shape[0], 1, 1))})
+            trees.append(tree)
+        return tuple(trees)
+    except (ImportError, KeyError, TypeError, ValueError):
+        return None
+
+
 @dataclass(frozen=True, eq=False)
 class ForestArrays:
     """A fitted isolation forest as flat arrays, and path-length scoring in numpy.
@@ -367,6 +395,7 @@ class ForestArrays:
     n_features: int
     # Derived once from the above (global child indices, depths, per-leaf path lengths).
     _trees: tuple[_TreeWalk, ...] = field(init=False, repr=False)
+    _compiled: tuple[Any, ...] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: derived fields are set once, here
@@ -447,6 +476,8 @@ class ForestArrays:
                 path_length=path_length[nodes],
                 depth=int(depth[nodes].max())))
         set_(self, "_trees", tuple(walks))
+        set_(self, "_compiled", _compiled_trees(offsets, left, right, self.feature, self.threshold, counts,
+                                                depth, self.n_features))
 
     @classmethod
     def from_sklearn(cls, forest: IsolationForest) -> Self:
@@ -518,9 +549,16 @@ class ForestArrays:
         *X32* must be a finite float32 matrix with ``n_features`` columns.
         """
         depths = np.zeros(X32.shape[0], dtype=np.float64)
-        for start, walk, leaf, _ in self._walk(X32, record=False):
-            # Tree by tree, in order: the same floating-point sum as sklearn's accumulation.
-            depths[start:start + leaf.shape[0]] += walk.path_length[leaf]
+        if self._compiled is not None:
+            # sklearn's compiled traversal, two trees at a time (it runs without the GIL).
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                leaves = pool.map(lambda tree: tree.apply(X32), self._compiled)
+                for walk, leaf in zip(self._trees, leaves, strict=True):
+                    depths += walk.path_length[leaf]
+        else:
+            for start, walk, leaf, _ in self._walk(X32, record=False):
+                # Tree by tree, in order: the same floating-point sum as sklearn's accumulation.
+                depths[start:start + leaf.shape[0]] += walk.path_length[leaf]
         denominator = self.n_trees * float(average_path_length(self.max_samples))
         # As sklearn: a forest grown on a single sample has c = 0 and scores every row 2**-1.
         ratio = depths / denominator if denominator != 0 else np.ones_like(depths)

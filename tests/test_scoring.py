@@ -69,6 +69,18 @@ def test_forest_arrays_with_feature_subsampling_equal_sklearn() -> None:
                                rtol=0, atol=1e-9)
 
 
+def test_compiled_traversal_and_numpy_walk_give_identical_scores() -> None:
+    # Scoring walks sklearn Tree objects rebuilt from the arrays; the numpy walk is the fallback
+    # when sklearn's private Tree layout changes. Both must give the same bits.
+    data = counts(700, seed=8)
+    arrays = ForestArrays.from_sklearn(IsolationForest(n_estimators=80, random_state=3).fit(data))
+    assert arrays._compiled is not None
+    probe = np.vstack([data, np.round(data[:100] * 3)]).astype(np.float32)
+    compiled = arrays.score(probe)
+    object.__setattr__(arrays, "_compiled", None)
+    np.testing.assert_array_equal(arrays.score(probe), compiled)
+
+
 def test_average_path_length_matches_definition() -> None:
     n = np.array([0, 1, 2, 3, 256])
     expected = [0.0, 0.0, 1.0, 2 * (np.log(2) + np.euler_gamma) - 4 / 3,
