@@ -218,7 +218,7 @@ def _finding_section(rank_no: int, row: Mapping[str, Any], events: pl.DataFrame 
 def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | pl.LazyFrame | None = None,
                   timelines: pl.DataFrame | None = None, title: str = "ami-detector findings", generated_at: datetime | None = None,
                   summary: Mapping[str, object] | None = None, detail_limit: int = 100, evidence_limit: int = 25,
-                  around: timedelta = CONTEXT) -> str:
+                  table_limit: int = 2000, around: timedelta = CONTEXT) -> str:
     """The findings as one self-contained HTML page.
 
     Parameters
@@ -243,6 +243,11 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
         Findings beyond this rank appear in the ranked table only.
     evidence_limit
         Evidence lines shown per finding (the rest are in ``findings.jsonl``).
+    table_limit
+        Rows of the ranked table (at least *detail_limit*); the findings beyond are counted in the
+        header and are in ``findings.jsonl``. A scan of months of a large network can have hundreds
+        of thousands of ``low`` findings: a page listing them all would help nobody and cost
+        memory and megabytes.
     around
         How far either side of a finding's window its timeline reaches.
 
@@ -290,7 +295,7 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
     fact_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in facts.items())
 
     rows = []
-    for i, r in enumerate(frame.iter_rows(named=True), start=1):
+    for i, r in enumerate(frame.head(max(table_limit, detail_limit, 0)).iter_rows(named=True), start=1):
         first = r["reasons"][0] if r["reasons"] else ""
         label = _esc(r["entity_id"])
         link = f'<a href="#{_anchor(r["finding_id"])}">{label}</a>' if i <= detailed.height else label
@@ -303,8 +308,13 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
     sections = "".join(_finding_section(i, r, behind, counts, raw, around, evidence_limit)
                        for i, r in enumerate(detailed.iter_rows(named=True), start=1))
     beyond = frame.height - detailed.height
+    unlisted = frame.height - len(rows)
     beyond_note = (f'<p class="muted">Details are shown for the first {detailed.height} findings; the other '
-                   f"{beyond} are in the table above and in findings.jsonl.</p>") if beyond > 0 else ""
+                   f"{beyond:,} are " + ("in the table above and " if not unlisted else "")
+                   + "in findings.jsonl.</p>") if beyond > 0 else ""
+    if unlisted:
+        table += (f'<p class="muted">The table lists the first {len(rows):,} findings by score; the other '
+                  f"{unlisted:,} (lower scores) are in findings.jsonl and findings.parquet.</p>")
     about = ("Scores read as &ldquo;rarer than this share of the baseline&rsquo;s windows&rdquo;. Every finding "
              "leads back to raw log lines (file:line). All log content in this page is shown as text; "
              "this page runs no script and loads nothing from the network.")

@@ -145,6 +145,11 @@ def test_many_findings_are_ranked_and_details_are_limited(hostile) -> None:
     assert page.count('<section class="finding"') == 5
     assert page.index("id029") < page.index("id028")  # highest score first
     assert "the other 25 are in the table above" in page
+    # The table stops too, naming how many it leaves to the findings files.
+    short = render_report(many, events=events, generated_at=START, detail_limit=5, table_limit=12)
+    assert short.count("<tr><td class='num'>") == 12
+    assert "lists the first 12 findings by score; the other 18" in short
+    assert "the other 25 are in findings.jsonl" in short
 
 
 def test_empty_findings_render() -> None:

@@ -109,7 +109,7 @@ def test_a_scan_leaves_no_parsed_events_behind(tmp_path, monkeypatch) -> None:
     assert result.exit_code in (0, 1), result.output
     assert (tmp_path / "out" / "findings.parquet").exists()
     assert list((tmp_path / "tmp").iterdir()) == []
-    # Also when scoring fails after parsing: a model trained on other features.
+    # Also when scoring fails after parsing.
     def broken(*args, **kwargs):
         raise RuntimeError("scoring failed")
     monkeypatch.setattr(api, "score_slices", broken)
