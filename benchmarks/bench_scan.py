@@ -166,25 +166,40 @@ def stages(workdir: Path, size: str) -> dict[str, float]:
 
 
 def report(workdir: Path, plot: Path | None) -> None:
+    """The markdown tables of benchmarks/README.md, from results.json, and the scaling plot."""
     results = load_results(workdir)
-    print("| size | events | runs | wall s (median) | events/s | peak RSS MiB (median) | pandas pipeline s | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def median(key: str, field: str) -> float | None:
+        runs = results.get(key, {}).get("runs")
+        return statistics.median(r[field] for r in runs) if runs else None
+
+    print("| size | events | runs | wall s (median) | events/s | peak RSS MiB (median) "
+          "| straightforward pipeline: wall s | peak RSS MiB | its time / ours |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     points = []
     for size in SIZES:
-        scan = results.get(f"scan_{size}")
-        if not scan:
+        wall, rss = median(f"scan_{size}", "seconds"), median(f"scan_{size}", "peak_rss_mib")
+        if wall is None or rss is None:
             continue
-        wall = statistics.median(r["seconds"] for r in scan["runs"])
-        rss = statistics.median(r["peak_rss_mib"] for r in scan["runs"])
-        naive = results.get(f"naive_{size}")
-        naive_wall = statistics.median(r["seconds"] for r in naive["runs"]) if naive else None
-        ratio = f"{naive_wall / wall:.2f}x" if naive_wall else "-"
-        print(f"| {size} | {scan['events']:,} | {len(scan['runs'])} | {wall:.1f} | {scan['events'] / wall:,.0f} | "
-              f"{rss:.0f} | {f'{naive_wall:.1f}' if naive_wall else '-'} | {ratio} |")
-        points.append((scan["events"], wall, rss))
+        events = results[f"scan_{size}"]["events"]
+        naive_wall, naive_rss = median(f"naive_{size}", "seconds"), median(f"naive_{size}", "peak_rss_mib")
+        naive = (f"{naive_wall:.1f} | {naive_rss:,.0f} | {naive_wall / wall:.2f}x" if naive_wall and naive_rss
+                 else "not run | | ")
+        print(f"| {size} | {events:,} | {len(results[f'scan_{size}']['runs'])} | {wall:.1f} | {events / wall:,.0f} | "
+              f"{rss:,.0f} | {naive} |")
+        points.append((events, wall, rss))
+    print("\nPer run (wall s / peak RSS MiB / load average at its end):")
     for key, value in results.items():
-        if key.startswith("stages_"):
-            print(f"\n{key}: " + ", ".join(f"{stage} {seconds} s" for stage, seconds in value.items()))
+        if "runs" in value:
+            print(f"- {key}: " + "; ".join(f"{r['seconds']:.1f} / {r['peak_rss_mib']:,.0f} / {r['load']:.2f}"
+                                          for r in value["runs"]))
+    stages = {key.removeprefix("stages_"): value for key, value in results.items() if key.startswith("stages_")}
+    if stages:
+        print("\n| stage | " + " | ".join(stages) + " |")
+        print("|---|" + "---:|" * len(stages))
+        for stage in dict.fromkeys(s for value in stages.values() for s in value):
+            print(f"| {stage} | " + " | ".join(f"{value.get(stage, 0):.2f}" for value in stages.values()) + " |")
+        print("| total | " + " | ".join(f"{sum(value.values()):.1f}" for value in stages.values()) + " |")
     if plot and points:
         import matplotlib
 
