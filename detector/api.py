@@ -365,10 +365,12 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     length = slice_length(settings.features.window_length)
     spill = None
     if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
-        events: pl.DataFrame | pl.LazyFrame = paths_or_events
+        # A LazyFrame is collected once here, not once for the count and again for the slices.
+        events: pl.DataFrame | pl.LazyFrame = (paths_or_events.collect() if isinstance(paths_or_events, pl.LazyFrame)
+                                               else paths_or_events)
         rejects, reports = empty_rejects(), list[FileReport]()
-        slices: SliceSource = in_memory_slices(paths_or_events, length)
-        total = paths_or_events.lazy().select(pl.len()).collect().item()
+        slices: SliceSource = in_memory_slices(events, length)
+        total = events.height
     else:
         run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
         if not run.files:

@@ -98,11 +98,9 @@ class EventSpill:
         self.remove()
 
 
-def in_memory_slices(events: pl.DataFrame | pl.LazyFrame, length: timedelta
-                     ) -> Iterator[tuple[datetime, int, pl.LazyFrame]]:
+def in_memory_slices(events: pl.DataFrame, length: timedelta) -> Iterator[tuple[datetime, int, pl.LazyFrame]]:
     """Events already in memory cut into the slices an :class:`EventSpill` would hold."""
-    frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
-    keyed = frame.with_columns(_slice=slice_index(length))
+    keyed = events.with_columns(_slice=slice_index(length))
     parts = keyed.partition_by("_slice", as_dict=True, include_key=False)
     for (index,), part in sorted(parts.items(), key=lambda item: item[0]):
         yield slice_start(index, length), part.height, part.lazy()
