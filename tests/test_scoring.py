@@ -81,6 +81,22 @@ def test_compiled_traversal_and_numpy_walk_give_identical_scores() -> None:
     np.testing.assert_array_equal(arrays.score(probe), compiled)
 
 
+def test_scoring_one_row_per_cell_equals_walking_every_row() -> None:
+    # Rows are grouped by their cell of the forest's splits and one row per cell is walked. With
+    # 30 continuous features the folded cell key must be renumbered several times (no overflow);
+    # values exactly at a threshold go left in sklearn and must land in the same cell as below it.
+    data = gaussian(600, 30, seed=9)
+    arrays = ForestArrays.from_sklearn(IsolationForest(n_estimators=50, random_state=4).fit(data))
+    at_threshold = data[:200].copy()
+    for j in range(30):
+        cuts = arrays.threshold[(arrays.feature == j) & (arrays.children_left != -1)]
+        at_threshold[:, j] = cuts[np.arange(200) % cuts.shape[0]]
+    probe = np.vstack([data, at_threshold, np.nextafter(at_threshold, np.inf), data[:300]]).astype(np.float32)
+    first, cell_of = arrays._distinct_cells(probe)
+    assert first.shape[0] < probe.shape[0]  # the repeated rows share cells
+    np.testing.assert_array_equal(arrays.score(probe), arrays._path_score(probe))
+    assert arrays.score(probe[:0]).shape == (0,)
+
 def test_average_path_length_matches_definition() -> None:
     n = np.array([0, 1, 2, 3, 256])
     expected = [0.0, 0.0, 1.0, 2 * (np.log(2) + np.euler_gamma) - 4 / 3,
