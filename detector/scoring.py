@@ -326,6 +326,16 @@ def _validation_error(message: str) -> ScoringError:
     return ScoringError(f"invalid forest arrays: {message}")
 
 
+def _rank_in(ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``searchsorted(ascending, values, side="left")``, each distinct value looked up once.
+
+    Windows share few distinct scores (see :meth:`ForestArrays.score`); looking those up in
+    order is several times faster than a random lookup per window in a large training array.
+    """
+    distinct, inverse = np.unique(values, return_inverse=True)
+    return np.searchsorted(ascending, distinct, side="left")[inverse.reshape(values.shape)]
+
+
 @dataclass(frozen=True, eq=False)
 class _TreeWalk:
     """One tree's arrays prepared for walking: leaves loop onto themselves (threshold +inf)."""
@@ -798,10 +808,12 @@ class WindowScorer(BaseEstimator):
         # Dependence between the signals is absorbed by calibrating against the training windows.
         return -np.log(p).sum(axis=1), np.where(best < 1.0, self.tail_index_[rarest], -1)
 
+    def _ranks(self, forest_raw: np.ndarray, tail_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Training windows strictly below each window: by forest score, and by tail score."""
+        return _rank_in(self.train_scores_, forest_raw), _rank_in(self.train_tail_, tail_raw)
+
     def _combine(self, forest_raw: np.ndarray, tail_raw: np.ndarray, n: int) -> np.ndarray:
-        forest = np.searchsorted(self.train_scores_, forest_raw, side="left") / (n + 1.0)
-        tail = np.searchsorted(self.train_tail_, tail_raw, side="left") / (n + 1.0)
-        return np.maximum(forest, tail)
+        return np.maximum(*self._ranks(forest_raw, tail_raw)) / (n + 1.0)
 
     def combined(self, X: np.ndarray | pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrated scores of the forest and the tail component together, and the rarest tail feature.
@@ -826,10 +838,9 @@ class WindowScorer(BaseEstimator):
         n = self.train_scores_.shape[0]
         tail_raw, rarest = self._tail(matrix)
         forest_raw = self.forest_.score(matrix.astype(np.float32))
-        combined = self._combine(forest_raw, tail_raw, n)
-        tail_driven = (np.searchsorted(self.train_tail_, tail_raw, side="left")
-                       > np.searchsorted(self.train_scores_, forest_raw, side="left"))
-        return np.searchsorted(self.train_combined_, combined, side="left") / (n + 1.0), rarest, tail_driven
+        forest_rank, tail_rank = self._ranks(forest_raw, tail_raw)
+        combined = np.maximum(forest_rank, tail_rank) / (n + 1.0)
+        return _rank_in(self.train_combined_, combined) / (n + 1.0), rarest, tail_rank > forest_rank
 
     # -- scoring -------------------------------------------------------------------------------
 

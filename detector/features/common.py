@@ -383,9 +383,13 @@ def dormancy(frame: pl.LazyFrame) -> pl.LazyFrame:
     Without any earlier activity the dormancy is 0: there is nothing to have been dormant from,
     and cold start is reported by ``has_baseline``.
     """
-    previous_in_frame = pl.col("last_time").shift(1).over("entity_id", order_by="window_start")
+    # Sorted by entity and window (the order the rows end in), the previous window is the row
+    # above when it is the same entity's; several times cheaper than a window function per entity.
+    same_entity = pl.col("entity_id") == pl.col("entity_id").shift(1)
+    previous_in_frame = pl.when(same_entity).then(pl.col("last_time").shift(1))
     baseline_before = pl.when(pl.col("_last_seen") < pl.col("first_time")).then(pl.col("_last_seen"))
-    return frame.with_columns(previous_activity=pl.max_horizontal(previous_in_frame, baseline_before)).with_columns(
+    return frame.sort(*KEY).with_columns(
+        previous_activity=pl.max_horizontal(previous_in_frame, baseline_before)).with_columns(
         _dormancy_days=((pl.col("first_time") - pl.col("previous_activity")).dt.total_microseconds()
                         / _MICROS_PER_DAY).fill_null(0.0).clip(lower_bound=0.0)
     )
