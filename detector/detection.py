@@ -6,11 +6,13 @@ windows; ``score`` turns the windows of new events into findings per the DESIGN.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from detector.config import Config
 from detector.errors import DetectorError
@@ -26,7 +28,7 @@ from detector.features import (
 )
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES, empty_findings, finding_ids, rank
 from detector.model_store import Model
-from detector.scoring import ColdStartError, SeverityThresholds, severity
+from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer, severity
 
 DETECTOR = "iforest"
 
@@ -126,6 +128,47 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
     )
 
 
+@dataclass(frozen=True)
+class _TopFeatures:
+    """The ``top_features`` of flagged windows, flat: entries of window r are ``offsets[r]:offsets[r+1]``."""
+
+    offsets: np.ndarray
+    feature: np.ndarray  # names
+    value: np.ndarray
+    baseline: np.ndarray
+    contribution: np.ndarray
+
+    def of(self, r: int) -> list[dict[str, Any]]:
+        """Window *r*'s entries, for its reasons."""
+        entries = range(self.offsets[r], self.offsets[r + 1])
+        return [{"feature": self.feature[e], "value": float(self.value[e])} for e in entries]
+
+    def series(self) -> pl.Series:
+        fields = pa.StructArray.from_arrays(
+            [pa.array(self.feature, pa.string()), pa.array(self.value), pa.array(self.baseline),
+             pa.array(self.contribution)], names=["feature", "value", "baseline", "contribution"])
+        lists = pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), fields)
+        return pl.Series("top_features", pl.from_arrow(lists)).cast(FINDINGS_SCHEMA["top_features"])
+
+
+def _top_features(scorer: WindowScorer, matrix: np.ndarray, lead: np.ndarray, top_k: int) -> _TopFeatures:
+    """The forest's most telling features of each window; where the tail component raised the
+    score (*lead* >= 0, its rarest feature), that feature leads at half the credit and the
+    forest's follow at half theirs."""
+    order, shares = scorer.top_contributions(matrix, top_k)
+    led = lead >= 0
+    features = np.column_stack([lead, np.where((shares > 0.0) & (order != lead[:, None]), order, -1)])
+    credit = np.column_stack([np.full(lead.shape[0], 0.5), shares * np.where(led, 0.5, 1.0)[:, None]])
+    present = features >= 0
+    rows, _ = np.nonzero(present)
+    chosen = features[present]
+    offsets = np.zeros(lead.shape[0] + 1, dtype=np.int64)
+    np.cumsum(present.sum(axis=1), out=offsets[1:])
+    return _TopFeatures(offsets=offsets, feature=np.asarray(scorer.feature_names_, dtype=object)[chosen],
+                        value=matrix[rows, chosen].astype(np.float64),
+                        baseline=scorer.feature_median_[chosen].astype(np.float64), contribution=credit[present])
+
+
 def score(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | None = None,
           min_severity: str = "low") -> pl.DataFrame:
     """Score the windows of *events* against *model* and return the findings, most anomalous first.
@@ -158,22 +201,20 @@ def score(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | No
         if not keep.any():
             continue
         index = np.flatnonzero(keep)
-        explained = scorer.explain(matrix[index], top_k=config.scoring.top_k)
-        rows = windows[index].to_dicts()
-        records = []
-        for i, row, top in zip(index, rows, explained, strict=True):
-            if tail_driven[i] and rarest[i] >= 0:
-                # The tail component raised the score: its feature leads, the forest's follow.
-                j = int(rarest[i])
-                lead = {"feature": names[j], "value": float(matrix[i, j]),
-                        "baseline": float(scorer.feature_median_[j]), "contribution": 0.5}
-                top = [lead] + [dict(t, contribution=t["contribution"] * 0.5) for t in top if t["feature"] != names[j]]
-            records.append({
-                "entity_kind": kind, "entity_id": row["entity_id"], "window_start": row["window_start"],
-                "window_end": row["window_end"], "score": float(scores[i]), "severity": str(labels[i]),
-                "detector": DETECTOR, "reasons": reasons(row, top, float(scores[i])), "top_features": top,
-                "event_count": int(row["event_count"]), "evidence": row["evidence"], "model_id": model.model_id,
-            })
-        frame = pl.DataFrame(records, schema={k: v for k, v in FINDINGS_SCHEMA.items() if k != "finding_id"})
+        flagged = windows[index]
+        top = _top_features(scorer, matrix[index], np.where(tail_driven[index], rarest[index], -1),
+                            config.scoring.top_k)
+        # Reasons are sentences written per finding in Python; everything else stays columnar.
+        context = flagged.drop("evidence", "action_counts", *names, strict=False).to_dicts()
+        sentences = [reasons(row, top.of(r), float(scores[i])) for r, (i, row) in enumerate(zip(index, context))]
+        frame = flagged.select(
+            pl.lit(kind).alias("entity_kind"), "entity_id", "window_start", "window_end",
+            pl.Series("score", scores[index], pl.Float64),
+            pl.Series("severity", labels[index], pl.String).cast(FINDINGS_SCHEMA["severity"]),
+            pl.lit(DETECTOR).alias("detector"),
+            pl.Series("reasons", sentences, FINDINGS_SCHEMA["reasons"]),
+            top.series(),
+            "event_count", "evidence", pl.lit(model.model_id, pl.String).alias("model_id"),
+        )
         parts.append(frame.with_columns(finding_ids(frame)).select(list(FINDINGS_SCHEMA)))
     return rank(pl.concat(parts))

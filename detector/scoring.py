@@ -934,20 +934,24 @@ class WindowScorer(BaseEstimator):
         never split on and so gets no share — and neither does the forest's score react to it;
         rules, not the forest, must catch "first time ever" values of such features.
         """
+        matrix = self._input(X)
+        order, shares = self.top_contributions(matrix, top_k)
+        return [
+            [{"feature": self.feature_names_[j], "value": float(matrix[i, j]),
+              "baseline": float(self.feature_median_[j]), "contribution": float(share)}
+             for j, share in zip(order[i], shares[i], strict=True) if share > 0.0]
+            for i in range(matrix.shape[0])
+        ]
+
+    def top_contributions(self, X: np.ndarray | pl.DataFrame, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`explain` as arrays: per window the *top_k* feature indices by decreasing share of
+        its isolation, and their shares (0 where a feature had none), both shape ``(n, top_k)``."""
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
             raise ScoringError(f"top_k must be a positive integer, not {top_k!r}")
-        matrix = self._input(X)
-        shares = self.forest_.attribution(matrix.astype(np.float32))
+        shares = self.forest_.attribution(self._input(X).astype(np.float32))
         # Stable sort on the negated share: ties keep column order, so explanations are deterministic.
         order = np.argsort(-shares, axis=1, kind="stable")[:, :top_k]
-        explanations: list[list[dict[str, Any]]] = []
-        for i in range(matrix.shape[0]):
-            explanations.append([
-                {"feature": self.feature_names_[j], "value": float(matrix[i, j]),
-                 "baseline": float(self.feature_median_[j]), "contribution": float(shares[i, j])}
-                for j in order[i] if shares[i, j] > 0.0
-            ])
-        return explanations
+        return order, np.take_along_axis(shares, order, axis=1)
 
     def beyond_baseline(self, X: np.ndarray | pl.DataFrame) -> np.ndarray:
         """Which values lie outside the range every training window stayed in.

@@ -12,6 +12,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.exceptions import NotFittedError
 
 from detector.errors import ConfigError, DetectorError
+from detector.findings import FINDINGS_SCHEMA
 from detector.scoring import (
     SEVERITIES,
     ColdStartError,
@@ -379,3 +380,28 @@ def test_scoring_config_from_dict() -> None:
 def test_scoring_config_rejects_bad_tables(table: dict) -> None:
     with pytest.raises(ConfigError):
         ScoringConfig.from_dict(table)
+
+
+def test_top_features_of_findings_follow_explain_with_the_tail_lead_first() -> None:
+    # Findings build top_features from arrays; they must say what explain() says, except that a
+    # window raised by the tail component has that feature first at 0.5 and the rest at half credit.
+    from detector.detection import _top_features
+
+    data = gaussian(800, 4, seed=12)
+    scorer = WindowScorer(random_state=2).fit(data, ["a", "b", "c", "d"])
+    probe = np.vstack([data[:30], data[:10] * 6])
+    lead = np.where(np.arange(40) % 3 == 0, np.arange(40) % 4, -1)
+    top = _top_features(scorer, probe, lead, top_k=3)
+    series = top.series()
+    assert series.dtype == FINDINGS_SCHEMA["top_features"]
+    for r, (row, explained) in enumerate(zip(probe, scorer.explain(probe, top_k=3), strict=True)):
+        if lead[r] >= 0:
+            j = int(lead[r])
+            expected = [{"feature": scorer.feature_names_[j], "value": float(row[j]),
+                         "baseline": float(scorer.feature_median_[j]), "contribution": 0.5}]
+            expected += [dict(t, contribution=t["contribution"] * 0.5) for t in explained
+                         if t["feature"] != scorer.feature_names_[j]]
+        else:
+            expected = explained
+        assert series[r].to_list() == expected
+        assert top.of(r) == [{"feature": t["feature"], "value": t["value"]} for t in expected]
