@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import html
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
@@ -589,23 +590,55 @@ def timeline_counts(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFrame,
             .collect(engine="streaming").select(list(TIMELINE_SCHEMA)))
 
 
+def _behind(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFrame) -> pl.DataFrame:
+    """The events the findings cite, in time order (their ``raw`` column, if any, as it is)."""
+    cited = evidence_locations(findings.get_column("evidence").explode().drop_nulls())
+    # Streaming: the events may be a scan's whole spill on disk, of which only the cited rows are kept.
+    return (events.lazy().join(cited.lazy(), on=["raw_file", "raw_line"], how="semi")
+            .sort("time", "raw_file", "raw_line").collect(engine="streaming"))
+
+
+def _has_raw(events: pl.DataFrame) -> bool:
+    return "raw" in events.columns and not events.get_column("raw").null_count()
+
+
+def _with_raw(events: pl.DataFrame) -> pl.DataFrame:
+    """*events* with a ``raw`` column read from their log files."""
+    raw = read_raw_lines(events.select("raw_file", "raw_line").unique(maintain_order=True)).select(
+        "raw_file", "raw_line", "raw")
+    return events.drop("raw", strict=False).join(raw, on=["raw_file", "raw_line"], how="left",
+                                                  maintain_order="left")
+
+
 def cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFrame) -> pl.DataFrame:
     """The events the findings cite as evidence, with their raw lines in a ``raw`` column.
 
     What ``Findings.write`` keeps beside the findings (``evidence.parquet``), so that a finding can
     still be explained, and its report rebuilt, after the logs have rotated away.
     """
-    cited = evidence_locations(findings.get_column("evidence").explode().drop_nulls())
-    lf = events.lazy()
-    # Streaming: the events may be a scan's whole spill on disk, of which only the cited rows are kept.
-    behind = (lf.join(cited.lazy(), on=["raw_file", "raw_line"], how="semi")
-              .sort("time", "raw_file", "raw_line").collect(engine="streaming"))
-    if "raw" in behind.columns and not behind.get_column("raw").null_count():
-        return behind
-    raw = read_raw_lines(behind.select("raw_file", "raw_line").unique(maintain_order=True)).select(
-        "raw_file", "raw_line", "raw")
-    return behind.drop("raw", strict=False).join(raw, on=["raw_file", "raw_line"], how="left",
-                                                 maintain_order="left")
+    behind = _behind(events, findings)
+    return behind if _has_raw(behind) else _with_raw(behind)
+
+
+def write_cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFrame, path: Path) -> None:
+    """Write :func:`cited_events` to the Parquet file *path* (atomically), one log file at a time.
+
+    Hundreds of thousands of findings cite millions of events; with their raw lines those would not
+    fit beside the findings, so each log file's cited events get their raw lines and go to disk
+    before the next file's are read. The rows come grouped by log file, in time order within each.
+    """
+    behind = _behind(events, findings)
+
+    def write(tmp: Path) -> None:
+        if _has_raw(behind) or not behind.height:
+            (behind if behind.height else _with_raw(behind)).write_parquet(tmp)
+            return
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".evidence-") as parts:
+            for i, (_, part) in enumerate(behind.drop("raw", strict=False).group_by("raw_file", maintain_order=True)):
+                _with_raw(part).write_parquet(Path(parts) / f"{i:08d}.parquet")
+            pl.scan_parquet(Path(parts) / "*.parquet").sink_parquet(tmp)
+
+    atomic_write(path, write)
 
 
 # ---- findings --------------------------------------------------------------------------------------
@@ -956,21 +989,21 @@ class Findings:
         out = Path(out_dir)
         _tick(progress, "report", 0.0, None)
         written = write_findings(self.df, out, csv=csv)
-        cited = timelines = None
-        if self.events is not None and (evidence or report):
-            cited = self.evidence_events()
-        if (self.timelines is not None or self.events is not None) and (evidence or report):
+        # The report details only the first findings and draws what it shows of them from these.
+        events, timelines = self.events, self.timelines
+        if evidence and self.events is not None:
+            write_cited_events(self.events, self.df, out / EVIDENCE_FILE)
+            written.append(out / EVIDENCE_FILE)
+            events = pl.scan_parquet(out / EVIDENCE_FILE)
+        if evidence and (self.timelines is not None or self.events is not None):
             timelines = self.timeline_counts()
-        if evidence:
-            for name, table in ((EVIDENCE_FILE, cited), (TIMELINE_FILE, timelines)):
-                if table is not None:
-                    atomic_write(out / name, table.write_parquet)
-                    written.append(out / name)
+            atomic_write(out / TIMELINE_FILE, timelines.write_parquet)
+            written.append(out / TIMELINE_FILE)
         if report:
             from detector.report import write_report
 
             path = out / "report.html"
-            write_report(Findings(self.df, events=cited, timelines=timelines), path, title=title,
+            write_report(Findings(self.df, events=events, timelines=timelines), path, title=title,
                          summary=summary or self.summary())
             written.append(path)
         _tick(progress, "report", 1.0, 1.0)

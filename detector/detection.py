@@ -212,7 +212,7 @@ def score(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | No
             pl.Series("score", scores[index], pl.Float64),
             pl.Series("severity", labels[index], pl.String).cast(FINDINGS_SCHEMA["severity"]),
             pl.lit(DETECTOR).alias("detector"),
-            pl.Series("reasons", sentences, FINDINGS_SCHEMA["reasons"]),
+            pl.Series("reasons", pl.from_arrow(pa.array(sentences, pa.list_(pa.string())))),
             top.series(),
             "event_count", "evidence", pl.lit(model.model_id, pl.String).alias("model_id"),
         )

@@ -60,9 +60,17 @@ def finding_ids(frame: pl.DataFrame) -> pl.Series:
 
 
 def rank(findings: pl.DataFrame) -> pl.DataFrame:
-    """Most anomalous first; ties broken deterministically."""
-    return findings.sort(["score", "severity", "window_start", "entity_kind", "entity_id", "detector"],
-                         descending=[True, True, False, False, False, False])
+    """Most anomalous first; ties broken deterministically.
+
+    A frame already in that order is returned as it is: findings pass through several steps that
+    each rank them, and a copy of a scan's hundreds of thousands of findings is not free.
+    """
+    order = findings.select(pl.arg_sort_by(["score", "severity", "window_start", "entity_kind", "entity_id",
+                                            "detector"], descending=[True, True, False, False, False, False],
+                                           maintain_order=True)).to_series()
+    if order.equals(pl.int_range(findings.height, dtype=order.dtype, eager=True), check_names=False):
+        return findings
+    return findings[order]
 
 
 def atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]

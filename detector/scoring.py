@@ -616,6 +616,10 @@ class ForestArrays:
         ``1 / h`` where ``h`` is the row's path length in it (DIFFI's weight: trees that isolate the
         row early say most about why it is anomalous). See :meth:`WindowScorer.explain` for why.
         """
+        first, cell_of = self._distinct_cells(X32)  # the paths, and so the shares, are the cell's
+        return self._attribution(X32[first])[cell_of]
+
+    def _attribution(self, X32: np.ndarray) -> np.ndarray:
         n_rows, n_features = X32.shape[0], self.n_features
         out = np.zeros(n_rows * n_features, dtype=np.float64)
         for start, walk, leaf, steps in self._walk(X32, record=True):

@@ -198,6 +198,17 @@ def test_written_findings_read_back_and_explain_without_the_logs(tmp_path, findi
         findings.timeline(account_finding["entity_id"], finding_id=account_finding["finding_id"]))
 
 
+def test_evidence_file_holds_the_cited_events_written_one_log_file_at_a_time(tmp_path, findings) -> None:
+    findings.write(tmp_path, report=False)
+    written = pl.read_parquet(tmp_path / "evidence.parquet")
+    expected = findings.evidence_events()
+    assert written.schema == expected.schema
+    assert written.height == expected.height > 0 and written.get_column("raw").null_count() == 0
+    key = ["raw_file", "raw_line"]
+    assert written.sort(key).equals(expected.sort(key))
+    assert written.get_column("raw_file").rle().len() == written.get_column("raw_file").n_unique()  # grouped by file
+
+
 def test_read_raw_lines_is_bounded_and_handles_missing_files(tmp_path) -> None:
     log = tmp_path / "a.log"
     log.write_text("one\ntwo\n" + "x" * 5000 + "\nfour\n", encoding="utf-8")

@@ -96,6 +96,7 @@ def test_scoring_one_row_per_cell_equals_walking_every_row() -> None:
     first, cell_of = arrays._distinct_cells(probe)
     assert first.shape[0] < probe.shape[0]  # the repeated rows share cells
     np.testing.assert_array_equal(arrays.score(probe), arrays._path_score(probe))
+    np.testing.assert_array_equal(arrays.attribution(probe), arrays._attribution(probe))
     assert arrays.score(probe[:0]).shape == (0,)
 
 def test_average_path_length_matches_definition() -> None:
