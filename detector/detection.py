@@ -28,6 +28,7 @@ from detector.features import (
 )
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES, empty_findings, finding_ids, rank
 from detector.model_store import Model
+from detector.parsers.reader import detached_frame
 from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer, severity
 
 DETECTOR = "iforest"
@@ -216,5 +217,5 @@ def score(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | No
             top.series(),
             "event_count", "evidence", pl.lit(model.model_id, pl.String).alias("model_id"),
         )
-        parts.append(frame.with_columns(finding_ids(frame)).select(list(FINDINGS_SCHEMA)))
+        parts.append(detached_frame(frame.with_columns(finding_ids(frame)).select(list(FINDINGS_SCHEMA))))
     return rank(pl.concat(parts))

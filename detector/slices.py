@@ -20,6 +20,7 @@ from detector.detection import score
 from detector.features.common import is_device_target
 from detector.findings import empty_findings, rank
 from detector.model_store import Model
+from detector.parsers.reader import detached_frame
 
 # Per entity kind: the profile table holding its last_seen, its key there, and its entity column.
 _ACTIVITY = {
@@ -61,7 +62,8 @@ def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:
                   .group_by(key).agg(_seen=pl.col("time").max()))
         if table in last_seen:
             latest = pl.concat([last_seen[table].lazy(), latest]).group_by(key).agg(pl.col("_seen").max())
-        last_seen[table] = latest.collect()
+        # Detached: the keys would otherwise keep each slice's text buffers alive to the end.
+        last_seen[table] = detached_frame(latest.collect())
 
 
 def _carried(model: Model, last_seen: dict[str, pl.DataFrame], start: datetime) -> Model:

@@ -188,3 +188,13 @@ def detached(text: pl.Series) -> pl.Series:
     keeping a few lines (rejects, cited raw lines) would keep every chunk they came from alive.
     """
     return pl.Series(text.name, text.to_arrow().cast(pa.large_string()), dtype=pl.String)
+
+
+def detached_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """*frame* with every column in buffers of its own (:func:`detached` for whole frames).
+
+    For rows kept from a larger frame across a long loop: the findings of a slice are a few
+    thousand rows gathered from its hundreds of thousands of windows, whose text they would
+    otherwise keep alive slice after slice.
+    """
+    return pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))  # type: ignore[return-value]
