@@ -26,6 +26,7 @@ from detector.api import (
     timeline_counts,
     entity_timeline,
     escape_html,
+    events_at,
     evidence_locations,
     read_raw_lines,
 )
@@ -272,7 +273,7 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
     cited = evidence_locations(detailed.get_column("evidence").list.head(evidence_limit).explode().drop_nulls())
     behind = None
     if events is not None and cited.height:
-        behind = events.lazy().join(cited.lazy(), on=["raw_file", "raw_line"], how="semi").collect()
+        behind = events_at(events, cited)
     if behind is not None and "raw" in behind.columns:
         raw = cited.join(behind.select("raw_file", "raw_line", "raw").unique(["raw_file", "raw_line"]),
                          on=["raw_file", "raw_line"], how="left").with_columns(truncated=pl.lit(False))
