@@ -5,8 +5,9 @@ Corpora come from the simulator with the same population (1M meters, 60 operator
 only in days, so time and memory against events is a scaling curve. One model is trained on the first
 three days of the 1M corpus; every size is scanned with it (``ami-detector scan LOGS --model M --out
 D``), each run in its own process under ``/usr/bin/time -v``: wall time and peak RSS are
-those of the whole command. Results are kept as JSON in the work directory; the table and the plot
-are made from them.
+those of the whole command. Results are kept as JSON in the work directory (new runs are added to
+the runs already there: remove a size's ``scan_<size>`` entry from ``results.json`` to measure
+changed code afresh); the table and the plot are made from them.
 
     python benchmarks/bench_scan.py --workdir /tmp/bench_scan                  # 1m and 10m, 3 runs each
     python benchmarks/bench_scan.py --workdir /tmp/bench_scan --sizes 50m --runs 3
