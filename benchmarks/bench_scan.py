@@ -122,7 +122,7 @@ def stages(workdir: Path, size: str) -> dict[str, float]:
     import polars as pl
 
     from detector import api
-    from detector.detection import profiles_of, score
+    from detector.detection import _collect, profiles_of, score
     from detector.features import build_features, feature_columns
     from detector.findings import rank
     from detector.model_store import load_model
@@ -161,7 +161,7 @@ def stages(workdir: Path, size: str) -> dict[str, float]:
             # The parts of scoring, again (not counted in the total).
             began = time.perf_counter()
             frames = build_features(events.lazy(), profiles_of(carried), config.features)
-            windows = pl.collect_all(list(frames.values()), engine="in-memory")
+            windows = _collect(*frames.values())
             began = add("  of which: account and device windows", began)
             for kind, frame in zip(frames, windows, strict=True):
                 trained.scorers[kind].combined(frame.select(feature_columns(kind)).to_numpy())

@@ -639,8 +639,11 @@ def write_cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFra
     behind = _behind(events, findings)
 
     def write(tmp: Path) -> None:
-        if _has_raw(behind) or not behind.height:
-            (behind if behind.height else _with_raw(behind)).write_parquet(tmp)
+        if not behind.height:
+            _with_raw(behind).write_parquet(tmp)  # no rows: the columns only
+            return
+        if _has_raw(behind):
+            behind.write_parquet(tmp)
             return
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".evidence-") as parts:
             for i, (_, part) in enumerate(behind.drop("raw", strict=False).group_by("raw_file", maintain_order=True)):

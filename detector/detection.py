@@ -38,9 +38,10 @@ class NoBaselineError(DetectorError, ValueError):
     """There are not enough baseline events or windows to train on."""
 
 
-def _collect(frame: pl.LazyFrame) -> pl.DataFrame:
-    # The in-memory engine runs these window plans about 1.5x faster than the streaming one here.
-    return frame.collect(engine="in-memory")
+def _collect(*frames: pl.LazyFrame) -> list[pl.DataFrame]:
+    # The in-memory engine runs these window plans about 1.5x faster than the streaming one here;
+    # collected together, plans that share their input keep both cores busy where one would not.
+    return pl.collect_all(frames, engine="in-memory")
 
 
 def profiles_of(model: Model) -> Profiles:
@@ -107,7 +108,7 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
     scorers = {}
     skipped = {}
     for kind in ENTITY_KINDS:
-        windows = pl.concat([_collect(fold[kind].select(feature_columns(kind))) for fold in folds])
+        windows = pl.concat(_collect(*[fold[kind].select(feature_columns(kind)) for fold in folds]))
         try:
             scorers[kind] = config.scoring.make_scorer().fit(
                 windows.to_numpy(), feature_columns(kind), tail_features=TAIL_FEATURES[kind])
@@ -181,8 +182,7 @@ def score(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | No
     profiles = profiles_of(model)
     frames = build_features(events.lazy(), profiles, config.features)
     kinds = sorted(model.scorers)
-    # Together: the two plans share the events and keep both cores busy where one plan would not.
-    collected = dict(zip(kinds, pl.collect_all([frames[kind] for kind in kinds], engine="in-memory"), strict=True))
+    collected = dict(zip(kinds, _collect(*[frames[kind] for kind in kinds]), strict=True))
     parts = [empty_findings()]
     for kind in kinds:
         scorer, windows = model.scorers[kind], collected[kind]

@@ -55,7 +55,7 @@ def finding_ids(frame: pl.DataFrame) -> pl.Series:
             separator="\x1f",
         )
     ).to_series()
-    # A handful of findings per scan: hashing them in Python is not a hot path.
+    # About 2 us a finding in Python: a second or two for the ~700,000 of a 50M-event scan at `low`.
     return pl.Series("finding_id", [hashlib.sha256(k.encode()).hexdigest()[:20] for k in keys], dtype=pl.String)
 
 
