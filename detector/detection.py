@@ -18,14 +18,18 @@ from detector.config import Config
 from detector.errors import DetectorError
 from detector.explain import reasons
 from detector.features import (
+    DETAIL_COLUMNS,
     ENTITY_KINDS,
     PROFILE_SCHEMAS,
     TAIL_FEATURES,
+    EntityKind,
     Profiles,
     build_features,
     build_profiles,
+    entity_of,
     feature_columns,
 )
+from detector.features.common import KEY
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES, empty_findings, finding_ids, rank
 from detector.model_store import Model
 from detector.parsers.reader import detached_frame
@@ -171,25 +175,61 @@ def _top_features(scorer: WindowScorer, matrix: np.ndarray, lead: np.ndarray, to
                         baseline=scorer.feature_median_[chosen].astype(np.float64), contribution=credit[present])
 
 
+def _settings(model: Model, config: Config | None) -> Config:
+    return config or Config.from_dict({k: v for k, v in model.config.items() if k in ("features", "scoring")})
+
+
+def lean_windows(events: pl.DataFrame | pl.LazyFrame, model: Model,
+                 config: Config | None = None) -> dict[str, pl.DataFrame]:
+    """The windows of *events* for each entity kind *model* scores, without the detail columns.
+
+    Those (:data:`~detector.features.DETAIL_COLUMNS`: value lists, count structs, evidence) are
+    only read for findings; left out, polars skips their aggregations, and a slice's windows take a
+    third of the time less and a third of the memory. :func:`findings_of` adds them to the windows
+    it flags.
+    """
+    config = _settings(model, config)
+    frames = build_features(events.lazy(), profiles_of(model), config.features)
+    kinds = sorted(model.scorers)
+    return dict(zip(kinds, _collect(*[frames[kind].drop(DETAIL_COLUMNS[kind]) for kind in kinds]), strict=True))
+
+
+def _with_detail(flagged: pl.DataFrame, kind: EntityKind, events: pl.DataFrame | pl.LazyFrame, model: Model,
+                 config: Config) -> pl.DataFrame:
+    """*flagged* lean windows with their detail columns, built again from their own events only.
+
+    Detail columns depend on nothing but the window's events and the profiles, so they come out as
+    they would have from all the events.
+    """
+    window = pl.struct(entity_of(kind).alias("entity_id"),
+                       pl.col("time").dt.truncate(config.features.window).alias("window_start"))
+    wanted = flagged.select(pl.struct(*KEY)).to_series().implode()
+    own = events.lazy().filter(window.is_in(wanted))
+    detail = build_features(own, profiles_of(model), config.features)[kind].select(*KEY, *DETAIL_COLUMNS[kind])
+    return flagged.join(_collect(detail)[0], on=list(KEY), how="left", maintain_order="left")
+
+
 def score(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | None = None,
           min_severity: str = "low") -> pl.DataFrame:
     """Score the windows of *events* against *model* and return the findings, most anomalous first.
 
     Only windows whose calibrated score reaches *min_severity* become findings.
     """
-    config = config or Config.from_dict({k: v for k, v in model.config.items() if k in ("features", "scoring")})
+    return findings_of(lean_windows(events, model, config), events, model, config, min_severity)
+
+
+def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.LazyFrame, model: Model,
+                config: Config | None = None, min_severity: str = "low") -> pl.DataFrame:
+    """The findings among *windows* (from :func:`lean_windows` of *events*), most anomalous first."""
+    config = _settings(model, config)
     thresholds = SeverityThresholds.from_dict(model.config.get("scoring", {}).get("severity", {}))
-    profiles = profiles_of(model)
-    frames = build_features(events.lazy(), profiles, config.features)
-    kinds = sorted(model.scorers)
-    collected = dict(zip(kinds, _collect(*[frames[kind] for kind in kinds]), strict=True))
     parts = [empty_findings()]
-    for kind in kinds:
-        scorer, windows = model.scorers[kind], collected[kind]
-        if windows.height == 0:
+    for kind, table in windows.items():
+        scorer = model.scorers[kind]
+        if table.height == 0:
             continue
         names = feature_columns(kind)
-        matrix = windows.select(names).to_numpy()
+        matrix = table.select(names).to_numpy()
         scores, rarest, tail_driven = scorer.combined(matrix)
         labels = severity(scores, thresholds)
         if kind == "device":
@@ -202,7 +242,7 @@ def score(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | No
         if not keep.any():
             continue
         index = np.flatnonzero(keep)
-        flagged = windows[index]
+        flagged = _with_detail(table[index], kind, events, model, config)
         top = _top_features(scorer, matrix[index], np.where(tail_driven[index], rarest[index], -1),
                             config.scoring.top_k)
         # Reasons are sentences written per finding in Python; everything else stays columnar.

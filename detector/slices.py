@@ -17,15 +17,15 @@ import polars as pl
 
 from detector.config import Config
 from detector.detection import score
-from detector.features.common import is_device_target
+from detector.features.common import entity_of
 from detector.findings import empty_findings, rank
 from detector.model_store import Model
 from detector.parsers.reader import detached_frame
 
 # Per entity kind: the profile table holding its last_seen, its key there, and its entity column.
 _ACTIVITY = {
-    "account_activity": ("account", pl.col("account")),
-    "device_activity": ("device_id", pl.when(is_device_target()).then(pl.col("target_id"))),
+    "account_activity": ("account", entity_of("account")),
+    "device_activity": ("device_id", entity_of("device")),
 }
 
 SliceSource = Iterable[tuple[datetime, int, pl.LazyFrame]]

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from click.testing import CliRunner
 
 from detector.cli import main
-from detector.detection import score, train
+from detector.detection import _settings, _with_detail, lean_windows, profiles_of, score, train
+from detector.features import DETAIL_COLUMNS, build_features
 from detector.findings import FINDINGS_SCHEMA
 from detector.model_store import load_model
 from detector.pipeline import read_logs
@@ -41,6 +43,20 @@ def _matches(finding: dict, incident: dict) -> bool:
     end = datetime.fromisoformat(incident["end"].replace("Z", "+00:00"))
     entities = set(incident["accounts"]) | set(incident["devices"])
     return finding["entity_id"] in entities and finding["window_start"] <= end and finding["window_end"] >= start
+
+
+def test_flagged_lean_windows_regain_exactly_the_detail_of_full_windows(events, model) -> None:
+    scanned = events.filter(pl.col("time") >= UNTIL)
+    config = _settings(model, None)
+    full = {kind: frame.collect() for kind, frame in build_features(scanned, profiles_of(model), config.features).items()}
+    lean = lean_windows(scanned, model)
+    for kind, windows in lean.items():
+        assert not set(DETAIL_COLUMNS[kind]) & set(windows.columns)
+        assert_frame_equal(windows, full[kind].drop(DETAIL_COLUMNS[kind]))
+        # Every third window, out of order, as flagged windows are (most anomalous first).
+        picked = list(range(windows.height - 1, -1, -3))
+        regained = _with_detail(windows[picked], kind, scanned, model, config)
+        assert_frame_equal(regained.select(full[kind].columns), full[kind][picked])
 
 
 def test_malicious_incidents_are_found_at_medium_or_above(findings) -> None:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.features.account import ACCOUNT_CONTEXT, account_windows
+from detector.features.account import ACCOUNT_CONTEXT, ACCOUNT_DETAIL, account_windows
 from detector.features.catalog import (
     ACCOUNT_MEASURES,
     CONTROL_ACTIONS,
@@ -55,9 +55,9 @@ from detector.features.catalog import (
     feature_columns,
     measures,
 )
-from detector.features.common import DEVICE_KINDS, DEVICE_TARGET_TYPES, as_lazy
+from detector.features.common import DEVICE_KINDS, DEVICE_TARGET_TYPES, as_lazy, entity_of
 from detector.features.config import FeatureConfig, parse_duration
-from detector.features.device import DEVICE_CONTEXT, device_windows
+from detector.features.device import DEVICE_CONTEXT, DEVICE_DETAIL, device_windows
 from detector.features.profiles import PROFILE_KEYS, PROFILE_SCHEMAS, Profiles, build_profiles
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "ACCOUNT_MEASURES",
     "CONTROL_ACTIONS",
     "DEVICE_CONTEXT",
+    "DETAIL_COLUMNS",
     "DEVICE_KINDS",
     "DEVICE_MEASURES",
     "DEVICE_TARGET_TYPES",
@@ -84,10 +85,14 @@ __all__ = [
     "build_features",
     "build_profiles",
     "device_windows",
+    "entity_of",
     "feature_columns",
     "measures",
     "parse_duration",
 ]
+
+# Per entity kind, the window columns only findings and explanations read (see ACCOUNT_DETAIL).
+DETAIL_COLUMNS: dict[EntityKind, tuple[str, ...]] = {"account": ACCOUNT_DETAIL, "device": DEVICE_DETAIL}
 
 
 def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles,

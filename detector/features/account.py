@@ -13,6 +13,7 @@ from detector.features.common import (
     as_lazy,
     check_window,
     dormancy,
+    entity_of,
     finish,
     flag_new,
     gated,
@@ -43,6 +44,15 @@ ACCOUNT_CONTEXT: Final = (
     "new_src_ips", "new_src_nets", "new_src_hosts", "new_global_src_ips", "new_actions", "new_image_hashes",
     "new_settings", "weakened_settings",
     "rarest_hour", "hour_share", "rarest_weekday", "weekday_share",
+)
+
+# The columns only findings and explanations read (value lists, count structs, cited lines): most of
+# a window row's size and a quarter of its cost. Scoring builds windows without them (polars then
+# skips their aggregations) and adds them to the windows it flags only.
+ACCOUNT_DETAIL: Final = (
+    "evidence", "counts", "typical", "action_counts", "actions", "src_ips", "src_hosts", "new_src_ips",
+    "new_src_nets", "new_src_hosts", "new_global_src_ips", "new_actions", "new_image_hashes", "new_settings",
+    "weakened_settings",
 )
 
 
@@ -92,7 +102,7 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
     settings = (p.config_targets.lazy().select(pl.col("target_id").alias("_config_target"), _known=pl.col("events"))
                 if p.has_baseline else None)
 
-    prepared = prepare(as_lazy(events), pl.col("account"), config, p.baseline_start, p.baseline_end)
+    prepared = prepare(as_lazy(events), entity_of("account"), config, p.baseline_start, p.baseline_end)
     flagged = prepared.with_columns(_src_net=src_network(pl.col("src_ip")), _weakened=weakened_change())
     for value, known in (
         ("src_ip", {"_new_ip": own(p.account_ips, "src_ip"), "_new_global_ip": global_ips}),

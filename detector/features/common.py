@@ -67,6 +67,13 @@ def is_device_target() -> pl.Expr:
     return pl.col("target_type").is_in(DEVICE_TARGET_TYPES) & pl.col("target_id").is_not_null()
 
 
+def entity_of(kind: EntityKind) -> pl.Expr:
+    """Each event's entity of *kind*: its ``account``, or its device target's id; null if it has none."""
+    if kind == "account":
+        return pl.col("account")
+    return pl.when(is_device_target()).then(pl.col("target_id"))
+
+
 def devices_reached() -> pl.Expr:
     """Per-row devices a command reached: target_count for device and group targets, else 0.
 

@@ -12,11 +12,11 @@ from detector.features.common import (
     as_lazy,
     check_window,
     dormancy,
+    entity_of,
     finish,
     flag_new,
     gated,
     in_time_order,
-    is_device_target,
     log1p,
     prepare,
     value_aggs,
@@ -34,6 +34,11 @@ DEVICE_CONTEXT: Final = (
     "first_time", "last_time", "previous_activity",
     "counts", "typical", "action_counts",
     "actions", "issuers", "new_issuers", "new_image_hashes",
+)
+
+# As ACCOUNT_DETAIL: what only findings and explanations read.
+DEVICE_DETAIL: Final = (
+    "evidence", "counts", "typical", "action_counts", "actions", "issuers", "new_issuers", "new_image_hashes",
 )
 
 
@@ -77,8 +82,7 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
                if p.has_baseline else None)
     images = p.image_hashes.lazy().select("image_sha256", _known=pl.col("events")) if p.has_baseline else None
 
-    entity = pl.when(is_device_target()).then(pl.col("target_id"))
-    prepared = prepare(as_lazy(events), entity, config, p.baseline_start, p.baseline_end)
+    prepared = prepare(as_lazy(events), entity_of("device"), config, p.baseline_start, p.baseline_end)
     flagged = flag_new(flag_new(prepared, "account", {"_new_issuer": issuers}), "image_sha256", {"_new_image": images})
     frame = window_measures(
         in_time_order(flagged), prepared, "device",

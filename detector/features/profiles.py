@@ -29,7 +29,7 @@ from detector.errors import InputError
 from detector.features.catalog import ACCOUNT_MEASURES, DEVICE_MEASURES, EntityKind
 from detector.features.common import (
     as_lazy,
-    is_device_target,
+    entity_of,
     prepare,
     typical_aggs,
     window_measures,
@@ -276,8 +276,8 @@ def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -
     lf = as_lazy(events)
     # prepare() keeps ``account`` and adds ``entity_id``: the account itself, or the device whose
     # issuer is then ``account``.
-    accounts = prepare(lf, pl.col("account"), config, None, None)
-    devices = prepare(lf, pl.when(is_device_target()).then(pl.col("target_id")), config, None, None)
+    accounts = prepare(lf, entity_of("account"), config, None, None)
+    devices = prepare(lf, entity_of("device"), config, None, None)
     account_activity, account_typical = _activity(accounts, "account")
     device_activity, device_typical = _activity(devices, "device", pl.col("target_type").min().alias("device_type"))
     devices = devices.rename({"entity_id": "device_id"})
