@@ -245,12 +245,13 @@ def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers
         Whether the profiles hold any baseline at all (else ``typical_source`` is ``"none"``).
     """
     names = measures(kind)
-    everyone = own.select(*[pl.col(m).median().alias(f"_all_{m}") for m in names])
+    # The median entity's values, for windows whose peer group has none: one row (of a profile
+    # table), taken as literals rather than joined onto every window.
+    everyone = own.select(*[pl.col(m).median().cast(pl.Float64) for m in names]).collect().row(0, named=True)
     frame = (
         frame.join(own.rename({m: f"_own_{m}" for m in names}), on="entity_id", how="left", validate="m:1")
         .join(peers.rename({m: f"_peer_{m}" for m in names}).with_columns(_peer_found=pl.lit(True)),
               on=group, how="left", validate="m:1")
-        .join(everyone, how="cross")
     )
     use_own = pl.lit(has_data) & pl.col("has_baseline")
     use_peers = pl.lit(has_data) & ~pl.col("has_baseline") & pl.col("_peer_found").fill_null(False)
@@ -259,7 +260,7 @@ def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers
         .when("_use_peers").then(pl.lit("peers")).otherwise(pl.lit("all")),
         # Null means the measure never occurred in that baseline: its typical count is 0.
         **{f"_typ_{m}": pl.when("_use_own").then(pl.col(f"_own_{m}")).when("_use_peers").then(pl.col(f"_peer_{m}"))
-           .otherwise(pl.col(f"_all_{m}")).fill_null(0.0) for m in names},
+           .otherwise(pl.lit(everyone[m], pl.Float64)).fill_null(0.0) for m in names},
     )
     return frame.with_columns(
         typical=pl.struct(*[pl.col(f"_typ_{m}").alias(m) for m in names]),
