@@ -10,15 +10,17 @@ by slice, the findings are those of scoring everything at once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TypeVar
 
 import polars as pl
 
 from detector.config import Config
-from detector.detection import score
+from detector.detection import findings_of, lean_windows
 from detector.features.common import entity_of
-from detector.findings import empty_findings, rank
+from detector.findings import empty_findings, rank_parts
 from detector.model_store import Model
 from detector.parsers.reader import detached_frame
 
@@ -38,21 +40,56 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
     """Findings of every slice, ranked, and the number of events scored.
 
     Events before *scored_from* are not scored; *on_slice* is called with each slice's event count
-    once it is done (for progress).
+    once it is done (for progress). The next slice's windows are built while this one's are scored
+    (see :func:`_ahead`).
     """
     parts, scored = [empty_findings()], 0
+    for windowed in _ahead(_lean_windows(slices, model, config, scored_from)):
+        if windowed.events.height:
+            parts.append(findings_of(windowed.windows, windowed.events, windowed.model, config, min_severity))
+            scored += windowed.events.height
+        if on_slice is not None:
+            on_slice(windowed.count)
+    return rank_parts(parts), scored
+
+
+@dataclasses.dataclass(frozen=True)
+class _Windowed:
+    count: int  # events in the slice, before scored_from
+    events: pl.DataFrame  # its events from scored_from on
+    model: Model  # the model with the activity of earlier slices carried
+    windows: dict[str, pl.DataFrame]  # lean windows, by entity kind
+
+
+def _lean_windows(slices: SliceSource, model: Model, config: Config | None,
+                  scored_from: datetime | None) -> Iterator[_Windowed]:
+    """Each slice's events and lean windows, the entities' last activity carried from slice to slice."""
     last_seen: dict[str, pl.DataFrame] = {}
     for start, count, events in slices:
         if scored_from is not None:
             events = events.filter(pl.col("time") >= scored_from)
         frame = events.collect()
-        if frame.height:
-            parts.append(score(frame, _carried(model, last_seen, start), config, min_severity=min_severity))
-            scored += frame.height
-            _remember(last_seen, frame)
-        if on_slice is not None:
-            on_slice(count)
-    return rank(pl.concat(parts)), scored
+        carried = _carried(model, last_seen, start)
+        windows = lean_windows(frame, carried, config) if frame.height else {}
+        _remember(last_seen, frame)
+        yield _Windowed(count, frame, carried, windows)
+
+
+_END = object()
+_T = TypeVar("_T")
+
+
+def _ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """*items*, each next one made in a background thread while the caller works on this one.
+
+    Building windows is polars, which runs outside the GIL on every core; scoring and explaining
+    them is mostly numpy and Python on one. Overlapped, both cores of a small machine stay busy.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ami-detector-windows") as pool:
+        pending = pool.submit(next, items, _END)
+        while (item := pending.result()) is not _END:
+            pending = pool.submit(next, items, _END)
+            yield item  # type: ignore[misc]
 
 
 def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:

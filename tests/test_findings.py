@@ -6,7 +6,9 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from detector.findings import FINDINGS_SCHEMA, finding_ids, rank, summary_lines, write_findings
+from polars.testing import assert_frame_equal
+
+from detector.findings import FINDINGS_SCHEMA, finding_ids, rank, rank_parts, summary_lines, write_findings
 
 
 def _findings(entity: str = "ops_tmp7", setting: str = "=cmd|' /C calc'!A0") -> pl.DataFrame:
@@ -35,6 +37,15 @@ def test_ids_are_stable_and_distinct() -> None:
 
 def test_rank_puts_the_most_anomalous_first() -> None:
     assert rank(_findings()).get_column("entity_id").to_list() == ["4A1B22C3", "ops_tmp7"]
+
+
+def test_ranking_parts_equals_ranking_their_concatenation_and_lets_them_go() -> None:
+    parts = [_findings(entity=f"op{i}").with_columns(pl.col("score") - i / 100) for i in range(3)]
+    expected = rank(pl.concat(parts))
+    ranked = rank_parts(parts)
+    assert parts == []
+    assert_frame_equal(ranked, expected)
+    assert ranked.get_column("score").is_sorted(descending=True)
 
 
 def test_written_files_round_trip_and_csv_is_defused(tmp_path) -> None:
