@@ -20,6 +20,7 @@ from detector.model_store import Model
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA, REJECT_RAW_BYTES, empty_events, empty_rejects
+from detector.overlap import ahead
 from detector.spill import EventSpill
 
 # Files in a scanned directory that are documentation or labels, not log exports.
@@ -170,7 +171,8 @@ def read_logs(paths: str | Path | Sequence[str | Path], *, format: str | None = 
 def parse_to_spill(run: ParseRun, spill: EventSpill) -> pl.DataFrame:
     """Stream a parse into *spill*; the rejects are returned (they are few, or the input is not a log)."""
     rejects = [empty_rejects()]
-    for chunk in run.chunks():
+    # The next chunk is parsed while this one is written.
+    for chunk in ahead(run.chunks()):
         spill.add(chunk.events)
         if chunk.rejects.height:
             rejects.append(chunk.rejects)

@@ -12,10 +12,8 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
 
 import polars as pl
 
@@ -24,6 +22,7 @@ from detector.detection import findings_of, lean_windows
 from detector.features.common import entity_of
 from detector.findings import empty_findings, rank_parts
 from detector.model_store import Model
+from detector.overlap import ahead
 from detector.parsers.reader import detached_frame
 
 # Per entity kind: the profile table holding its last_seen, its key there, and its entity column.
@@ -43,7 +42,7 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
 
     Events before *scored_from* are not scored; *on_slice* is called with each slice's event count
     once it is done (for progress). The next slice's windows are built while this one's are scored
-    (see :func:`_ahead`).
+    (see :func:`~detector.overlap.ahead`).
     """
     scored = 0
     with tempfile.TemporaryDirectory(prefix="ami-detector-findings-") as directory:
@@ -51,7 +50,7 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
         # memory, a slice's few thousand findings among its large temporaries held about twice their
         # size (1.1 GiB more at 50M events).
         parts: list[Path] = []
-        for windowed in _ahead(_lean_windows(slices, model, config, scored_from)):
+        for windowed in ahead(_lean_windows(slices, model, config, scored_from)):
             if windowed.events.height:
                 found = findings_of(windowed.windows, windowed.events, windowed.model, config, min_severity)
                 scored += windowed.events.height
@@ -86,21 +85,6 @@ def _lean_windows(slices: SliceSource, model: Model, config: Config | None,
         yield _Windowed(count, frame, carried, windows)
 
 
-_END = object()
-_T = TypeVar("_T")
-
-
-def _ahead(items: Iterator[_T]) -> Iterator[_T]:
-    """*items*, each next one made in a background thread while the caller works on this one.
-
-    Building windows is polars, which runs outside the GIL on every core; scoring and explaining
-    them is mostly numpy and Python on one. Overlapped, both cores of a small machine stay busy.
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ami-detector-windows") as pool:
-        pending = pool.submit(next, items, _END)
-        while (item := pending.result()) is not _END:
-            pending = pool.submit(next, items, _END)
-            yield item  # type: ignore[misc]
 
 
 def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:

@@ -16,7 +16,7 @@ from detector.cli import main
 from detector.detection import score
 from detector.model_store import load_model
 from detector.schema import EVENT_SCHEMA
-from detector.slices import _ahead, _carried, score_slices
+from detector.slices import _carried, score_slices
 from detector.spill import EventSpill, in_memory_slices, slice_length
 
 ROOT = Path(__file__).parent.parent
@@ -74,24 +74,6 @@ def test_scoring_slice_by_slice_gives_the_findings_of_scoring_everything_at_once
     sliced, scored = score_slices(in_memory_slices(events, timedelta(days=1)), model)
     assert scored == events.height and whole.height > 20
     assert sliced.equals(whole)
-
-
-def test_slices_ahead_come_in_order_and_their_errors_reach_the_caller() -> None:
-    made = []
-
-    def items():
-        for i in range(4):
-            made.append(i)
-            yield i
-        raise ValueError("slice 4 is unreadable")
-
-    seen = []
-    with pytest.raises(ValueError, match="slice 4 is unreadable"):
-        for item in _ahead(items()):
-            # The next item is made while this one is worked on, never further ahead.
-            assert made[-1] <= item + 1
-            seen.append(item)
-    assert seen == [0, 1, 2, 3]
 
 
 def test_dormancy_carries_the_last_activity_of_earlier_slices(sample) -> None:
