@@ -20,7 +20,7 @@ import polars as pl
 from detector.config import Config
 from detector.detection import findings_of, lean_windows
 from detector.features.common import entity_of
-from detector.findings import empty_findings, rank_parts
+from detector.findings import read_ranked
 from detector.model_store import Model
 from detector.overlap import ahead
 from detector.parsers.reader import detached_frame
@@ -46,9 +46,9 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
     """
     scored = 0
     with tempfile.TemporaryDirectory(prefix="ami-detector-findings-") as directory:
-        # Each slice's findings go to disk and are read back in one piece at the end: kept in
-        # memory, a slice's few thousand findings among its large temporaries held about twice their
-        # size (1.1 GiB more at 50M events).
+        # Each slice's findings go to disk and are read back at the end: kept in memory, a slice's
+        # few thousand findings among its large temporaries held about twice their size (1.1 GiB
+        # more at 50M events).
         parts: list[Path] = []
         for windowed in ahead(_lean_windows(slices, model, config, scored_from)):
             if windowed.events.height:
@@ -59,8 +59,7 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
                     found.write_parquet(parts[-1], compression="lz4", statistics=False)
             if on_slice is not None:
                 on_slice(windowed.count)
-        findings = pl.read_parquet(parts) if parts else empty_findings()
-    return rank_parts([findings]), scored
+        return read_ranked(parts), scored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +82,6 @@ def _lean_windows(slices: SliceSource, model: Model, config: Config | None,
         windows = lean_windows(frame, carried, config) if frame.height else {}
         _remember(last_seen, frame)
         yield _Windowed(count, frame, carried, windows)
-
-
 
 
 def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:

@@ -8,7 +8,7 @@ import polars as pl
 
 from polars.testing import assert_frame_equal
 
-from detector.findings import FINDINGS_SCHEMA, finding_ids, rank, rank_parts, summary_lines, write_findings
+from detector.findings import FINDINGS_SCHEMA, finding_ids, rank, read_ranked, summary_lines, write_findings
 
 
 def _findings(entity: str = "ops_tmp7", setting: str = "=cmd|' /C calc'!A0") -> pl.DataFrame:
@@ -39,13 +39,16 @@ def test_rank_puts_the_most_anomalous_first() -> None:
     assert rank(_findings()).get_column("entity_id").to_list() == ["4A1B22C3", "ops_tmp7"]
 
 
-def test_ranking_parts_equals_ranking_their_concatenation_and_lets_them_go() -> None:
+def test_findings_read_from_files_come_ranked_as_their_concatenation(tmp_path) -> None:
     parts = [_findings(entity=f"op{i}").with_columns(pl.col("score") - i / 100) for i in range(3)]
-    expected = rank(pl.concat(parts))
-    ranked = rank_parts(parts)
-    assert parts == []
-    assert_frame_equal(ranked, expected)
+    paths = []
+    for i, part in enumerate(parts):
+        paths.append(tmp_path / f"{i}.parquet")
+        part.write_parquet(paths[-1])
+    ranked = read_ranked(paths)
+    assert_frame_equal(ranked, rank(pl.concat(parts)))
     assert ranked.get_column("score").is_sorted(descending=True)
+    assert_frame_equal(read_ranked([]), pl.DataFrame(schema=FINDINGS_SCHEMA))
 
 
 def test_written_files_round_trip_and_csv_is_defused(tmp_path) -> None:
