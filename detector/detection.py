@@ -32,7 +32,6 @@ from detector.features import (
 from detector.features.common import KEY
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES, empty_findings, finding_ids, rank
 from detector.model_store import Model
-from detector.parsers.reader import detached_frame
 from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer, severity
 
 DETECTOR = "iforest"
@@ -257,5 +256,5 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
             top.series(),
             "event_count", "evidence", pl.lit(model.model_id, pl.String).alias("model_id"),
         )
-        parts.append(detached_frame(frame.with_columns(finding_ids(frame)).select(list(FINDINGS_SCHEMA))))
+        parts.append(frame.with_columns(finding_ids(frame)).select(list(FINDINGS_SCHEMA)))
     return rank(pl.concat(parts))

@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 
 from detector.errors import DetectorError, InputError, ParseError
 from detector.model_store import Model
+from detector.overlap import ahead
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA, REJECT_RAW_BYTES, empty_events, empty_rejects
-from detector.overlap import ahead
 from detector.spill import EventSpill
 
 # Files in a scanned directory that are documentation or labels, not log exports.

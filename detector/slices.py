@@ -78,8 +78,11 @@ def _lean_windows(slices: SliceSource, model: Model, config: Config | None,
         if scored_from is not None:
             events = events.filter(pl.col("time") >= scored_from)
         frame = events.collect()
+        if not frame.height:
+            yield _Windowed(count, frame, model, {})
+            continue
         carried = _carried(model, last_seen, start)
-        windows = lean_windows(frame, carried, config) if frame.height else {}
+        windows = lean_windows(frame, carried, config)
         _remember(last_seen, frame)
         yield _Windowed(count, frame, carried, windows)
 

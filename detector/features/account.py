@@ -47,8 +47,8 @@ ACCOUNT_CONTEXT: Final = (
 )
 
 # The columns only findings and explanations read (value lists, count structs, cited lines): most of
-# a window row's size and about 30% of the time to build it. Scoring builds windows without them (polars then
-# skips their aggregations) and adds them to the windows it flags only.
+# a window row's size and about 30% of the time to build it. Scoring builds windows without them
+# (polars then skips their aggregations) and adds them to the windows it flags only.
 ACCOUNT_DETAIL: Final = (
     "evidence", "counts", "typical", "action_counts", "actions", "src_ips", "src_hosts", "new_src_ips",
     "new_src_nets", "new_src_hosts", "new_global_src_ips", "new_actions", "new_image_hashes", "new_settings",

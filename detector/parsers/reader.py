@@ -193,8 +193,7 @@ def detached(text: pl.Series) -> pl.Series:
 def detached_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """*frame* with every column in buffers of its own (:func:`detached` for whole frames).
 
-    For rows kept from a larger frame across a long loop: the findings of a slice are a few
-    thousand rows gathered from its hundreds of thousands of windows, whose text they would
-    otherwise keep alive slice after slice.
+    For rows kept from a larger frame across a long loop: the last-seen keys carried from slice to
+    slice would otherwise keep each slice's text alive to the end.
     """
     return pl.from_arrow(frame.to_arrow(compat_level=pl.CompatLevel.oldest()))  # type: ignore[return-value]
