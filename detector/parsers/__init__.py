@@ -93,7 +93,8 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
 
     def parse(chunk: LineChunk) -> ParsedChunk:
         lines, too_long = reject_long_lines(chunk.lines)
-        return done(instance.parse_chunk(lines), pl.concat([chunk.bad_lines, too_long]))
+        text = chunk.text if not too_long.height else None  # the text holds every line
+        return done(instance.parse_chunk(lines, text), pl.concat([chunk.bad_lines, too_long]))
 
     if parser.independent_chunks:
         yield from _two_at_a_time(read_line_chunks(path), parse)

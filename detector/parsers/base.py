@@ -83,8 +83,12 @@ class Parser(ABC):
         """Whether the first non-blank lines of a file look like this format."""
 
     @abstractmethod
-    def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
-        """Stage the lines ``(raw_line, raw)`` of one chunk; see the module docstring."""
+    def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
+        """Stage the lines ``(raw_line, raw)`` of one chunk; see the module docstring.
+
+        *text*, when the reader has it, is the same lines as the UTF-8 bytes they were read from
+        (newline-separated), for a parser that can decode them in one piece.
+        """
 
     def finish(self) -> pl.DataFrame | None:
         """Stage whatever is still held when the file ends (an unterminated record, say)."""

@@ -270,7 +270,7 @@ class Cef(Parser):
     def sniff(cls, head: list[str]) -> bool:
         return any(re.search(_CEF_MARK, line) for line in head)
 
-    def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
+    def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         staged = _split_records(lines.filter(pl.col("raw").str.strip_chars() != ""))
         staged = staged.with_columns(_error=self._record_error()).with_columns(
             # Nothing of a rejected record is read further, so it cannot raise a --tz error either.

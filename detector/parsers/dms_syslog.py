@@ -302,7 +302,7 @@ class DmsSyslog(Parser):
         hits = sum(1 for line in head if cls._SNIFF_5424.match(line) or cls._SNIFF_3164.match(line))
         return hits * 2 > len(head)
 
-    def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
+    def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         staged = self._split(lines)
         staged = staged.with_columns(**_params(staged))
         staged = self._times(staged)

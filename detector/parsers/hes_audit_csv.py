@@ -99,7 +99,7 @@ class HesAuditCsv(Parser):
             self._names.append(known if known and known not in self._names else f"_extra{i}")
         return lines.slice(1)
 
-    def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
+    def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         if self._names is None:
             lines = self._read_header(lines)
             if self._names is None:

@@ -69,8 +69,8 @@ class HesCommandsJsonl(Parser):
     def sniff(cls, head: list[str]) -> bool:
         return any(line.lstrip().startswith("{") and '"command"' in line and '"jobId"' in line for line in head)
 
-    def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
-        decoded = decode_json_lines(lines, SCHEMA)
+    def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
+        decoded = decode_json_lines(lines, SCHEMA, text)
         staged = self.with_time(decoded, "ts")
         group = clean(pl.col("targetGroup"))
         command = clean(pl.col("command"))

@@ -158,7 +158,7 @@ class MappingParser(Parser):
             return head[0].count(cls.spec.delimiter) == len(cls.spec.columns) - 1
         return set(cls.spec.sniff_keys) <= set(parse_header(head[0], cls.spec.delimiter))
 
-    def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
+    def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         lines = lines.filter(pl.col("raw").str.strip_chars() != "")
         if self.spec.kind == "jsonl":
             schema = self._json_schema()

@@ -38,6 +38,7 @@ class LineChunk:
 
     lines: pl.DataFrame  # raw_line Int64, raw String
     bad_lines: pl.DataFrame  # raw_line Int64, reason String, raw String
+    text: bytes | None = None  # the lines as read (UTF-8), when every one of them is valid text
 
 
 def _open(path: Path) -> BinaryIO:
@@ -162,7 +163,7 @@ def _chunk(data: bytes, first_line: int, path: Path, *, check_encoding: bool) ->
         lines = pl.read_lines(data, name="raw", row_index_name="raw_line", row_index_offset=first_line)
         raw = pl.col("raw").str.strip_suffix("\r") if b"\r" in data else pl.col("raw")  # CRLF exports only
         lines = lines.select(pl.col("raw_line").cast(pl.Int64), raw)
-        return LineChunk(lines, _NO_BAD_LINES)
+        return LineChunk(lines, _NO_BAD_LINES, data)
     except pl.exceptions.ComputeError:
         lines, bad = _split_bad_text(data, first_line)
     if check_encoding and bad.height > max(1, (lines.height + bad.height) * _MAX_BAD_LINE_SHARE):

@@ -247,7 +247,7 @@ class WinsecJsonl(Parser):
 
         return any(windows(line) for line in head)
 
-    def parse_chunk(self, lines: pl.DataFrame) -> pl.DataFrame:
+    def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         # One shape at a time: the fields the other shapes use are then null throughout, so the
         # coalesces over every place a value may be cost only for the places this shape has.
         staged = pl.concat([self._normalize(part) for part in decode_json_parts(lines, SCHEMA)])
