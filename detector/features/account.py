@@ -20,6 +20,7 @@ from detector.features.common import (
     in_time_order,
     log1p,
     prefixed,
+    touches_baseline,
     prepare,
     rarity,
     src_network,
@@ -103,6 +104,7 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
                 if p.has_baseline else None)
 
     prepared = prepare(as_lazy(events), entity_of("account"), config, p.baseline_start, p.baseline_end)
+    overlap = touches_baseline(as_lazy(events), p.baseline_start, p.baseline_end)
     flagged = prepared.with_columns(_src_net=src_network(pl.col("src_ip")), _weakened=weakened_change())
     for value, known in (
         ("src_ip", {"_new_ip": own(p.account_ips, "src_ip"), "_new_global_ip": global_ips}),
@@ -112,7 +114,7 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         ("image_sha256", {"_new_image": images}),
         ("_config_target", {"_new_setting": settings}),
     ):
-        flagged = flag_new(flagged, value, known)
+        flagged = flag_new(flagged, value, known, leave_window_out=overlap)
     frame = window_measures(
         in_time_order(flagged), prepared, "account",
         *window_basics(config),

@@ -269,7 +269,16 @@ def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers
     )
 
 
-def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame | None]) -> pl.LazyFrame:
+def touches_baseline(events: pl.LazyFrame, baseline_start: object, baseline_end: object) -> bool:
+    """Whether any of *events* lies in the baseline period (training windows do; scanned windows
+    after the baseline do not, and then leave-window-out has nothing to subtract)."""
+    if baseline_start is None or baseline_end is None:
+        return False
+    return bool(events.select(in_baseline(baseline_start, baseline_end).any()).collect().item())
+
+
+def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame | None], *,
+             leave_window_out: bool) -> pl.LazyFrame:
     """Add Boolean flag columns: the event's *value* is missing from a baseline table.
 
     Parameters
@@ -283,13 +292,18 @@ def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame 
         ``entity_id`` column the comparison is per entity, without one it is global. ``None`` means
         there is no baseline at all, and nothing is flagged new (cold start is reported
         separately). Null values of *value* are never new.
+    leave_window_out
+        Whether some events may lie in the baseline (:func:`touches_baseline`), whose own uses are
+        then subtracted. Without any, the per-window sums are skipped: over all of a day's events
+        they were most of the cost of building its windows.
     """
     tables = {flag: table for flag, table in known.items() if table is not None}
     events = events.with_columns(*[pl.lit(False).alias(flag) for flag, table in known.items() if table is None])
     if not tables:
         return events
     # Leave-window-out: the baseline's uses of this value outside this window.
-    events = events.with_columns(_in_window=pl.col("_in_base").sum().over(*KEY, value))
+    in_window = pl.col("_in_base").sum().over(*KEY, value) if leave_window_out else pl.lit(0, pl.UInt32)
+    events = events.with_columns(_in_window=in_window)
     for flag, table in tables.items():
         on = [c for c in ("entity_id", value) if c in table.collect_schema().names()]
         # Summing per key costs little (profile tables are small) and guarantees that the join

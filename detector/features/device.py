@@ -19,6 +19,7 @@ from detector.features.common import (
     in_time_order,
     log1p,
     prepare,
+    touches_baseline,
     value_aggs,
     window_basics,
     window_measures,
@@ -83,7 +84,9 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
     images = p.image_hashes.lazy().select("image_sha256", _known=pl.col("events")) if p.has_baseline else None
 
     prepared = prepare(as_lazy(events), entity_of("device"), config, p.baseline_start, p.baseline_end)
-    flagged = flag_new(flag_new(prepared, "account", {"_new_issuer": issuers}), "image_sha256", {"_new_image": images})
+    overlap = touches_baseline(as_lazy(events), p.baseline_start, p.baseline_end)
+    flagged = flag_new(flag_new(prepared, "account", {"_new_issuer": issuers}, leave_window_out=overlap),
+                       "image_sha256", {"_new_image": images}, leave_window_out=overlap)
     frame = window_measures(
         in_time_order(flagged), prepared, "device",
         *window_basics(config),

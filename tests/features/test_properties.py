@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.features import DEVICE_TARGET_TYPES, FeatureConfig, build_features, build_profiles, feature_columns
+from detector.features.common import touches_baseline
 from detector.schema import ACTIONS, OUTCOMES, TARGET_TYPES
 from tests.features.events import make_events
 
@@ -74,3 +76,23 @@ def test_random_tables_keep_invariants(rows: list[dict], cut: int, window: tuple
             assert cold.get_column(name).abs().sum() == 0, name
         if kind == "account":
             assert frame.select(pl.col("hour_rarity", "weekday_rarity").is_between(0, 1).all()).row(0) == (True, True)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(event, min_size=1, max_size=40), cut=st.integers(1, 3 * 24 * 60))
+def test_scanned_windows_skip_leaving_themselves_out_without_changing(rows: list[dict], cut: int) -> None:
+    # Windows after the baseline hold none of its events, so leave-window-out, which the builders
+    # skip for them, would subtract nothing: forcing it on must give the same windows.
+    events = make_events(rows)
+    config = FeatureConfig()
+    before = pl.col("time") < START + timedelta(minutes=cut)
+    profiles = build_profiles(events.filter(before), config)
+    after = events.filter(~before)
+    skipped = {kind: lazy.collect() for kind, lazy in build_features(after.lazy(), profiles, config).items()}
+    with patch("detector.features.account.touches_baseline", return_value=True), \
+            patch("detector.features.device.touches_baseline", return_value=True):
+        forced = {kind: lazy.collect() for kind, lazy in build_features(after.lazy(), profiles, config).items()}
+    for kind, frame in skipped.items():
+        assert frame.equals(forced[kind]), kind
+    assert touches_baseline(events.lazy(), profiles.baseline_start, profiles.baseline_end) == profiles.has_baseline
+    assert not touches_baseline(after.lazy(), profiles.baseline_start, profiles.baseline_end)
