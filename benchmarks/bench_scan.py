@@ -124,11 +124,11 @@ def stages(workdir: Path, size: str) -> dict[str, float]:
     import polars as pl
 
     from detector import api
-    from detector.detection import lean_windows, score
+    from detector.detection import findings_of, lean_windows, profiles_of
     from detector.features import feature_columns
     from detector.findings import rank
     from detector.model_store import load_model
-    from detector.slices import _carried, _remember
+    from detector.slices import remember
     from detector.spill import EventSpill, slice_length
 
     trained = load_model(model(workdir))
@@ -149,20 +149,20 @@ def stages(workdir: Path, size: str) -> dict[str, float]:
             spill.add(chunk.events)
             began = add("write spill", began)
         last_seen: dict[str, pl.DataFrame] = {}
+        profiles = profiles_of(trained)
         parts = []
-        for start, _, lazy in spill.slices():
+        for _, _, lazy in spill.slices():
             began = time.perf_counter()
             events = lazy.collect()
             began = add("read spill", began)
-            carried = _carried(trained, last_seen, start)
-            began = add("carry state", began)
-            parts.append(score(events, carried, config))
+            windows = lean_windows(events, trained, config, profiles=profiles, earlier=last_seen)
+            parts.append(findings_of(windows, events, trained, config, profiles=profiles))
             began = add("score slices", began)
-            _remember(last_seen, events)
+            remember(last_seen, events)
             add("carry state", began)
             # The parts of scoring, again (not counted in the total).
             began = time.perf_counter()
-            windows = lean_windows(events, carried, config)
+            windows = lean_windows(events, trained, config, profiles=profiles, earlier=last_seen)
             began = add("  of which: account and device windows", began)
             for kind, frame in windows.items():
                 trained.scorers[kind].combined(frame.select(feature_columns(kind)).to_numpy())

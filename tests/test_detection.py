@@ -55,7 +55,7 @@ def test_flagged_lean_windows_regain_exactly_the_detail_of_full_windows(events, 
         assert_frame_equal(windows, full[kind].drop(DETAIL_COLUMNS[kind]))
         # Every third window, out of order, as flagged windows are (most anomalous first).
         picked = list(range(windows.height - 1, -1, -3))
-        regained = _with_detail(windows[picked], kind, scanned, model, config)
+        regained = _with_detail(windows[picked], kind, scanned, profiles_of(model), config)
         assert_frame_equal(regained.select(full[kind].columns), full[kind][picked])
 
 

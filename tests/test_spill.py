@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from detector import api
 from detector.cli import main
-from detector.detection import score
+from detector.detection import lean_windows, score
 from detector.model_store import load_model
 from detector.schema import EVENT_SCHEMA
-from detector.slices import _carried, score_slices
+from detector.slices import score_slices
 from detector.spill import EventSpill, in_memory_slices, slice_length
 
 ROOT = Path(__file__).parent.parent
@@ -78,23 +78,24 @@ def test_scoring_slice_by_slice_gives_the_findings_of_scoring_everything_at_once
 
 def test_dormancy_carries_the_last_activity_of_earlier_slices(sample) -> None:
     _, model = sample
-    start = datetime(2026, 6, 1, tzinfo=UTC)
     known = model.tables["account_activity"].row(0, named=True)
-    earlier = {"account_activity": pl.DataFrame(
-        {"account": [known["account"], "newcomer"], "_seen": [start - timedelta(hours=3), start - timedelta(days=1)]},
-        schema={"account": pl.String, "_seen": EVENT_SCHEMA["time"]})}
-    table = _carried(model, earlier, start).tables["account_activity"]
-    seen = dict(table.select("account", "last_seen").iter_rows())
-    assert seen[known["account"]] == start - timedelta(hours=3)  # later than its baseline last_seen
-    assert seen["newcomer"] == start - timedelta(days=1)  # unknown to the baseline: a row of its own
-    assert table.height == model.tables["account_activity"].height + 1
-    # Slices inside the baseline period: its last_seen counts only when it lies before the slice.
-    before = {"account_activity": earlier["account_activity"].with_columns(
-        _seen=pl.lit(known["last_seen"] - timedelta(days=1), EVENT_SCHEMA["time"]))}
-    for slice_start, expected in ((known["last_seen"] + timedelta(seconds=1), known["last_seen"]),
-                                  (known["last_seen"], known["last_seen"] - timedelta(days=1))):
-        table = _carried(model, before, slice_start).tables["account_activity"]
-        assert dict(table.select("account", "last_seen").iter_rows())[known["account"]] == expected
+
+    def previous(at: datetime, earlier: dict[str, datetime]) -> dict[str, datetime | None]:
+        events = _events([at, at]).with_columns(account=pl.Series([known["account"], "newcomer"]))
+        carried = {"account": pl.DataFrame({"entity_id": list(earlier), "last_seen": list(earlier.values())},
+                                           schema={"entity_id": pl.String, "last_seen": EVENT_SCHEMA["time"]})}
+        windows = lean_windows(events, model, earlier=carried)["account"]
+        return dict(windows.select("entity_id", "previous_activity").iter_rows())
+
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    seen = previous(at, {known["account"]: at - timedelta(hours=3), "newcomer": at - timedelta(days=1)})
+    assert seen[known["account"]] == at - timedelta(hours=3)  # later than its baseline last_seen
+    assert seen["newcomer"] == at - timedelta(days=1)  # unknown to the baseline
+    assert previous(at, {})["newcomer"] is None
+    # Inside the baseline period: its last_seen counts only when it lies before the window.
+    older = {known["account"]: known["last_seen"] - timedelta(days=1)}
+    assert previous(known["last_seen"] + timedelta(hours=1), older)[known["account"]] == known["last_seen"]
+    assert previous(known["last_seen"], older)[known["account"]] == known["last_seen"] - timedelta(days=1)
 
 
 def test_a_scan_leaves_no_parsed_events_behind(tmp_path, monkeypatch) -> None:

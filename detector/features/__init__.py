@@ -37,6 +37,8 @@ global novelty (a source IP no account used, a firmware image never seen) still 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
 
 from detector.features.account import ACCOUNT_CONTEXT, ACCOUNT_DETAIL, account_windows
@@ -95,8 +97,8 @@ __all__ = [
 DETAIL_COLUMNS: dict[EntityKind, tuple[str, ...]] = {"account": ACCOUNT_DETAIL, "device": DEVICE_DETAIL}
 
 
-def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles,
-                   config: FeatureConfig) -> dict[str, pl.LazyFrame]:
+def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles, config: FeatureConfig,
+                   earlier: Mapping[str, pl.DataFrame] | None = None) -> dict[str, pl.LazyFrame]:
     """Build the window tables of every entity kind.
 
     Parameters
@@ -107,6 +109,9 @@ def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles,
         Baseline profiles from :func:`build_profiles` (or :meth:`Profiles.empty`).
     config
         Feature configuration.
+    earlier
+        Per entity kind, each entity's last event in logs scanned before *events*
+        (``entity_id, last_seen``): a scan carries it from one slice to the next, for dormancy.
 
     Returns
     -------
@@ -115,6 +120,6 @@ def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles,
     """
     lf = as_lazy(events)
     return {
-        "account": account_windows(lf, profiles, config),
-        "device": device_windows(lf, profiles, config),
+        "account": account_windows(lf, profiles, config, (earlier or {}).get("account")),
+        "device": device_windows(lf, profiles, config, (earlier or {}).get("device")),
     }

@@ -19,6 +19,7 @@ from detector.features.common import (
     gated,
     in_time_order,
     log1p,
+    median_entity,
     prefixed,
     touches_baseline,
     prepare,
@@ -64,7 +65,8 @@ def _peers(profiles: Profiles) -> pl.LazyFrame:
             .group_by("role").agg(*[pl.col(m).median() for m in ACCOUNT_MEASURES]))
 
 
-def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig) -> pl.LazyFrame:
+def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
+                   earlier: pl.DataFrame | None = None) -> pl.LazyFrame:
     """One row per account and window with events, with features against the account's baseline.
 
     Parameters
@@ -76,6 +78,8 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         every account a cold start.
     config
         Window, burst and caps.
+    earlier
+        Each account's last event in logs scanned before these (``entity_id, last_seen``), for dormancy.
 
     Returns
     -------
@@ -134,8 +138,10 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         pl.col("account").alias("entity_id"), _baseline_events=pl.col("events"), _active_days=pl.col("active_days"),
         _last_seen=pl.col("last_seen"), role=pl.col("role"),
     ), on="entity_id", how="left", validate="m:1").with_columns(role=pl.col("role").fill_null(UNKNOWN_ROLE))
-    frame = with_baseline(dormancy(frame), config)
-    frame = with_typical(frame, "account", p.account_typical.lazy().rename({"account": "entity_id"}), _peers(p),
+    frame = with_baseline(dormancy(frame, earlier), config)
+    peers = p.derived("account_peers", _peers)
+    everyone = p.derived("account_everyone", lambda q: median_entity(q.account_typical.lazy(), "account"))
+    frame = with_typical(frame, "account", p.account_typical.lazy().rename({"account": "entity_id"}), peers, everyone,
                          "role", p.has_baseline)
     frame = frame.with_columns(
         actions=pl.col("_act_values"), src_ips=pl.col("_ip_values"), src_hosts=pl.col("_host_values"),

@@ -224,8 +224,13 @@ def typical_aggs(kind: EntityKind) -> list[pl.Expr]:
             for m in measures(kind)]
 
 
-def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers: pl.LazyFrame,
-                 group: str, has_data: bool) -> pl.LazyFrame:
+def median_entity(typical: pl.LazyFrame, kind: EntityKind) -> pl.LazyFrame:
+    """The typical values of the median entity: one row, one column per measure of *kind*."""
+    return typical.select(*[pl.col(m).median().cast(pl.Float64) for m in measures(kind)])
+
+
+def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers: pl.DataFrame,
+                 everyone: pl.DataFrame, group: str, has_data: bool) -> pl.LazyFrame:
     """Add the ``typical`` and ``counts`` structs, ``typical_source`` and the ``excess_<m>`` features.
 
     Parameters
@@ -238,19 +243,20 @@ def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers
         The entities' own typical values: ``entity_id`` and one column per measure.
     peers
         Typical values of the median entity per peer group: *group* and one column per measure.
-        A group missing from it falls back to the median over all entities.
+        A group missing from it falls back to *everyone*.
+    everyone
+        The typical values of the median entity over all groups (:func:`median_entity`).
     group
         Column naming the peer group (``role`` for accounts, ``device_type`` for devices).
     has_data
         Whether the profiles hold any baseline at all (else ``typical_source`` is ``"none"``).
     """
     names = measures(kind)
-    # The median entity's values, for windows whose peer group has none: one row (of a profile
-    # table), taken as literals rather than joined onto every window.
-    everyone = own.select(*[pl.col(m).median().cast(pl.Float64) for m in names]).collect().row(0, named=True)
+    # For windows whose peer group has none: one row, taken as literals rather than joined onto every window.
+    median = everyone.row(0, named=True)
     frame = (
         frame.join(own.rename({m: f"_own_{m}" for m in names}), on="entity_id", how="left", validate="m:1")
-        .join(peers.rename({m: f"_peer_{m}" for m in names}).with_columns(_peer_found=pl.lit(True)),
+        .join(peers.lazy().rename({m: f"_peer_{m}" for m in names}).with_columns(_peer_found=pl.lit(True)),
               on=group, how="left", validate="m:1")
     )
     use_own = pl.lit(has_data) & pl.col("has_baseline")
@@ -260,7 +266,7 @@ def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers
         .when("_use_peers").then(pl.lit("peers")).otherwise(pl.lit("all")),
         # Null means the measure never occurred in that baseline: its typical count is 0.
         **{f"_typ_{m}": pl.when("_use_own").then(pl.col(f"_own_{m}")).when("_use_peers").then(pl.col(f"_peer_{m}"))
-           .otherwise(pl.lit(everyone[m], pl.Float64)).fill_null(0.0) for m in names},
+           .otherwise(pl.lit(median[m], pl.Float64)).fill_null(0.0) for m in names},
     )
     return frame.with_columns(
         typical=pl.struct(*[pl.col(f"_typ_{m}").alias(m) for m in names]),
@@ -396,22 +402,28 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame) -> pl.Laz
     )
 
 
-def dormancy(frame: pl.LazyFrame) -> pl.LazyFrame:
+def dormancy(frame: pl.LazyFrame, earlier: pl.DataFrame | None) -> pl.LazyFrame:
     """Add ``previous_activity`` and ``_dormancy_days`` (days from it to the window's first event).
 
-    Previous activity is the later of the entity's last event in an earlier window of *frame* and
-    its baseline ``_last_seen`` when that lies before this window. A baseline ``_last_seen`` at or
-    after the window (training windows) says nothing about the time before it and is ignored.
-    Without any earlier activity the dormancy is 0: there is nothing to have been dormant from,
-    and cold start is reported by ``has_baseline``.
+    Previous activity is the latest of the entity's last event in an earlier window of *frame*,
+    its last event in logs scanned before *frame*'s (*earlier*: ``entity_id, last_seen``, which a
+    scan carries from one slice to the next), and its baseline ``_last_seen`` when that lies before
+    this window. A baseline ``_last_seen`` at or after the window (training windows) says nothing
+    about the time before it and is ignored. Without any earlier activity the dormancy is 0: there
+    is nothing to have been dormant from, and cold start is reported by ``has_baseline``.
     """
+    if earlier is not None:
+        frame = frame.join(earlier.lazy().select("entity_id", _earlier="last_seen"), on="entity_id", how="left",
+                           validate="m:1")
+    else:
+        frame = frame.with_columns(_earlier=pl.lit(None, UTC_US))
     # Sorted by entity and window (the order the rows end in), the previous window is the row
     # above when it is the same entity's; several times cheaper than a window function per entity.
     same_entity = pl.col("entity_id") == pl.col("entity_id").shift(1)
     previous_in_frame = pl.when(same_entity).then(pl.col("last_time").shift(1))
-    baseline_before = pl.when(pl.col("_last_seen") < pl.col("first_time")).then(pl.col("_last_seen"))
+    before = [pl.when(pl.col(c) < pl.col("first_time")).then(pl.col(c)) for c in ("_last_seen", "_earlier")]
     return frame.sort(*KEY).with_columns(
-        previous_activity=pl.max_horizontal(previous_in_frame, baseline_before)).with_columns(
+        previous_activity=pl.max_horizontal(previous_in_frame, *before)).with_columns(
         _dormancy_days=((pl.col("first_time") - pl.col("previous_activity")).dt.total_microseconds()
                         / _MICROS_PER_DAY).fill_null(0.0).clip(lower_bound=0.0)
     )

@@ -18,6 +18,7 @@ from detector.features.common import (
     gated,
     in_time_order,
     log1p,
+    median_entity,
     prepare,
     touches_baseline,
     value_aggs,
@@ -50,7 +51,8 @@ def _peers(profiles: Profiles) -> pl.LazyFrame:
             .group_by("device_type").agg(*[pl.col(m).median() for m in DEVICE_MEASURES]))
 
 
-def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig) -> pl.LazyFrame:
+def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
+                  earlier: pl.DataFrame | None = None) -> pl.LazyFrame:
     """One row per device and window with events, with features against the device's baseline.
 
     A device is the ``target_id`` of an event whose ``target_type`` is a device kind (meter,
@@ -67,6 +69,8 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
         Baseline profiles; :meth:`Profiles.empty` makes every device a cold start.
     config
         Window, burst and caps.
+    earlier
+        Each device's last event in logs scanned before these (``entity_id, last_seen``), for dormancy.
 
     Returns
     -------
@@ -99,8 +103,10 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
         pl.col("device_id").alias("entity_id"), _baseline_events=pl.col("events"),
         _active_days=pl.col("active_days"), _last_seen=pl.col("last_seen"),
     ), on="entity_id", how="left", validate="m:1")
-    frame = with_baseline(dormancy(frame), config)
-    frame = with_typical(frame, "device", p.device_typical.lazy().rename({"device_id": "entity_id"}), _peers(p),
+    frame = with_baseline(dormancy(frame, earlier), config)
+    peers = p.derived("device_peers", _peers)
+    everyone = p.derived("device_everyone", lambda q: median_entity(q.device_typical.lazy(), "device"))
+    frame = with_typical(frame, "device", p.device_typical.lazy().rename({"device_id": "entity_id"}), peers, everyone,
                          "device_type", p.has_baseline)
     frame = frame.with_columns(
         actions=pl.col("_act_values"),

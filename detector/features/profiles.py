@@ -18,7 +18,8 @@ compared with the median account of its role (devices: of their device type).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Final, Self
@@ -135,6 +136,9 @@ class Profiles:
     window: str = "1h"
     event_count: int = 0
 
+    # Tables computed from the ones above, kept on first use: see derived().
+    _derived: dict[str, pl.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
+
     TABLES: ClassVar[tuple[str, ...]] = tuple(PROFILE_SCHEMAS)
 
     @classmethod
@@ -155,6 +159,17 @@ class Profiles:
             return 0.0
         assert self.baseline_start is not None and self.baseline_end is not None
         return (self.baseline_end - self.baseline_start).total_seconds() / 86_400
+
+    def derived(self, name: str, build: Callable[[Profiles], pl.LazyFrame]) -> pl.DataFrame:
+        """``build(self)`` collected, computed once for these profiles and kept under *name*.
+
+        A scan builds windows against the same profiles day after day; what depends on the profiles
+        alone (the typical values of peer groups, say) is then computed once, not every day.
+        """
+        table = self._derived.get(name)
+        if table is None:
+            table = self._derived[name] = build(self).collect()
+        return table
 
     def write(self, directory: Path) -> None:
         """Write one Parquet file per table and ``profiles.json`` with the scalars into *directory*."""
@@ -221,7 +236,7 @@ class Profiles:
         return all(
             getattr(self, f.name).equals(getattr(other, f.name)) if f.name in PROFILE_SCHEMAS
             else getattr(self, f.name) == getattr(other, f.name)
-            for f in fields(self)
+            for f in fields(self) if f.compare
         )
 
 
