@@ -98,7 +98,8 @@ DETAIL_COLUMNS: dict[EntityKind, tuple[str, ...]] = {"account": ACCOUNT_DETAIL, 
 
 
 def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles, config: FeatureConfig,
-                   earlier: Mapping[str, pl.DataFrame] | None = None) -> dict[str, pl.LazyFrame]:
+                   earlier: Mapping[str, pl.DataFrame] | None = None, *,
+                   detail: bool = True) -> dict[str, pl.LazyFrame]:
     """Build the window tables of every entity kind.
 
     Parameters
@@ -112,6 +113,9 @@ def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles, conf
     earlier
         Per entity kind, each entity's last event in logs scanned before *events*
         (``entity_id, last_seen``): a scan carries it from one slice to the next, for dormancy.
+    detail
+        Whether to build the columns only findings read (:data:`DETAIL_COLUMNS`); scoring leaves
+        them out, which spares sorting the events and aggregating value lists.
 
     Returns
     -------
@@ -120,6 +124,6 @@ def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles, conf
     """
     lf = as_lazy(events)
     return {
-        "account": account_windows(lf, profiles, config, (earlier or {}).get("account")),
-        "device": device_windows(lf, profiles, config, (earlier or {}).get("device")),
+        "account": account_windows(lf, profiles, config, (earlier or {}).get("account"), detail=detail),
+        "device": device_windows(lf, profiles, config, (earlier or {}).get("device"), detail=detail),
     }

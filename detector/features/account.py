@@ -66,7 +66,7 @@ def _peers(profiles: Profiles) -> pl.LazyFrame:
 
 
 def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
-                   earlier: pl.DataFrame | None = None) -> pl.LazyFrame:
+                   earlier: pl.DataFrame | None = None, *, detail: bool = True) -> pl.LazyFrame:
     """One row per account and window with events, with features against the account's baseline.
 
     Parameters
@@ -80,6 +80,9 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         Window, burst and caps.
     earlier
         Each account's last event in logs scanned before these (``entity_id, last_seen``), for dormancy.
+    detail
+        Whether to build the columns only findings read (:data:`ACCOUNT_DETAIL`). Without them the events
+        need no sorting: every other column is a count, a sum or a minimum.
 
     Returns
     -------
@@ -120,7 +123,7 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
     ):
         flagged = flag_new(flagged, value, known, leave_window_out=overlap)
     frame = window_measures(
-        in_time_order(flagged), prepared, "account",
+        in_time_order(flagged) if detail else flagged, prepared, "account",
         *window_basics(config),
         *value_aggs("src_ip", "ip", {"own": "_new_ip", "global": "_new_global_ip"}, cap),
         *value_aggs("_src_net", "net", {"own": "_new_net"}, cap),
@@ -170,4 +173,5 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         "weekday_rarity": gated(pl.col("_wd_rarity")),
         "dormancy_days": pl.col("_dormancy_days").log1p(),
     }
-    return finish(frame, "account", list(ACCOUNT_CONTEXT), feature_columns("account"), exprs)
+    return finish(frame, "account", list(ACCOUNT_CONTEXT), feature_columns("account"), exprs,
+                  leave_out=() if detail else ACCOUNT_DETAIL)

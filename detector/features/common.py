@@ -25,7 +25,7 @@ the features read exactly as "never seen in the baseline".
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import polars as pl
@@ -466,16 +466,11 @@ def log_ratio(value: pl.Expr, baseline: pl.Expr) -> pl.Expr:
 
 
 def finish(frame: pl.LazyFrame, kind: str, context: list[str], features: list[str],
-           feature_exprs: dict[str, pl.Expr]) -> pl.LazyFrame:
-    """Compute the feature columns, fill them, and put the columns in their documented order."""
-    keys = [
-        pl.lit(kind).alias("entity_kind"),
-        pl.col("entity_id"),
-        pl.col("window_start"),
-        pl.col("window_end"),
-        pl.col("event_count"),
-        pl.col("evidence"),
-    ]
+           feature_exprs: dict[str, pl.Expr], leave_out: Sequence[str] = ()) -> pl.LazyFrame:
+    """Compute the feature columns, fill them, and put the columns in their documented order, without
+    the columns in *leave_out* (whose aggregations polars then skips)."""
+    keys = ["entity_id", "window_start", "window_end", "event_count", "evidence"]
+    kept = [pl.col(c) for c in [*keys, *context] if c not in leave_out]
     # fill_nan/fill_null: a feature must never be null or NaN, or the forest cannot use the row.
     numeric = [feature_exprs[name].cast(pl.Float64).fill_nan(0.0).fill_null(0.0).alias(name) for name in features]
-    return frame.select(*keys, *[pl.col(c) for c in context], *numeric).sort("entity_id", "window_start")
+    return frame.select(pl.lit(kind).alias("entity_kind"), *kept, *numeric).sort("entity_id", "window_start")

@@ -52,7 +52,7 @@ def _peers(profiles: Profiles) -> pl.LazyFrame:
 
 
 def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
-                  earlier: pl.DataFrame | None = None) -> pl.LazyFrame:
+                  earlier: pl.DataFrame | None = None, *, detail: bool = True) -> pl.LazyFrame:
     """One row per device and window with events, with features against the device's baseline.
 
     A device is the ``target_id`` of an event whose ``target_type`` is a device kind (meter,
@@ -71,6 +71,9 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
         Window, burst and caps.
     earlier
         Each device's last event in logs scanned before these (``entity_id, last_seen``), for dormancy.
+    detail
+        Whether to build the columns only findings read (:data:`DEVICE_DETAIL`). Without them the events
+        need no sorting: every other column is a count, a sum or a minimum.
 
     Returns
     -------
@@ -92,7 +95,7 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
     flagged = flag_new(flag_new(prepared, "account", {"_new_issuer": issuers}, leave_window_out=overlap),
                        "image_sha256", {"_new_image": images}, leave_window_out=overlap)
     frame = window_measures(
-        in_time_order(flagged), prepared, "device",
+        in_time_order(flagged) if detail else flagged, prepared, "device",
         *window_basics(config),
         pl.col("target_type").min().alias("device_type"),
         *value_aggs("action", "act", {}, cap),
@@ -121,4 +124,5 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
         "new_image_hash_count": log1p("_img_global_new_count"),
         "dormancy_days": pl.col("_dormancy_days").log1p(),
     }
-    return finish(frame, "device", list(DEVICE_CONTEXT), feature_columns("device"), exprs)
+    return finish(frame, "device", list(DEVICE_CONTEXT), feature_columns("device"), exprs,
+                  leave_out=() if detail else DEVICE_DETAIL)
