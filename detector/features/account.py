@@ -141,11 +141,13 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         pl.col("account").alias("entity_id"), _baseline_events=pl.col("events"), _active_days=pl.col("active_days"),
         _last_seen=pl.col("last_seen"), role=pl.col("role"),
     ), on="entity_id", how="left", validate="m:1").with_columns(role=pl.col("role").fill_null(UNKNOWN_ROLE))
-    frame = with_baseline(dormancy(frame, earlier), config)
+    frame = with_baseline(frame, config)
     peers = p.derived("account_peers", _peers)
     everyone = p.derived("account_everyone", lambda q: median_entity(q.account_typical.lazy(), "account"))
     frame = with_typical(frame, "account", p.account_typical.lazy().rename({"account": "entity_id"}), peers, everyone,
                          "role", p.has_baseline)
+    # Last of the joins: it sorts the windows by entity and window, the order they leave in.
+    frame = dormancy(frame, earlier)
     frame = frame.with_columns(
         actions=pl.col("_act_values"), src_ips=pl.col("_ip_values"), src_hosts=pl.col("_host_values"),
         new_src_ips=pl.col("_ip_own_new_values"), new_src_nets=pl.col("_net_own_new_values"),

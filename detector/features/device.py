@@ -106,11 +106,13 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
         pl.col("device_id").alias("entity_id"), _baseline_events=pl.col("events"),
         _active_days=pl.col("active_days"), _last_seen=pl.col("last_seen"),
     ), on="entity_id", how="left", validate="m:1")
-    frame = with_baseline(dormancy(frame, earlier), config)
+    frame = with_baseline(frame, config)
     peers = p.derived("device_peers", _peers)
     everyone = p.derived("device_everyone", lambda q: median_entity(q.device_typical.lazy(), "device"))
     frame = with_typical(frame, "device", p.device_typical.lazy().rename({"device_id": "entity_id"}), peers, everyone,
                          "device_type", p.has_baseline)
+    # Last of the joins: it sorts the windows by entity and window, the order they leave in.
+    frame = dormancy(frame, earlier)
     frame = frame.with_columns(
         actions=pl.col("_act_values"),
         issuers=pl.col("_iss_values"),

@@ -53,6 +53,8 @@ def test_random_tables_keep_invariants(rows: list[dict], cut: int, window: tuple
         features = feature_columns(kind)  # type: ignore[arg-type]
         assert frame.get_column("event_count").sum() == expected[kind]
         assert frame.select("entity_id", "window_start").is_unique().all()
+        assert frame.select("entity_id", "window_start").equals(frame.sort("entity_id", "window_start").select(
+            "entity_id", "window_start"))
         assert all(frame.schema[f] == pl.Float64 for f in features)
         values = frame.select(features)
         assert values.null_count().sum_horizontal().item() == 0
