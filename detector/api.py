@@ -49,6 +49,7 @@ from detector.findings import (
     write_findings,
 )
 from detector.model_store import Model, load_model
+from detector.overlap import two_at_a_time
 from detector.parsers import ParsedChunk
 from detector.parsers.reader import detached, read_line_chunks
 from detector.pipeline import FileReport, ParseRun, collect_run, parse_to_spill, plan_parse
@@ -634,7 +635,7 @@ def write_cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFra
 
     Hundreds of thousands of findings cite millions of events; with their raw lines those would not
     fit beside the findings, so each log file's cited events get their raw lines and go to disk
-    before the next file's are read. The rows come grouped by log file, in time order within each.
+    before the files after the next are read. The rows come grouped by log file, in time order within each.
     """
     behind = _behind(events, findings)
 
@@ -645,9 +646,11 @@ def write_cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFra
         if _has_raw(behind):
             behind.write_parquet(tmp)
             return
+        by_file = (part for _, part in behind.drop("raw", strict=False).group_by("raw_file", maintain_order=True))
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".evidence-") as parts:
-            for i, (_, part) in enumerate(behind.drop("raw", strict=False).group_by("raw_file", maintain_order=True)):
-                _with_raw(part).write_parquet(Path(parts) / f"{i:08d}.parquet")
+            # Two files' lines are read at once: reading one keeps about one core busy.
+            for i, part in enumerate(two_at_a_time(by_file, _with_raw)):
+                part.write_parquet(Path(parts) / f"{i:08d}.parquet")
             pl.scan_parquet(Path(parts) / "*.parquet").sink_parquet(tmp)
 
     atomic_write(path, write)

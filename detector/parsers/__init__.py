@@ -6,9 +6,7 @@ describing another CSV or JSON-lines export becomes a parser class too (:mod:`.m
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from detector.errors import FormatError
+from detector.overlap import two_at_a_time
 from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_lines
 from detector.parsers.cef import Cef
 from detector.parsers.dms_syslog import DmsSyslog
@@ -97,7 +96,7 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
         return done(instance.parse_chunk(lines, text), pl.concat([chunk.bad_lines, too_long]))
 
     if parser.independent_chunks:
-        yield from _two_at_a_time(read_line_chunks(path), parse)
+        yield from two_at_a_time(read_line_chunks(path), parse)
     else:
         yield from map(parse, read_line_chunks(path))
     rest = instance.finish()
@@ -106,30 +105,6 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
 
 
 _NO_BAD_LINES = pl.DataFrame(schema={"raw_line": pl.Int64, "reason": pl.String, "raw": pl.String})
-
-
-def _two_at_a_time(chunks: Iterator[LineChunk], parse: Callable[[LineChunk], ParsedChunk]) -> Iterator[ParsedChunk]:
-    """``parse`` of each chunk, in order, the next chunk being parsed while the one before it is.
-
-    Much of a chunk's work keeps only one core busy; two chunks at once keep both. Results and errors
-    come in the order of the chunks, as when they are parsed one at a time.
-    """
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        pending: deque[Future[ParsedChunk]] = deque()
-        while True:
-            try:
-                chunk = next(chunks)
-            except StopIteration:
-                break
-            except Exception:
-                while pending:  # what reading one chunk at a time would have given before the error
-                    yield pending.popleft().result()
-                raise
-            pending.append(pool.submit(parse, chunk))
-            if len(pending) == 2:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 __all__ = ["PARSERS", "ParseOptions", "ParsedChunk", "Parser", "get_parser", "parse_file", "sniff"]
