@@ -143,13 +143,14 @@ def read_line_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterat
     next_line = 1
     checked_encoding = False
     for block in _blocks(path, chunk_bytes):
-        data = carry + block
-        cut = data.rfind(b"\n") + 1
+        cut = block.rfind(b"\n") + 1
         if cut == 0:
-            carry = data
+            carry += block
             continue
         # Each chunk ends with its newline, so each of its lines is good or bad text, and numbered.
-        data, carry = data[:cut], data[cut:]
+        # One copy of the block (joined through a view), not two: copies hold the GIL.
+        data = b"".join((carry, memoryview(block)[:cut]))
+        carry = block[cut:]
         chunk = _chunk(data, next_line, path, check_encoding=not checked_encoding)
         checked_encoding = True
         next_line += chunk.lines.height + chunk.bad_lines.height
