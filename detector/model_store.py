@@ -273,7 +273,9 @@ def _build(model: Model, root: Path) -> dict[str, Any]:
         relative = f"{PROFILE_DIR}/{name}.parquet"
         buffer = io.BytesIO()
         try:
-            frame.write_parquet(buffer)
+            # In one piece: Parquet's bytes follow the frame's chunks, which vary with how polars
+            # happened to split the work, and the model id hashes those bytes.
+            frame.rechunk().write_parquet(buffer)
         except Exception as exc:  # e.g. pl.Object columns, which Parquet cannot hold
             raise ModelError(f"profile table {name!r} cannot be written as Parquet: {exc}") from None
         data = buffer.getvalue()
