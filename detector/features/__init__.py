@@ -37,7 +37,7 @@ global novelty (a source IP no account used, a firmware image never seen) still 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
@@ -96,11 +96,13 @@ __all__ = [
 # Per entity kind, the window columns only findings and explanations read (see ACCOUNT_DETAIL).
 DETAIL_COLUMNS: dict[EntityKind, tuple[str, ...]] = {"account": ACCOUNT_DETAIL, "device": DEVICE_DETAIL}
 
+_BUILDERS = {"account": account_windows, "device": device_windows}
+
 
 def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles, config: FeatureConfig,
-                   earlier: Mapping[str, pl.DataFrame] | None = None, *,
-                   detail: bool = True) -> dict[str, pl.LazyFrame]:
-    """Build the window tables of every entity kind.
+                   earlier: Mapping[str, pl.DataFrame] | None = None, *, detail: bool = True,
+                   kinds: Sequence[EntityKind] = ENTITY_KINDS) -> dict[str, pl.LazyFrame]:
+    """Build the window tables of each entity kind in *kinds* (every kind by default).
 
     Parameters
     ----------
@@ -116,14 +118,15 @@ def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles, conf
     detail
         Whether to build the columns only findings read (:data:`DETAIL_COLUMNS`); scoring leaves
         them out, which spares sorting the events and aggregating value lists.
+    kinds
+        The entity kinds to build. Planning a kind is not free (it reads the events' times once to
+        see whether they touch the baseline), so a caller that needs one kind asks for that one.
 
     Returns
     -------
     dict[str, pl.LazyFrame]
-        ``{"account": account_windows(...), "device": device_windows(...)}``; nothing is collected.
+        ``{"account": account_windows(...), "device": device_windows(...)}`` for the kinds asked;
+        nothing is collected.
     """
     lf = as_lazy(events)
-    return {
-        "account": account_windows(lf, profiles, config, (earlier or {}).get("account"), detail=detail),
-        "device": device_windows(lf, profiles, config, (earlier or {}).get("device"), detail=detail),
-    }
+    return {kind: _BUILDERS[kind](lf, profiles, config, (earlier or {}).get(kind), detail=detail) for kind in kinds}
