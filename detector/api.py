@@ -105,7 +105,7 @@ EntityKind = Literal["account", "device"]
 # Okabe-Ito first, then muted tones).
 CATEGORY_COLORS: Final[dict[str, str]] = dict(zip(CATEGORIES, (
     "#0072B2", "#D55E00", "#CC79A7", "#E69F00", "#009E73", "#56B4E9", "#F0E442", "#000000",
-    "#B2182B", "#999999", "#8C6D31"), strict=True))
+    "#B2182B", "#999999", "#8C6D31", "#5E3C99", "#1B7837", "#762A83"), strict=True))
 
 
 class FindingNotFound(DetectorError, KeyError):

@@ -16,6 +16,9 @@ SOURCE_SYSTEMS: Final = ("hes", "dms", "windows", "vpn", "jumphost", "firewall",
 CATEGORIES: Final = (
     "authentication", "account_mgmt", "privilege", "config_change", "device_command", "firmware",
     "key_mgmt", "remote_access", "log_tamper", "device_event", "system",
+    # What attackers leave on Windows hosts: programs started; services and scheduled tasks that
+    # outlive a session; and what a host's own sensors see (removable media, files, connections).
+    "execution", "persistence", "endpoint",
 )
 
 # Each action belongs to one category; parsers name the action and the category follows from it,
@@ -52,6 +55,19 @@ ACTION_CATEGORY: Final[dict[str, str]] = {
     "vpn_disconnect": "remote_access",
     "log_cleared": "log_tamper",
     "status_change": "device_event",
+    "audit_policy_changed": "log_tamper",
+    "explicit_credential_logon": "authentication",
+    "kerberos_ticket": "authentication",
+    "ntlm_auth": "authentication",
+    "process_created": "execution",
+    "service_installed": "persistence",
+    "service_config_changed": "persistence",
+    "task_created": "persistence",
+    "task_modified": "persistence",
+    "removable_media": "endpoint",
+    "network_connection": "endpoint",
+    "file_created": "endpoint",
+    "registry_set": "endpoint",
     "other": "system",
 }
 ACTIONS: Final = tuple(ACTION_CATEGORY)
@@ -68,6 +84,9 @@ Category = pl.Enum(CATEGORIES)
 Action = pl.Enum(ACTIONS)
 Outcome = pl.Enum(OUTCOMES)
 UTC_US = pl.Datetime("us", "UTC")
+# Values an event carries beyond the fixed columns (a process's image and command line, a service's
+# name and path, a task's name, an audit subcategory...), as key/value pairs in the order written.
+DETAILS = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
 
 EVENT_SCHEMA: Final = pl.Schema(
     {
@@ -75,8 +94,10 @@ EVENT_SCHEMA: Final = pl.Schema(
         "source_system": SourceSystem,
         "source_format": pl.String,
         "host": pl.String,
+        "host_as_written": pl.String,
         "account": pl.String,
         "account_domain": pl.String,
+        "attributed_account": pl.String,
         "src_ip": pl.String,
         "src_host": pl.String,
         "category": Category,
@@ -91,6 +112,7 @@ EVENT_SCHEMA: Final = pl.Schema(
         "new_value": pl.String,
         "image_sha256": pl.String,
         "message": pl.String,
+        "details": DETAILS,
         "raw_file": pl.String,
         "raw_line": pl.Int64,
     }

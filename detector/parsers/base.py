@@ -23,6 +23,7 @@ from detector.schema import (
     ACTION_CATEGORY,
     ACTIONS,
     CATEGORIES,
+    DETAILS,
     EVENT_SCHEMA,
     OUTCOMES,
     REJECT_RAW_BYTES,
@@ -358,6 +359,14 @@ def _ip(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def short_host_expr(expr: pl.Expr) -> pl.Expr:
+    """One spelling per machine: ``WORKSTATION5.theshire.local``, ``\\\\Workstation5`` and ``workstation5``
+    are all ``workstation5``; an IP address stays as it is."""
+    return per_distinct(expr, lambda frame: frame.with_columns(v=clean(_V).str.strip_prefix("\\\\")).select(
+        pl.when(_V.str.contains(r"^\d{1,3}(?:\.\d{1,3}){3}$") | _V.str.contains(":")).then(_V)
+        .otherwise(clean(_V.str.extract(r"^([^.]*)", 1).str.to_lowercase()))))
+
+
 # ---- finalize -------------------------------------------------------------------------------------
 
 _STRING_COLUMNS = [c for c, t in EVENT_SCHEMA.items() if t == pl.String]
@@ -367,6 +376,8 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
              source_system: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split a staged frame into normalized events and rejects (see the module docstring)."""
     missing = {c: pl.lit(None, pl.String) for c in [*EVENT_SCHEMA, "_error"] if c not in staged.columns}
+    if "details" in missing:
+        missing["details"] = pl.lit(None, DETAILS)
     # Lazy: each query reads only the columns it needs of a staged frame that may hold dozens.
     staged = staged.lazy().with_columns(**missing).with_columns(
         _error=pl.coalesce(
@@ -393,6 +404,8 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
         source_system=pl.coalesce(pl.col("source_system"), pl.lit(source_system)).replace_strict(
             {s: s for s in SOURCE_SYSTEMS}, default="other", return_dtype=SourceSystem),
         source_format=pl.lit(source_format),
+        host=short_host_expr(pl.col("host")),
+        host_as_written=pl.coalesce(clean(pl.col("host_as_written")), clean(pl.col("host"))),
         account=account_expr(pl.col("account")),
         account_domain=pl.coalesce(clean(pl.col("account_domain")), domain_expr(pl.col("account"))),
         src_ip=ip_expr(pl.col("src_ip")),

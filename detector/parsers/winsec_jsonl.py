@@ -75,6 +75,26 @@ WINDOWS_EVENTS: Final[dict[str, WindowsEvent]] = {
     "4757": WindowsEvent("role_revoked", "subject", "member",
                          "A member was removed from a security-enabled universal group"),
     "1102": WindowsEvent("log_cleared", "subject", "none", "The audit log was cleared"),
+    "104": WindowsEvent("log_cleared", "subject", "none", "The System log file was cleared"),
+    "4719": WindowsEvent("audit_policy_changed", "subject", "none", "System audit policy was changed"),
+    "4688": WindowsEvent("process_created", "subject", "none", "A new process has been created"),
+    "4697": WindowsEvent("service_installed", "subject", "none", "A service was installed in the system"),
+    "7045": WindowsEvent("service_installed", "subject", "none", "A service was installed in the system"),
+    "7040": WindowsEvent("service_config_changed", "subject", "none", "The start type of a service was changed"),
+    "4698": WindowsEvent("task_created", "subject", "none", "A scheduled task was created"),
+    "4702": WindowsEvent("task_modified", "subject", "none", "A scheduled task was updated"),
+    "4648": WindowsEvent("explicit_credential_logon", "subject", "account",
+                         "A logon was attempted using explicit credentials"),
+    "4768": WindowsEvent("kerberos_ticket", "target", "none", "A Kerberos authentication ticket (TGT) was requested"),
+    "4769": WindowsEvent("kerberos_ticket", "target", "none", "A Kerberos service ticket was requested"),
+    "4776": WindowsEvent("ntlm_auth", "target", "none",
+                         "The computer attempted to validate the credentials for an account"),
+    "6416": WindowsEvent("removable_media", "subject", "none", "A new external device was recognized by the system"),
+    # Sysmon's event ids repeat other providers' ids, so they are looked up with the provider in front.
+    "sysmon:1": WindowsEvent("process_created", "subject", "none", "Process Create"),
+    "sysmon:3": WindowsEvent("network_connection", "subject", "none", "Network connection detected"),
+    "sysmon:11": WindowsEvent("file_created", "subject", "none", "File created"),
+    "sysmon:13": WindowsEvent("registry_set", "subject", "none", "Registry value set"),
 }
 
 # Events kept as action ``other`` whose category is still clear; anything else is ``system``.
@@ -83,14 +103,8 @@ OTHER_CATEGORIES: Final[dict[str, str]] = {
     "4725": "account_mgmt",  # account disabled
     "4767": "account_mgmt",  # account unlocked
     "4781": "account_mgmt",  # account renamed
-    "4648": "authentication",  # logon with explicit credentials
-    "4768": "authentication",  # Kerberos TGT requested
-    "4769": "authentication",  # Kerberos service ticket requested
     "4771": "authentication",  # Kerberos pre-authentication failed
-    "4776": "authentication",  # NTLM credential validation
-    "104": "log_tamper",  # System log cleared
     "1100": "log_tamper",  # event logging service shut down
-    "4719": "log_tamper",  # system audit policy changed
 }
 
 LOGON_TYPES: Final[dict[str, str]] = {
@@ -122,6 +136,7 @@ EVENT_DATA = ("TargetUserName", "TargetDomainName", "TargetUserSid", "TargetSid"
               "WorkstationName", "Status", "SubStatus", "PrivilegeList")
 _DATA = pl.Struct({f: pl.String for f in EVENT_DATA})
 _TEXT = ("TimeCreated", "EventTime", "@timestamp", "EventID", "Id", "event_id", "Computer", "Hostname",
+         "Channel", "SourceName", "ProviderName", "User",
          "MachineName", "computer_name", "Message", "message", "EventType", "Keywords", "KeywordsDisplayNames",
          "keywords")
 
@@ -134,6 +149,7 @@ SCHEMA: Final = pl.Schema(
         "event_data": _DATA,  # Winlogbeat 6
         "user_data": _DATA,
         "winlog": pl.Struct({"event_id": pl.String, "computer_name": pl.String, "keywords": pl.String,
+                             "channel": pl.String, "provider_name": pl.String,
                              "event_data": _DATA, "user_data": _DATA}),
         "event": pl.Struct({"code": pl.String, "outcome": pl.String}),
         "user": pl.Struct({"name": pl.String, "domain": pl.String, "id": pl.String,
@@ -267,11 +283,16 @@ class WinsecJsonl(Parser):
             _user_id=_sid(clean(user.struct.field("id"))),
             _user_target=clean(user.struct.field("target").struct.field("name")),
         )
-        event_id = pl.col("_id")
+        provider = _first(decoded, clean(pl.col("Channel")), clean(pl.col("SourceName")),
+                          clean(pl.col("ProviderName")), clean(pl.col("winlog").struct.field("channel")),
+                          clean(pl.col("winlog").struct.field("provider_name")))
+        staged = staged.with_columns(_key=pl.when(provider.str.to_lowercase().str.contains("sysmon"))
+                                     .then(pl.concat_str([pl.lit("sysmon:"), pl.col("_id")])).otherwise(pl.col("_id")))
+        event_id, key = pl.col("_id"), pl.col("_key")
         staged = staged.with_columns(
-            _actor=event_id.replace_strict({k: e.actor for k, e in WINDOWS_EVENTS.items()}, default=None),
-            _kind=event_id.replace_strict({k: e.target for k, e in WINDOWS_EVENTS.items()}, default="none"),
-            _action=event_id.replace_strict({k: e.action for k, e in WINDOWS_EVENTS.items()}, default="other"),
+            _actor=key.replace_strict({k: e.actor for k, e in WINDOWS_EVENTS.items()}, default=None),
+            _kind=key.replace_strict({k: e.target for k, e in WINDOWS_EVENTS.items()}, default="none"),
+            _action=key.replace_strict({k: e.action for k, e in WINDOWS_EVENTS.items()}, default="other"),
             _tsid=_sid(pl.coalesce("_d_TargetUserSid", "_d_TargetSid")),
             _ssid=_sid(pl.col("_d_SubjectUserSid")),
             _status=pl.coalesce(
@@ -308,7 +329,7 @@ class WinsecJsonl(Parser):
                                 ignore_nulls=True)
         summary = pl.coalesce(
             _first_sentence(pl.coalesce(clean(pl.col("Message")), clean(pl.col("message")))),
-            event_id.replace_strict({k: e.summary for k, e in WINDOWS_EVENTS.items()}, default=None),
+            key.replace_strict({k: e.summary for k, e in WINDOWS_EVENTS.items()}, default=None),
             pl.format("Windows event {}", event_id),
         )
         ecs_outcome = clean(pl.col("event").struct.field("outcome")).str.to_lowercase()
@@ -321,7 +342,7 @@ class WinsecJsonl(Parser):
                       .then(pl.col("host").str.json_path_match("$.name")).otherwise(pl.col("host"))),
             ),
             account=pl.when(by_target).then(pl.coalesce("_d_TargetUserName", "_user", "_tsid", "_user_id"))
-            .otherwise(pl.coalesce("_d_SubjectUserName", "_user", "_ssid", "_user_id")),
+            .otherwise(pl.coalesce("_d_SubjectUserName", clean(pl.col("User")), "_user", "_ssid", "_user_id")),
             account_domain=pl.coalesce(
                 pl.when(actor == "lockout").then(pl.col("_d_SubjectDomainName"))
                 .when(by_target).then(pl.col("_d_TargetDomainName"))
@@ -339,7 +360,7 @@ class WinsecJsonl(Parser):
             outcome=pl.coalesce(
                 pl.when(ecs_outcome.is_in(["success", "failure"])).then(ecs_outcome),
                 _keywords_outcome(),
-                event_id.replace_strict({k: e.outcome for k, e in WINDOWS_EVENTS.items()}, default="unknown"),
+                key.replace_strict({k: e.outcome for k, e in WINDOWS_EVENTS.items()}, default="unknown"),
             ),
             target_type=pl.when(pl.col("_target_id").is_not_null()).then(pl.lit("account")),
             target_id=account_expr(pl.col("_target_id")),
