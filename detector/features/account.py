@@ -65,6 +65,14 @@ def _peers(profiles: Profiles) -> pl.LazyFrame:
             .group_by("role").agg(*[pl.col(m).median() for m in ACCOUNT_MEASURES]))
 
 
+def _everyone(profiles: Profiles, unit: str) -> pl.LazyFrame:
+    """Everyone's share of baseline activity per hour (weekday): the habits a short history is blended with."""
+    return (profiles.account_hours.lazy().group_by(unit).agg(_n=pl.col("events").sum())
+            .with_columns(_p=pl.col("_n") / pl.col("_n").sum()).select(unit, "_p")
+            # Summed once here, not per window: a float sum's order would make windows differ by an ulp.
+            .with_columns(_p_total=pl.col("_p").sum()))
+
+
 def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
                    earlier: pl.DataFrame | None = None, *, detail: bool = True) -> pl.LazyFrame:
     """One row per account and window with events, with features against the account's baseline.
@@ -136,7 +144,8 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
     hours = p.account_hours.lazy().rename({"account": "entity_id"})
     for unit, prefix in (("hour", "hr"), ("weekday", "wd")):
         histogram = hours.group_by("entity_id", unit).agg(_b=pl.col("events").sum())
-        frame = frame.join(prefixed(rarity(prepared, unit, histogram), prefix), on=list(KEY), how="left")
+        prior = p.derived(f"account_{unit}_prior", lambda q, u=unit: _everyone(q, u)).lazy()
+        frame = frame.join(prefixed(rarity(prepared, unit, histogram, prior), prefix), on=list(KEY), how="left")
     frame = frame.join(p.account_activity.lazy().select(
         pl.col("account").alias("entity_id"), _baseline_events=pl.col("events"), _active_days=pl.col("active_days"),
         _last_seen=pl.col("last_seen"), role=pl.col("role"),

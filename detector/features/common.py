@@ -68,9 +68,11 @@ def is_device_target() -> pl.Expr:
 
 
 def entity_of(kind: EntityKind) -> pl.Expr:
-    """Each event's entity of *kind*: its ``account``, or its device target's id; null if it has none."""
+    """Each event's entity of *kind*: who acted (the interactive user an event logged by a machine was
+    attributed to, else its ``account``; see :mod:`detector.attribution`), or its device target's id;
+    null if it has none."""
     if kind == "account":
-        return pl.col("account")
+        return pl.coalesce("attributed_account", "account")
     return pl.when(is_device_target()).then(pl.col("target_id"))
 
 
@@ -95,7 +97,7 @@ def in_baseline(baseline_start: object, baseline_end: object) -> pl.Expr:
     return pl.col("time").is_between(pl.lit(baseline_start, UTC_US), pl.lit(baseline_end, UTC_US), closed="both")
 
 
-_NEEDED: Final = ("time", "account", "src_ip", "src_host", "category", "action", "outcome", "target_type",
+_NEEDED: Final = ("time", "account", "attributed_account", "src_ip", "src_host", "category", "action", "outcome", "target_type",
                   "target_id", "target_count", "old_value", "new_value", "image_sha256", "raw_file", "raw_line")
 
 
@@ -340,16 +342,27 @@ def value_aggs(value: str, prefix: str, flags: Mapping[str, str], cap: int) -> l
     return aggs
 
 
-def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame) -> pl.LazyFrame:
+# How many events of everyone's habits an entity's own hour (weekday) histogram is blended with:
+# with a short history, a never-seen hour is only as rare as it is for everyone (see rarity()).
+RARITY_PRIOR_EVENTS: Final = 24.0
+_UNITS: Final = {"hour": 24, "weekday": 7}
+
+
+def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
+           prior: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """How unusual the hours (or weekdays) of each window are against the entity's own history.
 
     For each hour present in the window, ``share`` is the fraction of the entity's baseline activity
-    (outside this window) that fell in that hour, and ``rarity = 1 - share / peak_share`` with
-    ``peak_share`` the share of its busiest hour (also outside this window): 0 in the entity's usual
-    peak hour, 1 in an hour it has never been active. Normalizing by the peak (rather than
-    ``1 - share``) keeps the scale comparable between a nine-to-five operator (peak share ~12 %) and
-    a 24/7 service account (~4 %), where ``1 - share`` would crowd every value into 0.88-0.96. The
-    window reports its rarest hour.
+    (outside this window) that fell in that hour, blended with everyone's habits (*prior*, the share
+    of all baseline activity in each hour) as if the entity had :data:`RARITY_PRIOR_EVENTS` more
+    events spread like everyone's; ``rarity = 1 - share / peak_share`` with ``peak_share`` the share
+    of its busiest hour (also outside this window): 0 in the entity's usual peak hour, 1 in an hour
+    neither it nor anyone is active. The blend matters for short baselines: after a few days most
+    hours of the day are "never seen" for a person, and an hour never seen but common for everyone
+    (14:00) must not look as rare as 03:00. With a long history the entity's own habits dominate.
+    Normalizing by the peak (rather than ``1 - share``) keeps the scale comparable between a
+    nine-to-five operator (peak share ~12 %) and a 24/7 service account (~4 %). The window reports
+    its rarest hour.
 
     Parameters
     ----------
@@ -359,38 +372,39 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame) -> pl.Laz
         ``"hour"`` or ``"weekday"``.
     histogram
         Baseline counts, columns ``entity_id, <unit>, _b``.
+    prior
+        Everyone's share per unit, columns ``<unit>, _p`` (summing to 1) and ``_p_total`` (that sum),
+        or None for no blending.
 
     Returns
     -------
     pl.LazyFrame
         Keyed by ``entity_id, window_start`` with ``_rarity`` (null when no baseline is left after
-        leaving the window out), ``_rarest`` (the rarest unit value) and ``_share`` (its share).
+        leaving the window out), ``_rarest`` (the rarest unit value) and ``_share`` (its blended share).
     """
     per_unit = prepared.group_by(*KEY, unit).agg(_n_in=pl.col("_in_base").sum().cast(pl.Int64))
-    totals = histogram.group_by("entity_id").agg(_total=pl.col("_b").sum(), _peak=pl.col("_b").max())
-    # The busiest hour outside the window needs the whole histogram minus the window, so it is
-    # computed (entity hours x windows) only for the windows that overlap the baseline; for all
-    # others nothing is subtracted and the profile's own peak holds.
-    overlapping = per_unit.group_by(*KEY).agg(_win_in=pl.col("_n_in").sum()).filter(pl.col("_win_in") > 0)
-    peak_out = (
-        overlapping.select(*KEY)
-        .join(histogram, on="entity_id", how="inner")
+    values = pl.LazyFrame({unit: list(range(1, 8) if unit == "weekday" else range(24))},
+                          schema={unit: pl.Int8})
+    prior = prior if prior is not None else values.with_columns(_p=pl.lit(0.0), _p_total=pl.lit(0.0))
+    weight = RARITY_PRIOR_EVENTS
+    # Every hour of each window's entity, so that the peak is taken over the whole (blended) day.
+    dense = (
+        per_unit.select(*KEY).unique()
+        .join(values, how="cross")
+        .join(histogram, on=["entity_id", unit], how="left")
         .join(per_unit, on=[*KEY, unit], how="left")
-        .group_by(*KEY)
-        .agg(_peak_out=(pl.col("_b") - pl.col("_n_in").fill_null(0)).max())
+        .join(prior, on=unit, how="left")
+        .with_columns(_b_out=(pl.col("_b").fill_null(0) - pl.col("_n_in").fill_null(0)).clip(lower_bound=0),
+                      _p=pl.col("_p").fill_null(0.0), _p_total=pl.col("_p_total").max().fill_null(0.0))
+        .with_columns(_total=pl.col("_b_out").sum().over(*KEY))
+        .with_columns(_share=pl.when(pl.col("_total") > 0).then(
+            (pl.col("_b_out") + weight * pl.col("_p")) / (pl.col("_total") + weight * pl.col("_p_total"))))
+        .with_columns(_peak=pl.col("_share").max().over(*KEY))
+        .with_columns(_rarity=pl.when(pl.col("_peak") > 0).then((1 - pl.col("_share") / pl.col("_peak")).clip(0.0, 1.0)))
     )
-    b_out = (pl.col("_b").fill_null(0) - pl.col("_n_in")).clip(lower_bound=0)
-    total_out = pl.col("_total").fill_null(0) - pl.col("_n_in").sum().over(*KEY)
-    peak = pl.coalesce("_peak_out", "_peak")
     rarest = pl.col("_rarity") == pl.col("_rarity").max()
     return (
-        per_unit.join(histogram, on=["entity_id", unit], how="left")
-        .join(totals, on="entity_id", how="left")
-        .join(peak_out, on=list(KEY), how="left")
-        .with_columns(
-            _share=pl.when(total_out > 0).then(b_out / total_out),
-            _rarity=pl.when(peak > 0).then((1 - b_out / peak).clip(0.0, 1.0)),
-        )
+        dense.filter(pl.col("_n_in").is_not_null())
         # Sorted so that among equally rare hours the earliest is reported.
         .sort(unit)
         .group_by(*KEY)

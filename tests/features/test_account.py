@@ -10,6 +10,8 @@ from typing import Any
 import polars as pl
 import pytest
 
+from detector.features.common import RARITY_PRIOR_EVENTS
+
 from detector.features import (
     ACCOUNT_CONTEXT,
     FeatureConfig,
@@ -141,20 +143,43 @@ def test_ip_known_globally_but_new_for_account(windows: pl.DataFrame, profiles: 
 
 def test_hour_and_weekday_rarity(windows: pl.DataFrame, profiles: Profiles) -> None:
     r = row(windows, "alice", "2026-04-14 02:00")
-    # Never active at 02:00; Tuesday holds 5 of 15 events against Monday's 10 (the peak).
+    # Never active at 02:00, nor is anyone; Tuesday holds 5 of alice's 15 events against Monday's 10
+    # (the peak), each blended with everyone's share of that day (RARITY_PRIOR_EVENTS events' worth).
     assert (r["rarest_hour"], r["hour_share"], r["hour_rarity"]) == (2, 0.0, 1.0)
     assert r["rarest_weekday"] == 2
-    assert r["weekday_share"] == pytest.approx(5 / 15)
-    assert r["weekday_rarity"] == pytest.approx(0.5)
+    days = profiles.account_hours.group_by("weekday").agg(pl.col("events").sum())
+    everyone = dict(zip(days["weekday"], days["events"] / days["events"].sum(), strict=True))
+    k = RARITY_PRIOR_EVENTS
+    tuesday = (5 + k * everyone.get(2, 0.0)) / (15 + k)
+    monday = (10 + k * everyone.get(1, 0.0)) / (15 + k)
+    assert r["weekday_share"] == pytest.approx(tuesday)
+    assert r["weekday_rarity"] == pytest.approx(1 - tuesday / monday)
     events = make_events([
         {"time": "2026-04-13 09:30", "account": "alice"},  # Monday 09:00, the peak of both
         {"time": "2026-04-14 10:30", "account": "alice"},  # Tuesday 10:00: half the peak
     ])
     frame = account_windows(events.lazy(), profiles, CONFIG).collect()
     peak, half = row(frame, "alice", "2026-04-13 09:00"), row(frame, "alice", "2026-04-14 10:00")
+    hours = profiles.account_hours.group_by("hour").agg(pl.col("events").sum())
+    share = dict(zip(hours["hour"], hours["events"] / hours["events"].sum(), strict=True))
+    nine, ten = ((own + k * share.get(h, 0.0)) / (15 + k) for own, h in ((10, 9), (5, 10)))
     assert (peak["hour_rarity"], peak["weekday_rarity"]) == (0.0, 0.0)
-    assert peak["hour_share"] == pytest.approx(10 / 15)
-    assert half["hour_rarity"] == pytest.approx(0.5) and half["hour_share"] == pytest.approx(5 / 15)
+    assert peak["hour_share"] == pytest.approx(nine)
+    assert half["hour_rarity"] == pytest.approx(1 - ten / nine) and half["hour_share"] == pytest.approx(ten)
+
+
+def test_a_short_history_makes_an_hour_everyone_keeps_less_rare_than_one_nobody_keeps() -> None:
+    # Ten people work 08:00-16:00 for a week; carol joined two days ago and has only worked mornings.
+    rows = [{"time": f"2026-04-{d:02d} {h:02d}:15", "account": f"op{k}"}
+            for k in range(10) for d in range(6, 11) for h in range(8, 16)]
+    rows += [{"time": f"2026-04-{d:02d} {h:02d}:15", "account": "carol"} for d in (9, 10) for h in (8, 9, 10)]
+    baseline = build_profiles(make_events(rows).lazy(), CONFIG)
+    scored = make_events([{"time": "2026-04-13 14:20", "account": "carol"},  # afternoon: everyone works then
+                          {"time": "2026-04-13 03:20", "account": "carol"}])  # 03:00: nobody does
+    frame = account_windows(scored.lazy(), baseline, CONFIG).collect()
+    afternoon, night = row(frame, "carol", "2026-04-13 14:00"), row(frame, "carol", "2026-04-13 03:00")
+    assert night["hour_rarity"] == 1.0
+    assert afternoon["hour_rarity"] < 0.9
 
 
 def test_dormancy(windows: pl.DataFrame, profiles: Profiles) -> None:
@@ -333,13 +358,19 @@ def test_training_windows_leave_themselves_out() -> None:
     assert nine["baseline_events"] == 3
     assert eleven["new_src_ips"] == ["10.0.0.2"] and eleven["new_actions"] == ["logout"]
     assert eleven["new_global_src_ips"] == ["10.0.0.2"]
-    # Outside its 11:00 window alice was active at 09:00 (twice) and 10:00 only.
-    assert (eleven["hour_share"], eleven["hour_rarity"]) == (0.0, 1.0)
+    # Outside its 11:00 window alice was active at 09:00 (twice) and 10:00 only: what share 11:00
+    # keeps is everyone's habit (the prior, which does not leave windows out).
+    hours = profiles.account_hours.group_by("hour").agg(pl.col("events").sum())
+    everyone = dict(zip(hours["hour"], hours["events"] / hours["events"].sum(), strict=True))
+    k = RARITY_PRIOR_EVENTS
+    assert eleven["hour_share"] == pytest.approx(k * everyone[11] / (3 + k))
+    assert eleven["hour_rarity"] > nine["hour_rarity"]
     # Outside the Monday 09:00 window: one event each at 09, 10 and 11; 09:00 ties for the peak.
-    assert nine["hour_share"] == pytest.approx(1 / 3) and nine["hour_rarity"] == 0.0
-    # Outside the Monday 10:00 window, 09:00 holds two events and 10:00 none.
+    assert nine["hour_share"] == pytest.approx((1 + k * everyone[9]) / (3 + k)) and nine["hour_rarity"] == 0.0
+    # Outside the Monday 10:00 window, 09:00 holds two events and 10:00 none of alice's.
     ten = row(frame, "alice", "2026-04-06 10:00")
-    assert (ten["hour_share"], ten["hour_rarity"]) == (0.0, 1.0)
+    assert ten["hour_share"] == pytest.approx(k * everyone[10] / (3 + k))
+    assert ten["hour_rarity"] == pytest.approx(1 - ten["hour_share"] / ((2 + k * everyone[9]) / (3 + k)))
     # Dormancy within the training data comes from the previous window, not the profile.
     assert eleven["previous_activity"] == t("2026-04-06 10:00")
     # An account whose whole baseline is this one window has no baseline for it.
