@@ -23,6 +23,7 @@ representations here escape it, and :mod:`detector.report` does the same for the
 from __future__ import annotations
 
 import atexit
+import re
 import html
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,13 +35,16 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import polars as pl
 
 from detector.config import Config
-from detector.detection import profiles_of
+from detector.incidents import incidents_of
+from detector.detection import NoBaselineError, profiles_of, signals_only
 from detector.detection import train as _train
 from detector.errors import DetectorError, InputError
 from detector.features import DEVICE_TARGET_TYPES, FEATURE_DESCRIPTIONS, build_profiles
 from detector.features import build_features as _build_features
 from detector.findings import (
     FINDINGS_SCHEMA,
+    REQUIRED_COLUMNS,
+    conform,
     SEVERITIES,
     TOP_FEATURE,
     atomic_write,
@@ -386,9 +390,9 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
             rejects = parse_to_spill(run, spill)
             events, reports, slices, total = spill.scan(), run.reports, spill.slices(), spill.events
         since = _aware(baseline_until) if baseline_until is not None else None
+        notes: list[str] = []
         if model is None:
-            model = train(events, config=config, baseline_until=since, metadata={"learned_during_scan": True},
-                          progress=progress)
+            model, notes = _learn_during_scan(events, config, since, progress)
         done = 0.0
 
         def tick(count: int) -> None:
@@ -403,8 +407,51 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         if spill is not None:
             spill.remove()
         raise
-    return Findings(frame, events=events, model=model, rejects=rejects, reports=reports, events_scored=scored,
-                    scored_from=since, spill=spill)
+    found = Findings(frame, events=events, model=model, rejects=rejects, reports=reports, events_scored=scored,
+                     scored_from=since, spill=spill)
+    found.notes = notes
+    return found
+
+
+def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | None, since: datetime | None,
+                       progress: ProgressCallback | None) -> tuple[Model, list[str]]:
+    """The baseline a scan without ``--model`` learns from its own logs, and what the analyst must
+    know about it: that it overlaps what is scored, or that it is too thin for the forest (then
+    security signals alone make the findings)."""
+    notes = []
+    if since is None:
+        notes.append("the baseline was learned from the same logs that were scored, so an attack in them is part "
+                      "of what counts as normal; give --baseline-until TIME (the end of a period you trust) or "
+                      "train a model on older logs with `ami-detector train`")
+    try:
+        model = train(events, config=config, baseline_until=since, metadata={"learned_during_scan": True},
+                      progress=progress)
+    except NoBaselineError as exc:
+        history = _before(events, since)
+        model = signals_only(history, config, reason=str(exc))
+        days = _baseline_days(model)
+        why = re.sub(r";? ?train on a longer span.*?severity\)|, at least \d+ are needed to calibrate scores", "",
+                     str(exc)).removeprefix("not enough baseline windows to train any scorer: ")
+        notes.append(f"the baseline ({days}) is too thin for the anomaly model ({why}); findings come from "
+                     "security signals alone")
+        return model, notes
+    skipped = model.metadata.get("skipped_kinds") or {}
+    for kind, why in skipped.items():
+        notes.append(f"{kind} windows are judged by security signals alone: {why}")
+    days = _baseline_days(model)
+    if days.startswith(("0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "6 ")):
+        notes.append(f"the baseline covers only {days}; with less than a week, hours and weekdays an account "
+                     "keeps are compared with everyone's, and severities stay conservative")
+    return model, notes
+
+
+def _baseline_days(model: Model) -> str:
+    span = model.metadata.get("profiles", {})
+    start, end = span.get("baseline_start"), span.get("baseline_end")
+    if not start or not end:
+        return "an empty baseline"
+    days = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 86_400
+    return f"{days:.0f} day{'s' if round(days) != 1 else ''} of baseline"
 
 
 # ---- evidence, raw lines, timelines ------------------------------------------------------------------
@@ -753,7 +800,7 @@ class Findings:
                  rejects: pl.DataFrame | None = None, reports: Sequence[FileReport] = (),
                  events_scored: int | None = None, scored_from: datetime | None = None,
                  spill: EventSpill | None = None) -> None:
-        self.df = rank(frame.select(list(FINDINGS_SCHEMA)).cast(FINDINGS_SCHEMA))
+        self.df = rank(conform(frame))
         self.events = events
         self._spill = spill  # the parsed events behind a LazyFrame *events*, kept while they are needed
         self.timelines = timelines
@@ -762,6 +809,14 @@ class Findings:
         self.reports = list(reports)
         self.events_scored = events_scored
         self.scored_from = scored_from
+        # What the analyst must know about how these findings were made (a thin or overlapping
+        # baseline, say); the command line prints them on stderr.
+        self.notes: list[str] = []
+
+    @property
+    def incidents(self) -> pl.DataFrame:
+        """The incidents of these findings, most severe first (:data:`detector.incidents.INCIDENTS_SCHEMA`)."""
+        return incidents_of(self.df)
 
     def close(self) -> None:
         """Delete the parsed events a scan of files keeps on disk for ``explain`` and ``timeline``
@@ -1072,7 +1127,7 @@ class Findings:
             frame = pl.read_parquet(path)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise InputError(f"cannot read findings: {exc}", source=(str(path), None)) from None
-        missing = [c for c in FINDINGS_SCHEMA if c not in frame.columns]
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
         if missing:
             raise InputError(f"not a findings table (missing {', '.join(missing)})", source=(str(path), None))
         evidence, timelines = path.parent / EVIDENCE_FILE, path.parent / TIMELINE_FILE

@@ -357,6 +357,8 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     if rejects_out is not None:
         atomic_write(rejects_out, found.rejects.write_parquet)
     _print_summary(found.reports, quiet=quiet or as_json)
+    for note in getattr(found, "notes", []):
+        click.echo(f"note: {note}", err=True)
     alert = (config or Config()).alert_severity
     alerts = severity_at_least(found.df, alert)
     failed = any(r.error for r in found.reports)

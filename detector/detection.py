@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from detector.config import Config
 from detector.errors import DetectorError
+from detector.attribution import attribute
 from detector.explain import reasons
 from detector.features import (
     DETAIL_COLUMNS,
@@ -31,9 +32,11 @@ from detector.features import (
     feature_columns,
 )
 from detector.features.common import KEY
-from detector.findings import FINDINGS_SCHEMA, SEVERITIES, empty_findings, finding_ids, rank
+from detector.findings import FINDINGS_SCHEMA, empty_findings, finding_ids, rank
+from detector.incidents import assign_incidents
 from detector.model_store import Model
-from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer, severity
+from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer
+from detector.signals import LEVELS, LOW, MEDIUM, SignalState, combine_expr, event_signals, novelty_detail, window_novelty
 
 DETECTOR = "iforest"
 
@@ -56,6 +59,10 @@ def profiles_of(model: Model) -> Profiles:
         value = scalars.get(key)
         return datetime.fromisoformat(value) if value else None
 
+    missing = [name for name in PROFILE_SCHEMAS if name not in model.tables]
+    if missing:
+        raise DetectorError(f"model {model.model_id or ''} lacks the baseline table(s) {', '.join(missing)} this "
+                            "version needs: it was trained by an older version; retrain it with `ami-detector train`")
     return Profiles(
         **{name: model.tables[name] for name in PROFILE_SCHEMAS},
         baseline_start=when("baseline_start"), baseline_end=when("baseline_end"),
@@ -103,7 +110,7 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
         When the events hold no entity kind with enough windows to calibrate a scorer.
     """
     config = config or Config()
-    events = events.lazy()
+    events = attribute(events.lazy().collect())[0].lazy()
     profiles = build_profiles(events, config.features)
     if not profiles.has_baseline:
         raise NoBaselineError("no events to learn a baseline from")
@@ -130,6 +137,29 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
             "baseline_start": profiles.baseline_start.isoformat(), "baseline_end": profiles.baseline_end.isoformat(),
             "window": profiles.window, "event_count": profiles.event_count},
             "training_windows": {k: s.n_training_windows for k, s in scorers.items()}},
+        tables={name: getattr(profiles, name) for name in PROFILE_SCHEMAS},
+    )
+
+
+def signals_only(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None, reason: str = "") -> Model:
+    """A model with the baseline profiles of *events* (possibly none) and no forest: what a scan runs
+    with when the baseline is too short to calibrate a forest (a short incident capture, say).
+
+    Its findings come from security signals alone (:mod:`detector.signals`), with their own impact:
+    a log clear is high whatever the baseline. ``metadata["signals_only"]`` says why.
+    """
+    config = config or Config()
+    frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
+    profiles = build_profiles(attribute(frame)[0], config.features) if frame.height else Profiles.empty(
+        config.features.window)
+    start = profiles.baseline_start or datetime(1970, 1, 1, tzinfo=UTC)
+    end = profiles.baseline_end or start
+    return Model(
+        model_id="signals-only", training_span=(start, end), scorers={}, config=config.to_dict(),
+        metadata={"signals_only": reason or "no forest", "profiles": {
+            "baseline_start": profiles.baseline_start.isoformat() if profiles.baseline_start else None,
+            "baseline_end": profiles.baseline_end.isoformat() if profiles.baseline_end else None,
+            "window": profiles.window, "event_count": profiles.event_count}},
         tables={name: getattr(profiles, name) for name in PROFILE_SCHEMAS},
     )
 
@@ -200,69 +230,194 @@ def lean_windows(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Conf
 
 
 def _with_detail(flagged: pl.DataFrame, kind: EntityKind, events: pl.DataFrame | pl.LazyFrame,
-                 profiles: Profiles, config: Config) -> pl.DataFrame:
-    """*flagged* lean windows with their detail columns, built again from their own events only.
+                 profiles: Profiles, config: Config, *, full: bool = False) -> pl.DataFrame:
+    """*flagged* windows (keys) with their detail columns (with *full*, every window column), built
+    again from their own events only.
 
-    Detail columns depend on nothing but the window's events and the profiles, so they come out as
-    they would have from all the events.
+    Detail columns depend on nothing but the window's own events and the profiles, so they come out
+    as they would have from all the events (dormancy, which does not, is read from the lean windows).
     """
     window = pl.struct(entity_of(kind).alias("entity_id"),
                        pl.col("time").dt.truncate(config.features.window).alias("window_start"))
     wanted = flagged.select(pl.struct(*KEY)).to_series().implode()
     own = events.lazy().filter(window.is_in(wanted)).collect()
-    detail = build_features(own, profiles, config.features, kinds=[kind])[kind].select(*KEY, *DETAIL_COLUMNS[kind])
+    built = build_features(own, profiles, config.features, kinds=[kind])[kind]
+    detail = built if full else built.select(*KEY, *DETAIL_COLUMNS[kind])
     return flagged.join(_collect(detail)[0], on=list(KEY), how="left", maintain_order="left")
 
 
 def score(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | None = None,
           min_severity: str = "low") -> pl.DataFrame:
-    """Score the windows of *events* against *model* and return the findings, most anomalous first.
+    """Score the windows of *events* against *model* and return the findings, most severe first.
 
-    Only windows whose calibrated score reaches *min_severity* become findings.
+    Only windows whose severity reaches *min_severity* become findings; findings are grouped into
+    incidents (``incident_id``, see :mod:`detector.incidents`).
     """
-    return findings_of(lean_windows(events, model, config), events, model, config, min_severity)
+    frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
+    frame, _ = attribute(frame)
+    return assign_incidents(findings_of(lean_windows(frame, model, config), frame, model, config, min_severity,
+                                        links=True))
+
+
+# The forest alone, without any signal, reaches at most medium for an account window (and only from
+# the `high` threshold on: rarer than 99.9 % of baseline windows) and low for a device window: it
+# ranks within what is unusual and finds what no signal names, but "unusual" alone is not an alarm.
+FOREST_ONLY_ACCOUNT = MEDIUM
+FOREST_ONLY_DEVICE = LOW
+
+
+def _forest_levels(scores: np.ndarray, thresholds: SeverityThresholds, kind: str) -> np.ndarray:
+    """Severity levels (0 none .. 4 critical) the forest alone gives windows of *kind*."""
+    if kind == "device":
+        return np.where(scores >= thresholds.high, FOREST_ONLY_DEVICE, 0).astype(np.int8)
+    return np.where(scores >= thresholds.high, FOREST_ONLY_ACCOUNT,
+                    np.where(scores >= thresholds.low, LOW, 0)).astype(np.int8)
+
+
+def _signal_table(rows: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """Per window of *kind*: its event signals, one per name (the strongest, the first words), and
+    the cited lines behind them."""
+    mine = rows.filter(pl.col("entity_kind") == kind)
+    # Sorted fully (level, then time, then name and words) so that the order never depends on how
+    # the events were cut into slices.
+    per_signal = (mine.sort("level", "time", "signal", "detail", "evidence", descending=[True, False, False, False, False])
+                  .group_by("entity_id", "window_start", "signal", maintain_order=True)
+                  .agg(pl.col("level").first(), pl.col("time").first(), pl.col("detail").first(),
+                       pl.col("evidence").unique(maintain_order=True)))
+    return (per_signal.sort("level", "time", "signal", descending=[True, False, False])
+            .group_by("entity_id", "window_start", maintain_order=True)
+            .agg(_ev_signal=pl.col("signal"), _ev_level=pl.col("level"), _ev_detail=pl.col("detail"),
+                 _ev_evidence=pl.col("evidence").list.explode(keep_nulls=False, empty_as_null=False)
+                 .unique(maintain_order=True)))
 
 
 def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.LazyFrame, model: Model,
                 config: Config | None = None, min_severity: str = "low", *,
-                profiles: Profiles | None = None) -> pl.DataFrame:
-    """The findings among *windows* (from :func:`lean_windows` of *events*), most anomalous first."""
+                profiles: Profiles | None = None, state: SignalState | None = None,
+                links: bool = False) -> pl.DataFrame:
+    """The findings among *windows* (from :func:`lean_windows` of *events*), most severe first.
+
+    A window's severity is the larger of what its security signals say (:mod:`detector.signals`) and
+    what the forest alone may say (:data:`FOREST_ONLY_ACCOUNT`). *state* carries what signals need from
+    earlier slices of a scan (accounts created so far). With *links*, each finding keeps a ``_links``
+    column (the accounts behind a device's commands) for :func:`~detector.incidents.assign_incidents`.
+    """
     config = _settings(model, config)
     profiles = profiles if profiles is not None else profiles_of(model)
     thresholds = SeverityThresholds.from_dict(model.config.get("scoring", {}).get("severity", {}))
-    parts = [empty_findings()]
-    for kind, table in windows.items():
-        scorer = model.scorers[kind]
-        if table.height == 0:
+    frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
+    rows = event_signals(frame, profiles, config.features.window, state)
+    floor = LEVELS.index(min_severity) if min_severity in LEVELS else 1
+    parts = [empty_findings().with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("_links"))]
+    for kind in ENTITY_KINDS:
+        table = windows.get(kind)
+        scorer = model.scorers.get(kind)
+        signals = _signal_table(rows, kind)
+        if table is None or scorer is None or table.height == 0:
+            scored = signals.select(*KEY).with_columns(
+                pl.lit(0.0).alias("score"), pl.lit(0, pl.Int8).alias("_forest"), pl.lit(-1).alias("_rarest"),
+                pl.lit(False).alias("_tail"), pl.lit(None, pl.Int64).alias("_row"))
+            novelty = scored.select(*KEY)
+            matrix = None
+        else:
+            names = feature_columns(kind)
+            matrix = table.select(names).to_numpy()
+            scores, rarest, tail_driven = scorer.combined(matrix)
+            scored = table.select(*KEY).with_columns(
+                pl.Series("score", scores, pl.Float64), pl.Series("_forest", _forest_levels(scores, thresholds, kind)),
+                pl.Series("_rarest", rarest), pl.Series("_tail", tail_driven),
+                pl.int_range(table.height, dtype=pl.Int64).alias("_row"))
+            novelty = window_novelty(table, kind)
+            scored = scored.join(signals.select(*KEY), on=list(KEY), how="full", coalesce=True).with_columns(
+                pl.col("score").fill_null(0.0), pl.col("_forest").fill_null(0), pl.col("_rarest").fill_null(-1),
+                pl.col("_tail").fill_null(False))
+        novel = [c for c in novelty.columns if c.startswith("_s_")]
+        combined = (scored.join(signals, on=list(KEY), how="left").join(novelty, on=list(KEY), how="left")
+                    .with_columns(_levels=pl.concat_list(
+                        pl.col("_ev_level").fill_null(pl.lit([], dtype=pl.List(pl.Int8))),
+                        *[pl.col(c).fill_null(0).cast(pl.Int8) for c in novel])
+                        .list.eval(pl.element().filter(pl.element() > 0)))
+                    .with_columns(_signal_level=combine_expr(pl.col("_levels")))
+                    # Novelty the forest also finds rare (rarer than the `medium` share of baseline
+                    # windows) is worth reading: a low signal then makes medium.
+                    .with_columns(_level=pl.max_horizontal(
+                        "_signal_level", "_forest",
+                        pl.when((pl.col("_signal_level") == LOW) & (pl.col("score") >= thresholds.medium))
+                        .then(pl.lit(MEDIUM)).otherwise(pl.lit(0))).cast(pl.Int8)))
+        flagged = combined.filter(pl.col("_level") >= max(floor, 1))
+        if flagged.height == 0:
             continue
-        names = feature_columns(kind)
-        matrix = table.select(names).to_numpy()
-        scores, rarest, tail_driven = scorer.combined(matrix)
-        labels = severity(scores, thresholds)
-        if kind == "device":
-            # A meter that heard from two operators in an hour is odd but not a security event:
-            # devices rise above low only on a security signal (the tail component), never on
-            # volume alone. There are several times more device windows than account windows, so
-            # their forest alone would spend most of the alarm budget.
-            labels = np.where(~tail_driven & np.isin(labels, SEVERITIES[1:]), "low", labels)
-        keep = np.isin(labels, SEVERITIES[SEVERITIES.index(min_severity):])
-        if not keep.any():
-            continue
-        index = np.flatnonzero(keep)
-        flagged = _with_detail(table[index], kind, events, profiles, config)
-        top = _top_features(scorer, matrix[index], np.where(tail_driven[index], rarest[index], -1),
+        if matrix is not None:
+            lean = table.drop([c for c in ("entity_kind", "event_count") if c in table.columns] + feature_columns(kind))
+            flagged = flagged.join(table.select(*KEY, "event_count", *[c for c in lean.columns if c not in KEY]),
+                                   on=list(KEY), how="left", maintain_order="left")
+            flagged = _with_detail(flagged, kind, frame, profiles, config)
+            missing = flagged.filter(pl.col("_row").is_null())
+            if missing.height:  # windows only a signal flagged, which the lean windows lack
+                filled = _with_detail(missing.select(*KEY), kind, frame, profiles, config, full=True)
+                flagged = pl.concat([flagged.filter(pl.col("_row").is_not_null()),
+                                     missing.select(*[c for c in missing.columns if c not in filled.columns or c in KEY])
+                                     .join(filled, on=list(KEY), how="left")], how="diagonal_relaxed")
+        else:
+            flagged = _with_detail(flagged, kind, frame, profiles, config, full=True)
+        parts.append(_findings_frame(flagged, kind, novel, scorer, matrix, model, config, links))
+    found = pl.concat(parts, how="diagonal_relaxed")
+    return rank(found.select(*FINDINGS_SCHEMA, *(["_links"] if links else [])))
+
+
+def _findings_frame(flagged: pl.DataFrame, kind: str, novel: list[str], scorer: WindowScorer | None,
+                    matrix: np.ndarray | None, model: Model, config: Config, links: bool) -> pl.DataFrame:
+    """Flagged windows (scored, with signals and detail columns) as findings."""
+    context = flagged.drop("evidence", "action_counts", strict=False).with_columns(pl.lit(kind).alias("entity_kind")).to_dicts()
+    rows_idx = flagged.get_column("_row").to_numpy()
+    forest = scorer is not None and matrix is not None
+    if forest:
+        present = ~np.isnan(rows_idx.astype(np.float64)) if rows_idx.dtype.kind == "f" else np.ones(len(rows_idx), bool)
+        index = np.where(present, rows_idx, 0).astype(np.int64)
+        top = _top_features(scorer, matrix[index], np.where(flagged.get_column("_tail").to_numpy(),
+                                                            flagged.get_column("_rarest").to_numpy(), -1),
                             config.scoring.top_k)
-        # Reasons are sentences written per finding in Python; everything else stays columnar.
-        context = flagged.drop("evidence", "action_counts", *names, strict=False).to_dicts()
-        sentences = [reasons(row, top.of(r), float(scores[i])) for r, (i, row) in enumerate(zip(index, context))]
-        frame = flagged.select(
-            pl.lit(kind).alias("entity_kind"), "entity_id", "window_start", "window_end",
-            pl.Series("score", scores[index], pl.Float64),
-            pl.Series("severity", labels[index], pl.String).cast(FINDINGS_SCHEMA["severity"]),
-            pl.lit(DETECTOR).alias("detector"),
-            pl.Series("reasons", pl.from_arrow(pa.array(sentences, pa.list_(pa.string())))),
-            top.series(),
-            "event_count", "evidence", pl.lit(model.model_id, pl.String).alias("model_id"),
-        )
-        parts.append(frame.with_columns(finding_ids(frame)).select(list(FINDINGS_SCHEMA)))
-    return rank(pl.concat(parts))
+    signals_col, reasons_col = [], []
+    for r, row in enumerate(context):
+        named: list[tuple[int, str, str]] = list(zip(row.get("_ev_level") or [], row.get("_ev_signal") or [],
+                                                    row.get("_ev_detail") or [], strict=True))
+        named = [(int(level), name, detail) for level, name, detail in named]
+        for column in novel:
+            if row.get(column):
+                name = column.removeprefix("_s_")
+                named.append((int(row[column]), name, novelty_detail(name, row)))
+        named.sort(key=lambda item: -item[0])
+        signals_col.append([{"signal": name, "impact": LEVELS[level], "detail": detail}
+                            for level, name, detail in named])
+        sentences = [detail for _, _, detail in named]
+        scored_by_forest = forest and row.get("_row") is not None
+        features = top.of(r) if scored_by_forest else []
+        reasons_col.append(reasons(row, features, float(row["score"]) if scored_by_forest else None, sentences))
+    top_series = (top.series() if forest else pl.Series("top_features", [[]] * flagged.height,
+                                                         FINDINGS_SCHEMA["top_features"]))
+    if forest:
+        # Windows that only signals flagged have no forest row: no features to show.
+        top_series = pl.Series("top_features", [t if flagged["_row"][i] is not None else []
+                                                for i, t in enumerate(top_series.to_list())],
+                               FINDINGS_SCHEMA["top_features"])
+    evidence = pl.concat_list(pl.col("_ev_evidence").fill_null(pl.lit([], dtype=pl.List(pl.String))),
+                              pl.col("evidence").fill_null(pl.lit([], dtype=pl.List(pl.String)))
+                              ).list.unique(maintain_order=True).list.head(config.features.evidence_cap)
+    detector = pl.when(pl.col("_signal_level") >= pl.col("_forest")).then(pl.lit("signals")).otherwise(pl.lit(DETECTOR))
+    frame = flagged.select(
+        pl.lit(kind).alias("entity_kind"), "entity_id", "window_start", "window_end",
+        pl.col("score").cast(pl.Float64),
+        pl.col("_level").replace_strict({i: name for i, name in enumerate(LEVELS)}, return_dtype=pl.String)
+        .cast(FINDINGS_SCHEMA["severity"]).alias("severity"),
+        detector.alias("detector"),
+        pl.Series("reasons", reasons_col, pl.List(pl.String)),
+        pl.Series("signals", signals_col, FINDINGS_SCHEMA["signals"]),
+        top_series,
+        "event_count", evidence.alias("evidence"), pl.lit(model.model_id, pl.String).alias("model_id"),
+        pl.lit(None, pl.String).alias("incident_id"),
+        # A device's findings join the incident of the account that commanded it first in the window
+        # (one account: a meter two operators served must not merge their stories).
+        (pl.col("issuers").list.head(1) if (links and kind == "device" and "issuers" in flagged.columns)
+         else pl.lit([], dtype=pl.List(pl.String))).alias("_links"),
+    )
+    return frame.with_columns(finding_ids(frame))

@@ -21,6 +21,8 @@ Severity = pl.Enum(SEVERITIES)
 
 TOP_FEATURE = pl.Struct({"feature": pl.String, "value": pl.Float64, "baseline": pl.Float64,
                          "contribution": pl.Float64})
+# A security signal of the window (see detector.signals): its name, impact (a severity) and words.
+SIGNAL = pl.Struct({"signal": pl.String, "impact": pl.String, "detail": pl.String})
 
 FINDINGS_SCHEMA: Final = pl.Schema(
     {
@@ -33,12 +35,28 @@ FINDINGS_SCHEMA: Final = pl.Schema(
         "severity": Severity,
         "detector": pl.String,
         "reasons": pl.List(pl.String),
+        "signals": pl.List(SIGNAL),
         "top_features": pl.List(TOP_FEATURE),
         "event_count": pl.Int64,
         "evidence": pl.List(pl.String),
         "model_id": pl.String,
+        "incident_id": pl.String,
     }
 )
+
+# The columns every findings table has had since the first version; later ones are filled in by
+# conform() when an older table is read.
+REQUIRED_COLUMNS: Final = tuple(c for c in FINDINGS_SCHEMA if c not in ("signals", "incident_id"))
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """*frame* in the findings schema: columns in order and of their types, the columns added after
+    the first version (``signals``, ``incident_id``) filled in when missing (no signals, no incident)."""
+    if "signals" not in frame.columns:
+        frame = frame.with_columns(pl.lit([], dtype=pl.List(SIGNAL)).alias("signals"))
+    if "incident_id" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("incident_id"))
+    return frame.select(list(FINDINGS_SCHEMA)).cast(dict(FINDINGS_SCHEMA))
 
 
 def empty_findings() -> pl.DataFrame:
@@ -59,8 +77,9 @@ def finding_ids(frame: pl.DataFrame) -> pl.Series:
     return pl.Series("finding_id", [hashlib.sha256(k.encode()).hexdigest()[:20] for k in keys], dtype=pl.String)
 
 
-# Most anomalous first; the rest break ties so that the order is the same for the same input.
-_RANK_KEYS = ("score", "severity", "window_start", "entity_kind", "entity_id", "detector")
+# Most severe first, then most anomalous; the rest break ties so that the order is the same for
+# the same input. A low finding never ranks above a high one, whatever their scores.
+_RANK_KEYS = ("severity", "score", "window_start", "entity_kind", "entity_id", "detector")
 
 
 def _ranking(findings: pl.DataFrame) -> pl.Series:
@@ -69,7 +88,7 @@ def _ranking(findings: pl.DataFrame) -> pl.Series:
 
 
 def rank(findings: pl.DataFrame) -> pl.DataFrame:
-    """Most anomalous first; ties broken deterministically.
+    """Most severe first, then most anomalous; ties broken deterministically.
 
     A frame already in that order is returned as it is: findings pass through several steps that
     each rank them, and a copy of a scan's hundreds of thousands of findings is not free.
@@ -80,8 +99,9 @@ def rank(findings: pl.DataFrame) -> pl.DataFrame:
     return findings[order]
 
 
-def read_ranked(paths: Sequence[Path]) -> pl.DataFrame:
-    """The findings in the Parquet files *paths*, ranked (an empty frame for no files).
+def read_ranked(paths: Sequence[Path], extra: Sequence[str] = ()) -> pl.DataFrame:
+    """The findings in the Parquet files *paths*, ranked (an empty frame for no files), with the
+    *extra* columns the files hold besides the findings schema.
 
     Read a column at a time and put in order as read, so that a scan's findings (half a gigabyte at
     50M events) are held once, not once as read and again as ranked.
@@ -90,7 +110,7 @@ def read_ranked(paths: Sequence[Path]) -> pl.DataFrame:
         return empty_findings()
     order = _ranking(pl.read_parquet(paths, columns=list(_RANK_KEYS)))
     return pl.DataFrame([pl.read_parquet(paths, columns=[name]).to_series().gather(order)
-                         for name in FINDINGS_SCHEMA])
+                         for name in (*FINDINGS_SCHEMA, *extra)])
 
 
 def atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
@@ -111,6 +131,9 @@ def to_csv_frame(findings: pl.DataFrame) -> pl.DataFrame:
     """Findings flattened for a spreadsheet: lists joined, every text cell defused."""
     flat = findings.with_columns(
         pl.col("reasons").list.join(" | "),
+        pl.col("signals").list.eval(pl.format("{} ({}): {}", pl.element().struct.field("signal"),
+                                              pl.element().struct.field("impact"),
+                                              pl.element().struct.field("detail"))).list.join(" | "),
         pl.col("evidence").list.join(" "),
         pl.col("top_features").list.eval(
             pl.format("{}={} (baseline {}, {})", pl.element().struct.field("feature"),
@@ -125,8 +148,10 @@ def to_csv_frame(findings: pl.DataFrame) -> pl.DataFrame:
 
 def write_findings(findings: pl.DataFrame, out_dir: Path, *, csv: bool = False) -> list[Path]:
     """Write ``findings.parquet`` and ``findings.jsonl`` (and ``findings.csv``) atomically."""
+    from detector.incidents import assign_incidents, incidents_of, write_incidents
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    findings = rank(findings.select(list(FINDINGS_SCHEMA)).cast(dict(FINDINGS_SCHEMA)))
+    findings = assign_incidents(rank(conform(findings)))
     written = [out_dir / "findings.parquet", out_dir / "findings.jsonl"]
     atomic_write(written[0], findings.write_parquet)
     atomic_write(written[1], findings.with_columns(
@@ -134,7 +159,8 @@ def write_findings(findings: pl.DataFrame, out_dir: Path, *, csv: bool = False) 
         pl.col("window_end").dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ")).write_ndjson)
     if csv:
         written.append(out_dir / "findings.csv")
-        atomic_write(written[2], to_csv_frame(findings).write_csv)
+        atomic_write(written[-1], to_csv_frame(findings).write_csv)
+    written += write_incidents(incidents_of(findings), out_dir)
     return written
 
 
@@ -156,5 +182,5 @@ def severity_at_least(findings: pl.DataFrame, minimum: str) -> pl.DataFrame:
     return findings.filter(pl.col("severity").cast(pl.String).is_in(SEVERITIES[SEVERITIES.index(minimum):]))
 
 
-__all__: Sequence[str] = ["FINDINGS_SCHEMA", "SEVERITIES", "empty_findings", "finding_ids", "rank",
+__all__: Sequence[str] = ["FINDINGS_SCHEMA", "REQUIRED_COLUMNS", "SEVERITIES", "SIGNAL", "conform", "empty_findings", "finding_ids", "rank",
                           "severity_at_least", "summary_lines", "to_csv_frame", "write_findings"]

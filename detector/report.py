@@ -32,7 +32,7 @@ from detector.api import (
 )
 from detector.errors import InputError
 from detector.features import FEATURE_DESCRIPTIONS
-from detector.findings import FINDINGS_SCHEMA, SEVERITIES, atomic_write, rank
+from detector.findings import FINDINGS_SCHEMA, SEVERITIES, atomic_write, conform, rank
 from detector.schema import CATEGORIES
 
 __all__ = ["CSP", "render_report", "write_report"]
@@ -262,7 +262,7 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
         timelines = findings.timelines if timelines is None else timelines
         summary = {**findings.summary(), **(summary or {})}
         findings = findings.df
-    frame = rank(findings.select(list(FINDINGS_SCHEMA)).cast(FINDINGS_SCHEMA))
+    frame = rank(conform(findings))
     generated_at = generated_at or datetime.now(UTC)
     detailed = frame.head(max(detail_limit, 0))
 

@@ -16,14 +16,17 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.attribution import attribute
 from detector.config import Config
 from detector.detection import findings_of, lean_windows, profiles_of
 from detector.features import ENTITY_KINDS, Profiles
 from detector.features.common import entity_of
 from detector.findings import read_ranked
+from detector.incidents import LINKS_COLUMN, assign_incidents
 from detector.model_store import Model
 from detector.overlap import ahead
 from detector.parsers.reader import detached_frame
+from detector.signals import SignalState
 
 SliceSource = Iterable[tuple[datetime, int, pl.LazyFrame]]
 """``(slice start, events in it, its events)`` in time order (see :mod:`detector.spill`)."""
@@ -41,6 +44,7 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
     scored = 0
     # One Profiles for every slice: what is derived from them is computed once (Profiles.derived).
     profiles = profiles_of(model)
+    state = SignalState.empty()
     with tempfile.TemporaryDirectory(prefix="ami-detector-findings-") as directory:
         # Each slice's findings go to disk and are read back at the end: kept in memory, a slice's
         # few thousand findings among its large temporaries held about twice their size (1.1 GiB
@@ -49,14 +53,14 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
         for windowed in ahead(_lean_windows(slices, model, profiles, config, scored_from)):
             if windowed.events.height:
                 found = findings_of(windowed.windows, windowed.events, model, config, min_severity,
-                                    profiles=profiles)
+                                    profiles=profiles, state=state, links=True)
                 scored += windowed.events.height
                 if found.height:
                     parts.append(Path(directory) / f"{len(parts):06d}.parquet")
                     found.write_parquet(parts[-1], compression="lz4", statistics=False)
             if on_slice is not None:
                 on_slice(windowed.count)
-        return read_ranked(parts), scored
+        return assign_incidents(read_ranked(parts, extra=[LINKS_COLUMN])), scored
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +72,15 @@ class _Windowed:
 
 def _lean_windows(slices: SliceSource, model: Model, profiles: Profiles, config: Config | None,
                   scored_from: datetime | None) -> Iterator[_Windowed]:
-    """Each slice's events and lean windows, the entities' last activity carried from slice to slice."""
+    """Each slice's events (attributed, see :mod:`detector.attribution`) and lean windows, the entities'
+    last activity and the open logon sessions carried from slice to slice."""
     last_seen: dict[str, pl.DataFrame] = {}
+    sessions: pl.DataFrame | None = None
     for _, count, events in slices:
         if scored_from is not None:
             events = events.filter(pl.col("time") >= scored_from)
         frame = events.collect()
+        frame, sessions = attribute(frame, sessions)
         if not frame.height:
             yield _Windowed(count, frame, {})
             continue

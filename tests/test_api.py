@@ -179,7 +179,8 @@ def test_to_arrow_shares_buffers_as_string_views(findings) -> None:
 def test_written_findings_read_back_and_explain_without_the_logs(tmp_path, findings, account_finding,
                                                                  monkeypatch) -> None:
     written = findings.write(tmp_path)
-    assert {p.name for p in written} == {"findings.parquet", "findings.jsonl", "evidence.parquet", "timeline.parquet",
+    assert {p.name for p in written} == {"findings.parquet", "findings.jsonl", "incidents.parquet", "incidents.jsonl",
+                                         "evidence.parquet", "timeline.parquet",
                                          "report.html"}
     assert {p.name for p in tmp_path.iterdir()} == {p.name for p in written}  # no temporary files left
     again = detector.Findings.read(tmp_path)

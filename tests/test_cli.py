@@ -159,8 +159,11 @@ def test_scan_json_parses_is_complete_and_stable(json_scan, hostile_logs, tmp_pa
     assert doc["findings_total"] == len(doc["findings"]) == sum(doc["by_severity"].values()) > 0
     assert list(doc["by_severity"]) == ["critical", "high", "medium", "low"]
     assert all(list(f) == FINDING_KEYS for f in doc["findings"])
-    assert [f["score"] for f in doc["findings"]] == sorted((f["score"] for f in doc["findings"]), reverse=True)
-    assert set(doc["outputs"]) == {"findings.parquet", "findings.jsonl", "evidence.parquet", "timeline.parquet",
+    order = {"critical": 4, "high": 3, "medium": 2, "low": 1}
+    ranked = [(order[f["severity"]], f["score"]) for f in doc["findings"]]
+    assert ranked == sorted(ranked, reverse=True)  # severity first, then score
+    assert set(doc["outputs"]) == {"findings.parquet", "findings.jsonl", "incidents.parquet", "incidents.jsonl",
+                                   "evidence.parquet", "timeline.parquet",
                                    "report.html"}
     intruder = [f for f in doc["findings"] if f["entity_id"] == SCRIPT]
     assert intruder and intruder[0]["severity"] in ("medium", "high", "critical")

@@ -94,7 +94,9 @@ def test_findings_meet_the_contract_and_explain_themselves(findings) -> None:
     assert findings.schema == FINDINGS_SCHEMA
     assert findings.get_column("finding_id").n_unique() == findings.height
     assert findings.get_column("score").is_between(0, 1).all()
-    assert findings.get_column("score").to_list() == sorted(findings.get_column("score").to_list(), reverse=True)
+    # Ranked by severity, then score: a low never above a high.
+    ranked = findings.select(pl.col("severity").to_physical(), "score").rows()
+    assert ranked == sorted(ranked, reverse=True)
     for row in findings.head(20).iter_rows(named=True):
         assert row["reasons"] and row["reasons"][0].startswith(row["entity_id"] + ":")
         assert row["evidence"] and all(":" in e for e in row["evidence"])
@@ -128,6 +130,7 @@ def test_cli_train_then_scan(tmp_path) -> None:
                                    "--baseline-until", UNTIL.strftime("%Y-%m-%dT%H:%M:%S")])
     assert scanned.exit_code == 1, scanned.stderr  # planted incidents reach the alert severity
     assert {p.name for p in out.iterdir()} == {"findings.parquet", "findings.jsonl", "findings.csv",
+                                               "incidents.parquet", "incidents.jsonl",
                                                "evidence.parquet", "timeline.parquet", "report.html"}
     assert "critical" in scanned.stdout or "high" in scanned.stdout
     assert pl.read_parquet(out / "findings.parquet").schema == FINDINGS_SCHEMA

@@ -128,7 +128,7 @@ def test_new_source_network_against_the_account_profile() -> None:
     assert count(night["new_src_net_events"]) == 1
     assert night["new_src_nets"] == ["192.0.2.0/24"]
     sentence = feature_sentence("new_src_net_events", night["new_src_net_events"], night)
-    assert sentence == "1 events from network 192.0.2.0/24, never seen for this account in 2 days of baseline"
+    assert sentence == "1 event from network 192.0.2.0/24, never seen for this account in 2 days of baseline"
 
 
 def test_new_source_network_leaves_the_window_out() -> None:

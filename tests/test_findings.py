@@ -47,13 +47,15 @@ def test_findings_read_from_files_come_ranked_as_their_concatenation(tmp_path) -
         part.write_parquet(paths[-1])
     ranked = read_ranked(paths)
     assert_frame_equal(ranked, rank(pl.concat(parts)))
-    assert ranked.get_column("score").is_sorted(descending=True)
+    # Most severe first, then most anomalous.
+    assert ranked.get_column("severity").to_physical().is_sorted(descending=True)
     assert_frame_equal(read_ranked([]), pl.DataFrame(schema=FINDINGS_SCHEMA))
 
 
 def test_written_files_round_trip_and_csv_is_defused(tmp_path) -> None:
     written = write_findings(_findings(), tmp_path, csv=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["findings.csv", "findings.jsonl", "findings.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["findings.csv", "findings.jsonl", "findings.parquet",
+                                                          "incidents.jsonl", "incidents.parquet"]
     assert pl.read_parquet(written[0]).schema == FINDINGS_SCHEMA
     first = json.loads(written[1].read_text().splitlines()[0])
     assert first["entity_id"] == "4A1B22C3" and first["window_start"].endswith("Z")

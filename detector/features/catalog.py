@@ -79,6 +79,27 @@ MEASURE_LABELS: Final[dict[str, str]] = {
     "issuers": "distinct issuing accounts",
 }
 
+# The same labels for a count of one ("1 remote disconnect").
+MEASURE_SINGULAR: Final[dict[str, str]] = {
+    "events": "event", "authentication": "authentication event", "account_mgmt": "account-management event",
+    "privilege": "privilege event", "config_change": "configuration change", "device_command": "device command",
+    "firmware": "firmware event", "key_mgmt": "key-management event", "remote_access": "remote-access (VPN) event",
+    "log_tamper": "audit-log clearing or audit-policy event", "device_event": "device-originated event",
+    "system": "other system event", "execution": "program started",
+    "persistence": "service or scheduled task installed or changed",
+    "endpoint": "removable-media, file, network or registry event on a host", "account_created": "account created",
+    "privilege_grant": "role granted or group membership added", "remote_disconnect": "remote disconnect",
+    "remote_connect": "remote connect", "load_limit_set": "load-limit setting", "demand_reset": "demand reset",
+    "time_sync": "time synchronization", "on_demand_read": "on-demand read", "ping": "ping",
+    "fw_download": "firmware download", "fw_activate": "firmware activation", "key_renewal": "key renewal",
+    "breaker_open": "breaker/recloser open", "breaker_close": "breaker/recloser close",
+    "tag_placed": "safety tag placed", "tag_removed": "safety tag removed",
+    "status_change": "status change reported by the device", "commands": "command received",
+    "failures": "failed event", "targets": "distinct target acted on", "devices": "device reached by control commands",
+    "burst_commands": "control command in the busiest burst", "src_ips": "distinct source IP",
+    "src_hosts": "distinct source host", "issuers": "distinct issuing account",
+}
+
 # Every measure is one more feature for the forest to pick at random, which dilutes the others,
 # so the lists leave out what adds nothing: device_event for accounts (status changes come from
 # devices) and the devices of the busiest burst (for group commands, the window's devices say it).

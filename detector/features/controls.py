@@ -18,6 +18,12 @@ A change *weakens a control* when
   new value is at least :data:`LOOSENED_FACTOR` times the old one; or a lower bound (``Min...``)
   lowered as far.
 
+* the setting is an access rule (``...Allow...``, ``...Acl...``, ``...Firewall...``, ``...Source...``,
+  ``...Rule...``, ``...Cidr...``, ``...Network...``) and the new value opens it to any address
+  (``0.0.0.0/0``, ``::/0``, ``any``, ``*``) where the old one did not; or
+* the setting is a retention (``...Retention...``, ``...Retain...``, ``...History...``, ``...Days...``,
+  ``...Ttl...``) and the new value is at most a tenth of the old one (365 days of logs cut to 1).
+
 The factor, not any increase, because routine tuning (a retry count from 2 to 4, a poll interval
 from 300 to 900 s) moves values by small factors, while lifting a cap from 50 to 5,000 makes it no
 cap at all. Names are matched as substrings, case-insensitively except ``Min`` (so that ``Admin``
@@ -44,6 +50,9 @@ UPPER_BOUND: Final = r"(?i)max|limit|threshold|quota"
 # "Min" as a word start: Password.MinLength, min_length, MINIMUM; not Admin.
 LOWER_BOUND: Final = r"(?:^|[^A-Za-z])(?i:min)|Min"
 LOOSENED_FACTOR: Final = 10.0
+ACCESS_RULE: Final = r"(?i)allow|acl|firewall|source|rule|cidr|network|whitelist|allowlist|ipfilter|access"
+OPEN_TO_ANY: Final = r"(?i)(?:^|[\s,;=\[(])(?:0\.0\.0\.0/0|::/0|any|\*|0\.0\.0\.0)(?:$|[\s,;\])])"
+RETENTION: Final = r"(?i)retention|retain|history|days|ttl|keep|archive"
 
 
 def weakened_change() -> pl.Expr:
@@ -62,6 +71,10 @@ def weakened_change() -> pl.Expr:
     cap_lifted = name.str.contains(UPPER_BOUND) & (old_number > 0) & (new_number >= LOOSENED_FACTOR * old_number)
     floor_dropped = (name.str.contains(LOWER_BOUND) & (new_number >= 0)
                      & (new_number * LOOSENED_FACTOR <= old_number))
+    opened = (name.str.contains(ACCESS_RULE) & new.str.contains(OPEN_TO_ANY)
+              & ~old.fill_null("").str.contains(OPEN_TO_ANY))
+    retention_cut = (name.str.contains(RETENTION) & ~name.str.contains(UPPER_BOUND) & (new_number >= 0)
+                     & (new_number * LOOSENED_FACTOR <= old_number))
     weakens = ((pl.col("category") == "config_change") & name.is_not_null()
-               & (switched_off | cap_lifted | floor_dropped).fill_null(False))
+               & (switched_off | cap_lifted | floor_dropped | opened | retention_cut).fill_null(False))
     return pl.when(weakens).then(pl.concat_str([name, pl.lit(": "), old, pl.lit(" → "), new]))

@@ -39,7 +39,7 @@ from detector.features.config import FeatureConfig
 from detector.schema import UTC_US
 
 FORMAT: Final = "ami-detector-profiles"
-VERSION: Final = 1
+VERSION: Final = 2
 SCALARS_FILE: Final = "profiles.json"
 
 _SEEN = {"events": pl.Int64, "first_seen": UTC_US, "last_seen": UTC_US}
@@ -47,6 +47,8 @@ _SEEN = {"events": pl.Int64, "first_seen": UTC_US, "last_seen": UTC_US}
 PROFILE_SCHEMAS: Final[dict[str, pl.Schema]] = {
     "account_ips": pl.Schema({"account": pl.String, "src_ip": pl.String, **_SEEN}),
     "account_hosts": pl.Schema({"account": pl.String, "src_host": pl.String, **_SEEN}),
+    # The hosts that logged the account's events (where it logged on, worked, installed...).
+    "account_dest_hosts": pl.Schema({"account": pl.String, "host": pl.String, **_SEEN}),
     "account_actions": pl.Schema({"account": pl.String, "action": pl.String, **_SEEN}),
     # weekday is ISO (1 = Monday), hour 0-23, both in UTC.
     "account_hours": pl.Schema({"account": pl.String, "weekday": pl.Int8, "hour": pl.Int8, "events": pl.Int64}),
@@ -72,6 +74,7 @@ PROFILE_SCHEMAS: Final[dict[str, pl.Schema]] = {
 PROFILE_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "account_ips": ("account", "src_ip"),
     "account_hosts": ("account", "src_host"),
+    "account_dest_hosts": ("account", "host"),
     "account_actions": ("account", "action"),
     "account_hours": ("account", "weekday", "hour"),
     "account_activity": ("account",),
@@ -90,8 +93,9 @@ class Profiles:
 
     Attributes
     ----------
-    account_ips, account_hosts, account_actions
-        Per account and source IP / source host / action: ``events``, ``first_seen``, ``last_seen``.
+    account_ips, account_hosts, account_dest_hosts, account_actions
+        Per account and source IP / source host / host that logged its event / action: ``events``,
+        ``first_seen``, ``last_seen``.
     account_hours
         Per account, ISO weekday (1 = Monday) and hour (UTC): ``events``. Both the hour-of-day and
         the weekday histograms are its margins.
@@ -122,6 +126,7 @@ class Profiles:
 
     account_ips: pl.DataFrame
     account_hosts: pl.DataFrame
+    account_dest_hosts: pl.DataFrame
     account_actions: pl.DataFrame
     account_hours: pl.DataFrame
     account_activity: pl.DataFrame
@@ -299,6 +304,8 @@ def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -
     queries = {
         "account_ips": _pairs(accounts, "account", "src_ip"),
         "account_hosts": _pairs(accounts, "account", "src_host"),
+        "account_dest_hosts": _pairs(lf.select(entity_of("account").alias("account"), "host", "time"),
+                                     "account", "host").filter(pl.col("account").is_not_null()),
         "account_actions": _pairs(accounts, "account", "action"),
         "account_hours": (accounts.group_by("account", "weekday", "hour")
                           .agg(events=pl.len().cast(pl.Int64)).sort("account", "weekday", "hour")),

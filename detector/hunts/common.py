@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 from detector.errors import ConfigError, InputError
-from detector.findings import (FINDINGS_SCHEMA, SEVERITIES, TOP_FEATURE, defuse_formula, atomic_write, empty_findings,
+from detector.findings import (FINDINGS_SCHEMA, REQUIRED_COLUMNS, SEVERITIES, conform, TOP_FEATURE, defuse_formula, atomic_write, empty_findings,
                                finding_ids, write_findings)
 from detector.schema import EVENT_SCHEMA
 
@@ -433,7 +433,7 @@ def hunt_findings(table: pl.DataFrame, *, detector: str, severity: str, entity_k
     )
     ids = finding_ids(frame)
     frame = frame.with_columns(ids, pl.lit(None, dtype=pl.String).alias("model_id"))
-    return frame.select(list(FINDINGS_SCHEMA)).cast(dict(FINDINGS_SCHEMA))
+    return conform(frame)
 
 
 def merge_findings(findings_dir: str | Path, new: pl.DataFrame) -> list[Path]:
@@ -458,11 +458,11 @@ def merge_findings(findings_dir: str | Path, new: pl.DataFrame) -> list[Path]:
             old = pl.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - any reader failure means the same to the user
             raise InputError(f"cannot read {path}: {exc}") from None
-        missing = [c for c in FINDINGS_SCHEMA if c not in old.columns]
+        missing = [c for c in REQUIRED_COLUMNS if c not in old.columns]
         if missing:
             raise InputError(f"{path} is not a findings table (missing {missing})")
-        old = old.select(list(FINDINGS_SCHEMA)).cast(dict(FINDINGS_SCHEMA))
-    merged = pl.concat([old, new.select(list(FINDINGS_SCHEMA)).cast(dict(FINDINGS_SCHEMA))])
+        old = conform(old)
+    merged = pl.concat([old, conform(new)])
     merged = merged.unique(subset="finding_id", keep="last", maintain_order=True)
     return write_findings(merged, directory, csv=(directory / "findings.csv").exists())
 
