@@ -77,7 +77,8 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
                "for the first time", ""),
     SignalKind("first_control_command", "medium",
                "an account sends a control command (disconnect, connect, load limit, firmware, keys, breaker) "
-               "it never sent in the baseline", ""),
+               "it never sent in the baseline",
+               "low when it reaches at most two devices and is not firmware or keys"),
     SignalKind("control_burst", "medium",
                "control commands reach at least 10 devices in a window, five times the account's usual",
                "high at fifty times"),

@@ -237,3 +237,11 @@ def test_attribution_by_logon_id_and_by_open_session() -> None:
     later, _ = attribute(make_events([{"time": "2026-03-20 11:00", "account": "pc-1$", "action": "removable_media",
                                        "host": "pc-1", "source_system": "windows"}]), sessions)
     assert later.get_column("attributed_account").to_list() == ["bob"]
+
+
+def test_the_readme_lists_every_signal_as_the_catalog_says() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for kind in CATALOG.values():
+        assert f"| `{kind.name}` | {kind.impact} | {kind.meaning} | {kind.adjusted or '—'} |" in readme, kind.name
