@@ -95,6 +95,9 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
                "encoded PowerShell); low for those when the account ran processes in the baseline"),
     SignalKind("removable_media", "medium", "removable media used by an account that never used any in the "
                "baseline", "low when the event names no user"),
+    SignalKind("new_territory", "medium",
+               "an account acts on at least 10 devices it never touched before, three times the distinct "
+               "devices it usually acts on in a window", "low at twice"),
     SignalKind("new_logon_host", "low", "a logon to a host the account never logged on to in the baseline", ""),
     SignalKind("explicit_credentials", "low", "a logon with explicitly given credentials (4648) the account never "
                "made in the baseline", ""),
@@ -265,6 +268,8 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
     state.created = created.sort("account")
 
     rules = _event_rules(cand, profiles, created)
+    if has_base:
+        rules.append(_new_territory(ev, profiles, window))
     rows = [r for r in rules if r.height]
     if not rows:
         return pl.DataFrame(schema=SIGNAL_ROW)
@@ -439,6 +444,39 @@ def _control_bursts(cand: pl.DataFrame, profiles: Profiles) -> pl.DataFrame:
                  pl.when(pl.col("_devices") >= BURST_FACTOR_HIGH * pl.col("_usual")).then(HIGH).otherwise(MEDIUM),
                  pl.format("sent {} to {} devices in the window (usually {} when it sends any)",
                            pl.col("_actions").list.join(", "), pl.col("_devices"), pl.col("_usual").round(0).cast(pl.Int64)))
+
+
+TERRITORY_TARGETS: Final = 10
+TERRITORY_FACTOR: Final = 2.0
+TERRITORY_FACTOR_MEDIUM: Final = 3.0
+
+
+def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.DataFrame:
+    """``new_territory`` rows: an account acting on many devices it never touched, against how many
+    distinct devices it usually acts on in a window (an operator reading three times the meters
+    they usually do, the extra ones strangers)."""
+    known = profiles.account_targets.lazy().select(pl.col("account").alias("_actor"), "target_id", _been=pl.lit(True))
+    per_window = (
+        ev.filter(pl.col("_known") & is_device_target())
+        .with_columns(window_start=pl.col("time").dt.truncate(window))
+        .join(known, on=["_actor", "target_id"], how="left")
+        .group_by("_actor", "window_start")
+        .agg(_new=pl.col("target_id").filter(pl.col("_been").is_null()).n_unique(),
+             _all=pl.col("target_id").n_unique(), time=pl.col("time").min(),
+             _evidence=pl.concat_str([pl.col("raw_file"), pl.lit(":"), pl.col("raw_line").cast(pl.String)])
+             .filter(pl.col("_been").is_null()).first())
+        .filter(pl.col("_new") >= TERRITORY_TARGETS)
+        .collect())
+    if per_window.height == 0:
+        return pl.DataFrame(schema=SIGNAL_ROW)
+    usual = profiles.account_typical.select(pl.col("account").alias("_actor"), _usual=pl.col("targets"))
+    wide = (per_window.join(usual, on="_actor", how="left")
+            .with_columns(_usual=pl.col("_usual").fill_null(1.0).clip(lower_bound=1.0))
+            .filter(pl.col("_new") >= TERRITORY_FACTOR * pl.col("_usual")))
+    return _rows(wide, "new_territory",
+                 pl.when(pl.col("_new") >= TERRITORY_FACTOR_MEDIUM * pl.col("_usual")).then(MEDIUM).otherwise(LOW),
+                 pl.format("acted on {} devices it never touched before ({} in all; usually {} in a window)",
+                           pl.col("_new"), pl.col("_all"), pl.col("_usual").round(0).cast(pl.Int64)))
 
 
 def window_novelty(windows: pl.DataFrame, kind: str) -> pl.DataFrame:

@@ -245,3 +245,16 @@ def test_the_readme_lists_every_signal_as_the_catalog_says() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for kind in CATALOG.values():
         assert f"| `{kind.name}` | {kind.impact} | {kind.meaning} | {kind.adjusted or '—'} |" in readme, kind.name
+
+
+def test_an_operator_reading_three_times_their_meters_among_strangers_is_new_territory(profiles: Profiles) -> None:
+    # op1 reads 4 meters an hour in the baseline (M<d*10+h>); here 15, all never touched by op1.
+    rows = [{"time": "2026-03-20 10:30", "account": "op1", "action": "on_demand_read", "target_type": "meter",
+             "target_id": f"X{k}"} for k in range(15)]
+    frame = _signals(rows, profiles).filter(pl.col("signal") == "new_territory")
+    assert frame.height == 1 and frame.item(0, "level") == MEDIUM
+    assert frame.item(0, "detail").startswith("acted on 15 devices it never touched before")
+    # The same volume on meters it knows is no new territory.
+    known = [{"time": "2026-03-20 10:30", "account": "op1", "action": "on_demand_read", "target_type": "meter",
+              "target_id": f"M{d * 10 + h}"} for d in range(1, 5) for h in (8, 10, 13, 15)]
+    assert _signals(known, profiles).filter(pl.col("signal") == "new_territory").height == 0

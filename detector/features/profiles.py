@@ -31,6 +31,7 @@ from detector.features.catalog import ACCOUNT_MEASURES, DEVICE_MEASURES, EntityK
 from detector.features.common import (
     as_lazy,
     entity_of,
+    is_device_target,
     prepare,
     typical_aggs,
     window_measures,
@@ -50,6 +51,8 @@ PROFILE_SCHEMAS: Final[dict[str, pl.Schema]] = {
     # The hosts that logged the account's events (where it logged on, worked, installed...).
     "account_dest_hosts": pl.Schema({"account": pl.String, "host": pl.String, **_SEEN}),
     "account_actions": pl.Schema({"account": pl.String, "action": pl.String, **_SEEN}),
+    # Every device an account acted on (membership is all that is asked of it).
+    "account_targets": pl.Schema({"account": pl.String, "target_id": pl.String}),
     # weekday is ISO (1 = Monday), hour 0-23, both in UTC.
     "account_hours": pl.Schema({"account": pl.String, "weekday": pl.Int8, "hour": pl.Int8, "events": pl.Int64}),
     "account_activity": pl.Schema({
@@ -76,6 +79,7 @@ PROFILE_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "account_hosts": ("account", "src_host"),
     "account_dest_hosts": ("account", "host"),
     "account_actions": ("account", "action"),
+    "account_targets": ("account", "target_id"),
     "account_hours": ("account", "weekday", "hour"),
     "account_activity": ("account",),
     "account_typical": ("account",),
@@ -96,6 +100,8 @@ class Profiles:
     account_ips, account_hosts, account_dest_hosts, account_actions
         Per account and source IP / source host / host that logged its event / action: ``events``,
         ``first_seen``, ``last_seen``.
+    account_targets
+        Per account, each device (or group) it acted on.
     account_hours
         Per account, ISO weekday (1 = Monday) and hour (UTC): ``events``. Both the hour-of-day and
         the weekday histograms are its margins.
@@ -128,6 +134,7 @@ class Profiles:
     account_hosts: pl.DataFrame
     account_dest_hosts: pl.DataFrame
     account_actions: pl.DataFrame
+    account_targets: pl.DataFrame
     account_hours: pl.DataFrame
     account_activity: pl.DataFrame
     account_typical: pl.DataFrame
@@ -307,6 +314,8 @@ def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -
         "account_dest_hosts": _pairs(lf.select(entity_of("account").alias("account"), "host", "time"),
                                      "account", "host").filter(pl.col("account").is_not_null()),
         "account_actions": _pairs(accounts, "account", "action"),
+        "account_targets": (lf.filter(is_device_target()).select(entity_of("account").alias("account"), "target_id")
+                            .drop_nulls("account").unique().sort("account", "target_id")),
         "account_hours": (accounts.group_by("account", "weekday", "hour")
                           .agg(events=pl.len().cast(pl.Int64)).sort("account", "weekday", "hour")),
         "account_activity": (
