@@ -431,7 +431,8 @@ def _control_bursts(cand: pl.DataFrame, profiles: Profiles) -> pl.DataFrame:
     devices = pl.when(is_device_target()).then(pl.col("target_count").cast(pl.Int64).fill_null(1).clip(lower_bound=0))
     per_window = (cand.filter(pl.col("action").is_in(CONTROL_ACTIONS) & pl.col("_known"))
                   .group_by("_actor", "window_start")
-                  .agg(_devices=devices.sum(), time=pl.col("time").min(), _evidence=pl.col("_evidence").first(),
+                  .agg(_devices=devices.sum(), time=pl.col("time").min(),
+                       _evidence=pl.col("_evidence").sort_by("time", "raw_file", "raw_line").first(),
                        _actions=pl.col("action").unique(maintain_order=True).head(3)))
     if per_window.height == 0:
         return pl.DataFrame(schema=SIGNAL_ROW)
@@ -464,7 +465,8 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
         .agg(_new=pl.col("target_id").filter(pl.col("_been").is_null()).n_unique(),
              _all=pl.col("target_id").n_unique(), time=pl.col("time").min(),
              _evidence=pl.concat_str([pl.col("raw_file"), pl.lit(":"), pl.col("raw_line").cast(pl.String)])
-             .filter(pl.col("_been").is_null()).first())
+             .sort_by("time", "raw_file", "raw_line").filter(
+                 pl.col("_been").sort_by("time", "raw_file", "raw_line").is_null()).first())
         .filter(pl.col("_new") >= TERRITORY_TARGETS)
         .collect())
     if per_window.height == 0:
