@@ -97,14 +97,14 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
                "baseline", "low when the event names no user"),
     SignalKind("new_territory", "medium",
                "an account acts on at least 10 devices it never touched before, three times the distinct "
-               "devices it usually acts on in a window", "low at twice"),
+               "devices it usually acts on in a window, and three times as many devices as in its busiest "
+               "windows", "low at twice its usual and beyond its busiest windows"),
     SignalKind("new_logon_host", "low", "a logon to a host the account never logged on to in the baseline", ""),
     SignalKind("explicit_credentials", "low", "a logon with explicitly given credentials (4648) the account never "
                "made in the baseline", ""),
     SignalKind("account_deleted", "medium", "an account was deleted",
                "low when the deleting account deleted accounts in the baseline"),
     SignalKind("new_network", "low", "activity from a network (/24, /64) the account never used", ""),
-    SignalKind("unseen_address", "low", "a source address no account used in the baseline", ""),
     SignalKind("unusual_hour", "low", "activity at an hour the account (and, with a short history, its peers) is "
                "rarely or never active", ""),
     SignalKind("unusual_weekday", "low", "activity on a weekday the account is rarely or never active", ""),
@@ -472,11 +472,15 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
     if per_window.height == 0:
         return pl.DataFrame(schema=SIGNAL_ROW)
     usual = profiles.account_typical.select(pl.col("account").alias("_actor"), _usual=pl.col("targets"))
-    wide = (per_window.join(usual, on="_actor", how="left")
-            .with_columns(_usual=pl.col("_usual").fill_null(1.0).clip(lower_bound=1.0))
-            .filter(pl.col("_new") >= TERRITORY_FACTOR * pl.col("_usual")))
-    return _rows(wide, "new_territory",
-                 pl.when(pl.col("_new") >= TERRITORY_FACTOR_MEDIUM * pl.col("_usual")).then(MEDIUM).otherwise(LOW),
+    peak = profiles.account_activity.select(pl.col("account").alias("_actor"), _peak=pl.col("targets_peak"))
+    # Beyond its busiest windows too: an account whose work reaches random devices in bursts (outage
+    # pings) reaches new ones every busy hour.
+    wide = (per_window.join(usual, on="_actor", how="left").join(peak, on="_actor", how="left")
+            .with_columns(_usual=pl.col("_usual").fill_null(1.0).clip(lower_bound=1.0), _peak=pl.col("_peak").fill_null(0.0))
+            .filter((pl.col("_new") >= TERRITORY_FACTOR * pl.col("_usual")) & (pl.col("_all") > pl.col("_peak"))))
+    far = ((pl.col("_new") >= TERRITORY_FACTOR_MEDIUM * pl.col("_usual"))
+           & (pl.col("_all") > TERRITORY_FACTOR_MEDIUM * pl.col("_peak")))
+    return _rows(wide, "new_territory", pl.when(far).then(MEDIUM).otherwise(LOW),
                  pl.format("acted on {} devices it never touched before ({} in all; usually {} in a window)",
                            pl.col("_new"), pl.col("_all"), pl.col("_usual").round(0).cast(pl.Int64)))
 
@@ -492,7 +496,6 @@ def window_novelty(windows: pl.DataFrame, kind: str) -> pl.DataFrame:
     return windows.select(
         "entity_id", "window_start",
         _s_new_network=pl.when(gated & (pl.col("new_src_net_events") > 0)).then(LOW).otherwise(0),
-        _s_unseen_address=pl.when(pl.col("new_global_src_ip_events") > 0).then(LOW).otherwise(0),
         _s_unusual_hour=pl.when(gated & (pl.col("hour_rarity") >= 0.9)).then(LOW).otherwise(0),
         _s_unusual_weekday=pl.when(gated & (pl.col("weekday_rarity") >= 0.9)).then(LOW).otherwise(0),
         _s_dormant_account=pl.when(pl.col("dormancy_days") >= math.log1p(30)).then(MEDIUM)
@@ -500,7 +503,7 @@ def window_novelty(windows: pl.DataFrame, kind: str) -> pl.DataFrame:
     ).with_columns(pl.col("^_s_.*$").cast(pl.Int8))
 
 
-NOVELTY: Final = ("new_network", "unseen_address", "unusual_hour", "unusual_weekday", "dormant_account")
+NOVELTY: Final = ("new_network", "unusual_hour", "unusual_weekday", "dormant_account")
 
 
 def novelty_detail(signal: str, row: Mapping[str, object]) -> str:

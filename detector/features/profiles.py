@@ -57,6 +57,8 @@ PROFILE_SCHEMAS: Final[dict[str, pl.Schema]] = {
     "account_hours": pl.Schema({"account": pl.String, "weekday": pl.Int8, "hour": pl.Int8, "events": pl.Int64}),
     "account_activity": pl.Schema({
         "account": pl.String, **_SEEN, "active_days": pl.Int64, "active_windows": pl.Int64,
+        # The distinct targets of its busiest windows (95th percentile): how wide it ever reaches.
+        "targets_peak": pl.Float64,
         "role": pl.String, "role_source": pl.String,
     }),
     # Typical count of each measure in a window where it occurs (null: never); see catalog.
@@ -271,9 +273,12 @@ def _activity(prepared: pl.LazyFrame, kind: EntityKind, *extra: pl.Expr) -> tupl
     totals = prepared.group_by("entity_id").agg(
         *_seen(), pl.col("time").dt.date().n_unique().cast(pl.Int64).alias("active_days"), *extra)
     per_window = window_measures(prepared, prepared, kind)
-    typical = per_window.group_by("entity_id").agg(active_windows=pl.len().cast(pl.Int64), *typical_aggs(kind))
-    activity = totals.join(typical.select("entity_id", "active_windows"), on="entity_id", how="left")
-    return activity, typical.drop("active_windows")
+    typical = per_window.group_by("entity_id").agg(
+        active_windows=pl.len().cast(pl.Int64), *typical_aggs(kind),
+        _targets_peak=pl.col("_m_targets").quantile(0.95, "higher").cast(pl.Float64) if kind == "account" else pl.lit(None))
+    activity = totals.join(typical.select("entity_id", "active_windows", pl.col("_targets_peak").alias("targets_peak")),
+                           on="entity_id", how="left")
+    return activity, typical.drop("active_windows", "_targets_peak")
 
 
 def _roles(accounts: pl.LazyFrame) -> pl.LazyFrame:
