@@ -366,18 +366,18 @@ def _top_features(row: Mapping[str, Any]) -> str:
 
 def _signals(items: Sequence[Mapping[str, Any]]) -> str:
     """Security signals, each (signal, detail) once at its highest impact, highest first."""
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
     for s in items:
         key = (str(s.get("signal") or ""), str(s.get("detail") or ""))
         impact = str(s.get("impact") or "")
         rank = SEVERITIES.index(impact) if impact in SEVERITIES else -1
-        if key[0] and rank >= seen.get(key, -2):
-            seen[key] = rank
+        if key[0] and rank >= seen.get(key, (-2, ""))[0]:
+            seen[key] = (rank, impact)
     if not seen:
         return ""
-    order = sorted(seen.items(), key=lambda kv: -kv[1])
-    rows = "".join(f"<li>{_sev(SEVERITIES[rank] if rank >= 0 else 'unknown')} <b>{_esc(signal)}</b>"
-                   f"{': ' + _esc(detail) if detail else ''}</li>" for (signal, detail), rank in order)
+    order = sorted(seen.items(), key=lambda kv: -kv[1][0])
+    rows = "".join(f"<li>{_sev(impact)} <b>{_esc(signal)}</b>{': ' + _esc(detail) if detail else ''}</li>"
+                   for (signal, detail), (_, impact) in order)
     return f'<h4>signals</h4><ul class="signals">{rows}</ul>'
 
 
