@@ -64,12 +64,12 @@ text-transform:uppercase;letter-spacing:.03em}
 .muted{color:var(--muted)}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
-th{background:var(--soft);font-weight:600}
+th{background:var(--soft);font-weight:600;overflow-wrap:normal}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.t,th.t{white-space:nowrap;overflow-wrap:normal}
 .facts{width:auto}.facts td:first-child{color:var(--muted);width:170px}
 .top{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}.top>*{min-width:0}
-.counts{display:flex;gap:10px;margin:12px 0;flex-wrap:wrap}
+.counts{display:flex;gap:10px;margin:12px 0;flex-wrap:wrap;max-width:540px}
 .count{border:1px solid var(--line);border-radius:6px;padding:6px 12px;min-width:118px}
 .count b{display:block;font-size:22px}.count small{color:var(--muted)}
 .sev{display:inline-block;border-radius:4px;padding:0 6px;font-size:12px;font-weight:600;color:#fff;white-space:nowrap}
@@ -90,11 +90,11 @@ details.finding>summary::-webkit-details-marker{display:none}
 .callout{background:#fff8e1;border:1px solid #f3d27a;border-radius:6px;padding:6px 10px;margin:6px 0}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 pre.raw{margin:0;white-space:pre-wrap;word-break:break-all;background:var(--soft);padding:4px 6px;border-radius:4px}
-.scroll{overflow:auto;max-height:560px;max-width:100%;border:1px solid var(--line);border-radius:4px}
+.scroll{overflow:auto;max-height:380px;max-width:100%;border:1px solid var(--line);border-radius:4px}
 .scroll table{font-size:13px}
 table.evidence{table-layout:fixed;min-width:880px}.scroll.tall{max-height:none}
 td.lead{min-width:170px}
-details.low>summary{cursor:pointer;color:var(--muted);margin:8px 0}
+details.low>summary,details.model>summary{cursor:pointer;color:var(--muted);margin:6px 0}
 .legend{display:flex;flex-wrap:wrap;gap:10px;font-size:12px;color:var(--muted);margin:2px 0 8px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
 svg{display:block;max-width:100%;height:auto}
@@ -310,7 +310,7 @@ _EVENT_COLUMNS: Final = ("raw_file", "raw_line", "time", "source_format", "accou
 # Fixed column widths: a long value (a raw line, an attacker's 4 KiB account name) wraps inside its
 # cell instead of stretching its column or the page.
 _EVIDENCE_COLS: Final = "<colgroup>" + "".join(
-    f'<col style="width:{w}%">' for w in (15, 10, 11, 10, 10, 7, 11, 11, 15)) + "</colgroup>"
+    f'<col style="width:{w}%">' for w in (16, 10, 11, 10, 10, 8, 10, 10, 15)) + "</colgroup>"
 
 
 def _evidence_rows(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, limit: int,
@@ -359,9 +359,10 @@ def _top_features(row: Mapping[str, Any]) -> str:
                     f"<td>{_esc(FEATURE_DESCRIPTIONS.get(view.feature, ''))}</td>"
                     f"<td>{_esc(view.window)}{scale}</td><td>{_esc(view.baseline)}</td>"
                     f"<td class='num'>{_num(view.contribution, 2)}</td></tr>")
-    return ("<h4>what the model weighed</h4><div class='scroll'><table><tr><th>feature</th><th>meaning</th>"
+    return (f"<details class='model'><summary>what the model weighed ({len(items)} feature{'s' * (len(items) != 1)}, "
+            "in counts and days)</summary><div class='scroll'><table><tr><th>feature</th><th>meaning</th>"
             "<th>this window</th><th>compared with</th><th class='num'>weight</th></tr>"
-            f"{''.join(body)}</table></div>")
+            f"{''.join(body)}</table></div></details>")
 
 
 def _signals(items: Sequence[Mapping[str, Any]]) -> str:
@@ -390,15 +391,20 @@ def _finding_head(row: Mapping[str, Any], zone: DisplayZone) -> str:
 
 
 def _finding_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, evidence_limit: int,
-                   zone: DisplayZone, *, open_: bool) -> str:
+                   zone: DisplayZone, *, open_: bool, alone: bool = False) -> str:
+    """A finding in detail; *alone* (the incident's only finding) without a header of its own,
+    since the incident's says it all."""
     reasons = "".join(f"<li>{_esc(r)}</li>" for r in (row["reasons"] or []))
     n = int(row["event_count"] or 0)
     facts = (f"<p class='muted'>{n:,} event{'s' * (n != 1)} &middot; {_esc(row['detector'])} &middot; "
              f"finding <code>{_esc(row['finding_id'])}</code></p>")
-    return (f'<details class="finding" id="{_anchor("f-", row["finding_id"])}"{" open" if open_ else ""}>'
-            f"<summary>{_finding_head(row, zone)}</summary>{facts}<ul>{reasons}</ul>"
-            f"{_signals(row.get('signals') or [])}{_top_features(row)}"
-            f"<h4>evidence</h4>{_evidence_rows(row, events, raw, evidence_limit, zone)}</details>")
+    body = (f"{facts}<ul>{reasons}</ul>{'' if alone else _signals(row.get('signals') or [])}{_top_features(row)}"
+            f"<h4>evidence</h4>{_evidence_rows(row, events, raw, evidence_limit, zone)}")
+    anchor = _anchor("f-", row["finding_id"])
+    if alone:
+        return f'<div class="finding" id="{anchor}">{body}</div>'
+    return (f'<details class="finding" id="{anchor}"{" open" if open_ else ""}>'
+            f"<summary>{_finding_head(row, zone)}</summary>{body}</details>")
 
 
 def _callout_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, evidence_limit: int,
@@ -457,7 +463,10 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
     if callouts.height:
         parts.append(f"<h4>hunt call-outs that touch it ({callouts.height})</h4>")
         parts.extend(_callout_block(r, events, raw, evidence_limit, zone) for r in callouts.iter_rows(named=True))
-    if detailed.height:
+    if detailed.height == 1 and members.height == 1:
+        parts.append(_finding_block(detailed.row(0, named=True), events, raw, evidence_limit, zone, open_=True,
+                                    alone=True))
+    elif detailed.height:
         parts.append(f"<h4>findings at medium or above ({detailed.height})</h4>")
         parts.extend(_finding_block(r, events, raw, evidence_limit, zone, open_=i == 0)
                      for i, r in enumerate(detailed.iter_rows(named=True)))
@@ -638,11 +647,17 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
         f'<h1 id="top">{_esc(title)}</h1><p class="muted">{about}</p>'
-        f'<div class="counts">{boxes}</div><table class="facts">{fact_rows}</table>'
+        f'<div class="top"><div class="counts">{boxes}</div><table class="facts">{fact_rows}</table></div>'
         + (f"<h2>Findings over time</h2>{chart}" if chart else "")
         + f"<h2>Incidents, most severe first</h2>{table}"
         f"<h2>Details</h2>{sections or ('<p>No findings.</p>' if ranked.height == 0 else '<p>No incident at medium or above.</p>')}{notes_html}"
         "</body></html>\n")
+
+
+def _unprefixed(incident: Mapping[str, Any]) -> str:
+    """The summary without the lead entity's name in front (the table shows it beside)."""
+    summary, lead = str(incident["summary"] or ""), f"{incident['lead_entity']}: "
+    return summary[len(lead):] if summary.startswith(lead) and len(summary) > len(lead) else summary
 
 
 def _incident_table(rows: pl.DataFrame, first: int, sectioned: set[str], zone: DisplayZone) -> str:
@@ -654,7 +669,7 @@ def _incident_table(rows: pl.DataFrame, first: int, sectioned: set[str], zone: D
         n_findings = len(r["finding_ids"] or [])
         hunts = f" + {len(r['callouts'])} hunt" if r["callouts"] else ""
         body.append(f"<tr><td class='num'>{i}</td><td>{_sev(r['severity'])}</td><td class='num'>"
-                    f"{_num(r['score'], 4)}</td><td class='lead'>{label}</td><td>{_esc(r['summary'])}</td>"
+                    f"{_num(r['score'], 4)}</td><td class='lead'>{label}</td><td>{_esc(_unprefixed(r))}</td>"
                     f"<td class='t'>{_t(r['first_seen'], zone)}</td><td class='num'>{n_findings:,}{hunts}</td></tr>")
     return ("<div class='scroll tall'><table class='incidents'><tr><th class='num'>#</th><th>severity</th>"
             "<th class='num'>score</th><th>lead</th><th>summary</th><th class='t'>first seen</th>"
