@@ -57,7 +57,7 @@ _CSS: Final = """
 *{box-sizing:border-box}
 html{overflow-x:hidden}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);
-background:var(--bg);margin:0 auto;max-width:1200px;padding:20px 24px}
+background:var(--bg);margin:0 auto;max-width:1200px;padding:20px 24px;overflow-wrap:anywhere}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:26px 0 8px;border-bottom:1px solid var(--line)}
 h3{font-size:16px;margin:0;overflow-wrap:anywhere}h4{font-size:13px;margin:12px 0 4px;color:var(--muted);
 text-transform:uppercase;letter-spacing:.03em}
@@ -68,9 +68,9 @@ th{background:var(--soft);font-weight:600;overflow-wrap:normal}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.t,th.t{white-space:nowrap;overflow-wrap:normal}
 .facts{width:auto}.facts td:first-child{color:var(--muted);width:170px}
-.top{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}.top>*{min-width:0}
-.counts{display:flex;gap:10px;margin:12px 0;flex-wrap:wrap;max-width:540px}
-.count{border:1px solid var(--line);border-radius:6px;padding:6px 12px;min-width:118px}
+.top{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
+.counts{display:flex;gap:10px;margin:12px 0;flex-wrap:wrap}
+.count{border:1px solid var(--line);border-radius:6px;padding:6px 12px;min-width:104px}
 .count b{display:block;font-size:22px}.count small{color:var(--muted)}
 .sev{display:inline-block;border-radius:4px;padding:0 6px;font-size:12px;font-weight:600;color:#fff;white-space:nowrap}
 .sev-critical{background:#7f0000}.sev-high{background:#c62828}.sev-medium{background:#ef6c00}
@@ -80,6 +80,8 @@ margin:16px 0;min-width:0}
 .incident.critical{border-left-color:#7f0000}.incident.high{border-left-color:#c62828}
 .incident.medium{border-left-color:#ef6c00}
 .incident>header{display:flex;gap:10px;align-items:baseline;flex-wrap:wrap}
+.incident>header>*,details.finding>summary>*{min-width:0;max-width:100%}
+.top>*{min-width:0}
 .summary{font-size:15px;margin:6px 0 2px;overflow-wrap:anywhere}
 ul{margin:4px 0 8px 18px;padding:0}li{overflow-wrap:anywhere}
 ul.signals{list-style:none;margin-left:0}ul.signals li{margin:2px 0}
@@ -137,6 +139,14 @@ def _span(lo: datetime | None, hi: datetime | None, zone: DisplayZone) -> str:
     return f"{_t(lo, zone)} &ndash; {_t(hi, zone)}"
 
 
+def _clip(value: object, most: int = 120) -> str:
+    """Escaped text cut to *most* characters where a line must stay short (the full text is in the details)."""
+    text = "" if value is None else str(value)
+    if len(text) <= most:
+        return _esc(text)
+    return f"{_esc(text[:most])}&hellip; <span class='muted'>({len(text) - most:,} more characters)</span>"
+
+
 def _few(values: Sequence[object], limit: int = 12) -> str:
     shown = ", ".join(_esc(v) for v in values[:limit])
     return shown + (f" and {len(values) - limit:,} more" if len(values) > limit else "")
@@ -157,7 +167,7 @@ def _axis(parts: list[str], labels: Sequence[str], left: float, step: float, hei
     n = len(labels)
     for i in sorted({0, n // 4, n // 2, 3 * n // 4, n - 1} if n > 8 else {0, n - 1}):
         anchor = "start" if i == 0 else ("end" if i == n - 1 else "middle")
-        x = left + i * step + (step if i == n - 1 else 0)
+        x = left + i * step + (step if i == n - 1 and i > 0 else 0)
         parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="{anchor}" fill="#555">'
                      f"{_esc(labels[i])}</text>")
 
@@ -250,8 +260,10 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
         [pl.col(s).fill_null(0) for s in present]).sort("bucket")
     table = table.with_columns(total=pl.sum_horizontal(present))
     left, right, top, bottom = 40, 8, 8, 24
-    plot_w, plot_h = width - left - right, height - top - bottom
     n = table.height
+    # At most 40 px a bucket: a scan of one day does not draw one bar across the page.
+    width = min(width, left + right + 40 * n + 80)
+    plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / n
     peak = max(1, int(table.get_column("total").max() or 0))  # type: ignore[arg-type]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
@@ -385,9 +397,9 @@ def _signals(items: Sequence[Mapping[str, Any]]) -> str:
 def _finding_head(row: Mapping[str, Any], zone: DisplayZone) -> str:
     first = (row["reasons"] or [""])[0]
     return (f"{_sev(row['severity'])}<span class='num'>{_num(row['score'], 4)}</span>"
-            f"<b>{_esc(row['entity_kind'])} {_esc(row['entity_id'])}</b>"
+            f"<b>{_esc(row['entity_kind'])} {_clip(row['entity_id'])}</b>"
             f"<span class='muted'>{_span(row['window_start'], row['window_end'], zone)}</span>"
-            f"<span>{_esc(first)}</span>")
+            f"<span>{_clip(first, 300)}</span>")
 
 
 def _finding_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, evidence_limit: int,
@@ -447,7 +459,7 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
     facts.append(f"incident <code>{_esc(inc['incident_id'])}</code>")
     parts = [f'<section class="incident {severity if severity in SEVERITIES else ""}" '
              f'id="{_anchor("i-", inc["incident_id"])}"><header><h3>#{rank_no} {_esc(inc["lead_kind"])} '
-             f'{_esc(inc["lead_entity"])}</h3>{_sev(severity)}<span>score {_num(inc["score"], 4)}</span>'
+             f'{_clip(inc["lead_entity"])}</h3>{_sev(severity)}<span>score {_num(inc["score"], 4)}</span>'
              f"<span class='muted'>{' &middot; '.join(facts)}</span></header>"
              f'<p class="summary">{_esc(inc["summary"])}</p>']
     if str(inc["own_severity"]) != severity:
@@ -601,7 +613,7 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
     inc_sev = dict(ranked.get_column("severity").cast(pl.String).value_counts().iter_rows())
     find_sev = dict(frame.get_column("severity").cast(pl.String).value_counts().iter_rows())
     boxes = "".join(f'<div class="count">{_sev(s)}<b>{inc_sev.get(s, 0):,}</b><small>incident'
-                    f'{"s" * (inc_sev.get(s, 0) != 1)} &middot; {find_sev.get(s, 0):,} finding'
+                    f'{"s" * (inc_sev.get(s, 0) != 1)}<br>{find_sev.get(s, 0):,} finding'
                     f'{"s" * (find_sev.get(s, 0) != 1)}</small></div>' for s in reversed(SEVERITIES))
     facts: dict[str, str] = {"generated": _t(generated_at, zone),
                              "times shown in": "UTC" if zone.is_utc else
@@ -663,13 +675,13 @@ def _unprefixed(incident: Mapping[str, Any]) -> str:
 def _incident_table(rows: pl.DataFrame, first: int, sectioned: set[str], zone: DisplayZone) -> str:
     body = []
     for i, r in enumerate(rows.iter_rows(named=True), start=first):
-        label = f"{_esc(r['lead_kind'])} {_esc(r['lead_entity'])}"
+        label = f"{_esc(r['lead_kind'])} {_clip(r['lead_entity'])}"
         if r["incident_id"] in sectioned:
             label = f'<a href="#{_anchor("i-", r["incident_id"])}">{label}</a>'
         n_findings = len(r["finding_ids"] or [])
         hunts = f" + {len(r['callouts'])} hunt" if r["callouts"] else ""
         body.append(f"<tr><td class='num'>{i}</td><td>{_sev(r['severity'])}</td><td class='num'>"
-                    f"{_num(r['score'], 4)}</td><td class='lead'>{label}</td><td>{_esc(_unprefixed(r))}</td>"
+                    f"{_num(r['score'], 4)}</td><td class='lead'>{label}</td><td>{_clip(_unprefixed(r), 300)}</td>"
                     f"<td class='t'>{_t(r['first_seen'], zone)}</td><td class='num'>{n_findings:,}{hunts}</td></tr>")
     return ("<div class='scroll tall'><table class='incidents'><tr><th class='num'>#</th><th>severity</th>"
             "<th class='num'>score</th><th>lead</th><th>summary</th><th class='t'>first seen</th>"
