@@ -301,7 +301,8 @@ def _activity(counts: pl.DataFrame, members: pl.DataFrame, start: datetime, end:
     pairs = members.select("entity_kind", "entity_id").unique()
     mine = counts.join(pairs, on=["entity_kind", "entity_id"], how="semi").filter(
         pl.col("time").is_between(start, end, closed="left"))
-    windows = list(members.select("window_start", "window_end").iter_rows())
+    # The devices of one burst share a window: each distinct window once.
+    windows = list(members.select("window_start", "window_end").unique().sort("window_start").iter_rows())
     # entity_timeline with kind=None and no entity filter of its own: the counts are already the incident's.
     table = entity_timeline(mine.with_columns(entity_id=pl.lit("*"), entity_kind=pl.lit("*")), None, "*", start, end,
                             every=every, flagged=windows)
@@ -579,7 +580,8 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
 
     # Which incidents get a section and which of their findings are detailed, within detail_limit.
     serious = ranked.filter(_at_least("medium"))
-    wanted = serious.get_column("incident_id")
+    # Each section details at least one finding, so no more than detail_limit incidents get one.
+    wanted = serious.head(max(detail_limit, 0)).get_column("incident_id")
     groups = frame.filter(pl.col("incident_id").is_in(wanted.implode())).partition_by("incident_id", as_dict=True)
     callout_ids = serious.get_column("callouts").explode().drop_nulls()
     callout_rows = frame.filter(pl.col("finding_id").is_in(callout_ids.implode()))
@@ -601,6 +603,9 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
     if in_sections.height and (timelines is not None or events is not None):
         counts = timeline_counts(timelines if timelines is not None else events,  # type: ignore[arg-type]
                                  in_sections.select(list(FINDINGS_SCHEMA)), around=around)
+        # Saved timelines hold every finding's entity: keep the ones drawn here before each section looks.
+        counts = counts.join(in_sections.select("entity_kind", "entity_id").unique(), on=["entity_kind", "entity_id"],
+                             how="semi")
     cited = evidence_locations(shown_details.get_column("evidence").list.head(evidence_limit).explode().drop_nulls())
     behind, raw = _raw_lines(events, cited)
 

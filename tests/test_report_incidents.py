@@ -232,3 +232,26 @@ def test_hostile_incident_ids_signals_and_summaries_stay_text(scan) -> None:
     assert "<script" not in page.lower() and "<u>" not in page and "\\x1b" in page
     assert 'id="i-___script_alert_3___script_"' in page and html.escape(evil, quote=True) in page
     assert 'class="sev sev-unknown">&lt;u&gt;</span>' in page  # an impact outside the four is shown, escaped
+
+
+def test_scan_writes_its_report_in_the_configured_zone_unless_told_otherwise(tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for path in sorted((root / "sample_logs").glob("*2026-03-27*")):
+        shutil.copy(path, logs)
+    config = tmp_path / "c.toml"
+    config.write_text('[report]\ndisplay_tz = "America/Chicago"\n')
+    base = ["scan", str(logs), "--model", str(root / "models" / "default"), "--quiet", "--config", str(config)]
+    first = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "a")])
+    assert first.exit_code in (0, 1), first.stderr
+    page = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
+    assert "America/Chicago (UTC in each time" in page and " CDT</time>" in page
+    second = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "b"), "--display-tz", "Europe/Berlin"])
+    assert second.exit_code == first.exit_code
+    assert " CET</time>" in (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
+    bad = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "c"), "--display-tz", "Nowhere/Else"])
+    assert bad.exit_code == 2 and "unknown time zone" in bad.stderr and not (tmp_path / "c").exists()
