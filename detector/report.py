@@ -423,10 +423,11 @@ def _finding_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.
 def _callout_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, evidence_limit: int,
                    zone: DisplayZone) -> str:
     reasons = "".join(f"<li>{_esc(r)}</li>" for r in (row["reasons"] or []))
+    n = int(row["event_count"] or 0)
     return (f'<div class="callout" id="{_anchor("f-", row["finding_id"])}">{_sev(row["severity"])} '
-            f"<b>hunt {_esc(row['detector'])}</b> &middot; {_esc(row['entity_kind'])} <b>{_esc(row['entity_id'])}</b>"
+            f"<b>hunt {_esc(row['detector'])}</b> &middot; {_esc(row['entity_kind'])} <b>{_clip(row['entity_id'])}</b>"
             f" &middot; <span class='muted'>{_span(row['window_start'], row['window_end'], zone)}</span>"
-            f"<ul>{reasons}</ul><details><summary class='muted'>{int(row['event_count'] or 0):,} events behind "
+            f"<ul>{reasons}</ul><details><summary class='muted'>{n:,} event{'s' * (n != 1)} behind "
             f"it</summary>{_evidence_rows(row, events, raw, evidence_limit, zone)}</details></div>")
 
 
