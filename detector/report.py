@@ -86,8 +86,9 @@ margin:16px 0;min-width:0}
 ul{margin:4px 0 8px 18px;padding:0}li{overflow-wrap:anywhere}
 ul.signals{list-style:none;margin-left:0}ul.signals li{margin:2px 0}
 details.finding{border-top:1px solid var(--line);padding:6px 0}
-details.finding>summary{cursor:pointer;display:flex;gap:8px;align-items:baseline;flex-wrap:wrap;list-style-position:inside}
-details.finding>summary::before{content:"\\25B8";color:var(--muted)}details.finding[open]>summary::before{content:"\\25BE"}
+details.finding>summary{cursor:pointer;display:flex;gap:8px;align-items:baseline;flex-wrap:wrap}
+details.finding>summary::before{content:"\\25B8";color:var(--muted)}
+details.finding[open]>summary::before{content:"\\25BE"}
 details.finding>summary::-webkit-details-marker{display:none}
 .callout{background:#fff8e1;border:1px solid #f3d27a;border-radius:6px;padding:6px 10px;margin:6px 0}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
@@ -437,7 +438,8 @@ def _compact(rows: pl.DataFrame, zone: DisplayZone, *, link: bool = False) -> st
         label = _esc(r["entity_id"])
         body.append(f"<tr><td>{_sev(r['severity'])}</td><td class='num'>{_num(r['score'], 4)}</td>"
                     f"<td>{_esc(r['entity_kind'])} {label}</td><td class='t'>{_t(r['window_start'], zone)}</td>"
-                    f"<td class='num'>{int(r['event_count'] or 0):,}</td><td>{_esc((r['reasons'] or [''])[0])}</td></tr>")
+                    f"<td class='num'>{int(r['event_count'] or 0):,}</td>"
+                    f"<td>{_clip((r['reasons'] or [''])[0], 300)}</td></tr>")
     return ("<div class='scroll'><table><tr><th>severity</th><th class='num'>score</th><th>entity</th>"
             "<th class='t'>window</th><th class='num'>events</th><th>first reason</th></tr>"
             + "".join(body) + "</table></div>")
@@ -455,7 +457,8 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
                       raw: pl.DataFrame, around: timedelta, evidence_limit: int, zone: DisplayZone) -> str:
     severity = str(inc["severity"])
     entities = list(inc["entities"] or [])
-    facts = [_span(inc["first_seen"], inc["last_seen"], zone), f"{members.height:,} finding{'s' * (members.height != 1)}"]
+    facts = [_span(inc["first_seen"], inc["last_seen"], zone),
+             f"{members.height:,} finding{'s' * (members.height != 1)}"]
     if len(entities) > 1:
         facts.append(f"{len(entities):,} entities")
     facts.append(f"incident <code>{_esc(inc['incident_id'])}</code>")
@@ -654,6 +657,7 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
         notes.append(f"{left_out:,} more incidents at medium or above are in the table only: details are "
                      f"limited to {detail_limit:,} findings (<code>--details</code>).")
     notes_html = "".join(f'<p class="muted">{n}</p>' for n in notes)
+    nothing = "<p>No findings.</p>" if ranked.height == 0 else "<p>No incident at medium or above.</p>"
     about = ("Incidents group related findings (the same account or session, the devices an account&rsquo;s "
              "burst reached), most severe first, then by score: &ldquo;rarer than this share of the "
              "baseline&rsquo;s windows&rdquo;. Every finding leads back to raw log lines (file:line). All log "
@@ -668,7 +672,7 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
         f'<div class="top"><div class="counts">{boxes}</div><table class="facts">{fact_rows}</table></div>'
         + (f"<h2>Findings over time</h2>{chart}" if chart else "")
         + f"<h2>Incidents, most severe first</h2>{table}"
-        f"<h2>Details</h2>{sections or ('<p>No findings.</p>' if ranked.height == 0 else '<p>No incident at medium or above.</p>')}{notes_html}"
+        f"<h2>Details</h2>{sections or nothing}{notes_html}"
         "</body></html>\n")
 
 

@@ -132,15 +132,6 @@ class ReportData:
     findings: pl.DataFrame
     incidents: pl.DataFrame
 
-    def members(self, incident: Mapping[str, Any]) -> pl.DataFrame:
-        """The findings of an incident (not its call-outs), ranked."""
-        return self.findings.filter(pl.col("incident_id") == incident["incident_id"], ~pl.col("is_hunt")
-                                    | pl.col("finding_id").is_in(incident["finding_ids"] or []))
-
-    def callouts(self, incident: Mapping[str, Any]) -> pl.DataFrame:
-        """The hunt call-outs that touch an incident, ranked."""
-        return self.findings.filter(pl.col("finding_id").is_in(incident["callouts"] or []))
-
 
 def _findings_frame(findings: pl.DataFrame, hunts: frozenset[str]) -> pl.DataFrame:
     frame = findings.with_columns(

@@ -139,9 +139,10 @@ def test_findings_html_reprs_escape_too(hostile) -> None:
 
 def test_findings_are_ranked_severity_first_and_details_are_limited(hostile) -> None:
     findings, events, _ = hostile
+    severity = findings["severity"].dtype
     many = pl.concat([findings.with_columns(finding_id=pl.lit(f"id{i:03d}"), entity_id=pl.lit(f"acct{i:03d}"),
                                             score=pl.lit(0.99 + i / 10_000),
-                                            severity=pl.lit("high" if i < 10 else "low").cast(findings["severity"].dtype),
+                                            severity=pl.lit("high" if i < 10 else "low").cast(severity),
                                             window_start=pl.lit(START + timedelta(hours=i)))
                       for i in range(30)])
     page = render_report(many, events=events, generated_at=START, detail_limit=5)
