@@ -255,3 +255,18 @@ def test_scan_writes_its_report_in_the_configured_zone_unless_told_otherwise(tmp
     assert " CET</time>" in (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
     bad = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "c"), "--display-tz", "Nowhere/Else"])
     assert bad.exit_code == 2 and "unknown time zone" in bad.stderr and not (tmp_path / "c").exists()
+
+
+def test_an_incident_timeline_adds_up_its_entities_and_greys_what_was_not_recorded() -> None:
+    rows = [finding("a1", "ops", severity="high", score=0.999, incident="inc"),
+            finding("a2", "DEV-9", kind="device", severity="medium", score=0.99, hours=40, incident="inc")]
+    counts = pl.DataFrame([
+        {"entity_kind": "account", "entity_id": "ops", "time": T0, "category": "authentication", "events": 2},
+        {"entity_kind": "device", "entity_id": "DEV-9", "time": T0, "category": "device_command", "events": 5},
+        {"entity_kind": "account", "entity_id": "someone_else", "time": T0, "category": "authentication", "events": 7},
+    ], schema={"entity_kind": pl.String, "entity_id": pl.String, "time": pl.Datetime("us", "UTC"),
+               "category": pl.String, "events": pl.Int64})
+    page = render_report(frame(rows), timelines=counts, generated_at=T0)
+    assert "2026-03-28 08:00 UTC: 7 events, authentication 2, device_command 5</title>" in page  # not someone_else
+    # 12 h either side of each window is recorded; the 15 hours between are not, and say so.
+    assert page.count("not recorded this far from a finding") == 15
