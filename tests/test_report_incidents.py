@@ -270,3 +270,14 @@ def test_an_incident_timeline_adds_up_its_entities_and_greys_what_was_not_record
     assert "2026-03-28 08:00 UTC: 7 events, authentication 2, device_command 5</title>" in page  # not someone_else
     # 12 h either side of each window is recorded; the 15 hours between are not, and say so.
     assert page.count("not recorded this far from a finding") == 15
+
+
+def test_findings_write_passes_its_incidents_and_zone_to_the_report(scan, tmp_path) -> None:
+    from detector.api import Findings
+
+    findings, incidents = scan
+    found = Findings(findings)  # keeps the contract's columns; the incidents table still groups them
+    found.incidents = incidents  # type: ignore[attr-defined]  # as the wave-2 result object carries it
+    found.write(tmp_path, evidence=False, display_tz="America/Chicago")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert _sections(page) == ["i-inc-A", "i-inc-B"] and "2026-03-28 03:00 CDT" in page
