@@ -129,6 +129,7 @@ def _t(moment: datetime | None, zone: DisplayZone, *, seconds: bool = False) -> 
     """A time in the display zone, UTC in its tooltip (``<time>``, no script)."""
     if moment is None:
         return ""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # naive times are UTC, never local
     utc = DisplayZone.utc(moment, seconds=seconds)
     iso = f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z"
     if zone.is_utc:
