@@ -1041,7 +1041,7 @@ class Findings:
 
     def write(self, out_dir: str | Path, *, csv: bool = False, report: bool = True, evidence: bool = True,
               title: str | None = None, summary: Mapping[str, object] | None = None,
-              progress: ProgressCallback | None = None) -> list[Path]:
+              progress: ProgressCallback | None = None, display_tz: str = "UTC") -> list[Path]:
         """Write the findings, what explains them, and the HTML report into *out_dir*.
 
         - ``findings.parquet``, ``findings.jsonl`` (and ``findings.csv``): the findings contract,
@@ -1049,7 +1049,7 @@ class Findings:
         - ``evidence.parquet``: the events the findings cite, with their raw lines (``raw``);
         - ``timeline.parquet``: hourly activity of each finding's entity, 12 h either side of its
           window (:data:`TIMELINE_SCHEMA`);
-        - ``report.html``: :func:`detector.report.render_report`.
+        - ``report.html``: :func:`detector.report.render_report`, times shown in *display_tz*.
 
         The two evidence files are small (bounded by the findings, not the logs) and let
         :meth:`read`, ``explain`` and ``ami-detector report`` work after the logs have rotated
@@ -1072,8 +1072,9 @@ class Findings:
             from detector.report import write_report
 
             path = out / "report.html"
-            write_report(Findings(self.df, events=events, timelines=timelines), path, title=title,
-                         summary=summary or self.summary())
+            write_report(self.df, path, events=events, timelines=timelines,
+                         incidents=getattr(self, "incidents", None), title=title, summary=summary or self.summary(),
+                         display_tz=display_tz)
             written.append(path)
         _tick(progress, "report", 1.0, 1.0)
         return written

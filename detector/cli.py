@@ -23,7 +23,7 @@ import click
 import polars as pl
 
 from detector import api
-from detector.config import Config
+from detector.config import Config, check_display_tz
 from detector.findings import SEVERITIES, atomic_write, rank, severity_at_least
 from detector.hunts.cli import hunt
 from detector.model_store import load_model, save_model
@@ -332,13 +332,15 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
               help="Parquet file for the lines that could not be parsed.")
 @click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
               help="Findings listed in the terminal table (all are in the output files).")
+@click.option("--display-tz", help="IANA time zone of the times in report.html (UTC beside them)  "
+              "[default: [report] display_tz of --config, else UTC]")
 @model_options
 @parse_options
 @output_options
 @handle_errors
 def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity: str, with_csv: bool,
-         rejects_out: Path | None, top: int, config_path: Path | None, baseline_until: Any, format_name: str | None,
-         mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
+         rejects_out: Path | None, top: int, display_tz: str | None, config_path: Path | None, baseline_until: Any,
+         format_name: str | None, mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
     """Score LOGS and write ranked, explained findings and an HTML report to --out.
 
     A ranked table of the findings goes to stdout (with --json, a JSON document instead).
@@ -346,12 +348,13 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     otherwise), 0 when none does, 2 on a usage or input error.
     """
     config = Config.from_toml(config_path) if config_path else None
+    display_tz = check_display_tz(display_tz) if display_tz else (config or Config()).report.display_tz
     model = load_model(model_dir) if model_dir else None
     with progress_for(quiet) as progress:
         found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until), min_severity=min_severity,
                          format=format_name, mappings=mappings, tz=tz, progress=progress)
         try:
-            written = found.write(out, csv=with_csv, progress=progress)
+            written = found.write(out, csv=with_csv, progress=progress, display_tz=display_tz)
         finally:
             found.close()
     if rejects_out is not None:
@@ -390,11 +393,15 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write  [default: FINDINGS_DIR/report.html]")
 @click.option("--title", help="Title of the report.")
-@click.option("--details", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Findings shown in detail (timeline and evidence); the rest only in the ranked table.")
+@click.option("--details", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Most findings shown in detail (evidence, model features): every one at medium or above, "
+                   "up to this many; the rest are listed compactly.")
+@click.option("--display-tz", default="UTC", show_default=True,
+              help="IANA time zone of the times in the report (UTC beside them).")
 @output_options
 @handle_errors
-def report(findings_dir: Path, out: Path | None, title: str | None, details: int, quiet: bool, as_json: bool) -> None:
+def report(findings_dir: Path, out: Path | None, title: str | None, details: int, display_tz: str, quiet: bool,
+           as_json: bool) -> None:
     """Write the findings of FINDINGS_DIR (from `scan`) as one self-contained HTML file.
 
     The page works offline: no script, no external resource. Timelines and raw lines come from
@@ -406,8 +413,8 @@ def report(findings_dir: Path, out: Path | None, title: str | None, details: int
     source = findings_dir / "findings.parquet" if findings_dir.is_dir() else findings_dir
     target = out or (source.parent / "report.html")
     found = api.Findings.read(source)
-    write_report(found, target, title=title or f"ami-detector findings: {source.parent.resolve().name}",
-                 detail_limit=details)
+    write_report(source, target, title=title or f"ami-detector findings: {source.parent.resolve().name}",
+                 detail_limit=details, display_tz=display_tz)
     if as_json:
         _emit_json({"command": "report", "version": 1, "findings_total": len(found),
                     "by_severity": found.severity_counts(), "report": str(target)})

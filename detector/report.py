@@ -1,18 +1,23 @@
 """The HTML report: one self-contained file an analyst can mail to a manager or open offline.
 
-Summary, the findings ranked with their reasons, a timeline per finding and the evidence lines.
-No script, no external URL (no CDN, no web font, no remote image): CSS is inline, timelines are
+It leads with incidents (related findings grouped, severity first, then score), each with a one-line
+summary, its security signals, an activity timeline of its entities, the hunts' call-outs that touch
+it, and for every finding at medium or above its reasons, model features (in counts and days, not
+the model's log scale) and evidence lines. Lower findings are listed compactly. A small chart shows
+the findings over time. Every time is shown in a display zone (``--display-tz``), with UTC in its
+tooltip. The page fits a 1,280 px screen: wide evidence scrolls inside its card.
+
+No script, no external URL (no CDN, no web font, no remote image): CSS is inline, charts are
 inline SVG drawn here, and a Content-Security-Policy forbids scripts even if something slipped
-through. Every value that came from a log (entity ids, reasons, feature names, evidence locations,
-raw lines, setting values) is attacker-controlled: each passes through :func:`_esc`, which makes
-control and bidi characters visible and HTML-escapes the rest, quotes included.
+through. Every value that came from a log (entity ids, reasons, signals, feature names, evidence
+locations, raw lines, setting values) is attacker-controlled: each passes through :func:`_esc`,
+which makes control and bidi characters visible and HTML-escapes the rest, quotes included.
 """
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -22,64 +27,92 @@ import polars as pl
 from detector.api import (
     CATEGORY_COLORS,
     CONTEXT,
+    EVIDENCE_FILE,
+    TIMELINE_FILE,
     Findings,
-    timeline_counts,
     entity_timeline,
     escape_html,
     events_at,
     evidence_locations,
     read_raw_lines,
+    timeline_counts,
 )
 from detector.errors import InputError
 from detector.features import FEATURE_DESCRIPTIONS
-from detector.findings import FINDINGS_SCHEMA, SEVERITIES, atomic_write, conform, rank
+from detector.findings import FINDINGS_SCHEMA, SEVERITIES, atomic_write
+from detector.report_data import DisplayZone, ReportData, feature_view, prepare
 from detector.schema import CATEGORIES
 
-__all__ = ["CSP", "render_report", "write_report"]
+__all__ = ["CSP", "INCIDENTS_FILE", "findings_chart_svg", "render_report", "timeline_svg", "write_report"]
+
+INCIDENTS_FILE: Final = "incidents.parquet"
 
 CSP: Final = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'; "
               "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
+SEVERITY_COLORS: Final = {"critical": "#7f0000", "high": "#c62828", "medium": "#ef6c00", "low": "#607d8b"}
+
 _CSS: Final = """
 :root{--fg:#1b1f24;--muted:#5b6470;--line:#d7dce2;--bg:#fff;--soft:#f5f7f9}
 *{box-sizing:border-box}
+html{overflow-x:hidden}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--fg);
-background:var(--bg);margin:0 auto;max-width:1180px;padding:24px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid var(--line)}
-h3{font-size:15px;margin:0}
+background:var(--bg);margin:0 auto;max-width:1200px;padding:20px 24px;overflow-wrap:anywhere}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:26px 0 8px;border-bottom:1px solid var(--line)}
+h3{font-size:16px;margin:0;overflow-wrap:anywhere}h4{font-size:13px;margin:12px 0 4px;color:var(--muted);
+text-transform:uppercase;letter-spacing:.03em}
 .muted{color:var(--muted)}
 table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:top}
-th{background:var(--soft);font-weight:600}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-td.t{white-space:nowrap}
-.facts td:first-child{color:var(--muted);width:180px}
-.counts{display:flex;gap:12px;margin:12px 0}
-.count{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:110px}
-.count b{display:block;font-size:22px}
-.sev{display:inline-block;border-radius:4px;padding:0 6px;font-size:12px;font-weight:600;color:#fff}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
+th{background:var(--soft);font-weight:600;overflow-wrap:normal}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.t,th.t{white-space:nowrap;overflow-wrap:normal}
+.facts{width:auto}.facts td:first-child{color:var(--muted);width:170px}
+.top{display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start}
+.counts{display:flex;gap:10px;margin:12px 0;flex-wrap:wrap}
+.count{border:1px solid var(--line);border-radius:6px;padding:6px 12px;min-width:104px}
+.count b{display:block;font-size:22px}.count small{color:var(--muted)}
+.sev{display:inline-block;border-radius:4px;padding:0 6px;font-size:12px;font-weight:600;color:#fff;white-space:nowrap}
 .sev-critical{background:#7f0000}.sev-high{background:#c62828}.sev-medium{background:#ef6c00}
 .sev-low{background:#607d8b}.sev-unknown{background:#999}
-.finding{border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin:16px 0;page-break-inside:avoid}
-.finding header{display:flex;gap:10px;align-items:baseline;flex-wrap:wrap}
-.finding ul{margin:8px 0 10px 18px;padding:0}
-code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.incident{border:1px solid var(--line);border-left:6px solid #607d8b;border-radius:8px;padding:12px 16px;
+margin:16px 0;min-width:0}
+.incident.critical{border-left-color:#7f0000}.incident.high{border-left-color:#c62828}
+.incident.medium{border-left-color:#ef6c00}
+.incident>header{display:flex;gap:10px;align-items:baseline;flex-wrap:wrap}
+.incident>header>*,details.finding>summary>*{min-width:0;max-width:100%}
+.top>*{min-width:0}
+.summary{font-size:15px;margin:6px 0 2px;overflow-wrap:anywhere}
+ul{margin:4px 0 8px 18px;padding:0}li{overflow-wrap:anywhere}
+ul.signals{list-style:none;margin-left:0}ul.signals li{margin:2px 0}
+details.finding{border-top:1px solid var(--line);padding:6px 0}
+details.finding>summary{cursor:pointer;display:flex;gap:8px;align-items:baseline;flex-wrap:wrap}
+details.finding>summary::before{content:"\\25B8";color:var(--muted)}
+details.finding[open]>summary::before{content:"\\25BE"}
+details.finding>summary::-webkit-details-marker{display:none}
+.callout{background:#fff8e1;border:1px solid #f3d27a;border-radius:6px;padding:6px 10px;margin:6px 0}
+code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
 pre.raw{margin:0;white-space:pre-wrap;word-break:break-all;background:var(--soft);padding:4px 6px;border-radius:4px}
+.scroll{overflow:auto;max-height:380px;max-width:100%;border:1px solid var(--line);border-radius:4px}
+.scroll table{font-size:13px}
+table.evidence{table-layout:fixed;min-width:880px}.scroll.tall{max-height:none}
+td.lead{min-width:170px}
+details.low>summary,details.model>summary{cursor:pointer;color:var(--muted);margin:6px 0}
 .legend{display:flex;flex-wrap:wrap;gap:10px;font-size:12px;color:var(--muted);margin:2px 0 8px}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:middle}
-details summary{cursor:pointer;color:var(--muted);margin:6px 0}
 svg{display:block;max-width:100%;height:auto}
+time[title]{text-decoration:underline dotted #aab}
 a{color:#0b57d0;text-decoration:none}
-@media print{body{padding:0}a{color:inherit}}
+@media print{body{padding:0}a{color:inherit}.scroll{max-height:none;overflow:visible}}
 """
 
 
 _esc = escape_html
 
 
-def _anchor(finding_id: object) -> str:
-    # Finding ids are hex digests, but a findings file may have been edited: keep the id safe.
-    return "f-" + re.sub(r"[^0-9A-Za-z_-]", "_", str(finding_id))[:64]
+def _anchor(prefix: str, key: object) -> str:
+    # Ids are hex digests, but a findings file may have been edited: keep the id safe.
+    return prefix + re.sub(r"[^0-9A-Za-z_-]", "_", str(key))[:64]
 
 
 def _sev(severity: object) -> str:
@@ -88,41 +121,95 @@ def _sev(severity: object) -> str:
     return f'<span class="sev sev-{css}">{_esc(name)}</span>'
 
 
-def _when(moment: datetime | None) -> str:
-    return "" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
-
-
 def _num(value: Any, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-# ---- timeline SVG -----------------------------------------------------------------------------------
+def _t(moment: datetime | None, zone: DisplayZone, *, seconds: bool = False) -> str:
+    """A time in the display zone, UTC in its tooltip (``<time>``, no script)."""
+    if moment is None:
+        return ""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # naive times are UTC, never local
+    utc = DisplayZone.utc(moment, seconds=seconds)
+    iso = f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z"
+    if zone.is_utc:
+        return f'<time datetime="{iso}">{utc}</time>'
+    return f'<time datetime="{iso}" title="{utc}">{_esc(zone.text(moment, seconds=seconds))}</time>'
 
 
-def timeline_svg(table: pl.DataFrame, *, width: int = 760, height: int = 150) -> str:
+def _span(lo: datetime | None, hi: datetime | None, zone: DisplayZone) -> str:
+    return f"{_t(lo, zone)} &ndash; {_t(hi, zone)}"
+
+
+def _clip(value: object, most: int = 120) -> str:
+    """Escaped text cut to *most* characters where a line must stay short (the full text is in the details)."""
+    text = "" if value is None else str(value)
+    if len(text) <= most:
+        return _esc(text)
+    return f"{_esc(text[:most])}&hellip; <span class='muted'>({len(text) - most:,} more characters)</span>"
+
+
+def _few(values: Sequence[object], limit: int = 12) -> str:
+    shown = ", ".join(_esc(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit:,} more" if len(values) > limit else "")
+
+
+# ---- charts (inline SVG) ------------------------------------------------------------------------------
+
+
+def _tick_labels(local: Sequence[datetime], every: timedelta) -> list[str]:
+    return [f"{t:%m-%d}" if every >= timedelta(days=1) else f"{t:%m-%d %H:%M}" for t in local]
+
+
+def _axis(parts: list[str], labels: Sequence[str], left: float, step: float, height: int, peak: int, top: int,
+          axis_y: float, right_x: float) -> None:
+    parts.append(f'<line x1="{left}" y1="{axis_y}" x2="{right_x}" y2="{axis_y}" stroke="#888"/>')
+    parts.append(f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end" fill="#555">{peak}</text>')
+    parts.append(f'<text x="{left - 4}" y="{axis_y}" font-size="10" text-anchor="end" fill="#555">0</text>')
+    n = len(labels)
+    for i in sorted({0, n // 4, n // 2, 3 * n // 4, n - 1} if n > 8 else {0, n - 1}):
+        anchor = "start" if i == 0 else ("end" if i == n - 1 else "middle")
+        x = left + i * step + (step if i == n - 1 and i > 0 else 0)
+        parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="{anchor}" fill="#555">'
+                     f"{_esc(labels[i])}</text>")
+
+
+def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width: int = 1000,
+                 height: int = 150) -> str:
     """A stacked bar chart of an :func:`~detector.api.entity_timeline` table as inline SVG.
 
-    Bars are hourly (or whatever the table's buckets are) event counts per category; buckets that
-    overlap a finding window are shaded. Each bar has a ``<title>`` tooltip; no script.
+    Bars are event counts per bucket and category; buckets that overlap a finding window are
+    shaded, and buckets outside the recorded context (a ``covered`` column that is false) are
+    greyed. Each bar has a ``<title>`` tooltip (display zone and UTC); no script.
     """
+    zone = zone or DisplayZone()
     if table.height == 0:
         return '<p class="muted">no events in this span</p>'
     left, right, top, bottom = 40, 8, 8, 24
     plot_w, plot_h = width - left - right, height - top - bottom
     n = table.height
     step = plot_w / n
+    times = table.get_column("time").to_list()
+    every = (times[1] - times[0]) if n > 1 else timedelta(hours=1)
     peak = max(1, int(table.get_column("total").max() or 0))  # type: ignore[arg-type]
     cats = [c for c in CATEGORIES if c in table.columns]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
              f'height="{height}" role="img" aria-label="events per bucket">']
+    has_cover = "covered" in table.columns
     for i, row in enumerate(table.iter_rows(named=True)):
         x = left + i * step
+        if has_cover and not row["covered"]:
+            parts.append(f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" fill="#eceff1"/>')
         if row["flagged"]:
             parts.append(f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" fill="#d62728" '
                          f'fill-opacity="0.15"/><rect x="{x:.1f}" y="{top + plot_h + 1}" width="{step:.1f}" '
                          f'height="4" fill="#d62728"/>')
         y = top + plot_h
-        tip = [f"{row['time']:%Y-%m-%d %H:%M} UTC: {row['total']} events"]
+        when = row["time"]
+        tip = [f"{zone.text(when)}" + ("" if zone.is_utc else f" ({DisplayZone.utc(when)})")
+               + f": {row['total']} events"]
+        if has_cover and not row["covered"]:
+            tip.append("not recorded this far from a finding")
         for cat in cats:
             count = row[cat]
             if not count:
@@ -133,33 +220,123 @@ def timeline_svg(table: pl.DataFrame, *, width: int = 760, height: int = 150) ->
                          f'height="{h:.1f}" fill="{CATEGORY_COLORS[cat]}"/>')
             tip.append(f"{cat} {count}")
         parts.append(f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" fill="transparent">'
-                     f'<title>{html.escape(", ".join(tip))}</title></rect>')
-    axis_y = top + plot_h
-    parts.append(f'<line x1="{left}" y1="{axis_y}" x2="{width - right}" y2="{axis_y}" stroke="#888"/>')
-    parts.append(f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end" fill="#555">{peak}</text>')
-    parts.append(f'<text x="{left - 4}" y="{axis_y}" font-size="10" text-anchor="end" fill="#555">0</text>')
-    times = table.get_column("time").to_list()
-    for i in sorted({0, n // 2, n - 1}):
-        anchor = "start" if i == 0 else ("end" if i == n - 1 else "middle")
-        x = left + i * step + (step if i == n - 1 else 0)
-        parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="{anchor}" fill="#555">'
-                     f'{times[i]:%m-%d %H:%M}</text>')
+                     f'<title>{_esc(", ".join(tip))}</title></rect>')
+    _axis(parts, _tick_labels([zone.local(t) for t in times], every), left, step, height, peak, top, top + plot_h,
+          width - right)
     parts.append("</svg>")
     legend = "".join(f'<span><i style="background:{CATEGORY_COLORS[c]}"></i>{c}</span>' for c in cats)
+    grey = ('<span><i style="background:#eceff1;border:1px solid #ccc"></i>not recorded (over '
+            f'{int(CONTEXT.total_seconds() // 3600)} h from a finding)</span>'
+            if has_cover and not all(table.get_column("covered")) else "")
     return "".join(parts) + f'<div class="legend">{legend}<span><i style="background:#d62728;opacity:.3"></i>' \
-                            f"finding window</span></div>"
+                            f"finding window</span>{grey}</div>"
 
 
-# ---- the report --------------------------------------------------------------------------------------
+def _bucket(span: timedelta, most: int, choices: Sequence[tuple[str, timedelta]]) -> tuple[str, timedelta]:
+    for name, length in choices:
+        if span / length <= most:
+            return name, length
+    return choices[-1]
 
 
-def _evidence_rows(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, limit: int) -> str:
+_CHART_BUCKETS: Final = (("1h", timedelta(hours=1)), ("6h", timedelta(hours=6)), ("1d", timedelta(days=1)),
+                         ("1w", timedelta(weeks=1)), ("1mo", timedelta(days=31)))
+
+
+def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = None, width: int = 1000,
+                       height: int = 130) -> str:
+    """Findings per day (or hour, week...) by severity, in the display zone, as inline SVG."""
+    zone = zone or DisplayZone()
+    if findings.height == 0:
+        return ""
+    lo, hi = findings.get_column("window_start").min(), findings.get_column("window_start").max()
+    every, length = _bucket(hi - lo + timedelta(hours=1), 120, _CHART_BUCKETS)  # type: ignore[operator]
+    # Buckets of wall-clock time in the display zone (a day is a local day, also across DST).
+    local = pl.col("window_start").dt.convert_time_zone(zone.name).dt.replace_time_zone(None).dt.truncate(every)
+    counts = (findings.group_by(bucket=local, severity=pl.col("severity").cast(pl.String)).agg(n=pl.len())
+              .pivot("severity", index="bucket", values="n"))
+    start, end = counts.get_column("bucket").min(), counts.get_column("bucket").max()
+    buckets = pl.DataFrame({"bucket": pl.datetime_range(start, end, every, eager=True, time_unit="us")})
+    present = [s for s in SEVERITIES if s in counts.columns]
+    table = buckets.join(counts, on="bucket", how="left").with_columns(
+        [pl.col(s).fill_null(0) for s in present]).sort("bucket")
+    table = table.with_columns(total=pl.sum_horizontal(present))
+    left, right, top, bottom = 40, 8, 8, 24
+    n = table.height
+    # At most 40 px a bucket: a scan of one day does not draw one bar across the page.
+    width = min(width, left + right + 40 * n + 80)
+    plot_w, plot_h = width - left - right, height - top - bottom
+    step = plot_w / n
+    peak = max(1, int(table.get_column("total").max() or 0))  # type: ignore[arg-type]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="findings per {every} by severity">']
+    for i, row in enumerate(table.iter_rows(named=True)):
+        x, y = left + i * step, float(top + plot_h)
+        tip = [f"{row['bucket']:%Y-%m-%d %H:%M} {'UTC' if zone.is_utc else zone.name}, {every}: "
+               f"{row['total']} findings"]
+        for sev in present:
+            count = row[sev]
+            if not count:
+                continue
+            h = plot_h * count / peak
+            y -= h
+            parts.append(f'<rect x="{x + step * 0.1:.1f}" y="{y:.1f}" width="{max(step * 0.8, 0.5):.1f}" '
+                         f'height="{h:.1f}" fill="{SEVERITY_COLORS[sev]}"/>')
+            tip.append(f"{sev} {count}")
+        parts.append(f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" fill="transparent">'
+                     f'<title>{_esc(", ".join(tip))}</title></rect>')
+    _axis(parts, _tick_labels(table.get_column("bucket").to_list(), length), left, step, height, peak, top,
+          top + plot_h, width - right)
+    parts.append("</svg>")
+    legend = "".join(f'<span><i style="background:{SEVERITY_COLORS[s]}"></i>{s}</span>' for s in reversed(present))
+    zone_note = "UTC" if zone.is_utc else _esc(zone.name)
+    return "".join(parts) + f'<div class="legend">{legend}<span>findings per {every} ({zone_note}), ' \
+                            f"by the start of their window</span></div>"
+
+
+def _activity(counts: pl.DataFrame, members: pl.DataFrame, start: datetime, end: datetime, around: timedelta
+              ) -> pl.DataFrame:
+    """Hourly (or coarser) activity of an incident's entities, finding windows flagged, the span
+    beyond *around* of every finding marked as not recorded (the saved timelines stop there)."""
+    _, length = _bucket(end - start, 240, _CHART_BUCKETS[:3])
+    every = {timedelta(hours=1): "1h", timedelta(hours=6): "6h", timedelta(days=1): "1d"}[length]
+    pairs = members.select("entity_kind", "entity_id").unique()
+    mine = counts.join(pairs, on=["entity_kind", "entity_id"], how="semi").filter(
+        pl.col("time").is_between(start, end, closed="left"))
+    # The devices of one burst share a window: each distinct window once.
+    windows = list(members.select("window_start", "window_end").unique().sort("window_start").iter_rows())
+    # entity_timeline with kind=None and no entity filter of its own: the counts are already the incident's.
+    table = entity_timeline(mine.with_columns(entity_id=pl.lit("*"), entity_kind=pl.lit("*")), None, "*", start, end,
+                            every=every, flagged=windows)
+    step = table.get_column("time")
+    after = step.dt.offset_by(every)
+    covered = pl.repeat(False, table.height, eager=True)
+    for lo, hi in windows:
+        covered = covered | ((step < hi + around) & (after > lo - around))
+    return table.with_columns(covered=covered)
+
+
+# ---- one finding ----------------------------------------------------------------------------------------
+
+_EVENT_COLUMNS: Final = ("raw_file", "raw_line", "time", "source_format", "account", "src_ip", "action", "outcome",
+                         "target_id", "old_value", "new_value")
+
+
+# Fixed column widths: a long value (a raw line, an attacker's 4 KiB account name) wraps inside its
+# cell instead of stretching its column or the page.
+_EVIDENCE_COLS: Final = "<colgroup>" + "".join(
+    f'<col style="width:{w}%">' for w in (16, 10, 11, 10, 10, 8, 10, 10, 15)) + "</colgroup>"
+
+
+def _evidence_rows(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, limit: int,
+                   zone: DisplayZone) -> str:
     where = evidence_locations(row["evidence"] or [])
+    if where.height == 0:
+        return '<p class="muted">no evidence lines</p>'
     shown = where.head(limit)
     lines = shown.join(raw, on=["raw_file", "raw_line"], how="left", maintain_order="left")
     if events is not None and events.height:
-        cols = ["raw_file", "raw_line", "time", "source_format", "account", "src_ip", "action", "outcome",
-                "target_id", "old_value", "new_value"]
+        cols = [c for c in _EVENT_COLUMNS if c in events.columns]
         lines = lines.join(events.select(cols).unique(["raw_file", "raw_line"]), on=["raw_file", "raw_line"],
                            how="left", maintain_order="left")
     body = []
@@ -168,112 +345,167 @@ def _evidence_rows(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.
         if r.get("old_value") is not None or r.get("new_value") is not None:
             change = f"{_esc(r.get('old_value'))} &rarr; {_esc(r.get('new_value'))}"
         body.append(
-            f"<tr><td class='t'>{_when(r.get('time'))}</td><td>{_esc(r.get('source_format'))}</td><td>{_esc(r.get('account'))}</td>"
-            f"<td>{_esc(r.get('src_ip'))}</td><td>{_esc(r.get('action'))}</td><td>{_esc(r.get('outcome'))}</td>"
-            f"<td>{_esc(r.get('target_id'))}</td><td>{change}</td>"
+            f"<tr><td>{_t(r.get('time'), zone, seconds=True)}</td><td>{_esc(r.get('source_format'))}</td>"
+            f"<td>{_esc(r.get('account'))}</td><td>{_esc(r.get('src_ip'))}</td><td>{_esc(r.get('action'))}</td>"
+            f"<td>{_esc(r.get('outcome'))}</td><td>{_esc(r.get('target_id'))}</td><td>{change}</td>"
             f"<td><code>{_esc(r['raw_file'])}:{int(r['raw_line'])}</code></td></tr>")
         text = r.get("raw")
         raw_html = (_esc(text) + (" &hellip;" if r.get("truncated") else "")) if text is not None else \
             '<span class="muted">(raw line not available: the file has moved or changed)</span>'
         body.append(f'<tr><td colspan="9"><pre class="raw">{raw_html}</pre></td></tr>')
     more = where.height - shown.height
-    tail = f'<p class="muted">&hellip; and {more} more evidence lines in findings.jsonl</p>' if more > 0 else ""
-    return ("<table><tr><th>time (UTC)</th><th>format</th><th>account</th><th>source</th><th>action</th>"
-            "<th>outcome</th><th>target</th><th>change</th><th>location</th></tr>" + "".join(body) + "</table>"
-            + tail)
+    tail = f'<p class="muted">&hellip; and {more:,} more evidence lines in findings.jsonl</p>' if more > 0 else ""
+    return ('<div class="scroll"><table class="evidence">' + _EVIDENCE_COLS
+            + '<tr><th>time</th><th>format</th><th>account</th>'
+            "<th>source</th><th>action</th><th>outcome</th><th>target</th><th>change</th><th>location</th></tr>"
+            + "".join(body) + "</table></div>" + tail)
 
 
 def _top_features(row: Mapping[str, Any]) -> str:
     items = row["top_features"] or []
     if not items:
         return ""
-    body = "".join(
-        f"<tr><td><code>{_esc(t.get('feature'))}</code></td><td>{_esc(FEATURE_DESCRIPTIONS.get(str(t.get('feature')), ''))}"
-        f"</td><td class='num'>{_num(t.get('value'))}</td><td class='num'>{_num(t.get('baseline'))}</td>"
-        f"<td class='num'>{_num(t.get('contribution'))}</td></tr>" for t in items)
-    return ("<details><summary>model features</summary><table><tr><th>feature</th><th>meaning</th>"
-            "<th class='num'>value</th><th class='num'>baseline</th><th class='num'>contribution</th></tr>"
-            f"{body}</table></details>")
+    reasons = list(row["reasons"] or [])
+    body = []
+    for item in items:
+        view = feature_view(item, reasons)
+        scale = f"<br><small class='muted'>{_esc(view.scale)}</small>" if view.scale else ""
+        body.append(f"<tr><td><code>{_esc(view.feature)}</code></td>"
+                    f"<td>{_esc(FEATURE_DESCRIPTIONS.get(view.feature, ''))}</td>"
+                    f"<td>{_esc(view.window)}{scale}</td><td>{_esc(view.baseline)}</td>"
+                    f"<td class='num'>{_num(view.contribution, 2)}</td></tr>")
+    return (f"<details class='model'><summary>what the model weighed ({len(items)} feature{'s' * (len(items) != 1)}, "
+            "in counts and days)</summary><div class='scroll'><table><tr><th>feature</th><th>meaning</th>"
+            "<th>this window</th><th>compared with</th><th class='num'>weight</th></tr>"
+            f"{''.join(body)}</table></div></details>")
 
 
-def _finding_section(rank_no: int, row: Mapping[str, Any], events: pl.DataFrame | None, counts: pl.DataFrame | None,
-                     raw: pl.DataFrame, around: timedelta, evidence_limit: int) -> str:
+def _signals(items: Sequence[Mapping[str, Any]]) -> str:
+    """Security signals, each (signal, detail) once at its highest impact, highest first."""
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
+    for s in items:
+        key = (str(s.get("signal") or ""), str(s.get("detail") or ""))
+        impact = str(s.get("impact") or "")
+        rank = SEVERITIES.index(impact) if impact in SEVERITIES else -1
+        if key[0] and rank >= seen.get(key, (-2, ""))[0]:
+            seen[key] = (rank, impact)
+    if not seen:
+        return ""
+    order = sorted(seen.items(), key=lambda kv: -kv[1][0])
+    rows = "".join(f"<li>{_sev(impact)} <b>{_esc(signal)}</b>{': ' + _esc(detail) if detail else ''}</li>"
+                   for (signal, detail), (_, impact) in order)
+    return f'<h4>signals</h4><ul class="signals">{rows}</ul>'
+
+
+def _finding_head(row: Mapping[str, Any], zone: DisplayZone) -> str:
+    first = (row["reasons"] or [""])[0]
+    return (f"{_sev(row['severity'])}<span class='num'>{_num(row['score'], 4)}</span>"
+            f"<b>{_esc(row['entity_kind'])} {_clip(row['entity_id'])}</b>"
+            f"<span class='muted'>{_span(row['window_start'], row['window_end'], zone)}</span>"
+            f"<span>{_clip(first, 300)}</span>")
+
+
+def _finding_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, evidence_limit: int,
+                   zone: DisplayZone, *, open_: bool, alone: bool = False) -> str:
+    """A finding in detail; *alone* (the incident's only finding) without a header of its own,
+    since the incident's says it all."""
     reasons = "".join(f"<li>{_esc(r)}</li>" for r in (row["reasons"] or []))
-    timeline = ""
-    if counts is not None:
-        table = entity_timeline(counts, row["entity_kind"], row["entity_id"], row["window_start"] - around,
-                                row["window_end"] + around, flagged=[(row["window_start"], row["window_end"])])
-        timeline = f"<h4>activity of {_esc(row['entity_id'])}, {int(around.total_seconds() // 3600)} h either side " \
-                   f"(UTC)</h4>{timeline_svg(table)}"
-    return (
-        f'<section class="finding" id="{_anchor(row["finding_id"])}"><header>'
-        f"<h3>#{rank_no} {_esc(row['entity_kind'])} {_esc(row['entity_id'])}</h3>{_sev(row['severity'])}"
-        f"<span>score {_num(row['score'], 4)}</span><span class='muted'>{_when(row['window_start'])} &ndash; "
-        f"{_when(row['window_end'])} UTC &middot; {int(row['event_count'] or 0)} events &middot; "
-        f"{_esc(row['detector'])} &middot; id <code>{_esc(row['finding_id'])}</code></span></header>"
-        f"<ul>{reasons}</ul>{_top_features(row)}{timeline}"
-        f"<h4>evidence</h4>{_evidence_rows(row, events, raw, evidence_limit)}"
-        f'<p><a href="#top">&uarr; back to the list</a></p></section>')
+    n = int(row["event_count"] or 0)
+    facts = (f"<p class='muted'>{n:,} event{'s' * (n != 1)} &middot; {_esc(row['detector'])} &middot; "
+             f"finding <code>{_esc(row['finding_id'])}</code></p>")
+    body = (f"{facts}<ul>{reasons}</ul>{'' if alone else _signals(row.get('signals') or [])}{_top_features(row)}"
+            f"<h4>evidence</h4>{_evidence_rows(row, events, raw, evidence_limit, zone)}")
+    anchor = _anchor("f-", row["finding_id"])
+    if alone:
+        return f'<div class="finding" id="{anchor}">{body}</div>'
+    return (f'<details class="finding" id="{anchor}"{" open" if open_ else ""}>'
+            f"<summary>{_finding_head(row, zone)}</summary>{body}</details>")
 
 
-def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | pl.LazyFrame | None = None,
-                  timelines: pl.DataFrame | None = None, title: str = "ami-detector findings", generated_at: datetime | None = None,
-                  summary: Mapping[str, object] | None = None, detail_limit: int = 100, evidence_limit: int = 25,
-                  table_limit: int = 2000, around: timedelta = CONTEXT) -> str:
-    """The findings as one self-contained HTML page.
+def _callout_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, evidence_limit: int,
+                   zone: DisplayZone) -> str:
+    reasons = "".join(f"<li>{_esc(r)}</li>" for r in (row["reasons"] or []))
+    n = int(row["event_count"] or 0)
+    return (f'<div class="callout" id="{_anchor("f-", row["finding_id"])}">{_sev(row["severity"])} '
+            f"<b>hunt {_esc(row['detector'])}</b> &middot; {_esc(row['entity_kind'])} <b>{_clip(row['entity_id'])}</b>"
+            f" &middot; <span class='muted'>{_span(row['window_start'], row['window_end'], zone)}</span>"
+            f"<ul>{reasons}</ul><details><summary class='muted'>{n:,} event{'s' * (n != 1)} behind "
+            f"it</summary>{_evidence_rows(row, events, raw, evidence_limit, zone)}</details></div>")
 
-    Parameters
-    ----------
-    findings
-        Findings in the contract schema, or a :class:`~detector.api.Findings` (whose events and
-        timelines are then used unless given here).
-    events
-        Events to show beside the evidence and, without *timelines*, to draw timelines from: the
-        scanned events, or the cited events of ``evidence.parquet``. A ``raw`` column, if present,
-        supplies the raw lines; otherwise they are read from the log files by line number.
-    timelines
-        Hourly activity in :data:`~detector.api.TIMELINE_SCHEMA` (``timeline.parquet``). Without it
-        or *events* there is no timeline.
-    title
-        The page title (escaped).
-    generated_at
-        Shown in the header; now (UTC) by default.
-    summary
-        Extra facts for the header (label -> value), in order; escaped.
-    detail_limit
-        Findings beyond this rank appear in the ranked table only.
-    evidence_limit
-        Evidence lines shown per finding (the rest are in ``findings.jsonl``).
-    table_limit
-        Rows of the ranked table (at least *detail_limit*); the findings beyond are counted in the
-        header and are in ``findings.jsonl``. A scan of months of a large network can have hundreds
-        of thousands of ``low`` findings: a page listing them all would help nobody and cost
-        memory and megabytes.
-    around
-        How far either side of a finding's window its timeline reaches.
 
-    Returns
-    -------
-    str
-        HTML5 with inline CSS and SVG, no script and no external reference.
-    """
-    if isinstance(findings, Findings):
-        events = findings.events if events is None else events
-        timelines = findings.timelines if timelines is None else timelines
-        summary = {**findings.summary(), **(summary or {})}
-        findings = findings.df
-    frame = rank(conform(findings))
-    generated_at = generated_at or datetime.now(UTC)
-    detailed = frame.head(max(detail_limit, 0))
+def _compact(rows: pl.DataFrame, zone: DisplayZone, *, link: bool = False) -> str:
+    body = []
+    for r in rows.iter_rows(named=True):
+        label = _esc(r["entity_id"])
+        body.append(f"<tr><td>{_sev(r['severity'])}</td><td class='num'>{_num(r['score'], 4)}</td>"
+                    f"<td>{_esc(r['entity_kind'])} {label}</td><td class='t'>{_t(r['window_start'], zone)}</td>"
+                    f"<td class='num'>{int(r['event_count'] or 0):,}</td>"
+                    f"<td>{_clip((r['reasons'] or [''])[0], 300)}</td></tr>")
+    return ("<div class='scroll'><table><tr><th>severity</th><th class='num'>score</th><th>entity</th>"
+            "<th class='t'>window</th><th class='num'>events</th><th>first reason</th></tr>"
+            + "".join(body) + "</table></div>")
 
-    counts = None
-    if detailed.height and (timelines is not None or events is not None):
-        counts = timeline_counts(timelines if timelines is not None else events, detailed,  # type: ignore[arg-type]
-                                 around=around)
-    cited = evidence_locations(detailed.get_column("evidence").list.head(evidence_limit).explode().drop_nulls())
-    behind = None
-    if events is not None and cited.height:
-        behind = events_at(events, cited)
+
+# ---- one incident ----------------------------------------------------------------------------------------
+
+
+def _at_least(severity: str) -> pl.Expr:
+    return pl.col("severity").cast(pl.String).is_in(SEVERITIES[SEVERITIES.index(severity):])
+
+
+def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFrame, detailed: pl.DataFrame,
+                      callouts: pl.DataFrame, counts: pl.DataFrame | None, events: pl.DataFrame | None,
+                      raw: pl.DataFrame, around: timedelta, evidence_limit: int, zone: DisplayZone) -> str:
+    severity = str(inc["severity"])
+    entities = list(inc["entities"] or [])
+    facts = [_span(inc["first_seen"], inc["last_seen"], zone),
+             f"{members.height:,} finding{'s' * (members.height != 1)}"]
+    if len(entities) > 1:
+        facts.append(f"{len(entities):,} entities")
+    facts.append(f"incident <code>{_esc(inc['incident_id'])}</code>")
+    parts = [f'<section class="incident {severity if severity in SEVERITIES else ""}" '
+             f'id="{_anchor("i-", inc["incident_id"])}"><header><h3>#{rank_no} {_esc(inc["lead_kind"])} '
+             f'{_clip(inc["lead_entity"])}</h3>{_sev(severity)}<span>score {_num(inc["score"], 4)}</span>'
+             f"<span class='muted'>{' &middot; '.join(facts)}</span></header>"
+             f'<p class="summary">{_esc(inc["summary"])}</p>']
+    if str(inc["own_severity"]) != severity:
+        parts.append(f"<p class='muted'>raised from {_sev(inc['own_severity'])} by a hunt call-out below</p>")
+    if len(entities) > 1:
+        parts.append(f"<p><span class='muted'>entities:</span> {_few(entities)}</p>")
+    parts.append(_signals([s for group in members.get_column("signals").to_list() for s in (group or [])]))
+    if counts is not None and members.height:
+        start, end = inc["first_seen"] - around, inc["last_seen"] + around
+        table = _activity(counts, members, start, end, around)
+        parts.append(f"<h4>activity of its entities, {int(around.total_seconds() // 3600)} h either side</h4>"
+                     f"{timeline_svg(table, zone=zone)}")
+    if callouts.height:
+        parts.append(f"<h4>hunt call-outs that touch it ({callouts.height})</h4>")
+        parts.extend(_callout_block(r, events, raw, evidence_limit, zone) for r in callouts.iter_rows(named=True))
+    if detailed.height == 1 and members.height == 1:
+        parts.append(_finding_block(detailed.row(0, named=True), events, raw, evidence_limit, zone, open_=True,
+                                    alone=True))
+    elif detailed.height:
+        parts.append(f"<h4>findings at medium or above ({detailed.height})</h4>")
+        parts.extend(_finding_block(r, events, raw, evidence_limit, zone, open_=i == 0)
+                     for i, r in enumerate(detailed.iter_rows(named=True)))
+    rest = members.join(detailed.select("finding_id"), on="finding_id", how="anti", maintain_order="left")
+    if rest.height:
+        shown = rest.head(50)
+        more = (f'<p class="muted">&hellip; and {rest.height - shown.height:,} more in findings.jsonl</p>'
+                if rest.height > shown.height else "")
+        parts.append(f"<h4>other findings of this incident ({rest.height:,}, listed compactly)</h4>"
+                     f"{_compact(shown, zone)}{more}")
+    parts.append('<p><a href="#top">&uarr; back to the list</a></p></section>')
+    return "".join(parts)
+
+
+# ---- the report --------------------------------------------------------------------------------------
+
+
+def _raw_lines(events: pl.DataFrame | pl.LazyFrame | None, cited: pl.DataFrame) -> tuple[pl.DataFrame | None,
+                                                                                         pl.DataFrame]:
+    """The events at the cited locations (if any) and their raw lines (from a ``raw`` column, else the files)."""
+    behind = events_at(events, cited) if events is not None and cited.height else None
     if behind is not None and "raw" in behind.columns:
         raw = cited.join(behind.select("raw_file", "raw_line", "raw").unique(["raw_file", "raw_line"]),
                          on=["raw_file", "raw_line"], how="left").with_columns(truncated=pl.lit(False))
@@ -282,43 +514,155 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
             raw = pl.concat([raw.filter(pl.col("raw").is_not_null()), read_raw_lines(missing)])
     else:
         raw = read_raw_lines(cited)
+    return behind, raw
 
-    by_severity = dict(frame.get_column("severity").cast(pl.String).value_counts().iter_rows())
-    boxes = "".join(f'<div class="count">{_sev(s)}<b>{by_severity.get(s, 0)}</b></div>' for s in reversed(SEVERITIES))
-    facts: dict[str, object] = {"generated": f"{generated_at:%Y-%m-%d %H:%M} UTC", "findings": f"{frame.height:,}"}
+
+def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | pl.LazyFrame | None = None,
+                  timelines: pl.DataFrame | None = None, incidents: pl.DataFrame | None = None,
+                  title: str = "ami-detector findings", generated_at: datetime | None = None,
+                  summary: Mapping[str, object] | None = None, detail_limit: int = 1000, evidence_limit: int = 25,
+                  table_limit: int = 2000, around: timedelta = CONTEXT, display_tz: str = "UTC") -> str:
+    """The findings as one self-contained HTML page, incidents first.
+
+    Parameters
+    ----------
+    findings
+        Findings in the contract schema (with ``incident_id`` and ``signals`` when the scan gives
+        them), or a :class:`~detector.api.Findings` (whose events, timelines and ``incidents`` are
+        then used unless given here).
+    events
+        Events to show beside the evidence and, without *timelines*, to draw timelines from: the
+        scanned events, or the cited events of ``evidence.parquet``. A ``raw`` column, if present,
+        supplies the raw lines; otherwise they are read from the log files by line number.
+    timelines
+        Hourly activity in :data:`~detector.api.TIMELINE_SCHEMA` (``timeline.parquet``). Without it
+        or *events* there is no timeline.
+    incidents
+        The incidents table (``incidents.parquet``). Without it, findings are grouped by their
+        ``incident_id``, and findings without one are each their own incident.
+    title
+        The page title (escaped).
+    generated_at
+        Shown in the header; now by default.
+    summary
+        Extra facts for the header (label -> value), in order; escaped.
+    detail_limit
+        At most this many findings are shown in detail (reasons, model features, evidence). Every
+        finding at medium or above is, up to this limit, in the order of the incidents; the rest
+        are listed compactly.
+    evidence_limit
+        Evidence lines shown per finding (the rest are in ``findings.jsonl``).
+    table_limit
+        Rows of the incidents table; the incidents beyond are counted and are in the findings
+        files. A scan of months of a large network can have hundreds of thousands of ``low``
+        findings: a page listing them all would help nobody and cost megabytes.
+    around
+        How far either side of an incident its timeline reaches (and how far a hunt call-out may be
+        from it to touch it).
+    display_tz
+        IANA zone every time is shown in (UTC is in each time's tooltip).
+
+    Returns
+    -------
+    str
+        HTML5 with inline CSS and SVG, no script and no external reference.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown *display_tz*.
+    """
+    zone = DisplayZone(display_tz)
+    if isinstance(findings, Findings):
+        events = findings.events if events is None else events
+        timelines = findings.timelines if timelines is None else timelines
+        incidents = getattr(findings, "incidents", None) if incidents is None else incidents
+        summary = {**findings.summary(), **(summary or {})}
+        findings = findings.df
+    data = prepare(findings, incidents, around=around)
+    frame, ranked = data.findings, data.incidents
+    generated_at = generated_at or datetime.now(UTC)
+
+    # Which incidents get a section and which of their findings are detailed, within detail_limit.
+    serious = ranked.filter(_at_least("medium"))
+    # Each section details at least one finding, so no more than detail_limit incidents get one.
+    wanted = serious.head(max(detail_limit, 0)).get_column("incident_id")
+    groups = frame.filter(pl.col("incident_id").is_in(wanted.implode())).partition_by("incident_id", as_dict=True)
+    callout_ids = serious.get_column("callouts").explode().drop_nulls()
+    callout_rows = frame.filter(pl.col("finding_id").is_in(callout_ids.implode()))
+    plan = []
+    budget = max(detail_limit, 0)
+    for inc in serious.iter_rows(named=True):
+        if budget <= 0:
+            break
+        group = groups.get((inc["incident_id"],), frame.clear())
+        members = group.filter(~pl.col("is_hunt") | pl.col("finding_id").is_in(inc["finding_ids"] or []))
+        detailed = members.filter(_at_least("medium")).head(budget)
+        budget -= detailed.height
+        callouts = callout_rows.filter(pl.col("finding_id").is_in(inc["callouts"] or []))
+        plan.append((inc, members, detailed, callouts))
+    shown_details = pl.concat([frame.clear(), *(d for _, _, d, _ in plan), *(c for _, _, _, c in plan)])
+    in_sections = pl.concat([frame.clear(), *(m for _, m, _, _ in plan)])
+
+    counts = None
+    if in_sections.height and (timelines is not None or events is not None):
+        counts = timeline_counts(timelines if timelines is not None else events,  # type: ignore[arg-type]
+                                 in_sections.select(list(FINDINGS_SCHEMA)), around=around)
+        # Saved timelines hold every finding's entity: keep the ones drawn here before each section looks.
+        counts = counts.join(in_sections.select("entity_kind", "entity_id").unique(), on=["entity_kind", "entity_id"],
+                             how="semi")
+    cited = evidence_locations(shown_details.get_column("evidence").list.head(evidence_limit).explode().drop_nulls())
+    behind, raw = _raw_lines(events, cited)
+
+    sections = "".join(_incident_section(i, inc, members, detailed, callouts, counts, behind, raw, around,
+                                         evidence_limit, zone)
+                       for i, (inc, members, detailed, callouts) in enumerate(plan, start=1))
+    sectioned = {inc["incident_id"] for inc, *_ in plan}
+
+    # Header: counts, facts, the chart.
+    inc_sev = dict(ranked.get_column("severity").cast(pl.String).value_counts().iter_rows())
+    find_sev = dict(frame.get_column("severity").cast(pl.String).value_counts().iter_rows())
+    boxes = "".join(f'<div class="count">{_sev(s)}<b>{inc_sev.get(s, 0):,}</b><small>incident'
+                    f'{"s" * (inc_sev.get(s, 0) != 1)}<br>{find_sev.get(s, 0):,} finding'
+                    f'{"s" * (find_sev.get(s, 0) != 1)}</small></div>' for s in reversed(SEVERITIES))
+    facts: dict[str, str] = {"generated": _t(generated_at, zone),
+                             "times shown in": "UTC" if zone.is_utc else
+                             f"{_esc(zone.name)} (UTC in each time&rsquo;s tooltip)",
+                             "incidents": f"{ranked.height:,}", "findings": f"{frame.height:,}"}
     if frame.height:
-        facts["windows"] = (f"{_when(frame.get_column('window_start').min())} to "  # type: ignore[arg-type]
-                            f"{_when(frame.get_column('window_end').max())} UTC")  # type: ignore[arg-type]
+        facts["windows"] = (f"{_t(frame.get_column('window_start').min(), zone)} to "  # type: ignore[arg-type]
+                            f"{_t(frame.get_column('window_end').max(), zone)}")  # type: ignore[arg-type]
         facts["entities"] = f"{frame.select('entity_kind', 'entity_id').n_unique():,}"
         if not (summary and "model" in summary):
-            facts["model"] = ", ".join(frame.get_column("model_id").drop_nulls().unique().sort().to_list()) or "?"
-    facts.update(summary or {})
-    fact_rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in facts.items())
+            facts["model"] = _esc(", ".join(frame.get_column("model_id").drop_nulls().unique().sort().to_list()) or "?")
+    facts.update({_esc(k): _esc(v) for k, v in (summary or {}).items()})
+    fact_rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in facts.items())
+    chart = findings_chart_svg(frame, zone=zone)
 
-    rows = []
-    for i, r in enumerate(frame.head(max(table_limit, detail_limit, 0)).iter_rows(named=True), start=1):
-        first = r["reasons"][0] if r["reasons"] else ""
-        label = _esc(r["entity_id"])
-        link = f'<a href="#{_anchor(r["finding_id"])}">{label}</a>' if i <= detailed.height else label
-        rows.append(f"<tr><td class='num'>{i}</td><td>{_sev(r['severity'])}</td><td class='num'>{_num(r['score'], 4)}"
-                    f"</td><td>{_esc(r['entity_kind'])}</td><td>{link}</td><td class='t'>{_when(r['window_start'])}</td>"
-                    f"<td class='num'>{int(r['event_count'] or 0)}</td><td>{_esc(first)}</td></tr>")
-    table = ("<table><tr><th class='num'>#</th><th>severity</th><th class='num'>score</th><th>kind</th>"
-             "<th>entity</th><th>window (UTC)</th><th class='num'>events</th><th>reason</th></tr>"
-             + "".join(rows) + "</table>") if rows else "<p>No findings.</p>"
-    sections = "".join(_finding_section(i, r, behind, counts, raw, around, evidence_limit)
-                       for i, r in enumerate(detailed.iter_rows(named=True), start=1))
-    beyond = frame.height - detailed.height
-    unlisted = frame.height - len(rows)
-    beyond_note = (f'<p class="muted">Details are shown for the first {detailed.height} findings; the other '
-                   f"{beyond:,} are " + ("in the table above and " if not unlisted else "")
-                   + "in findings.jsonl.</p>") if beyond > 0 else ""
-    if unlisted:
-        table += (f'<p class="muted">The table lists the first {len(rows):,} findings by score; the other '
-                  f"{unlisted:,} (lower scores) are in findings.jsonl and findings.parquet.</p>")
-    about = ("Scores read as &ldquo;rarer than this share of the baseline&rsquo;s windows&rdquo;. Every finding "
-             "leads back to raw log lines (file:line). All log content in this page is shown as text; "
-             "this page runs no script and loads nothing from the network.")
+    listed = ranked.head(max(table_limit, 0))
+    top_rows = listed.filter(_at_least("medium"))
+    table = (_incident_table(top_rows, 1, sectioned, zone) if top_rows.height else
+             "<p>No findings.</p>" if ranked.height == 0 else "<p>No incident at medium or above.</p>")
+    low_rows = listed.slice(top_rows.height)
+    if low_rows.height:
+        table += (f"<details class='low'><summary>{low_rows.height:,} low-severity incident"
+                  f"{'s' * (low_rows.height != 1)}, listed compactly</summary>"
+                  f"{_incident_table(low_rows, top_rows.height + 1, sectioned, zone)}</details>")
+    unlisted = ranked.height - listed.height
+    if unlisted > 0:
+        table += (f'<p class="muted">The tables list the first {listed.height:,} incidents; the other {unlisted:,} '
+                  "(lower in severity and score) are in findings.jsonl and findings.parquet.</p>")
+    notes = []
+    left_out = serious.height - len(plan)
+    if left_out > 0:
+        notes.append(f"{left_out:,} more incidents at medium or above are in the table only: details are "
+                     f"limited to {detail_limit:,} findings (<code>--details</code>).")
+    notes_html = "".join(f'<p class="muted">{n}</p>' for n in notes)
+    nothing = "<p>No findings.</p>" if ranked.height == 0 else "<p>No incident at medium or above.</p>"
+    about = ("Incidents group related findings (the same account or session, the devices an account&rsquo;s "
+             "burst reached), most severe first, then by score: &ldquo;rarer than this share of the "
+             "baseline&rsquo;s windows&rdquo;. Every finding leads back to raw log lines (file:line). All log "
+             "content in this page is shown as text; this page runs no script and loads nothing from the network.")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -326,28 +670,66 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>"
         f'<h1 id="top">{_esc(title)}</h1><p class="muted">{about}</p>'
-        f'<div class="counts">{boxes}</div><table class="facts">{fact_rows}</table>'
-        f"<h2>Findings, most anomalous first</h2>{table}"
-        f"<h2>Details</h2>{sections or '<p>No findings.</p>'}{beyond_note}"
+        f'<div class="top"><div class="counts">{boxes}</div><table class="facts">{fact_rows}</table></div>'
+        + (f"<h2>Findings over time</h2>{chart}" if chart else "")
+        + f"<h2>Incidents, most severe first</h2>{table}"
+        f"<h2>Details</h2>{sections or nothing}{notes_html}"
         "</body></html>\n")
+
+
+def _unprefixed(incident: Mapping[str, Any]) -> str:
+    """The summary without the lead entity's name in front (the table shows it beside)."""
+    summary, lead = str(incident["summary"] or ""), f"{incident['lead_entity']}: "
+    return summary[len(lead):] if summary.startswith(lead) and len(summary) > len(lead) else summary
+
+
+def _incident_table(rows: pl.DataFrame, first: int, sectioned: set[str], zone: DisplayZone) -> str:
+    body = []
+    for i, r in enumerate(rows.iter_rows(named=True), start=first):
+        label = f"{_esc(r['lead_kind'])} {_clip(r['lead_entity'])}"
+        if r["incident_id"] in sectioned:
+            label = f'<a href="#{_anchor("i-", r["incident_id"])}">{label}</a>'
+        n_findings = len(r["finding_ids"] or [])
+        hunts = f" + {len(r['callouts'])} hunt" if r["callouts"] else ""
+        body.append(f"<tr><td class='num'>{i}</td><td>{_sev(r['severity'])}</td><td class='num'>"
+                    f"{_num(r['score'], 4)}</td><td class='lead'>{label}</td><td>{_clip(_unprefixed(r), 300)}</td>"
+                    f"<td class='t'>{_t(r['first_seen'], zone)}</td><td class='num'>{n_findings:,}{hunts}</td></tr>")
+    return ("<div class='scroll tall'><table class='incidents'><tr><th class='num'>#</th><th>severity</th>"
+            "<th class='num'>score</th><th>lead</th><th>summary</th><th class='t'>first seen</th>"
+            "<th class='num'>findings</th></tr>" + "".join(body) + "</table></div>")
+
+
+def _read_dir(source: Path) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, pl.DataFrame | None]:
+    """Findings (every column), evidence, timelines and incidents of a findings directory or file."""
+    checked = Findings.read(source)  # validates the table, and reads evidence and timelines
+    path = source / "findings.parquet" if source.is_dir() else source
+    frame = pl.read_parquet(path)
+    incidents_path = path.parent / INCIDENTS_FILE
+    incidents = None
+    if incidents_path.exists():
+        try:
+            incidents = pl.read_parquet(incidents_path)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise InputError(f"cannot read incidents: {exc}", source=(str(incidents_path), None)) from None
+    return frame, checked.events, checked.timelines, incidents  # type: ignore[return-value]
 
 
 def write_report(findings: str | Path | pl.DataFrame | Findings, out_path: str | Path, *,
                  events: pl.DataFrame | pl.LazyFrame | None = None, timelines: pl.DataFrame | None = None,
-                 title: str | None = None,
+                 incidents: pl.DataFrame | None = None, title: str | None = None,
                  generated_at: datetime | None = None, summary: Mapping[str, object] | None = None,
-                 detail_limit: int = 100, evidence_limit: int = 25) -> Path:
+                 detail_limit: int = 1000, evidence_limit: int = 25, display_tz: str = "UTC") -> Path:
     """Render the report of *findings* and write it to *out_path* atomically.
 
     Parameters
     ----------
     findings
-        A findings directory (``findings.parquet``, with ``evidence.parquet`` and
-        ``timeline.parquet`` when present), a ``findings.parquet`` file, a findings DataFrame, or a
-        :class:`~detector.api.Findings`.
+        A findings directory (``findings.parquet``, with ``evidence.parquet``,
+        ``timeline.parquet`` and ``incidents.parquet`` when present), a ``findings.parquet``
+        file, a findings DataFrame, or a :class:`~detector.api.Findings`.
     out_path
         The HTML file to write; it appears only once complete.
-    events, timelines, title, generated_at, summary, detail_limit, evidence_limit
+    events, timelines, incidents, title, generated_at, summary, detail_limit, evidence_limit, display_tz
         As for :func:`render_report`.
 
     Returns
@@ -359,15 +741,23 @@ def write_report(findings: str | Path | pl.DataFrame | Findings, out_path: str |
     ------
     InputError
         When *findings* is a path that holds no readable findings table.
+    ConfigError
+        For an unknown *display_tz*.
     """
+    DisplayZone(display_tz)  # a bad zone fails before anything is read
     if isinstance(findings, (str, Path)):
         source = Path(findings)
         if not source.exists():
             raise InputError("no such findings directory or file", source=(str(source), None))
-        findings = Findings.read(source)
-        title = title or f"ami-detector findings: {source.resolve().name}"
-    text = render_report(findings, events=events, timelines=timelines, title=title or "ami-detector findings", generated_at=generated_at,
-                         summary=summary, detail_limit=detail_limit, evidence_limit=evidence_limit)
+        frame, saved_events, saved_timelines, saved_incidents = _read_dir(source)
+        events = saved_events if events is None else events
+        timelines = saved_timelines if timelines is None else timelines
+        incidents = saved_incidents if incidents is None else incidents
+        findings = frame
+        title = title or f"ami-detector findings: {(source if source.is_dir() else source.parent).resolve().name}"
+    text = render_report(findings, events=events, timelines=timelines, incidents=incidents,
+                         title=title or "ami-detector findings", generated_at=generated_at, summary=summary,
+                         detail_limit=detail_limit, evidence_limit=evidence_limit, display_tz=display_tz)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -21,6 +21,7 @@ FORMULA = "=cmd|' /C calc'!A0"
 IMG = '<img src=x onerror="alert(2)">'
 ESCAPE = "\x1b[2J\u202egnp.exe"  # clears a terminal; reverses text
 START = datetime(2026, 4, 14, 2, tzinfo=UTC)
+ACTIVITY = "activity of its entities"
 HEADER = ("EventTimeUTC,AuditId,UserName,Role,ClientIP,Workstation,Category,Action,ObjectType,ObjectId,OldValue,"
           "NewValue,Result")
 
@@ -96,7 +97,7 @@ def test_report_escapes_every_piece_of_log_content(hostile) -> None:
     _assert_safe(page)
     assert html.escape(SCRIPT) in page  # the account is shown, as text
     assert f'content="{CSP}"' in page and "script-src 'none'" in CSP and "default-src 'none'" in CSP
-    assert "<svg" in page  # the timeline
+    assert ACTIVITY in page  # the timeline
     assert page.count("<pre class=\"raw\">") == 2  # both evidence lines, read from the file
     assert "2026-04-14 02:00 UTC" in page
 
@@ -105,7 +106,7 @@ def test_report_without_events_still_shows_the_raw_lines(hostile) -> None:
     findings, _, log = hostile
     page = render_report(findings, generated_at=START)
     _assert_safe(page)
-    assert "<svg" not in page
+    assert ACTIVITY not in page  # no timeline without events or saved timelines
     assert html.escape(log.read_text().splitlines()[2], quote=True) in page
 
 
@@ -125,7 +126,7 @@ def test_write_report_from_a_findings_directory(hostile, tmp_path) -> None:
     target = write_report(out, tmp_path / "r" / "report.html", generated_at=START)
     page = target.read_text(encoding="utf-8")
     _assert_safe(page)
-    assert "<svg" in page and "findings: out" in page
+    assert ACTIVITY in page and "findings: out" in page
     assert sorted(p.name for p in target.parent.iterdir()) == ["report.html"]  # written atomically
 
 
@@ -136,20 +137,24 @@ def test_findings_html_reprs_escape_too(hostile) -> None:
         assert "<script" not in page.lower() and html.escape(SCRIPT) in page and "\x1b" not in page
 
 
-def test_many_findings_are_ranked_and_details_are_limited(hostile) -> None:
+def test_findings_are_ranked_severity_first_and_details_are_limited(hostile) -> None:
     findings, events, _ = hostile
-    many = pl.concat([findings.with_columns(finding_id=pl.lit(f"id{i:03d}"), score=pl.lit(0.99 + i / 10_000),
+    severity = findings["severity"].dtype
+    many = pl.concat([findings.with_columns(finding_id=pl.lit(f"id{i:03d}"), entity_id=pl.lit(f"acct{i:03d}"),
+                                            score=pl.lit(0.99 + i / 10_000),
+                                            severity=pl.lit("high" if i < 10 else "low").cast(severity),
                                             window_start=pl.lit(START + timedelta(hours=i)))
                       for i in range(30)])
     page = render_report(many, events=events, generated_at=START, detail_limit=5)
-    assert page.count('<section class="finding"') == 5
-    assert page.index("id029") < page.index("id028")  # highest score first
-    assert "the other 25 are in the table above" in page
-    # The table stops too, naming how many it leaves to the findings files.
+    assert len(re.findall(r'<(?:details|div) class="finding"', page)) == 5
+    # A high finding with a lower score comes before every low one, and within a severity the score ranks.
+    assert page.index("acct009") < page.index("acct008") < page.index("acct029")
+    assert "5 more incidents at medium or above are in the table only" in page
+    assert "20 low-severity incidents, listed compactly" in page
+    # The tables stop too, naming how many they leave to the findings files.
     short = render_report(many, events=events, generated_at=START, detail_limit=5, table_limit=12)
     assert short.count("<tr><td class='num'>") == 12
-    assert "lists the first 12 findings by score; the other 18" in short
-    assert "the other 25 are in findings.jsonl" in short
+    assert "list the first 12 incidents; the other 18" in short
 
 
 def test_empty_findings_render() -> None:
@@ -163,5 +168,5 @@ def test_timeline_svg_draws_a_bar_per_category_and_marks_the_window(hostile) -> 
                             flagged=[(START, START + timedelta(hours=1))])
     assert table.height == 6 and table.get_column("total").sum() == 3
     svg = timeline_svg(table)
-    assert svg.startswith("<svg") and svg.count("<title>") == 6
+    assert svg.startswith("<svg") and svg.count("<title>") == 6 and "02:00 UTC: 2 events" in svg
     assert "config_change 1" in svg and 'fill="#d62728"' in svg
