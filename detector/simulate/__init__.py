@@ -5,7 +5,9 @@ maintenance windows, storms) in the five reference formats of DESIGN.md, plants 
 clean baseline, and labels them in ``labels.json``. Deterministic from the seed.
 """
 
+from detector.simulate.catalogue import ALL_KINDS, BENIGN_KINDS, EXTENDED_KINDS
 from detector.simulate.incidents import CATALOGUE, Label
+from detector.simulate.settings import Settings
 from detector.simulate.simulator import (
     DEFAULT_METERS,
     DEFAULT_OPERATORS,
@@ -20,5 +22,5 @@ from detector.simulate.simulator import (
 
 INCIDENT_KINDS: tuple[str, ...] = tuple(kind for kind, *_ in CATALOGUE)
 
-__all__ = ["DEFAULT_METERS", "DEFAULT_OPERATORS", "DEFAULT_START", "DEFAULT_TZ", "INCIDENT_KINDS", "Label",
+__all__ = ["ALL_KINDS", "BENIGN_KINDS", "EXTENDED_KINDS", "Settings", "DEFAULT_METERS", "DEFAULT_OPERATORS", "DEFAULT_START", "DEFAULT_TZ", "INCIDENT_KINDS", "Label",
            "SimulationSummary", "World", "build_world", "generate_day", "simulate"]
