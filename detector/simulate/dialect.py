@@ -91,7 +91,7 @@ class Dialect:
                     hes, ad = hes + str(taken[hes]), ad + str(taken[hes])
                 accounts[account] = hes
                 windows[win] = ad
-            services = [*SERVICE_ACCOUNTS, *pop.vendors[1:]]
+            services = [*SERVICE_ACCOUNTS, "svc_meterqa", *pop.vendors[1:]]
             for k, account in enumerate(services):
                 new = _service_name(account, scheme, int(uids[len(people) + k]))
                 accounts[account] = windows[account] = new
@@ -121,7 +121,8 @@ class Dialect:
         out["hes_commands"] = frames["hes_commands"].with_columns(acc("user"))
         out["dms"] = frames["dms"].with_columns(acc("user"), acc("target"), host("host"))
         out["winsec"] = frames["winsec"].with_columns(
-            win("TargetUserName"), win("SubjectUserName"), host("Computer"), host("WorkstationName"))
+            win("TargetUserName"), win("SubjectUserName"), host("Computer"), host("WorkstationName"),
+            host("TargetDomainName"))  # a local account's domain is its computer
         out["vpn"] = frames["vpn"].with_columns(acc("suser"), host("dhost"))
         prefix = f"{DOMAIN}\\"
         jump_user = pl.when(pl.col("suser").str.starts_with(prefix)).then(
