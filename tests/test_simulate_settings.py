@@ -15,6 +15,7 @@ import pytest
 from detector.simulate import ALL_KINDS, BENIGN_KINDS, Settings, build_world, simulate
 from detector.simulate.catalogue import CLASSIC_KINDS, EXTENDED_KINDS
 from detector.simulate.incidents import HOUR_RANGES
+from detector.simulate.scenarios import ROUTINE_EXTRAS
 from tests.test_simulate import _mentions, raw_lines
 
 # Small: a 300-meter utility of 10 + 7 days that differs from today's in every way it can.
@@ -99,7 +100,9 @@ def test_every_kind_is_planted_and_labelled_after_the_baseline(labels: dict) -> 
         assert until <= _utc(incident["start"]) <= _utc(incident["end"])
         assert incident["benign"] == (incident["kind"] in BENIGN_KINDS or incident["id"].startswith("RTN-"))
     routine = {i["kind"] for i in incidents if i["id"].startswith("RTN-")}
-    assert routine == {"scheduled_job_new_meters", "admin_server_rounds"}
+    assert {"scheduled_job_new_meters", "admin_server_rounds", "new_hire_onboarding"} <= routine
+    assert routine <= {k for k, _ in ROUTINE_EXTRAS}
+    assert sum(i["kind"] == "new_hire_onboarding" for i in incidents) == 1
 
 
 def test_labelled_entities_appear_inside_their_span(lines: pl.DataFrame, labels: dict) -> None:
@@ -155,12 +158,19 @@ def test_sizes_of_incidents_follow_the_settings(labels: dict) -> None:
 def test_windows_fields_of_the_new_events(lines: pl.DataFrame, labels: dict) -> None:
     win = lines.filter(pl.col("file").str.starts_with("winsec")).get_column("line")
     events = [json.loads(x) for x in win.filter(win.str.contains(r'"(?:EventID|event_id)":"?(?:4697|7045|4698)'))]
-    flat = [e for e in events if "EventID" in e]
-    data = [e.get("winlog", {}).get("event_data", {}) | e for e in events]
-    assert len(events) == 3
-    assert {d.get("ServiceName") for d in data} >= {"PSEXESVC"}
-    assert any("TaskName" in d and "TaskContent" in d for d in data)
-    assert any(d.get("ImagePath", "").endswith("PSEXESVC.exe") for d in data) or not flat
+    data = [{**e.get("winlog", {}).get("event_data", {}), **e,
+             "id": str(e.get("EventID") or e["winlog"]["event_id"])} for e in events]
+    planted = [d for d in data if d.get("ServiceName") == "PSEXESVC" or "WinSvcHealth" in d.get("TaskName", "")]
+    assert sorted(d["id"] for d in planted) == ["4697", "4698", "7045"]
+    by_id = {d["id"]: d for d in planted}
+    assert by_id["4697"]["ServiceFileName"].endswith("PSEXESVC.exe") and by_id["4697"]["SubjectLogonId"]
+    assert by_id["7045"]["ImagePath"].endswith("PSEXESVC.exe") and "SubjectUserName" not in by_id["7045"]
+    assert by_id["4698"]["TaskContent"].startswith("<?xml") and by_id["4698"]["SubjectUserName"]
+    # Patch night, when it falls in the run, installs a driver and a task on every server it visits.
+    patch = [d for d in data if d not in planted]
+    assert len(patch) % 3 == 0
+    assert all(d.get("ServiceName") in ("MpKslDrv", "WinDefend", "Sense") or "UpdateOrchestrator" in d["TaskName"]
+               for d in patch)
 
 
 def test_nothing_of_the_new_scenarios_shows_in_the_baseline(lines: pl.DataFrame, labels: dict) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from detector.simulate.population import DOMAIN, FQDN, HOSTS, SERVICE_ACCOUNTS, Population
+from detector.simulate.population import DOMAIN, FQDN, SERVICE_ACCOUNTS, Population
 from detector.simulate.records import Source
 from detector.simulate.settings import Settings
 
@@ -28,6 +28,7 @@ _FQDN_DOMAIN = "corp.example"
 PLANTED_PEOPLE: dict[str, tuple[str, str, bool]] = {
     "kmarsh": ("Kevin", "Marsh", False),
     "adm_tnguyen": ("Thanh", "Nguyen", True),
+    "lpatel": ("Laura", "Patel", False),  # benign: the operator onboarded in the scored days
 }
 
 
@@ -154,4 +155,4 @@ class Dialect:
         return self.hosts.get(name, self.hosts.get(name.upper(), name))
 
 
-__all__ = ["PLANTED_PEOPLE", "Dialect", "HOSTS", "person_name"]
+__all__ = ["PLANTED_PEOPLE", "Dialect", "person_name"]

@@ -379,7 +379,8 @@ def _incidents(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock]
         s1 = s0 + int(rng.uniform(0.3, 0.6) * HOUR * US)
         one(sup, fleet.pc[sup], s0, s1)
         labels.append(_Label("", "supervisor_after_admin", f"Administrator {fleet.user[admin]} logs on to "
-                             f"{fleet.pc[sup]}, the PC of {fleet.user[sup]}, in the evening with a thumb drive; minutes "
+                             f"{fleet.pc[sup]}, the PC of {fleet.user[sup]}, in the evening with a thumb drive; "
+                             "minutes "
                              f"later {fleet.user[sup]}'s account logs on there.", t0, s1,
                              [fleet.user[sup], fleet.user[admin]], [fleet.pc[sup]], [drive]))
         # (d) a strict office-hours user's first Saturday or 03:00 logon.

@@ -15,7 +15,7 @@ import numpy as np
 from detector.simulate.clock import US
 from detector.simulate.context import DayContext, people_of
 from detector.simulate.incidents import Facts, _from_home, _on_shift, _pick_admin, _pool_ip
-from detector.simulate.population import DOMAIN, HOSTS, SERVICE_ACCOUNTS, VENDOR_RANGE, VPN_POOL
+from detector.simulate.population import DOMAIN, HOSTS, SERVICE_ACCOUNTS, VENDOR_RANGE
 from detector.simulate.records import DayBuffer
 from detector.simulate.routine_people import CALLS_PER_HOUR, CONTROL_TYPES
 from detector.simulate.sessions import (
@@ -26,11 +26,9 @@ from detector.simulate.sessions import (
     hes_login,
     hes_logout,
     jump_session,
-    rdp,
     sec,
     vpn_session,
-    win_logoff,
-    win_logon,
+    win_account,
 )
 
 
@@ -255,12 +253,110 @@ def admin_rounds(ctx: DayContext, buf: DayBuffer) -> Facts | None:
                  "each logon with special privileges.", accounts, hosts=sorted(hosts))
 
 
+def on_call_night(ctx: DayContext, buf: DayBuffer) -> Facts | None:
+    """The week's on-call administrator is called out some nights: VPN from home, RDP to the head-end,
+    a few reads and pings to check on a problem."""
+    rng = ctx.rng("on_call")
+    if rng.random() >= 0.25:
+        return None
+    admins = [p for _, p in people_of(ctx.pop, "admin")]
+    p = admins[(ctx.day // 7) % len(admins)]
+    hour = float(rng.uniform(0.5, 4.5))
+    length = float(rng.uniform(0.3, 0.9))
+    me, pool = _from_home(ctx, buf, p, hour, length, rng)
+    hes_login(buf, ctx.t(hour + 0.04), me)
+    devices = []
+    for _ in range(int(rng.integers(2, 7))):
+        m = int(rng.integers(ctx.pop.meters))
+        command(buf, ctx.t(hour + float(rng.uniform(0.06, length - 0.1))), me,
+                "OnDemandRead" if rng.random() < 0.5 else "PingByEndpoints", target=ctx.pop.meter_ids[m])
+        devices.append(ctx.pop.meter_ids[m])
+    hes_logout(buf, ctx.t(hour + length - 0.05), me)
+    return Facts(f"Benign routine: {p.account}, on call this week, is called out at night and checks meters "
+                 "over the VPN.", [p.account], devices, ["HES-APP01"], [p.home_ip, pool])
+
+
+PATCH_DRIVERS = ("MpKslDrv", "WinDefend", "Sense")
+
+
+def patch_night(ctx: DayContext, buf: DayBuffer) -> Facts | None:
+    """The second Thursday of the month, 21:00-23:30: administrators patch the servers. Each server
+    gets a privileged RDP logon, an installed service (Defender's driver, an agent update) and the
+    update orchestrator's scheduled task."""
+    d = ctx.clock.date
+    if d.weekday() != 3 or not 8 <= d.day <= 14:
+        return None
+    rng = ctx.rng("patch_night")
+    admins = [p for _, p in people_of(ctx.pop, "admin")]
+    hosts: list[str] = []
+    accounts: list[str] = []
+    for k, server in enumerate(ROUND_SERVERS):
+        p = admins[k % len(admins)]
+        me = Actor.of(p)
+        t0 = 21.0 + k * float(rng.uniform(0.1, 0.18))
+        lid = _session(buf, ctx.t(t0), ctx.t(t0 + float(rng.uniform(0.2, 0.4))), server, me, 10, rng,
+                       privileged=True)
+        fqdn = HOSTS[server].fqdn
+        t = ctx.t(t0 + 0.05)
+        name = PATCH_DRIVERS[int(rng.integers(len(PATCH_DRIVERS)))]
+        image = (f"C:\\ProgramData\\Microsoft\\Windows Defender\\Definition Updates\\"
+                 f"{{{rng.bytes(4).hex().upper()}-0000-4000-8000-{rng.bytes(6).hex().upper()}}}\\{name}.sys")
+        buf.add("winsec", t, EventID=4697, Computer=fqdn, SubjectUserName=p.win_name, SubjectDomainName=DOMAIN,
+                SubjectLogonId=lid, ServiceName=name, ServiceFileName=image, ServiceType="0x1",
+                ServiceStartType="3", ServiceAccount="")
+        buf.add("winsec", t + sec(0.1), EventID=7045, Computer=fqdn, ServiceName=name, ImagePath=image,
+                ServiceType="kernel mode driver", StartType="demand start", AccountName="", Channel="System")
+        buf.add("winsec", t + sec(rng.uniform(20, 90)), EventID=4698, Computer=fqdn, SubjectUserName=f"{server}$",
+                SubjectDomainName=DOMAIN, SubjectLogonId="0x3e7",
+                TaskName="\\Microsoft\\Windows\\UpdateOrchestrator\\Reboot_AC",
+                TaskContent='<?xml version="1.0" encoding="UTF-16"?><Task version="1.6"><Actions Context="Author">'
+                            '<Exec><Command>%systemroot%\\system32\\MusNotification.exe</Command>'
+                            '<Arguments>RebootDialog</Arguments></Exec></Actions></Task>')
+        hosts.append(server)
+        accounts.append(p.account)
+    return Facts("Benign routine: patch night, administrators log on to every server with special privileges; "
+                 "each server installs Defender drivers and the update orchestrator's reboot task.",
+                 sorted(set(accounts)), hosts=hosts)
+
+
+def onboarding(ctx: DayContext, buf: DayBuffer) -> Facts | None:
+    """Once, on the first working day after the first scored day: an administrator creates an operator
+    account, adds it to the operators' group, and the new operator logs in from a new workstation."""
+    first = next((d for d in range(ctx.baseline_days + 1, ctx.baseline_days + 8)
+                  if (ctx.clock.weekday + d - ctx.day) % 7 < 5), -1)
+    if ctx.day != first or ctx.baseline_days == 0:
+        return None
+    rng = ctx.rng("onboarding")
+    admin = [p for _, p in people_of(ctx.pop, "admin")][-1]
+    me = Actor.of(admin)
+    new = Actor("lpatel", "LPatel", "Operator", "10.20.8.77", "WS-OPS-301")
+    t = ctx.t(float(rng.uniform(9.0, 10.5)))
+    win_account(buf, t, 4720, me, new.win_name)
+    win_account(buf, t + sec(20), 4728, me, "HES Operators", member="CN=Laura Patel,OU=Operations,DC=util,DC=local")
+    audit(buf, t + sec(300), me, "UserManagement", "UserCreated", "User", new.account, None, "Role=Operator")
+    audit(buf, t + sec(330), me, "UserManagement", "RoleAssigned", "User", new.account, None, "Role=Operator")
+    t2 = t + sec(rng.uniform(1800, 5400))
+    hes_login(buf, t2, new, mistype=True, rng=rng)
+    devices = []
+    for k in range(int(rng.integers(8, 20))):
+        m = int(rng.integers(ctx.pop.meters))
+        command(buf, t2 + sec(60 + 120 * k + rng.uniform(0, 60)), new,
+                "OnDemandRead" if rng.random() < 0.6 else "PingByEndpoints", target=ctx.pop.meter_ids[m])
+        devices.append(ctx.pop.meter_ids[m])
+    hes_logout(buf, t2 + sec(60 + 120 * len(devices) + 200), new)
+    return Facts(f"Benign routine: {admin.account} onboards the new operator lpatel, who logs in from a new "
+                 "workstation and starts on customer calls.", [admin.account, "lpatel"], devices,
+                 ["WS-OPS-301", "HES-APP01", "DC01"], [new.ip], ["lpatel"])
+
+
 RoutineExtra = Callable[[DayContext, DayBuffer], "Facts | None"]
 ROUTINE_EXTRAS: tuple[tuple[str, RoutineExtra], ...] = (
     ("scheduled_job_new_meters", meter_qa_job),
     ("admin_server_rounds", admin_rounds),
+    ("on_call_night", on_call_night),
+    ("patch_night", patch_night),
+    ("new_hire_onboarding", onboarding),
 )
 
 __all__ = ["ROUTINE_EXTRAS", "admin_account_weakens_tls", "local_admin_night", "operator_read_sweep",
-           "rdp_new_account_disconnects", "retention_cut", "service_task_new_host", "vendor_opens_admin_rule",
-           "VPN_POOL"]
+           "rdp_new_account_disconnects", "retention_cut", "service_task_new_host", "vendor_opens_admin_rule"]

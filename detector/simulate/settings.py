@@ -116,7 +116,8 @@ class Settings:
         scored = between("scored_days")
         meters, operators = between("meters"), between("operators")
         admins, dms, vendors = between("admins"), between("dms_operators"), between("vendors")
-        shifts: ShiftPattern = str(rng.choice(["rotating", "rotating", "two_shift", "office"]))  # type: ignore[assignment]
+        shifts: ShiftPattern = str(  # type: ignore[assignment]
+            rng.choice(["rotating", "rotating", "two_shift", "office"]))
         shift_start = float(rng.choice([5.0, 6.0, 7.0, 7.5, 8.0])) if shifts != "rotating" else float(
             rng.choice([5.0, 6.0, 7.0]))
         office_start = float(rng.uniform(6.5, 8.5))
