@@ -37,7 +37,8 @@ prec        precision at medium+: share of medium+ findings matching any labelle
             included); ``prec mal``: matching a malicious one.
 P@20        share of the first 20 findings in rank order matching any scenario (of 20).
 /10k        medium+ findings per 10,000 scored events.
-benign max  highest severity of a finding matching each benign scenario (target: not above medium).
+benign max  highest severity of a finding matching each benign scenario and no malicious one (target:
+            not above medium); per family, the worst over its worlds.
 If the findings have an ``incident_id`` column, the same metrics per incident: an incident matches a
 scenario if any of its findings does, its severity is its findings' highest, its rank its first finding's.
 
@@ -196,8 +197,11 @@ def evaluate(units: pl.DataFrame, pairs: pl.DataFrame, scenarios: pl.DataFrame, 
     n_medium = medium.height
     top = units.head(20).get_column("rank").to_list()
     benign_max = {}
+    # A finding that also matches a malicious scenario (the same administrator in the same hour) says
+    # nothing about the benign one: only findings matching nothing malicious count against it.
+    benign_only = hits.filter(pl.col("flagged") & ~pl.col("rank").is_in(list(matched_mal_of(hits))))
     for row in scenarios.filter(pl.col("benign")).iter_rows(named=True):
-        best = hits.filter((pl.col("scenario") == row["scenario"]) & pl.col("flagged")).get_column("severity").max()
+        best = benign_only.filter(pl.col("scenario") == row["scenario"]).get_column("severity").max()
         benign_max.setdefault(row["kind"], []).append(int(best or 0))
     best_score = hits.group_by("scenario").agg(pl.col("score").max())
     best = dict(best_score.iter_rows())
@@ -218,6 +222,10 @@ def evaluate(units: pl.DataFrame, pairs: pl.DataFrame, scenarios: pl.DataFrame, 
         "benign_over_medium": sum(max(v) > SEVERITY_RANK["medium"] for v in benign_max.values()),
         "unmatched_medium": medium.filter(~pl.col("rank").is_in(list(matched_any))).head(12).to_dicts(),
     }
+
+
+def matched_mal_of(hits: pl.DataFrame) -> set[int]:
+    return set(hits.filter(~pl.col("benign")).get_column("rank"))
 
 
 def ours_units(findings: pl.DataFrame) -> pl.DataFrame:

@@ -128,3 +128,17 @@ def test_baseline_rows_rank_by_score(bench) -> None:  # type: ignore[no-untyped-
     assert units.get_column("entity_id").to_list() == ["jdoe", "a"]
     assert units.get_column("medium").to_list() == [True, False]
     assert units.get_column("flagged").to_list() == [True, False]
+
+
+def test_a_finding_also_matching_a_malicious_scenario_is_not_held_against_a_benign_one(  # type: ignore[no-untyped-def]
+        bench) -> None:
+    rounds = {"id": "E", "kind": "rounds", "benign": True, "start": "2026-05-01T02:00:00Z",
+              "end": "2026-05-01T02:50:00Z", "accounts": ["jdoe"], "devices": [], "hosts": []}
+    scenarios = bench.scenarios_of({"incidents": [*LABELS["incidents"], rounds]})
+    units = bench.ours_units(FINDINGS)
+    x = bench.evaluate(units, bench.match(units, scenarios), scenarios, scored_events=2_000)
+    assert x["benign_max"] == {"storm": "high", "rounds": "none"}
+    alone = bench.ours_units(_findings([("jdoe", 2, 3, "medium", 0.999)]))
+    y = bench.evaluate(alone, bench.match(alone, scenarios.filter(pl.col("scenario") != "A")),
+                       scenarios.filter(pl.col("scenario") != "A"), scored_events=2_000)
+    assert y["benign_max"]["rounds"] == "medium"

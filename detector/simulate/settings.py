@@ -32,7 +32,7 @@ TIME_ZONES = ("America/Chicago", "America/New_York", "America/Denver", "America/
 RANDOM_RANGES: dict[str, tuple[int, int]] = {
     "meters": (1000, 3000), "operators": (8, 20), "admins": (2, 6), "dms_operators": (4, 10),
     "vendors": (1, 3), "baseline_days": (10, 35), "scored_days": (7, 7), "burst_size": (8, 60),
-    "settings_changed": (1, 4),
+    "settings_changed": (1, 4), "malicious_kinds": (10, 14),
 }
 
 
@@ -104,7 +104,7 @@ class Settings:
 
         Keyword arguments fix fields instead of drawing them (e.g. ``meters=1500``).
         """
-        from detector.simulate.catalogue import ALL_KINDS  # the catalogue imports this module
+        from detector.simulate.catalogue import ALL_KINDS, BENIGN_KINDS  # the catalogue imports this module
 
         rng = np.random.default_rng([zlib.crc32(b"settings"), seed])
 
@@ -129,12 +129,18 @@ class Settings:
         start = date(2026, 1, 5) + timedelta(days=int(rng.integers(0, 300)))
         burst, changed = between("burst_size"), between("settings_changed")
         benign = bool(rng.random() < 0.8)
+        # A share of the catalogue, not all of it: about as many scenarios in the scored week as an
+        # analyst's test set holds, and fewer scenarios sharing the same few administrators.
+        malicious = [k for k in ALL_KINDS if k not in BENIGN_KINDS]
+        lo, hi = RANDOM_RANGES["malicious_kinds"]
+        picked = set(rng.choice(malicious, size=min(len(malicious), int(rng.integers(lo, hi + 1))), replace=False))
+        kinds = tuple(k for k in ALL_KINDS if k in picked or k in BENIGN_KINDS)
         drawn = cls(
             days=baseline + scored, baseline_days=baseline, meters=meters, operators=operators, admins=admins,
             dms_operators=dms, vendors=vendors, start=start, tz=tz, shifts=shifts, shift_start=shift_start,
             office_start=office_start, weekend_work=weekend_work, account_names=names, domain_prefix=prefix,
             host_names=hosts, timing_seed=seed, burst_size=burst, settings_changed=changed, benign=benign,
-            scenarios=ALL_KINDS, routine_extras=True)
+            scenarios=kinds, routine_extras=True)
         return replace(drawn, **overrides)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, object]:
