@@ -43,7 +43,7 @@ If the findings have an ``incident_id`` column, the same metrics per incident: a
 scenario if any of its findings does, its severity is its findings' highest, its rank its first finding's.
 
     python benchmarks/bench_detection.py --quick                  # 2 drawn utilities + a 300-person fleet
-    python benchmarks/bench_detection.py                          # 6 drawn utilities + a ~1,000-person fleet
+    python benchmarks/bench_detection.py                          # 8 drawn utilities + a ~1,000-person fleet
     python benchmarks/bench_detection.py --json out.json --verbose
 """
 
@@ -435,7 +435,7 @@ def _jsonable(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--utilities", type=int, nargs="*", default=None,
-                        help="seeds of drawn utilities (default 1-6; --quick: 1 2)")
+                        help="seeds of drawn utilities (default 1-8; --quick: 1 2)")
     parser.add_argument("--fleet", type=int, nargs="*", default=None, help="seeds of logon fleets (default 1)")
     parser.add_argument("--classic-seeds", type=int, nargs="*", default=[],
                         help="also run today's default utility (28 days, 1,500 meters, 12 operators) per seed")
@@ -445,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the numbers here")
     parser.add_argument("--verbose", action="store_true", help="list misses and medium+ findings that match nothing")
     args = parser.parse_args(argv)
-    utilities = args.utilities if args.utilities is not None else ([1, 2] if args.quick else [1, 2, 3, 4, 5, 6])
+    utilities = args.utilities if args.utilities is not None else ([1, 2] if args.quick else list(range(1, 9)))
     fleets = args.fleet if args.fleet is not None else [1]
     plan = [("utility", s) for s in utilities] + [("classic", s) for s in args.classic_seeds] + [
         ("fleet", s) for s in fleets]
