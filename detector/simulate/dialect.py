@@ -8,6 +8,7 @@ it reads — and the random streams stay those of the default utility. Labels ar
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,7 +133,9 @@ class Dialect:
             jump_user.alias("suser"), host("dhost"), host("shost"), self._text("msg"))
         return out
 
-    def _map(self, mapping: dict[str, str]):  # type: ignore[no-untyped-def]
+    def _map(self, mapping: dict[str, str]) -> Callable[..., pl.Expr]:
+        """A renamer of columns through *mapping* (values not in it are kept)."""
+
         def rename(column: str, *, strip: str = "") -> pl.Expr:
             value = pl.col(column).str.strip_prefix(strip) if strip else pl.col(column)
             return value.replace(mapping).alias(column) if mapping else value.alias(column)

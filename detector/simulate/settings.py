@@ -9,7 +9,7 @@ written against.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
 
@@ -96,7 +96,6 @@ class Settings:
     benign: bool = True
     scenarios: tuple[str, ...] | None = None
     routine_extras: bool = False
-    notes: tuple[str, ...] = field(default=(), compare=False)  # free text, not used by the simulator
 
     @classmethod
     def random(cls, seed: int, **overrides: object) -> Settings:
@@ -147,8 +146,6 @@ class Settings:
         """The settings as JSON-ready values (for labels.json and benchmark reports)."""
         out: dict[str, object] = {}
         for name in self.__dataclass_fields__:
-            if name == "notes":
-                continue
             value = getattr(self, name)
             out[name] = value.isoformat() if isinstance(value, date) else list(value) if isinstance(
                 value, tuple) else value
