@@ -270,7 +270,7 @@ def _settings_note(generator: dict[str, Any]) -> str:
     s = generator.get("settings", {})
     if generator.get("tool") == "detector.simulate.fleet":
         return (f"fleet {s.get('employees')} employees + {s.get('admins')} admins, {generator['tz']}, "
-                f"{s.get('baseline_days')}+{s.get('scored_days')} d")
+                f"{s.get('baseline_days')}+{s.get('scored_days')} d, 6416 logon id: {s.get('usb_logon_id')}")
     if not s:
         return f"classic {generator['meters']} meters, {generator['operators']} operators, {generator['tz']}"
     return (f"{s['meters']} m, {s['operators']} ops/{s['admins']} adm/{s['vendors']} vnd, {s['shifts']}@"
@@ -280,7 +280,7 @@ def _settings_note(generator: dict[str, Any]) -> str:
             f"{'benign' if s['benign'] else 'no benign'}")
 
 
-def make_world(world: str, seed: int, out: Path, quick: bool) -> None:
+def make_world(world: str, seed: int, out: Path, quick: bool, fleet_usb_id: str = "user") -> None:
     if world == "utility":
         from detector.simulate import Settings
 
@@ -291,18 +291,20 @@ def make_world(world: str, seed: int, out: Path, quick: bool) -> None:
     elif world == "fleet":
         from detector.simulate.fleet import FleetSettings, simulate_fleet
 
-        fleet = FleetSettings.random(seed, **({"employees": 300, "baseline_days": 10} if quick else {}))
+        fleet = FleetSettings.random(seed, usb_logon_id=fleet_usb_id,
+                                     **({"employees": 300, "baseline_days": 10} if quick else {}))
         simulate_fleet(out, seed=seed, settings=fleet)
     else:
         raise ValueError(world)
 
 
-def run_world(world: str, seed: int, *, quick: bool = False, baselines: bool = True) -> dict[str, Any]:
+def run_world(world: str, seed: int, *, quick: bool = False, baselines: bool = True, fleet_usb_id: str = "user"
+              ) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix=f"bench_detection_{world}_{seed}_"))
     times: dict[str, float] = {}
     try:
         t = time.perf_counter()
-        make_world(world, seed, out, quick)
+        make_world(world, seed, out, quick, fleet_usb_id)
         times["simulate"] = time.perf_counter() - t
         labels = json.loads((out / "labels.json").read_text())
         t = time.perf_counter()
@@ -441,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run today's default utility (28 days, 1,500 meters, 12 operators) per seed")
     parser.add_argument("--quick", action="store_true",
                         help="small worlds: utilities of 1,000 meters, a fleet of 300 employees and 10 baseline days")
+    parser.add_argument("--fleet-usb-id", choices=("user", "system"), default="user",
+                        help="the fleet's 6416 carry the user's logon id (default) or SYSTEM's 0x3e7, as Windows "
+                             "usually writes them (attribution then needs the PC's open sessions)")
     parser.add_argument("--no-baselines", action="store_true", help="run only ours (skip methods A and B)")
     parser.add_argument("--json", type=Path, help="write the numbers here")
     parser.add_argument("--verbose", action="store_true", help="list misses and medium+ findings that match nothing")
@@ -453,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     began_all = time.perf_counter()
     for world, seed in plan:
         began = time.perf_counter()
-        runs.append(run_world(world, seed, quick=args.quick, baselines=not args.no_baselines))
+        runs.append(run_world(world, seed, quick=args.quick, baselines=not args.no_baselines,
+                              fleet_usb_id=args.fleet_usb_id))
         runs[-1]["times"]["total"] = time.perf_counter() - began
         print(f"{world} {seed}: done in {runs[-1]['times']['total']:.1f} s", file=sys.stderr)
     print(report(runs, args.verbose))

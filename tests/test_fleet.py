@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from detector.errors import ConfigError
-from detector.simulate.fleet import FLEET_KINDS, FleetSettings, simulate_fleet
+from detector.simulate.fleet import FLEET_BENIGN_KINDS, FLEET_KINDS, FleetSettings, simulate_fleet
 
 SMALL = FleetSettings(employees=150, admins=3, baseline_days=8, scored_days=7)
 
@@ -93,12 +93,14 @@ def test_privileged_logons_carry_the_logon_id_of_their_4624(events: pl.DataFrame
 
 def test_labels_cover_every_kind_after_the_baseline(labels: dict) -> None:
     incidents = labels["incidents"]
-    kinds = [i["kind"] for i in incidents]
+    kinds = [i["kind"] for i in incidents if not i["benign"]]
     assert sorted(kinds) == sorted(FLEET_KINDS * SMALL.incidents_per_kind)
+    assert sorted(i["kind"] for i in incidents if i["benign"]) == sorted(FLEET_BENIGN_KINDS)
     until = _utc(labels["generator"]["baseline_until"])
     for incident in incidents:
         assert until <= _utc(incident["start"]) <= _utc(incident["end"])
-        assert not incident["benign"] and incident["accounts"] and incident["hosts"]
+        assert incident["benign"] == (incident["kind"] in FLEET_BENIGN_KINDS)
+        assert incident["accounts"] and incident["hosts"]
 
 
 def test_removable_media_of_an_incident_is_attributable_to_its_user(events: pl.DataFrame, labels: dict) -> None:
@@ -124,7 +126,7 @@ def test_the_insiders_were_strict_in_the_baseline(events: pl.DataFrame, labels: 
     logons = baseline.filter(pl.col("EventID") == 4624).with_columns(local=pl.col("time").dt.convert_time_zone(tz))
     sessions = _logons(baseline)
     for incident in labels["incidents"]:
-        if incident["kind"] not in ("after_hours_usb", "first_offhours_logon", "foreign_pc_usb"):
+        if incident["kind"] not in ("after_hours_usb", "first_offhours_logon", "foreign_pc_usb", "team_overtime"):
             continue
         user = incident["accounts"][0]
         mine = logons.filter(pl.col("TargetUserName").str.to_lowercase() == user)
@@ -157,3 +159,18 @@ def test_every_line_parses(fleet: Path) -> None:
     assert rejects.height == 0
     assert set(parsed.get_column("action").cast(pl.String)) == {"login_success", "logout", "privileged_logon",
                                                                "removable_media"}
+
+
+def test_windows_style_usb_events_carry_systems_logon_id_and_a_session_covers_each(tmp_path: Path) -> None:
+    simulate_fleet(tmp_path, seed=4, settings=FleetSettings(employees=150, admins=3, baseline_days=8,
+                                                            usb_logon_id="system"))
+    raw = pl.concat([pl.read_ndjson(p, infer_schema_length=None) for p in sorted(tmp_path.glob("winsec_*.jsonl"))],
+                    how="diagonal_relaxed").with_columns(
+        time=pl.col("TimeCreated").str.to_datetime("%Y-%m-%dT%H:%M:%S%.3f%:z").dt.convert_time_zone("UTC"))
+    usb = raw.filter(pl.col("EventID") == 6416).select("time", "Computer", "SubjectLogonId").with_row_index("k")
+    assert usb.height > 50 and (usb.get_column("SubjectLogonId") == "0x3e7").all()
+    interactive = _logons(raw)  # every logon here is interactive: at the PC (2) or over RDP (10)
+    covering = usb.join(interactive, on="Computer").filter((pl.col("time") >= pl.col("t0"))
+                                                           & (pl.col("time") <= pl.col("t1")))
+    per_event = covering.group_by("k").len()
+    assert per_event.height == usb.height  # every drive was plugged in while someone was logged on there

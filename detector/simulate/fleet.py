@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 import polars as pl
@@ -49,6 +50,10 @@ USB_MODELS: Final = (("KINGSTON", "DATATRAVELER_3.0", "Kingston DataTraveler 3.0
                      ("SAMSUNG", "FLASH_DRIVE_FIT", "Samsung Flash Drive FIT USB Device"),
                      ("WD", "ELEMENTS_25A2", "WD Elements 25A2 USB Device"))
 FLEET_KINDS: Final = ("after_hours_usb", "foreign_pc_usb", "supervisor_after_admin", "first_offhours_logon")
+FLEET_BENIGN_KINDS: Final = ("team_overtime", "usb_rollout")
+_DESCRIPTIONS: Final = {f"VEN_{v}&PROD_{p}": d for v, p, d in (
+    *USB_MODELS, ("KINGSTON", "IRONKEY_D300S", "Kingston IronKey D300S USB Device"))}
+SYSTEM_LOGON_ID: Final = "0x3e7"
 
 # Person kinds.
 REGULAR, EARLY, NIGHT, ADMIN = 0, 1, 2, 3
@@ -78,6 +83,10 @@ class FleetSettings:
     night_share: float = 0.02
     weekend_share: float = 0.06  # users who sometimes work a Saturday
     incidents_per_kind: int = 2
+    benign: bool = True  # plant the benign surprises (a team's overtime evening, a USB-drive rollout)
+    # Whose logon id a 6416 carries: the logged-on user's (attribution by id) or, as Windows usually
+    # writes it, SYSTEM's 0x3e7 (attribution needs the sessions open on the PC at that time).
+    usb_logon_id: Literal["user", "system"] = "user"
 
     @classmethod
     def random(cls, seed: int, **overrides: object) -> FleetSettings:
@@ -152,8 +161,7 @@ def _usb_id(rng: np.random.Generator) -> str:
 
 
 def _description(device: str) -> str:
-    vendor = device.split("VEN_", 1)[1].split("&", 1)[0]
-    return next(d for v, _, d in USB_MODELS if v == vendor)
+    return _DESCRIPTIONS[device.split("\\")[1].rsplit("&REV_", 1)[0].removeprefix("DISK&")]
 
 
 class _Rows:
@@ -229,8 +237,11 @@ def _logons(rows: _Rows, ids: _Ids, fleet: Fleet, who: np.ndarray, computer: np.
     return lid
 
 
-def _usb(rows: _Rows, computer: np.ndarray, lid: np.ndarray, t: np.ndarray, device: np.ndarray) -> None:
-    """6416 as the PC logs it: by its machine account, with the logged-on user's logon id."""
+def _usb(rows: _Rows, computer: np.ndarray, lid: np.ndarray, t: np.ndarray, device: np.ndarray,
+         s: FleetSettings) -> None:
+    """6416 as the PC logs it: by its machine account, with the logged-on user's logon id (or SYSTEM's)."""
+    if s.usb_logon_id == "system":
+        lid = np.full(len(t), SYSTEM_LOGON_ID, dtype=object)
     rows.add(t, 6416, Computer=np.array([f"{c}.{FQDN}" for c in computer], dtype=object),
              SubjectUserName=np.array([f"{c}$" for c in computer], dtype=object), SubjectDomainName=DOMAIN,
              SubjectLogonId=lid, DeviceId=device.astype(object),
@@ -238,7 +249,19 @@ def _usb(rows: _Rows, computer: np.ndarray, lid: np.ndarray, t: np.ndarray, devi
              ClassId=USB_CLASS)
 
 
-def _routine(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock], rows: _Rows, ids: _Ids) -> None:
+@dataclass(frozen=True)
+class _Sessions:
+    """Employees' interactive sessions on their own PCs (not the administrators' rounds)."""
+
+    person: np.ndarray
+    day: np.ndarray
+    t0: np.ndarray
+    t1: np.ndarray
+    lid: np.ndarray
+
+
+def _routine(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock], rows: _Rows, ids: _Ids
+             ) -> _Sessions:
     rng = np.random.default_rng([seed, 0xF1EE8])
     n = fleet.size
     weekday = np.array([c.weekday for c in clocks])
@@ -270,7 +293,7 @@ def _routine(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock], 
     uses = fleet.usb[s_person] & (rng.random(len(s_person)) < 0.45)
     idx = np.repeat(np.flatnonzero(uses), rng.integers(1, 4, uses.sum()))
     when = t0[idx] + ((t1[idx] - t0[idx]) * rng.uniform(0.05, 0.95, len(idx))).astype(np.int64)
-    _usb(rows, pcs[idx], lid[idx], when, fleet.device[s_person[idx]])
+    _usb(rows, pcs[idx], lid[idx], when, fleet.device[s_person[idx]], s)
     # Administrators: 2-3 PCs an hour through the day, sometimes a server, each logon privileged.
     admins = np.flatnonzero(fleet.kind == ADMIN)
     a_person, a_day = np.nonzero(works[admins])
@@ -292,6 +315,7 @@ def _routine(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock], 
     p2 = admins[p2]
     _logons(rows, ids, fleet, p2, fleet.pc[p2], _utc(clocks, d2, fleet.start_h[p2] * HOUR),
             _utc(clocks, d2, (fleet.start_h[p2] + fleet.hours[p2]) * HOUR), 2, privileged=True)
+    return _Sessions(s_person, s_day, t0, t1, lid)
 
 
 @dataclass
@@ -304,21 +328,22 @@ class _Label:
     accounts: list[str]
     hosts: list[str]
     devices: list[str]
+    benign: bool = False
 
     def as_json(self) -> dict[str, object]:
-        return {"id": self.id, "kind": self.kind, "description": self.description, "benign": False,
+        return {"id": self.id, "kind": self.kind, "description": self.description, "benign": self.benign,
                 "start": iso_utc(self.start), "end": iso_utc(self.end), "accounts": [a.lower() for a in self.accounts],
                 "devices": self.devices, "hosts": self.hosts, "src_ips": [], "objects": []}
 
 
-def _incidents(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock], rows: _Rows, ids: _Ids
-               ) -> list[_Label]:
+def _incidents(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock], rows: _Rows, ids: _Ids,
+               sessions: _Sessions) -> list[_Label]:
     rng = np.random.default_rng([seed, 0xF1EE9])
     scored = list(range(s.baseline_days, s.days))
     weekdays = [d for d in scored if clocks[d].weekday < 5]
     saturdays = [d for d in scored if clocks[d].weekday == 5]
     strict = np.flatnonzero((fleet.kind == REGULAR) & ~fleet.usb & ~fleet.saturday)
-    chosen = iter(rng.choice(strict, size=min(len(strict), 4 * s.incidents_per_kind * 2), replace=False))
+    chosen = iter(rng.choice(strict, size=min(len(strict), 4 * s.incidents_per_kind + 16), replace=False))
     admins = np.flatnonzero(fleet.kind == ADMIN)
     labels: list[_Label] = []
 
@@ -334,7 +359,7 @@ def _incidents(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock]
 
     def usb(computer: str, lid: str, times: list[int], device: str) -> None:
         _usb(rows, np.array([computer] * len(times), dtype=object), np.array([lid] * len(times), dtype=object),
-             np.array(times), np.array([device] * len(times)))
+             np.array(times), np.array([device] * len(times)), s)
 
     for k in range(s.incidents_per_kind):
         # (a) after hours, with a thumb drive never seen.
@@ -393,9 +418,45 @@ def _incidents(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock]
         one(u, fleet.pc[u], t0, t1)
         labels.append(_Label("", "first_offhours_logon", f"{fleet.user[u]}, a strict office-hours user, logs on to "
                              f"{fleet.pc[u]} {when} for the first time.", t0, t1, [fleet.user[u]], [fleet.pc[u]], []))
+    if s.benign and weekdays:
+        labels += _benign(s, fleet, clocks, rows, ids, sessions, rng, chosen, weekdays)
     labels.sort(key=lambda label: (label.start, label.kind))
     for j, label in enumerate(labels):
         label.id = f"FLT-{j + 1:03d}"
+    return labels
+
+
+def _benign(s: FleetSettings, fleet: Fleet, clocks: list[DayClock], rows: _Rows, ids: _Ids, sessions: _Sessions,
+            rng: np.random.Generator, chosen: Iterator[np.int64], weekdays: list[int]) -> list[_Label]:
+    """Surprises that are not incidents: they look like the insider kinds on purpose."""
+    labels = []
+    # A team stays for a release: five strict office-hours users log on again in the evening, a first.
+    team = [int(next(chosen)) for _ in range(5)]
+    day = weekdays[int(rng.integers(len(weekdays)))]
+    h = rng.uniform(19.0, 19.5, len(team))
+    length = rng.uniform(1.5, 2.5, len(team))
+    t0 = _utc(clocks, np.full(len(team), day), h * HOUR)
+    t1 = _utc(clocks, np.full(len(team), day), (h + length) * HOUR)
+    _logons(rows, ids, fleet, np.array(team), fleet.pc[team].astype(object), t0, t1, 2, privileged=False)
+    labels.append(_Label("", "team_overtime", "Benign: a team of five, who never work late, stays for a release "
+                         "evening and logs on again after 19:00.", int(t0.min()), int(t1.max()),
+                         [str(fleet.user[u]) for u in team], [str(fleet.pc[u]) for u in team], [], benign=True))
+    # IT hands out encrypted drives: eight users who never used removable media plug theirs in once,
+    # in an ordinary working session.
+    day = weekdays[int(rng.integers(len(weekdays)))]
+    users = [int(next(chosen)) for _ in range(8)]
+    pick = np.flatnonzero(np.isin(sessions.person, users) & (sessions.day == day))
+    pick = pick[np.unique(sessions.person[pick], return_index=True)[1]]  # their first session that day
+    if len(pick):
+        when = sessions.t0[pick] + ((sessions.t1[pick] - sessions.t0[pick]) * rng.uniform(0.2, 0.8, len(pick))
+                                    ).astype(np.int64)
+        drives = np.array([f"USBSTOR\\DISK&VEN_KINGSTON&PROD_IRONKEY_D300S&REV_PMAP\\{rng.bytes(8).hex().upper()}&0"
+                           for _ in pick])
+        _usb(rows, fleet.pc[sessions.person[pick]].astype(object), sessions.lid[pick], when, drives, s)
+        labels.append(_Label("", "usb_rollout", f"Benign: IT hands out encrypted drives; {len(pick)} users who never "
+                             "used removable media plug theirs in during an ordinary working session.",
+                             int(when.min()), int(when.max()), [str(fleet.user[p]) for p in sessions.person[pick]],
+                             [str(fleet.pc[p]) for p in sessions.person[pick]], drives.tolist(), benign=True))
     return labels
 
 
@@ -416,8 +477,8 @@ def simulate_fleet(out_dir: Path | str, *, seed: int, settings: FleetSettings | 
     fleet = build_fleet(seed, s)
     clocks = [DayClock.of(d, s.start + timedelta(days=d), s.tz) for d in range(s.days)]
     rows, ids = _Rows(), _Ids(np.random.default_rng([seed, 0xF1EEA]))
-    _routine(seed, s, fleet, clocks, rows, ids)
-    labels = _incidents(seed, s, fleet, clocks, rows, ids)
+    sessions = _routine(seed, s, fleet, clocks, rows, ids)
+    labels = _incidents(seed, s, fleet, clocks, rows, ids, sessions)
     events = rows.frame()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -446,4 +507,4 @@ def simulate_fleet(out_dir: Path | str, *, seed: int, settings: FleetSettings | 
     return FleetSummary(out, tuple(sorted(files)), events.height, path, tuple(document["incidents"]))
 
 
-__all__ = ["FLEET_KINDS", "Fleet", "FleetSettings", "FleetSummary", "build_fleet", "simulate_fleet"]
+__all__ = ["FLEET_BENIGN_KINDS", "FLEET_KINDS", "Fleet", "FleetSettings", "FleetSummary", "build_fleet", "simulate_fleet"]
