@@ -21,7 +21,8 @@ from tests.test_simulate import _mentions, raw_lines
 # Small: a 300-meter utility of 10 + 7 days that differs from today's in every way it can.
 VARIED = Settings.random(3, meters=300, operators=8, baseline_days=10, days=17, account_names="uid",
                          host_names="fqdn", domain_prefix=True, shifts="office", weekend_work=False, benign=True,
-                         burst_size=12, settings_changed=3, vendors=2, scenarios=ALL_KINDS)
+                         burst_size=12, settings_changed=3, vendors=2, scenarios=ALL_KINDS,
+                         services_off=("svc_cis",), extra_services=2)
 SEED = 5
 
 
@@ -217,3 +218,15 @@ def test_classic_kinds_unchanged() -> None:
     world = build_world(days=28, seed=7, meters=300, operators=6, start=date(2026, 3, 2))
     assert sorted(i.kind for i in world.incidents) == sorted(CLASSIC_KINDS)
     assert world.start + timedelta(days=world.baseline_days) <= world.start + timedelta(days=21)
+
+
+def test_integrations_come_and_go_with_the_settings(lines: pl.DataFrame) -> None:
+    world = build_world(seed=SEED, settings=VARIED)
+    commands = lines.filter(pl.col("file").str.starts_with("hes_commands")).get_column("line")
+    user = commands.str.extract(r'"user":"([^"]+)"')
+    users = set(user.drop_nulls())
+    assert world.dialect.accounts["svc_cis"] not in users
+    assert world.dialect.accounts["svc_billing"] in users
+    extra = [world.dialect.accounts[name] for name in ("svc_analytics", "svc_gis")]
+    assert set(extra) <= users
+    assert "svc_prepay" not in world.dialect.accounts

@@ -16,6 +16,7 @@ import polars as pl
 
 from detector.simulate.population import DOMAIN, FQDN, SERVICE_ACCOUNTS, Population
 from detector.simulate.records import Source
+from detector.simulate.routine_systems import EXTRA_SERVICES
 from detector.simulate.settings import Settings
 
 # Server names in the "fqdn" scheme: hesprd-app-1.corp.example.
@@ -93,7 +94,8 @@ class Dialect:
                     hes, ad = hes + str(taken[hes]), ad + str(taken[hes])
                 accounts[account] = hes
                 windows[win] = ad
-            services = [*SERVICE_ACCOUNTS, "svc_meterqa", *pop.vendors[1:]]
+            services = [*SERVICE_ACCOUNTS, "svc_meterqa", *pop.vendors[1:],
+                        *EXTRA_SERVICES[:settings.extra_services]]
             for k, account in enumerate(services):
                 new = _service_name(account, scheme, int(uids[len(people) + k]))
                 accounts[account] = windows[account] = new

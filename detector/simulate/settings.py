@@ -33,6 +33,7 @@ RANDOM_RANGES: dict[str, tuple[int, int]] = {
     "meters": (1000, 3000), "operators": (8, 20), "admins": (2, 6), "dms_operators": (4, 10),
     "vendors": (1, 3), "baseline_days": (10, 35), "scored_days": (7, 7), "burst_size": (8, 60),
     "settings_changed": (1, 4), "malicious_kinds": (10, 14),
+    "extra_services": (0, 3),
 }
 
 
@@ -68,6 +69,10 @@ class Settings:
         Whether the benign surprises (storm, approved campaign) are planted.
     scenarios
         Kinds to plant; ``None`` is the classic catalogue (15 kinds). See :data:`ALL_KINDS`.
+    services_off, extra_services
+        Integrations the utility does without (``svc_billing``, ``svc_cis``), and how many integrations
+        it has beyond today's (0-5: analytics, GIS, prepayment, workforce management, demand response),
+        each reading or pinging a sample of meters on its own schedule.
     routine_extras
         Benign routine that must not alarm: a Tue/Thu 10:00 service job reading meters it never read
         before, and administrators' rounds over several servers an hour (each logon with 4672). Their
@@ -96,6 +101,8 @@ class Settings:
     benign: bool = True
     scenarios: tuple[str, ...] | None = None
     routine_extras: bool = False
+    services_off: tuple[str, ...] = ()
+    extra_services: int = 0
 
     @classmethod
     def random(cls, seed: int, **overrides: object) -> Settings:
@@ -134,12 +141,14 @@ class Settings:
         lo, hi = RANDOM_RANGES["malicious_kinds"]
         picked = set(rng.choice(malicious, size=min(len(malicious), int(rng.integers(lo, hi + 1))), replace=False))
         kinds = tuple(k for k in ALL_KINDS if k in picked or k in BENIGN_KINDS)
+        off = tuple(name for name in ("svc_billing", "svc_cis") if rng.random() < 0.25)
+        extra = between("extra_services")
         drawn = cls(
             days=baseline + scored, baseline_days=baseline, meters=meters, operators=operators, admins=admins,
             dms_operators=dms, vendors=vendors, start=start, tz=tz, shifts=shifts, shift_start=shift_start,
             office_start=office_start, weekend_work=weekend_work, account_names=names, domain_prefix=prefix,
             host_names=hosts, timing_seed=seed, burst_size=burst, settings_changed=changed, benign=benign,
-            scenarios=kinds, routine_extras=True)
+            scenarios=kinds, routine_extras=True, services_off=off, extra_services=extra)
         return replace(drawn, **overrides)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, object]:

@@ -125,6 +125,8 @@ def generate_day(world: World, day: int) -> tuple[dict[Source, pl.DataFrame], li
     buf = DayBuffer()
     for generator in GENERATORS:
         generator(ctx, buf)
+    if world.settings.extra_services:
+        routine_systems.extra_integrations(ctx, buf)
     labels = []
     if world.settings.routine_extras:
         labels += _routine_extras(ctx, buf, scored=day >= world.baseline_days)
