@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
+from detector.errors import ConfigError
 from detector.simulate import ALL_KINDS, BENIGN_KINDS, Settings, build_world, simulate
 from detector.simulate.catalogue import CLASSIC_KINDS, EXTENDED_KINDS
 from detector.simulate.incidents import HOUR_RANGES
@@ -74,6 +75,13 @@ def test_default_settings_are_todays_utility() -> None:
     same = build_world(seed=2, settings=Settings(days=12, meters=500, operators=6))
     assert classic.incidents == same.incidents and classic.pop.people == same.pop.people
     assert classic.dialect.is_identity
+
+
+@pytest.mark.parametrize("bad", [{"shifts": "flexi"}, {"services_off": ("svc_oms",)}, {"settings_changed": 9},
+                                 {"scenarios": ("no_such_kind",)}, {"extra_services": 6}])
+def test_unusable_settings_are_refused(bad: dict) -> None:
+    with pytest.raises(ConfigError):
+        build_world(seed=1, settings=replace(Settings(days=3, meters=200, operators=3), **bad))
 
 
 def test_drawn_timing_keeps_each_kind_in_its_hours() -> None:

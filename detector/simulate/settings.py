@@ -151,6 +151,28 @@ class Settings:
             scenarios=kinds, routine_extras=True, services_off=off, extra_services=extra)
         return replace(drawn, **overrides)  # type: ignore[arg-type]
 
+    def validate(self) -> None:
+        """Raise :class:`~detector.errors.ConfigError` for a setting the simulator cannot honour."""
+        from detector.errors import ConfigError
+
+        problems = []
+        if self.shifts not in ("rotating", "two_shift", "office"):
+            problems.append(f"shifts {self.shifts!r} (rotating, two_shift or office)")
+        if self.account_names not in ("flast", "first.last", "LAST_F", "uid"):
+            problems.append(f"account_names {self.account_names!r} (flast, first.last, LAST_F or uid)")
+        if self.host_names not in ("short", "fqdn"):
+            problems.append(f"host_names {self.host_names!r} (short or fqdn)")
+        if not 0.0 <= self.shift_start <= 12.0 or not 0.0 <= self.office_start <= 12.0:
+            problems.append("shift_start and office_start are local hours between 0 and 12")
+        if self.burst_size < 1 or not 1 <= self.settings_changed <= 4:
+            problems.append("burst_size must be at least 1 and settings_changed 1-4")
+        if not set(self.services_off) <= {"svc_billing", "svc_cis"}:
+            problems.append(f"services_off {list(self.services_off)} (only svc_billing and svc_cis can be off)")
+        if not 0 <= self.extra_services <= 5 or self.vendors < 1:
+            problems.append("extra_services must be 0-5 and vendors at least 1")
+        if problems:
+            raise ConfigError("unusable simulator settings: " + "; ".join(problems))
+
     def describe(self) -> dict[str, object]:
         """The settings as JSON-ready values (for labels.json and benchmark reports)."""
         out: dict[str, object] = {}

@@ -95,6 +95,7 @@ def build_world(*, days: int | None = None, seed: int, meters: int | None = None
     s = resolve(settings, days=days, meters=meters, operators=operators, start=start, tz=tz,
                 baseline_days=baseline_days)
     days, meters, operators, start, tz = s.days, s.meters, s.operators, s.start, s.tz
+    s.validate()
     if days < 1:
         raise ConfigError("--days must be at least 1")
     if meters < 100:
