@@ -13,7 +13,8 @@ from datetime import date, timedelta
 import numpy as np
 
 from detector.simulate.clock import HOUR, DayClock
-from detector.simulate.population import SHIFT_HOURS, Person, Population
+from detector.simulate.population import Person, Population
+from detector.simulate.settings import Settings
 
 MAINTENANCE_WEEKDAY = 2  # Wednesday
 MAINTENANCE_HOURS = (0.0, 4.0)  # local; firmware and key changes happen only here
@@ -58,6 +59,8 @@ class DayContext:
     plan: RoutinePlan
     seed: int
     _jitter: np.random.Generator = field(init=False, repr=False, compare=False)
+    settings: Settings = field(default_factory=Settings)
+    baseline_days: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_jitter", self.rng("jitter"))
@@ -92,7 +95,7 @@ class DayContext:
         """The parts of *person*'s shifts that fall on this local day: (start h, end h, logs in, logs out).
         A night shift that began yesterday ends this morning."""
         p = self.pop.people[person]
-        start, end = SHIFT_HOURS[p.shift]
+        start, end = self.pop.shift_hours[p.shift]
         out = []
         if p.shift == "night" and self.works(person, -1):
             out.append((0.0, end - 24.0, False, True))

@@ -239,18 +239,29 @@ def privilege_grant_used(ctx: DayContext, buf: DayBuffer, rng: np.random.Generat
                  src_ips=[admin.ip, op.ip], objects=["Security.MaxFailedLogins", "TOU_RES_2026"])
 
 
+# Controls an insider switches off or loosens; the first two are the classic incident.
+SECURITY_CHANGES: tuple[tuple[str, str, str], ...] = (
+    ("Security.DisconnectApprovalRequired", "true", "false"),
+    ("RemoteDisconnect.MaxPerHour", "50", "5000"),
+    ("Security.FirmwareSignatureCheck", "enabled", "disabled"),
+    ("Security.SessionIdleLockMinutes", "15", "1440"),
+)
+
+
 def config_change(ctx: DayContext, buf: DayBuffer, rng: np.random.Generator, hour: float) -> Facts:
     p = _pick_admin(ctx, 4)
     me = Actor.of(p)
     t = ctx.t(hour)
-    audit(buf, t, me, "Configuration", "SettingChanged", "GlobalSetting", "Security.DisconnectApprovalRequired",
-          "true", "false")
-    audit(buf, t + sec(rng.uniform(40, 120)), me, "Configuration", "SettingChanged", "GlobalSetting",
-          "RemoteDisconnect.MaxPerHour", "50", "5000")
-    return Facts(f"In office hours and from their own workstation, {p.account} turns off approval of remote "
-                 "disconnects and lifts their hourly limit: settings nobody changes.", [p.account],
-                 hosts=[p.workstation], src_ips=[p.ip],
-                 objects=["Security.DisconnectApprovalRequired", "RemoteDisconnect.MaxPerHour"])
+    changes = SECURITY_CHANGES[:max(1, min(len(SECURITY_CHANGES), ctx.settings.settings_changed))]
+    for k, (setting, old, new) in enumerate(changes):
+        if k:
+            t += sec(rng.uniform(40, 120))
+        audit(buf, t, me, "Configuration", "SettingChanged", "GlobalSetting", setting, old, new)
+    text = (f"In office hours and from their own workstation, {p.account} turns off approval of remote "
+            "disconnects and lifts their hourly limit: settings nobody changes." if len(changes) == 2 else
+            f"In office hours and from their own workstation, {p.account} weakens {len(changes)} security "
+            "setting(s) nobody changes (" + ", ".join(f"{s} {o}->{n}" for s, o, n in changes) + ").")
+    return Facts(text, [p.account], hosts=[p.workstation], src_ips=[p.ip], objects=[s for s, _, _ in changes])
 
 
 def disconnect_burst(ctx: DayContext, buf: DayBuffer, rng: np.random.Generator, hour: float) -> Facts:
@@ -259,7 +270,7 @@ def disconnect_burst(ctx: DayContext, buf: DayBuffer, rng: np.random.Generator, 
     me = Actor.of(op)
     route = int(rng.integers(1, pop.routes + 1))
     on_route = np.flatnonzero(pop.meter_route == route)
-    meters = on_route[rng.permutation(len(on_route))[:30]]
+    meters = on_route[rng.permutation(len(on_route))[:ctx.settings.burst_size]]
     t = ctx.t(hour)
     devices = []
     for m in meters:
@@ -460,14 +471,42 @@ CATALOGUE: tuple[tuple[str, Planter, float, float, DayRule, bool], ...] = (
 )
 PLANTERS: dict[str, Planter] = {kind: planter for kind, planter, *_ in CATALOGUE}
 
+# Local hours a drawn incident may start at (``timing_seed``): each kind keeps what makes it that
+# kind (a night login stays at night, an office-hours change in office hours) and ends before midnight.
+HOUR_RANGES: dict[str, tuple[float, float]] = {
+    "admin_login_offhours": (0.5, 4.5), "password_spray": (9.0, 15.5), "vendor_login_unusual": (0.3, 4.5),
+    "storm_day": (12.0, 15.5), "new_account_used": (19.0, 22.0), "config_change": (9.5, 15.0),
+    "disconnect_burst": (18.5, 22.5), "privilege_grant_used": (14.0, 16.5),
+    "approved_campaign_outside_window": (13.0, 15.5), "dms_unusual_console": (20.0, 22.5),
+    "firmware_outside_window": (1.0, 4.5), "key_change_unusual_time": (2.0, 5.0),
+    "admin_login_new_ip": (9.5, 15.0), "audit_log_cleared": (2.5, 5.0), "dormant_account": (19.5, 22.5),
+}
 
-def plan_incidents(*, days: int, start: date, baseline_days: int) -> list[PlannedIncident]:
-    """Place every catalogue entry on a day after the baseline that satisfies its day rule."""
+
+Entry = tuple[str, Planter, float, float, DayRule, bool]
+
+
+def plan_incidents(*, days: int, start: date, baseline_days: int,
+                   catalogue: tuple[tuple[int, Entry], ...] | None = None,
+                   timing_seed: int | None = None) -> list[PlannedIncident]:
+    """Place every catalogue entry on a day after the baseline that satisfies its day rule.
+
+    *catalogue* holds (number, entry) pairs (default: the classic catalogue, numbered by position);
+    the number seeds the incident's own random stream. With *timing_seed*, the position in the
+    incident period and the hour are drawn per incident, within the hours that make the kind what
+    it is (:data:`HOUR_RANGES`).
+    """
     if baseline_days >= days:
         return []
+    if catalogue is None:
+        catalogue = tuple(enumerate(CATALOGUE))
     span = days - baseline_days
     placed = []
-    for number, (kind, _, position, hour, rule, benign) in enumerate(CATALOGUE):
+    for number, (kind, _, position, hour, rule, benign) in catalogue:
+        if timing_seed is not None:
+            draw = np.random.default_rng([timing_seed, 0x71AE, number])
+            lo, hi = HOUR_RANGES.get(kind, (hour - 1.0, hour + 1.0))
+            position, hour = float(draw.uniform(0.0, 1.0)), float(draw.uniform(lo, hi))
         wanted = baseline_days + round(position * (span - 1))
         candidates = sorted(range(baseline_days, days), key=lambda d: (abs(d - wanted), d))
         day = next((d for d in candidates if rule(start + timedelta(days=d))), wanted)
@@ -477,11 +516,12 @@ def plan_incidents(*, days: int, start: date, baseline_days: int) -> list[Planne
             for k, (day, hour, number, kind, benign) in enumerate(placed)]
 
 
-def plant(ctx: DayContext, buf: DayBuffer, incident: PlannedIncident) -> Label:
+def plant(ctx: DayContext, buf: DayBuffer, incident: PlannedIncident,
+          planters: dict[str, Planter] | None = None) -> Label:
     """Plant *incident* into *buf* (the day's buffer) and label it."""
     own = DayBuffer()
     rng = np.random.default_rng([ctx.seed, 0x1C1D, incident.number])
-    facts = PLANTERS[incident.kind](ctx, own, rng, incident.hour + float(rng.uniform(-0.2, 0.2)))
+    facts = (planters or PLANTERS)[incident.kind](ctx, own, rng, incident.hour + float(rng.uniform(-0.2, 0.2)))
     first, last = own.span()
     buf.merge(own)
     return Label(incident.id, incident.kind, facts.description, incident.benign, iso_utc(first), iso_utc(last),
@@ -489,4 +529,4 @@ def plant(ctx: DayContext, buf: DayBuffer, incident: PlannedIncident) -> Label:
                  tuple(facts.src_ips), tuple(facts.objects))
 
 
-__all__ = ["CATALOGUE", "Label", "PlannedIncident", "plan_incidents", "plant"]
+__all__ = ["CATALOGUE", "HOUR_RANGES", "Facts", "Label", "PlannedIncident", "plan_incidents", "plant"]

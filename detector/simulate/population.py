@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from detector.simulate.settings import Settings, shift_hours
+
 Shift = Literal["day", "evening", "night"]
 PersonKind = Literal["operator", "admin", "dms_operator", "dms_engineer"]
 
@@ -113,6 +115,9 @@ HOSTS: dict[str, Host] = {h.name: h for h in (
     Host("HES-APP01", "10.10.4.11"), Host("HES-APP02", "10.10.4.12"), Host("HES-DB01", "10.10.4.21"),
     Host("ADMS-APP01", "10.10.8.11"), Host("ADMS-FEP02", "10.10.8.22"), Host("DC01", "10.10.1.10"),
     Host("JUMP01", "10.40.8.21"), Host("VPN01", "10.40.8.1"),
+    # The integration servers; only administrators' rounds (``routine_extras``) log on to them.
+    Host("MDM01", "10.10.5.20"), Host("BILL01", "10.10.5.31"), Host("OMS01", "10.10.5.40"),
+    Host("CIS01", "10.10.5.50"), Host("KMS01", "10.10.6.10"), Host("BACKUP01", "10.10.7.5"),
 )}
 
 VENDOR_RANGE = "203.0.113."  # the vendor's support office NAT range (RFC 5737 TEST-NET-3)
@@ -144,6 +149,9 @@ class Population:
     # Meter indices sorted by route, and where each route starts in that order (route r at r - 1).
     route_order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     route_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    shift_hours: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(SHIFT_HOURS))
+    office_start: float = 7.5  # administrators arrive in the 1.5 hours after this
+    vendors: tuple[str, ...] = ("svc_vendor_support",)  # accounts of the vendor's support desk
 
     @property
     def meters(self) -> int:
@@ -213,13 +221,14 @@ def _roster(seed: int, people: list[Person], days: int, start_weekday: int) -> n
     return roster
 
 
-def build_population(seed: int, *, meters: int, operators: int, days: int, start_weekday: int
-                     ) -> Population:
+def build_population(seed: int, *, meters: int, operators: int, days: int, start_weekday: int,
+                     settings: Settings | None = None) -> Population:
     """Draw the utility from *seed*; the same arguments always give the same utility."""
+    settings = settings or Settings()
     rng = np.random.default_rng([seed, 0x9E01])
     operators = max(3, operators)
-    n_admins = max(3, round(operators / 6))
-    n_dms = max(4, operators // 2)
+    n_admins = max(3, round(operators / 6)) if settings.admins is None else max(1, settings.admins)
+    n_dms = max(4, operators // 2) if settings.dms_operators is None else max(3, settings.dms_operators)
     n_eng = max(1, n_dms // 4)
     names = iter(_names(rng, operators + n_admins + n_dms + n_eng + 1))
     consoles = tuple(f"OPS-CON-{i:02d}" for i in range(1, max(3, n_dms // 2) + 2))
@@ -236,12 +245,18 @@ def build_population(seed: int, *, meters: int, operators: int, days: int, start
     n_night, n_evening = max(1, round(operators * 0.15)), max(1, round(operators * 0.25))
     shift_of: list[Shift] = ["night"] * n_night + ["evening"] * n_evening + ["day"] * (operators - n_night - n_evening)
     shift_of = [shift_of[int(k)] for k in rng.permutation(operators)]
+    if settings.shifts == "office":
+        shift_of = ["day"] * operators
+    elif settings.shifts == "two_shift":
+        shift_of = ["evening" if s == "night" else s for s in shift_of]
     weekend_crew = {i for s in shifts for i in [j for j in range(operators) if shift_of[j] == s][
         :-(-shift_of.count(s) // 3)]}
     for i in range(operators):
         account, win, full = next(names)
         shift = shift_of[i]
         off = int(rng.integers(0, 4)) if i in weekend_crew else 5
+        if not settings.weekend_work:
+            off = 5
         people.append(Person(
             account, win, full, "operator", "Operator", shift, f"WS-OPS-{i + 1:03d}",
             f"10.20.{1 + i // 200}.{10 + i % 200}", home(), "", (off, off + 1),
@@ -308,7 +323,9 @@ def build_population(seed: int, *, meters: int, operators: int, days: int, start
         tuple(feeders), consoles, console_ips, firmware, dormant.account, new_hire.account,
         extra={"fw_new_benign_sha": sha(), "fw_new_bad_sha": sha()},
         route_order=(order := np.argsort(route, kind="stable")),
-        route_bounds=np.searchsorted(route[order], np.arange(1, routes + 2)))
+        route_bounds=np.searchsorted(route[order], np.arange(1, routes + 2)),
+        shift_hours=shift_hours(settings), office_start=settings.office_start,
+        vendors=("svc_vendor_support", *(f"svc_vendor_support{k}" for k in range(2, settings.vendors + 1))))
 
 
 def new_hire_start(days: int) -> int:

@@ -21,6 +21,14 @@ _CEF = {"t": I, "sig": S, "name": S, "sev": I, "suser": S, "src": S, "dst": S, "
         "cn1": I, "filePath": S,
         "msg": S}
 
+# Windows' own field names: logon ids, 4697/7045 services, 4698/4702 tasks, 6416 devices, the log.
+WINSEC_EXTRA: Final[dict[str, pl.DataType]] = {
+    "TargetLogonId": S, "SubjectLogonId": S, "ServiceName": S, "ImagePath": S, "ServiceType": S,
+    "StartType": S, "AccountName": S, "ServiceFileName": S, "ServiceStartType": S, "ServiceAccount": S,
+    "TaskName": S, "TaskContent": S, "DeviceId": S, "DeviceDescription": S, "ClassName": S, "ClassId": S,
+    "Channel": S,
+}
+
 SCHEMAS: Final[dict[Source, pl.Schema]] = {
     "hes_audit": pl.Schema({
         "t": I, "UserName": S, "Role": S, "ClientIP": S, "Workstation": S, "Category": S, "Action": S,
@@ -39,7 +47,9 @@ SCHEMAS: Final[dict[Source, pl.Schema]] = {
         "t": I, "EventID": I, "Computer": S, "SubjectUserName": S, "SubjectDomainName": S,
         "TargetUserName": S, "TargetDomainName": S, "MemberName": S, "LogonType": I, "IpAddress": S,
         "WorkstationName": S, "AuthenticationPackageName": S, "Status": S, "SubStatus": S,
-        "PrivilegeList": S}),
+        "PrivilegeList": S,
+        # Only the extended scenarios write these (null columns are left out of every line).
+        **WINSEC_EXTRA}),
     "vpn": pl.Schema(_CEF),
     "jumphost": pl.Schema(_CEF),
 }

@@ -6,6 +6,8 @@ habits (how busy, reads versus pings, how often a password is mistyped, which co
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 
@@ -151,7 +153,7 @@ def admins(ctx: DayContext, buf: DayBuffer) -> None:
         if not ctx.works(i) or ctx.clock.is_weekend:
             continue
         me = Actor.of(p)
-        arrive, leave = 7.5 + rng.uniform(0, 1.5), 16.0 + rng.uniform(0, 2.0)
+        arrive, leave = pop.office_start + rng.uniform(0, 1.5), pop.office_start + 8.5 + rng.uniform(0, 2.0)
         hes_login(buf, ctx.t(arrive + 0.1), me, mistype=bool(rng.random() < p.mistype), rng=rng)
         hes_logout(buf, ctx.t(leave), me)
         for _ in range(rng.poisson(1.5 * p.activity)):
@@ -243,7 +245,10 @@ def vendor_support(ctx: DayContext, buf: DayBuffer) -> None:
     rng = ctx.rng("vendor")
     pop = ctx.pop
     vendor = Actor.of(SERVICE_ACCOUNTS["svc_vendor_support"])
-    for _ in range(min(2, rng.poisson(0.8))):
+    for _ in range(min(2 * len(pop.vendors), rng.poisson(0.8 * len(pop.vendors)))):
+        if len(pop.vendors) > 1:  # the support desk's engineers take turns
+            vendor = replace(vendor, account=(name := pop.vendors[int(rng.integers(len(pop.vendors)))]),
+                             win_name=name)
         t0 = rng.uniform(9.0, 15.0)
         t1 = t0 + rng.uniform(0.3, 1.8)
         pool = f"{VPN_POOL}{rng.integers(10, 250)}"

@@ -109,7 +109,7 @@ def service_accounts(ctx: DayContext, buf: DayBuffer) -> None:
     _api_session(buf, mdm, ctx.clock.at(t0 / HOUR), ctx.clock.at((t0 + span + 60) / HOUR))
 
     # Billing demand resets, one billing cycle per business day.
-    if ctx.is_workday:
+    if ctx.is_workday and "svc_billing" not in ctx.settings.services_off:
         cycle = _business_day_of_month(ctx)
         if cycle <= 21:
             t = ctx.t(DEMAND_RESET) + sec(rng.uniform(0, 20))
@@ -118,7 +118,7 @@ def service_accounts(ctx: DayContext, buf: DayBuffer) -> None:
                    rng, 0.015)
 
     # Customer system: move-out disconnects, move-in and paid-up reconnects, in two batches.
-    if ctx.is_workday:
+    if ctx.is_workday and "svc_cis" not in ctx.settings.services_off:
         for hour in CIS_BATCHES:
             t0 = hour * HOUR + rng.uniform(0, 60)
             last = t0 + 15
@@ -250,3 +250,32 @@ def breaker_trip(ctx: DayContext, buf: DayBuffer, breaker: str, rtu: str, hour: 
     me = Actor.of(p)
     dms_control(buf, ctx.t(close_at), me, breaker, rtu, "CLOSE", rng)
     return p.account
+
+
+# Integrations some utilities have and others not (``Settings.extra_services``), in this order.
+EXTRA_SERVICES = ("svc_analytics", "svc_gis", "svc_prepay", "svc_wfm", "svc_dr")
+
+
+def extra_service_plan(seed: int, k: int) -> tuple[float, tuple[int, ...], str, float]:
+    """(local hour, weekdays, command, share of meters) of extra integration *k*, fixed for the run."""
+    rng = np.random.default_rng([seed, 0x5E5, k])
+    hour = float(rng.uniform(0.0, 23.0))
+    weekdays = ((0, 1, 2, 3, 4, 5, 6), (0, 1, 2, 3, 4), (int(rng.integers(0, 7)),))[int(rng.integers(3))]
+    name = ("OnDemandRead", "PingByEndpoints")[int(rng.integers(2))]
+    return hour, weekdays, name, float(rng.uniform(0.002, 0.02))
+
+
+def extra_integrations(ctx: DayContext, buf: DayBuffer) -> None:
+    """Each extra integration reads or pings a sample of meters on its own schedule, through the API."""
+    for k, account in enumerate(EXTRA_SERVICES[:ctx.settings.extra_services]):
+        hour, weekdays, name, share = extra_service_plan(ctx.seed, k)
+        if ctx.clock.weekday not in weekdays:
+            continue
+        rng = ctx.rng(f"extra_service_{k}")
+        who = Actor(account, account, "Integration", f"10.10.9.{10 + k}", account.removeprefix("svc_").upper() + "01")
+        meters = rng.integers(0, ctx.pop.meters, max(1, rng.binomial(ctx.pop.meters, share)))
+        t0 = hour * HOUR + rng.uniform(0, 60)
+        span = 120 + 2.0 * len(meters)
+        t = ctx.utc(t0 + 5 + np.sort(rng.uniform(0, span, len(meters))))
+        buf.add_frame("hes_commands", meter_commands(ctx, who, name, t, meters, 0.95, rng))
+        _api_session(buf, who, ctx.clock.at(t0 / HOUR), ctx.clock.at(min(23.99, (t0 + span + 30) / HOUR)))
