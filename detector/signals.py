@@ -67,12 +67,15 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
                "medium for other groups and roles; one level lower when the granting account did so in the baseline"),
     SignalKind("account_created", "medium", "an account was created",
                "low when the creating account created accounts in the baseline"),
-    SignalKind("created_account_used", "high", "an account created in the scanned logs acts",
-               "low when a routine creator made it and it does nothing privileged"),
+    SignalKind("created_account_used", "high", "an account created in the scanned logs administers something "
+               "(accounts, privileges, settings, logs, services, tasks)",
+               "medium when it only uses the system and its creator never created accounts before; low when a "
+               "routine creator made it"),
     SignalKind("new_account_acting", "high",
                "an account never seen in the baseline changes accounts, privileges, settings, logs, services, "
                "firmware or keys, or sends control commands",
-               "medium for remote logons (RDP, VPN) only, low for anything else; machine accounts low"),
+               "medium for remote logons (RDP, VPN, explicit credentials), low for anything else; machine "
+               "accounts low; accounts created in the scanned logs are `created_account_used` instead"),
     SignalKind("first_privileged_logon", "medium", "an account with a baseline gets special privileges (4672) "
                "for the first time", ""),
     SignalKind("first_control_command", "medium",
@@ -80,7 +83,8 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
                "it never sent in the baseline",
                "low when it reaches at most two devices and is not firmware or keys"),
     SignalKind("control_burst", "medium",
-               "control commands reach at least 10 devices in a window, five times the account's usual",
+               "control commands other than firmware (whose signal is the image) reach at least 10 devices in a "
+               "window, five times the account's usual",
                "high at fifty times"),
     SignalKind("new_firmware_image", "medium", "firmware with an image hash never seen in the baseline", ""),
     SignalKind("service_installed", "medium", "a service was installed (4697, 7045)",
@@ -93,8 +97,8 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
                "theft, shadow-copy deletion, log clearing, adding local administrators)",
                "medium for tools administrators also use (remote services, firewall rules, Defender exclusions, "
                "encoded PowerShell); low for those when the account ran processes in the baseline"),
-    SignalKind("removable_media", "medium", "removable media used by an account that never used any in the "
-               "baseline", "low when the event names no user"),
+    SignalKind("removable_media", "low", "removable media used by a person who never used any in the baseline "
+               "(events a machine logged are attributed to the user logged on)", ""),
     SignalKind("new_territory", "medium",
                "an account acts on at least 10 devices it never touched before, three times the distinct "
                "devices it usually acts on in a window, and three times as many devices as in its busiest "
@@ -104,7 +108,9 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
                "made in the baseline", ""),
     SignalKind("account_deleted", "medium", "an account was deleted",
                "low when the deleting account deleted accounts in the baseline"),
-    SignalKind("new_network", "low", "activity from a network (/24, /64) the account never used", ""),
+    SignalKind("new_network", "low", "activity from a network (/24, /64) the account never used",
+               "medium in a window that administers (accounts, privileges, settings, logs, services) or comes "
+               "in remotely (VPN, RDP); the same for the three below"),
     SignalKind("unusual_hour", "low", "activity at an hour the account (and, with a short history, its peers) is "
                "rarely or never active", ""),
     SignalKind("unusual_weekday", "low", "activity on a weekday the account is rarely or never active", ""),
@@ -145,7 +151,15 @@ HIGH_IMPACT_ACTIONS: Final = (
     "service_installed", "service_config_changed", "task_created", "task_modified", "fw_download", "fw_activate",
     "key_renewal", *CONTROL_ACTIONS,
 )
-REMOTE_ACTIONS: Final = ("vpn_connect", "login_success", "explicit_credential_logon")
+# Actions that administer a system rather than use it.
+ADMINISTRATIVE_ACTIONS: Final = (
+    "account_created", "account_deleted", "account_modified", "password_changed", "group_member_added",
+    "role_granted", "role_revoked", "privileged_logon", "setting_changed", "log_cleared", "audit_policy_changed",
+    "service_installed", "service_config_changed", "task_created", "task_modified",
+)
+REMOTE_ACTIONS: Final = ("vpn_connect", "explicit_credential_logon")
+# A remote interactive logon (RDP) as the normalized message of a Windows 4624 says it.
+REMOTE_LOGON: Final = r"LogonType 10\b|RemoteInteractive"
 
 # Every event signal reads these actions (plus every action of a never-seen account).
 _SIGNAL_ACTIONS: Final = (
@@ -384,15 +398,17 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
                    pl.when(_details("target_server").is_not_null()).then(pl.format(" to {}", _details("target_server")))
                    .otherwise(pl.lit("")), " for the first time"))
         user = pl.col("attributed_account").is_not_null() | ~pl.col("_actor").str.ends_with("$")
-        rule((action == "removable_media") & ~routine, "removable_media", pl.when(user & known).then(MEDIUM).otherwise(LOW),
+        rule((action == "removable_media") & ~routine & user, "removable_media", LOW,
              _text("used removable media (", pl.coalesce(_details("device_description"), pl.lit("a device")),
                    ") on ", host, " for the first time"))
         new_actor = pl.col("_new")
+        remote = action.is_in(REMOTE_ACTIONS) | ((action == "login_success")
+                                                  & pl.col("message").fill_null("").str.contains(REMOTE_LOGON))
         what = (pl.when(action.is_in(HIGH_IMPACT_ACTIONS)).then(pl.lit(HIGH))
-                .when(action.is_in(REMOTE_ACTIONS)).then(pl.lit(MEDIUM)).otherwise(pl.lit(LOW)))
+                .when(remote).then(pl.lit(MEDIUM)).otherwise(pl.lit(LOW)))
         machine = pl.col("_actor").str.ends_with("$")
         days = profiles.baseline_days
-        rule(new_actor, "new_account_acting", pl.when(machine).then(pl.lit(LOW)).otherwise(what),
+        rule(new_actor & ~pl.col("_actor").is_in(created.get_column("account").implode()), "new_account_acting", pl.when(machine).then(pl.lit(LOW)).otherwise(what),
              _text("an account never seen in ", f"{days:.0f} days of baseline", " did ", action,
                    pl.when(host.is_not_null()).then(pl.format(" on {}", host)).otherwise(pl.lit(""))))
         hosts = profiles.account_dest_hosts.lazy().select(pl.col("account").alias("_actor"), "host", _been=pl.lit(True))
@@ -410,15 +426,18 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
                 .filter((pl.col("time") >= pl.col("created_at"))
                         & (pl.col("time") - pl.col("created_at") <= CREATED_RECENTLY)))
         if used.height:
-            privileged = pl.col("action").is_in(HIGH_IMPACT_ACTIONS)
+            # Provisioning is routine (a new operator's first day); a new account that administers is not.
+            privileged = pl.col("action").is_in(ADMINISTRATIVE_ACTIONS)
             minutes = ((pl.col("time") - pl.col("created_at")).dt.total_seconds() / 60).round(0).cast(pl.Int64)
-            level = (pl.when(~pl.col("routine_creator") | privileged).then(pl.lit(HIGH)).otherwise(pl.lit(LOW)))
+            level = (pl.when(privileged).then(pl.lit(HIGH)).when(~pl.col("routine_creator")).then(pl.lit(MEDIUM))
+                     .otherwise(pl.lit(LOW)))
             rows.append(_rows(used, "created_account_used", level,
                               _text("created by ", pl.col("creator"), " ", minutes.cast(pl.String),
                                     " minutes earlier, then did ", action)))
     return rows
 
 
+BURST_ACTIONS: Final = tuple(a for a in CONTROL_ACTIONS if a not in ("fw_download", "fw_activate"))
 BURST_DEVICES: Final = 10
 BURST_FACTOR: Final = 5.0
 BURST_FACTOR_HIGH: Final = 50.0
@@ -429,7 +448,8 @@ def _control_bursts(cand: pl.DataFrame, profiles: Profiles) -> pl.DataFrame:
     a window, BURST_FACTOR times what it usually reaches when it sends any (its peers' usual for an
     account without one)."""
     devices = pl.when(is_device_target()).then(pl.col("target_count").cast(pl.Int64).fill_null(1).clip(lower_bound=0))
-    per_window = (cand.filter(pl.col("action").is_in(CONTROL_ACTIONS) & pl.col("_known"))
+    # Firmware pushes reach whole groups by design; their signal is the image (new_firmware_image).
+    per_window = (cand.filter(pl.col("action").is_in(BURST_ACTIONS) & pl.col("_known"))
                   .group_by("_actor", "window_start")
                   .agg(_devices=devices.sum(), time=pl.col("time").min(),
                        _evidence=pl.col("_evidence").sort_by("time", "raw_file", "raw_line").first(),
@@ -483,6 +503,19 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
     return _rows(wide, "new_territory", pl.when(far).then(MEDIUM).otherwise(LOW),
                  pl.format("acted on {} devices it never touched before ({} in all; usually {} in a window)",
                            pl.col("_new"), pl.col("_all"), pl.col("_usual").round(0).cast(pl.Int64)))
+
+
+def sensitive_windows(events: pl.DataFrame, window: str) -> pl.DataFrame:
+    """Account windows (``entity_id, window_start``) that administer or come in remotely: novelty
+    there (a new network, an unusual hour) weighs a level more than in a window of reads and logins."""
+    remote = (pl.col("action").cast(pl.String).is_in(REMOTE_ACTIONS)
+              | ((pl.col("action") == "login_success") & pl.col("message").fill_null("").str.contains(REMOTE_LOGON)))
+    # Device commands are left out: service accounts send them all day, and a schedule that moved
+    # an hour (a daylight-saving change) would be novelty in every window.
+    return (events.lazy()
+            .filter(pl.col("action").cast(pl.String).is_in(ADMINISTRATIVE_ACTIONS) | remote)
+            .select(actor().alias("entity_id"), pl.col("time").dt.truncate(window).alias("window_start"))
+            .drop_nulls("entity_id").unique().with_columns(_sensitive=pl.lit(True)).collect())
 
 
 def window_novelty(windows: pl.DataFrame, kind: str) -> pl.DataFrame:
