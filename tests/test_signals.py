@@ -258,3 +258,32 @@ def test_an_operator_reading_three_times_their_meters_among_strangers_is_new_ter
     known = [{"time": "2026-03-20 10:30", "account": "op1", "action": "on_demand_read", "target_type": "meter",
               "target_id": f"M{d * 10 + h}"} for d in range(1, 5) for h in (8, 10, 13, 15)]
     assert _signals(known, profiles).filter(pl.col("signal") == "new_territory").height == 0
+
+
+def test_scanning_a_short_capture_without_a_model_finds_the_clear_and_says_the_baseline_is_thin(tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    lines = [
+        {"TimeCreated": "2026-03-20T02:00:00Z", "EventID": 4624, "Computer": "WS5.corp.local", "TargetUserName": "wardog",
+         "LogonType": 10, "IpAddress": "10.0.0.9"},
+        {"TimeCreated": "2026-03-20T02:05:00Z", "EventID": 4720, "Computer": "WS5.corp.local",
+         "SubjectUserName": "wardog", "TargetUserName": "backdoor"},
+        {"TimeCreated": "2026-03-20T02:06:00Z", "EventID": 4732, "Computer": "WS5.corp.local",
+         "SubjectUserName": "wardog", "MemberName": "backdoor", "TargetUserName": "Administrators"},
+        {"TimeCreated": "2026-03-20T02:30:00Z", "EventID": 1102, "Computer": "WS5.corp.local",
+         "SubjectUserName": "wardog"},
+    ]
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = CliRunner().invoke(main, ["scan", str(capture), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "learned from the same logs that were scored" in result.stderr
+    assert "findings come from security signals alone" in result.stderr
+    incidents = pl.read_parquet(tmp_path / "out" / "incidents.parquet")
+    lead = incidents.row(0, named=True)
+    assert lead["severity"] == "critical" and lead["lead_entity"] == "wardog"
+    assert "backdoor" in lead["summary"] or "cleared" in lead["summary"]
