@@ -37,6 +37,7 @@ from detector.incidents import assign_incidents
 from detector.model_store import Model
 from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer
 from detector.signals import (
+    FAMILY,
     LEVELS,
     LOW,
     MEDIUM,
@@ -295,11 +296,17 @@ def _signal_table(rows: pl.DataFrame, kind: str) -> pl.DataFrame:
                   .group_by("entity_id", "window_start", "signal", maintain_order=True)
                   .agg(pl.col("level").first(), pl.col("time").first(), pl.col("detail").first(),
                        pl.col("evidence").unique(maintain_order=True)))
+    # For combining: the strongest signal of each family (signals of one act count once).
+    families = (per_signal.with_columns(_family=pl.col("signal").replace_strict(FAMILY, default=pl.col("signal")))
+                .group_by("entity_id", "window_start", "_family").agg(pl.col("level").max())
+                .sort("level", descending=True)
+                .group_by("entity_id", "window_start").agg(_ev_family_level=pl.col("level")))
     return (per_signal.sort("level", "time", "signal", descending=[True, False, False])
             .group_by("entity_id", "window_start", maintain_order=True)
             .agg(_ev_signal=pl.col("signal"), _ev_level=pl.col("level"), _ev_detail=pl.col("detail"),
                  _ev_evidence=pl.col("evidence").list.explode(keep_nulls=False, empty_as_null=False)
-                 .unique(maintain_order=True)))
+                 .unique(maintain_order=True))
+            .join(families, on=["entity_id", "window_start"], how="left", maintain_order="left"))
 
 
 def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.LazyFrame, model: Model,
@@ -348,7 +355,7 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
         novel = [c for c in novelty.columns if c.startswith("_s_")]
         combined = (scored.join(signals, on=list(KEY), how="left").join(novelty, on=list(KEY), how="left")
                     .with_columns(_levels=pl.concat_list(
-                        pl.col("_ev_level").fill_null(pl.lit([], dtype=pl.List(pl.Int8))),
+                        pl.col("_ev_family_level").fill_null(pl.lit([], dtype=pl.List(pl.Int8))),
                         *[pl.col(c).fill_null(0).cast(pl.Int8) for c in novel])
                         .list.eval(pl.element().filter(pl.element() > 0)))
                     .with_columns(_signal_level=combine_expr(pl.col("_levels")))

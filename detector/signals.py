@@ -117,8 +117,24 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
     SignalKind("dormant_account", "low", "first activity after at least 14 days of silence", "medium after 30 days"),
 )}
 
-# Two signals of medium impact or more in one window raise its severity by one level; three
-# different low signals together make medium.
+# Signals that tell the same act count once when they combine: creating an account and adding it to
+# a group is one act of provisioning, not two alarms.
+FAMILY: Final[dict[str, str]] = {
+    "log_cleared": "logging", "logging_disabled": "logging", "audit_policy_changed": "logging",
+    "control_weakened": "controls",
+    "privilege_granted": "accounts", "account_created": "accounts", "account_deleted": "accounts",
+    "created_account_used": "new_account", "new_account_acting": "new_account",
+    "first_privileged_logon": "privilege",
+    "first_control_command": "devices", "control_burst": "devices", "new_territory": "devices",
+    "new_firmware_image": "firmware",
+    "service_installed": "persistence", "task_created": "persistence",
+    "suspicious_process": "execution",
+    "removable_media": "media",
+    "new_logon_host": "lateral", "explicit_credentials": "lateral",
+}
+
+# Two signals of medium impact or more in one window (of different families) raise its severity by
+# one level; three different low signals together make medium.
 COMBINE_AT: Final = 2
 LOWS_TO_MEDIUM: Final = 3
 
