@@ -30,19 +30,10 @@ from detector.model_store import load_model, save_model
 from detector.nightly_cli import nightly
 from detector.parsers import PARSERS
 from detector.pipeline import FileReport, parse_to_parquet, write_model_card
-from detector.cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, F, _fail, handle_errors, parse_options
+from detector.population import Population, known_share, population_note
+from detector.cli_support import (EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, F, MainGroup, UtcTime, _fail, examples,
+                                  global_options, handle_errors, parse_options)
 from detector.safe_text import for_terminal
-
-def output_options(command: F) -> F:
-    """--quiet and --json, shared by every command that reports on its work."""
-    for option in reversed([
-        click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (no summary, no progress)."),
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print one JSON document on stdout instead of the human summary (for scripts)."),
-    ]):
-        command = option(command)
-    return command
-
 
 # ---- progress on stderr ------------------------------------------------------------------------------
 
@@ -195,21 +186,31 @@ def _emit_json(document: Mapping[str, Any]) -> None:
     click.echo(json.dumps(document, ensure_ascii=True, indent=2))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--verbose", is_flag=True, help="Show tracebacks for errors.")
+@click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=examples("ami-detector scan sample_logs/ --model models/default --out out/",
+                             "ami-detector train logs/ --model-dir model/ --baseline-until 2026-04-01T00:00:00Z",
+                             "ami-detector scan --help"))
+@global_options
 @click.version_option(package_name="ami-detector")
-def main(verbose: bool) -> None:
-    """Explainable anomaly detection for AMI head-end (HES) and DMS logs."""
+def main(quiet: bool, as_json: bool) -> None:
+    """Explainable anomaly detection for AMI head-end (HES) and DMS logs.
+
+    Exit status of every command: 0 clean, 1 something needs a human (findings at or above the
+    alert severity, a hunt call-out), 2 a usage or input error.
+    """
 
 
-@main.command()
+@main.command(short_help="Normalize raw logs into one event table (Parquet).",
+              epilog=examples("ami-detector parse sample_logs/ --out events.parquet --rejects rejects.parquet",
+                              "ami-detector parse export.csv --mapping vendor.mapping.toml --tz America/Chicago "
+                              "--out events.parquet"))
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file for the normalized events.")
 @click.option("--rejects", "rejects_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file for the lines that could not be parsed.")
 @parse_options
-@output_options
+@global_options
 @handle_errors
 def parse(logs: tuple[str, ...], out: Path, rejects_out: Path | None, format_name: str | None,
           mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
@@ -261,35 +262,40 @@ def _print_summary(reports: list[FileReport], *, quiet: bool = False) -> None:
             _fail(f"{r.path}: {r.error}")
 
 
-def _utc(value: Any) -> Any:
-    """A naive --baseline-until is UTC, like every time the tool prints."""
-    from datetime import timezone
-
-    return None if value is None else (value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+def _utc(value: datetime | None) -> datetime | None:
+    """--baseline-until, already an aware UTC time (see :class:`UtcTime`)."""
+    return value
 
 
 def model_options(command: F) -> F:
     for option in reversed([
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Configuration file (TOML); see models/config.toml for every setting."),
-        click.option("--baseline-until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
-                     help="UTC time: events before it are the baseline."),
+        click.option("--baseline-until", type=UtcTime(),
+                     help="Events before this time are the baseline: ISO 8601, e.g. 2026-04-01 or "
+                     "2026-04-01T00:00:00Z (without an offset: UTC)."),
     ]):
         command = option(command)
     return command
 
 
-@main.command()
+@main.command(short_help="Learn the baseline of logs and save a model.",
+              epilog=examples("ami-detector train sample_logs/ --model-dir model/ --baseline-until 2026-03-23",
+                              "ami-detector train logs/ --model-dir model/ --baseline-until 2026-04-01T00:00:00Z "
+                              "--config models/config.toml"))
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write the model to (replaced only once the new one is complete).")
 @model_options
 @parse_options
-@output_options
+@global_options
 @handle_errors
 def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, baseline_until: Any,
           format_name: str | None, mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
-    """Learn the baseline of LOGS (before --baseline-until, if given) and save a model."""
+    """Learn the baseline of LOGS (before --baseline-until, if given) and save a model.
+
+    The model id goes to stdout (with --json, a JSON document); the per-format summary to stderr.
+    """
     config = Config.from_toml(config_path) if config_path else Config()
     with progress_for(quiet) as progress:
         events, _, reports = api.read_with_reports(logs, format=format_name, mappings=mappings, tz=tz,
@@ -299,7 +305,7 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
     save_model(model, model_dir)
     command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]
                        + (["--config", str(config_path)] if config_path else [])
-                       + ([f"--baseline-until {baseline_until:%Y-%m-%dT%H:%M:%S}"] if baseline_until else []))
+                       + ([f"--baseline-until {baseline_until:%Y-%m-%dT%H:%M:%SZ}"] if baseline_until else []))
     write_model_card(model, model_dir, command)
     _print_summary(reports, quiet=quiet or as_json)
     failed = any(r.error for r in reports)
@@ -313,12 +319,15 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
             "files": _files_json(reports), "exit_status": EXIT_ERROR if failed else EXIT_OK,
         })
     elif not quiet:
-        click.echo(f"model {model.model_id} written to {for_terminal(model_dir)}", err=True)
+        click.echo(f"model {model.model_id} written to {for_terminal(model_dir)}")
     if failed:
         sys.exit(EXIT_ERROR)
 
 
-@main.command()
+@main.command(short_help="Score logs and write ranked, explained findings.",
+              epilog=examples("ami-detector scan sample_logs/ --model models/default --out out/",
+                              "ami-detector scan logs/ --baseline-until 2026-04-01T00:00:00Z --out out/ --csv",
+                              "ami-detector scan logs/ --model model/ --out out/ --json > scan.json"))
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A model from `ami-detector train`; without it the baseline is learned from LOGS.")
@@ -334,23 +343,27 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
               help="Findings listed in the terminal table (all are in the output files).")
 @model_options
 @parse_options
-@output_options
+@global_options
 @handle_errors
 def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity: str, with_csv: bool,
          rejects_out: Path | None, top: int, config_path: Path | None, baseline_until: Any, format_name: str | None,
          mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
     """Score LOGS and write ranked, explained findings and an HTML report to --out.
 
-    A ranked table of the findings goes to stdout (with --json, a JSON document instead).
-    Exit status 1 when a finding reaches the alert severity (medium unless the configuration says
-    otherwise), 0 when none does, 2 on a usage or input error.
+    A ranked table of the findings goes to stdout (with --json, a JSON document instead); notes
+    and unreadable files go to stderr. Exit status 1 when a finding reaches the alert severity
+    (medium unless the configuration says otherwise), even if some files could not be read; 0 when
+    none does; 2 on a usage error, or when no event could be scored because files could not be read.
     """
     config = Config.from_toml(config_path) if config_path else None
     model = load_model(model_dir) if model_dir else None
+    population: Population | None = None
     with progress_for(quiet) as progress:
         found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until), min_severity=min_severity,
                          format=format_name, mappings=mappings, tz=tz, progress=progress)
         try:
+            if model is not None and found.events is not None:
+                population = known_share(found.events, model, since=found.scored_from)
             written = found.write(out, csv=with_csv, progress=progress)
         finally:
             found.close()
@@ -360,8 +373,15 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     alert = (config or Config()).alert_severity
     alerts = severity_at_least(found.df, alert)
     failed = any(r.error for r in found.reports)
-    status = EXIT_ERROR if failed else (EXIT_FINDINGS if alerts.height else EXIT_OK)
+    # Alerts win over unreadable files (issue 16): the files are named on stderr and in the JSON.
+    if alerts.height:
+        status = EXIT_FINDINGS
+    else:
+        status = EXIT_ERROR if failed and not found.events_scored else EXIT_OK
     model_id = found.model.model_id if found.model is not None else ""
+    note = population_note(population, logs) if population is not None else None
+    if note and not quiet:
+        click.echo(f"ami-detector: note: {for_terminal(note)}", err=True)
     if as_json:
         _emit_json({
             "command": "scan", "version": 1, "model_id": model_id or None,
@@ -369,6 +389,10 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
             "files": _files_json(found.reports), "rejects": found.rejects.height,
             "alert_severity": alert, "alerts": alerts.height, "findings_total": len(found),
             "by_severity": found.severity_counts(),
+            "population": None if population is None else {
+                "entities": population.entities, "known": population.known, "share": round(population.share, 4),
+                "accounts": population.accounts, "known_accounts": population.known_accounts,
+                "devices": population.devices, "known_devices": population.known_devices},
             "outputs": {p.name: str(p) for p in written},
             "exit_status": status,
             "findings": findings_json(found.df),
@@ -383,21 +407,27 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     sys.exit(status)
 
 
-@main.command()
+@main.command(short_help="Write the findings of a scan as one HTML file.",
+              epilog=examples("ami-detector report out/",
+                              "ami-detector report out/ --out week14.html --title 'Week 14' --details 30"))
 @click.argument("findings_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write  [default: FINDINGS_DIR/report.html]")
 @click.option("--title", help="Title of the report.")
 @click.option("--details", type=click.IntRange(min=0), default=100, show_default=True,
               help="Findings shown in detail (timeline and evidence); the rest only in the ranked table.")
-@output_options
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Configuration file (TOML) whose [alerts] severity sets the exit status  [default: medium].")
+@global_options
 @handle_errors
-def report(findings_dir: Path, out: Path | None, title: str | None, details: int, quiet: bool, as_json: bool) -> None:
+def report(findings_dir: Path, out: Path | None, title: str | None, details: int, config_path: Path | None,
+           quiet: bool, as_json: bool) -> None:
     """Write the findings of FINDINGS_DIR (from `scan`) as one self-contained HTML file.
 
     The page works offline: no script, no external resource. Timelines and raw lines come from
     evidence.parquet and timeline.parquet beside the findings when present, so the report can be
-    rebuilt after the logs have rotated away.
+    rebuilt after the logs have rotated away. Exit status 1 when the findings hold alerts (at or
+    above the alert severity), as for `scan`.
     """
     from detector.report import write_report
 
@@ -406,28 +436,36 @@ def report(findings_dir: Path, out: Path | None, title: str | None, details: int
     found = api.Findings.read(source)
     write_report(found, target, title=title or f"ami-detector findings: {source.parent.resolve().name}",
                  detail_limit=details)
+    alert = (Config.from_toml(config_path) if config_path else Config()).alert_severity
+    alerts = severity_at_least(found.df, alert).height
+    status = EXIT_FINDINGS if alerts else EXIT_OK
     if as_json:
         _emit_json({"command": "report", "version": 1, "findings_total": len(found),
-                    "by_severity": found.severity_counts(), "report": str(target)})
+                    "by_severity": found.severity_counts(), "alert_severity": alert, "alerts": alerts,
+                    "report": str(target), "exit_status": status})
     elif not quiet:
-        click.echo(f"{len(found)} findings written to {for_terminal(target)}", err=True)
+        click.echo(f"{len(found)} findings, {alerts} at {alert} or above, written to {for_terminal(target)}")
+    sys.exit(status)
 
 
-@main.command()
+@main.command(short_help="Write labelled logs of a simulated utility.",
+              epilog=examples("ami-detector simulate --out sim/ --days 28 --seed 7",
+                              "ami-detector simulate --out sim/ --days 90 --meters 200000 --gzip"))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the logs.")
 @click.option("--days", type=click.IntRange(min=1), default=28, show_default=True, help="Days to simulate.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed; the same seed gives the same bytes.")
 @click.option("--meters", type=click.IntRange(min=100), default=20_000, show_default=True, help="Electric meters.")
 @click.option("--operators", type=click.IntRange(min=3), default=12, show_default=True,
               help="HES operators; admins and DMS staff scale with it.")
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True,
-              help="First local day.")
+@click.option("--start", type=UtcTime(), metavar="DATE", default="2026-03-02", show_default=True,
+              help="First local day, e.g. 2026-03-02.")
 @click.option("--tz", default="America/Chicago", show_default=True, help="The utility's local time zone.")
 @click.option("--baseline-days", type=click.IntRange(min=1), help="Incident-free days first [default: 3/4 of the run].")
 @click.option("--gzip", "compress", is_flag=True, help="Write .gz files.")
+@global_options
 @handle_errors
 def simulate(out: Path, days: int, seed: int, meters: int, operators: int, start: Any, tz: str,
-             baseline_days: int | None, compress: bool) -> None:
+             baseline_days: int | None, compress: bool, quiet: bool, as_json: bool) -> None:
     """Write DAYS of realistic, labelled HES, DMS, Windows and VPN logs of a simulated utility.
 
     One file per source per local day in the five reference formats, and labels.json naming the
@@ -437,15 +475,27 @@ def simulate(out: Path, days: int, seed: int, meters: int, operators: int, start
 
     summary = run_simulation(out, days=days, seed=seed, meters=meters, operators=operators, start=start.date(),
                              tz=tz, baseline_days=baseline_days, compress=compress)
-    click.echo(f"wrote {summary.total_events:,} events in {len(summary.files)} files and "
-               f"{len(summary.incidents)} labelled incidents to {for_terminal(out)}", err=True)
+    if as_json:
+        _emit_json({"command": "simulate", "version": 1, "events": summary.total_events,
+                    "events_by_format": dict(sorted(summary.events.items())), "files": len(summary.files),
+                    "incidents": len(summary.incidents), "labels": str(summary.labels), "out": str(out)})
+    elif not quiet:
+        click.echo(f"wrote {summary.total_events:,} events in {len(summary.files)} files and "
+                   f"{len(summary.incidents)} labelled incidents to {for_terminal(out)}")
 
 
-@main.command()
-def formats() -> None:
-    """List the built-in formats, one per line."""
-    for name, parser in PARSERS.items():
-        click.echo(f"{name:<20} {parser.description}")
+@main.command(short_help="List the built-in log formats.",
+              epilog=examples("ami-detector formats", "ami-detector formats --json"))
+@global_options
+@handle_errors
+def formats(quiet: bool, as_json: bool) -> None:
+    """List the built-in formats, one per line (name and description)."""
+    if as_json:
+        _emit_json({"command": "formats", "version": 1,
+                    "formats": [{"name": name, "description": parser.description} for name, parser in PARSERS.items()]})
+    elif not quiet:
+        for name, parser in PARSERS.items():
+            click.echo(f"{name:<20} {parser.description}")
 
 
 main.add_command(nightly)

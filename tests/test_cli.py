@@ -121,7 +121,7 @@ MODEL = Path(__file__).parent.parent / "models" / "default"
 SCRIPT = "<script>alert(1)</script>"
 FORMULA = "=cmd|' /C calc'!A0"
 SCAN_KEYS = ["command", "version", "model_id", "events_scored", "scored_from", "files", "rejects", "alert_severity",
-             "alerts", "findings_total", "by_severity", "outputs", "exit_status", "findings"]
+             "alerts", "findings_total", "by_severity", "population", "outputs", "exit_status", "findings"]
 FINDING_KEYS = ["finding_id", "severity", "score", "entity_kind", "entity_id", "window_start", "window_end",
                 "event_count", "reasons"]
 
@@ -204,14 +204,16 @@ def test_report_command_rebuilds_the_report(json_scan, tmp_path) -> None:
     _, out = json_scan
     target = tmp_path / "again.html"
     result = CliRunner().invoke(main, ["report", str(out), "--out", str(target), "--title", SCRIPT, "--json"])
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # the findings hold alerts, as the scan said
     doc = json.loads(result.stdout)
-    assert list(doc) == ["command", "version", "findings_total", "by_severity", "report"]
+    assert list(doc) == ["command", "version", "findings_total", "by_severity", "alert_severity", "alerts", "report",
+                         "exit_status"]
+    assert doc["alerts"] > 0 and doc["exit_status"] == 1
     page = target.read_text(encoding="utf-8")
     assert "<script" not in page.lower() and "<svg" in page  # timelines from evidence.parquet
     assert f"<title>{html.escape(SCRIPT)}</title>" in page
     default = CliRunner().invoke(main, ["report", str(out), "--quiet"])
-    assert default.exit_code == 0 and default.stdout == default.stderr == ""
+    assert default.exit_code == 1 and default.stdout == default.stderr == ""
 
 
 def test_report_command_errors_exit_2(tmp_path) -> None:
