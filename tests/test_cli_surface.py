@@ -156,3 +156,22 @@ def test_scan_warns_once_when_the_model_does_not_know_the_entities(tmp_path: Pat
     notes = [line for line in result.stderr.splitlines() if "the model knows only" in line]
     assert len(notes) == 1 and "0 of the 6" in notes[0] and f"ami-detector train {logs}" in notes[0]
     assert "the model knows only" not in result.stdout
+
+
+def test_scan_alerts_win_over_unreadable_files(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for path in sorted(SAMPLE.glob("*2026-03-27*")):
+        shutil.copy(path, logs)
+    (logs / "mystery.log").write_bytes(b"\x00\x01 not a log\n")
+    result = CliRunner().invoke(main, ["scan", str(logs), "--model", str(MODEL), "--out", str(tmp_path / "out"),
+                                       "--json"])
+    doc = json.loads(result.stdout)
+    assert doc["alerts"] > 0 and result.exit_code == doc["exit_status"] == 1, result.stderr
+    assert [f["path"] for f in doc["files"]["failed"]] == [str(logs / "mystery.log")]
+    assert "mystery.log" in result.stderr
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    shutil.copy(logs / "mystery.log", only_bad)
+    nothing = CliRunner().invoke(main, ["scan", str(only_bad), "--model", str(MODEL), "--out", str(tmp_path / "o2")])
+    assert nothing.exit_code == 2 and "mystery.log" in nothing.stderr

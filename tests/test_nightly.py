@@ -493,6 +493,11 @@ def test_cli_exit_codes_summary_and_run_log(tmp_path, days, model_dir) -> None:
     assert summary["exit_code"] == 1 and summary["events"] > 0 and summary["windows_scored"] > 0
     assert set(summary) >= {"files", "events", "rejects", "windows_scored", "findings", "durations"}
     assert set(summary["findings"]) == {"low", "medium", "high", "critical"} and summary["durations"]["total"] > 0
+    # OUT/latest/summary.json holds the same record as the state: exit code, status, report, finish time.
+    published = json.loads((latest / "summary.json").read_text())
+    assert published["run"] == summary and published["run_id"] == summary["run_id"]
+    assert published["run"]["status"] == "findings" and published["run"]["finished"]
+    assert published["run"]["report"] == str(tmp_path / "out" / os.readlink(latest))
 
     (inbox / "firmware.log").write_bytes(bytes(range(256)) * 8)  # no final line break: taken once unchanged
     os.utime(inbox / "firmware.log", (HOUR_AGO, HOUR_AGO))
