@@ -448,6 +448,52 @@ def report(findings_dir: Path, out: Path | None, title: str | None, details: int
     sys.exit(status)
 
 
+@main.command(short_help="Share findings: STIX 2.1 bundle, CEF lines, ECS JSON lines.",
+              epilog=examples("ami-detector export out/ --stix bundle.json --identity 'Example Electric Coop' "
+                              "--tlp amber",
+                              "ami-detector export out/ --cef findings.cef --ecs findings.ecs.jsonl --min-severity low",
+                              "ami-detector export out/ --stix isac.json --identity 'Example Water' --min-severity high"))
+@click.argument("findings_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--stix", "stix_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a STIX 2.1 bundle (indicators and sightings) for an ISAC to this file.")
+@click.option("--cef", "cef_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one CEF line per finding (for syslog forwarding to a SIEM) to this file.")
+@click.option("--ecs", "ecs_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one Elastic Common Schema JSON document per finding to this file.")
+@click.option("--identity", metavar="NAME", help="Your organisation's name, as the STIX identity sharing the bundle.")
+@click.option("--tlp", type=click.Choice(["clear", "white", "green", "amber", "red"]), default="amber",
+              show_default=True, help="Traffic Light Protocol marking of the STIX bundle.")
+@click.option("--min-severity", type=click.Choice(SEVERITIES), default="medium", show_default=True,
+              help="Lowest severity of the findings (and hunt call-outs) exported.")
+@click.option("--internal-addresses", is_flag=True,
+              help="Also share internal addresses (10/8, 172.16/12, 192.168/16, ...) in the STIX bundle.")
+@global_options
+@handle_errors
+def export(findings_dir: Path, stix_out: Path | None, cef_out: Path | None, ecs_out: Path | None,
+           identity: str | None, tlp: str, min_severity: str, internal_addresses: bool, quiet: bool,
+           as_json: bool) -> None:
+    """Export the findings of FINDINGS_DIR (from `scan`, with hunt call-outs merged) for sharing.
+
+    --stix writes indicators (addresses, firmware image hashes, accounts) with a sighting each (event
+    count, first and last seen) by --identity, TLP-marked and validated; --cef and --ecs write one
+    record per finding for a SIEM. Files appear only when complete.
+    """
+    from detector.export import export_findings
+
+    if not (stix_out or cef_out or ecs_out):
+        raise click.UsageError("nothing to write: give --stix FILE, --cef FILE and/or --ecs FILE")
+    result = export_findings(findings_dir, stix=stix_out, cef=cef_out, ecs=ecs_out, identity=identity, tlp=tlp,
+                             min_severity=min_severity, internal_addresses=internal_addresses)
+    if as_json:
+        _emit_json({"command": "export", "version": 1, "findings": result.findings, "min_severity": min_severity,
+                    "indicators": result.indicators, "outputs": result.outputs})
+    elif not quiet:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(result.indicators.items())) or "no indicators"
+        for name, path in result.outputs.items():
+            what = f"{counts} with sightings, TLP:{tlp.upper()}" if name == "stix" else f"{result.findings} findings"
+            click.echo(f"{name}: {what} -> {for_terminal(path)}")
+
+
 @main.command(short_help="Write labelled logs of a simulated utility.",
               epilog=examples("ami-detector simulate --out sim/ --days 28 --seed 7",
                               "ami-detector simulate --out sim/ --days 90 --meters 200000 --gzip"))
