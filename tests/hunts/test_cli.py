@@ -77,6 +77,8 @@ def test_merge_into_findings(runner: CliRunner, sample_parquet: Path, tmp_path: 
         ("ioc", "svc_vendor_support", "critical"), ("ioc", "dlee", "critical"), ("iforest", "dlee", "critical")]
     assert len((tmp_path / "findings.jsonl").read_text().splitlines()) == 3
     assert pl.read_csv(tmp_path / "findings.csv").height == 3  # kept in step with the Parquet file
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")  # rebuilt from the merged findings
+    assert "svc_vendor_support" in page and "first firmware push" in page
 
 
 def _indicators(directory: Path) -> Path:
