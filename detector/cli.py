@@ -8,11 +8,10 @@ stderr, and only when stderr is a terminal; ``--quiet`` silences everything but 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -39,79 +38,58 @@ from detector.safe_text import for_terminal
 
 
 class Progress:
-    """A one-line progress display on a terminal, fed by :data:`detector.api.ProgressCallback` calls.
+    """Progress on a terminal, drawn by ``rich``, fed by :data:`detector.api.ProgressCallback` calls.
 
-    Stages with a known total (parsing, in bytes) get a bar; stages of unknown length (training,
-    scoring) get a spinner with the elapsed time, ticking from a background thread so the operator
-    can tell a long step from a hung one. The line is cleared when a stage ends, so that the
-    summary that follows starts on a clean line.
+    Stages with a known total (parsing, in bytes) get a bar with the megabytes done; stages of
+    unknown length (training, scoring) a pulsing bar with the elapsed time, refreshed by rich's own
+    thread so the operator can tell a long step from a hung one. The display is transient: it is
+    cleared when the work ends, so that the summary that follows starts on a clean line.
     """
 
-    FRAMES = "|/-\\"
-
-    def __init__(self, stream: IO[str], *, enabled: bool, interval: float = 0.2, refresh: float = 0.1) -> None:
+    def __init__(self, stream: IO[str], *, enabled: bool, refresh: float = 0.1) -> None:
         self.stream = stream
         self.enabled = enabled
-        self.interval = interval  # spinner ticks
-        self.refresh = refresh  # least time between two bar updates
+        self.refresh = refresh
+        self._live: Any = None
+        self._task: Any = None
         self._stage: str | None = None
-        self._started = 0.0
-        self._last = 0.0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+
+    def _start(self) -> Any:
+        from rich.console import Console
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        console = Console(file=self.stream, force_terminal=True, highlight=False, markup=False, emoji=False)
+        live = RichProgress(TextColumn("{task.description}", markup=False), BarColumn(bar_width=28),
+                            TaskProgressColumn(), TextColumn("{task.fields[size]}", markup=False),
+                            TimeElapsedColumn(), console=console, transient=True,
+                            refresh_per_second=max(1.0, 1.0 / max(self.refresh, 0.01)))
+        live.start()
+        return live
 
     def __call__(self, stage: str, done: float, total: float | None) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
+        if self._live is None:
+            self._live = self._start()
         if stage != self._stage:
-            self._end_ticker()
-            self._stage, self._started, self._last = stage, now, 0.0
-        if total is None:
-            self._start_ticker(stage)
-        elif done >= total:
-            self._end_ticker()
-            self._write("")
-            self._stage = None
-        elif now - self._last >= self.refresh or done == 0:
-            self._last = now
-            share = done / total if total else 0.0
-            filled = int(share * 28)
-            self._write(f"{stage:<9} [{'#' * filled}{'.' * (28 - filled)}] {share:>4.0%}  "
-                        f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB  {now - self._started:.0f}s")
-
-    def _start_ticker(self, stage: str) -> None:
-        if self._ticker is not None:
-            return
-        self._stop.clear()
-
-        def tick() -> None:
-            frame = 0
-            while not self._stop.is_set():
-                self._write(f"{stage:<9} {self.FRAMES[frame % 4]} {time.monotonic() - self._started:.0f}s")
-                frame += 1
-                self._stop.wait(self.interval)
-
-        self._ticker = threading.Thread(target=tick, name="ami-detector-progress", daemon=True)
-        self._ticker.start()
-
-    def _end_ticker(self) -> None:
-        if self._ticker is not None:
-            self._stop.set()
-            self._ticker.join()
-            self._ticker = None
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            self.stream.write(f"\r{text}\x1b[K" if text else "\r\x1b[K")
-            self.stream.flush()
+            if self._task is not None:
+                self._live.remove_task(self._task)
+            self._task = self._live.add_task(stage, total=total, size="")
+            self._stage = stage
+        size = f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB" if total and total > 1e5 else ""
+        self._live.update(self._task, completed=done, total=total, size=size)
+        if total is not None and done >= total:
+            self._live.remove_task(self._task)
+            self._task, self._stage = None, None
+        if self.refresh == 0:
+            self._live.refresh()
 
     def close(self) -> None:
-        if self.enabled and (self._stage is not None or self._ticker is not None):
-            self._end_ticker()
-            self._write("")
-        self._stage = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        self._task, self._stage = None, None
 
 
 @contextmanager
@@ -128,30 +106,54 @@ def progress_for(quiet: bool, stream: IO[str] | None = None) -> Iterator[Progres
 
 # ---- findings in the terminal and as JSON --------------------------------------------------------------
 
-_SEVERITY_COLORS = {"critical": ("white", "red"), "high": ("red", None), "medium": ("yellow", None), "low": (None, None)}
+_SEVERITY_STYLES = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": ""}
 
 
-def findings_table(findings: pl.DataFrame, *, limit: int = 20, width: int | None = None) -> list[str]:
-    """The ranked findings as terminal lines, escaped, fitted to *width* (the terminal's by default).
+def _render(table: Any, *, width: int, color: bool) -> list[str]:
+    """A rich table as lines of text, with colour only for a terminal."""
+    from rich.console import Console
 
-    Severities are styled; ``click.echo`` drops the styling when stdout is not a terminal. The id
-    column is a prefix of the finding id that ``Findings.explain`` accepts.
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None,
+                      highlight=False, markup=False, emoji=False)
+    console.print(table)
+    return [line.rstrip() for line in buffer.getvalue().splitlines()]
+
+
+def findings_table(findings: pl.DataFrame, *, limit: int = 20, width: int | None = None,
+                   color: bool | None = None) -> list[str]:
+    """The ranked findings as terminal lines (a ``rich`` table), escaped, fitted to *width*.
+
+    Every cell holding log content is a plain ``rich.text.Text`` of the escaped value, so neither
+    control characters nor rich markup in an account name or a reason are interpreted. Severities
+    are coloured on a terminal only. The id column is a prefix of the finding id that
+    ``Findings.explain`` accepts.
     """
+    from rich.table import Table
+    from rich.text import Text
+
     width = width or shutil.get_terminal_size((160, 24)).columns
-    head = f"{'#':>3} {'severity':<8} {'score':>6}  {'kind':<7} {'entity':<22} {'window (UTC)':<16} {'events':>6}  " \
-           f"{'id':<10}  "
-    room = max(width - len(head), 30)
-    lines = [head + "reason"]
+    color = sys.stdout.isatty() if color is None else color
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="", expand=False)
+    # Fixed widths for everything but the reason, which takes the rest of the line (and is cut).
+    fixed = (("#", 3, "right"), ("severity", 8, "left"), ("score", 6, "right"), ("kind", 7, "left"),
+             ("entity", 22, "left"), ("window (UTC)", 16, "left"), ("events", 6, "right"), ("id", 10, "left"))
+    for name, size, justify in fixed:
+        table.add_column(name, justify=justify, no_wrap=True, width=size, min_width=size,  # type: ignore[arg-type]
+                         overflow="ellipsis")
+    room = width - sum(size for _, size, _ in fixed) - 2 * len(fixed)  # two spaces between columns
+    table.add_column("reason", no_wrap=True, overflow="ellipsis", width=max(room, 20))
+    # On a terminal too narrow for the fixed columns, lines are longer than it (and wrap) rather
+    # than have rich cut a severity or an id.
+    width = max(width, sum(size for _, size, _ in fixed) + 2 * len(fixed) + 20)
     for i, row in enumerate(rank(findings).head(limit).iter_rows(named=True), start=1):
         sev = str(row["severity"])
-        fg, bg = _SEVERITY_COLORS.get(sev, (None, None))
-        entity = for_terminal(row["entity_id"])
-        entity = entity if len(entity) <= 22 else entity[:21] + "~"
-        reason = for_terminal(row["reasons"][0] if row["reasons"] else "")
-        reason = reason if len(reason) <= room else reason[:room - 3] + "..."
-        lines.append(f"{i:>3} {click.style(f'{sev:<8}', fg=fg, bg=bg, bold=sev in ('critical', 'high'))} "
-                     f"{row['score']:>6.4f}  {row['entity_kind']:<7} {entity:<22} {row['window_start']:%Y-%m-%d %H:%M} "
-                     f"{row['event_count']:>6}  {row['finding_id'][:10]:<10}  {reason}")
+        reason = row["reasons"][0] if row["reasons"] else ""
+        table.add_row(str(i), Text(sev, style=_SEVERITY_STYLES.get(sev, "")), f"{row['score']:.4f}",
+                      Text(str(row["entity_kind"])), Text(for_terminal(row["entity_id"])),
+                      f"{row['window_start']:%Y-%m-%d %H:%M}", str(row["event_count"]), row["finding_id"][:10],
+                      Text(for_terminal(reason)))
+    lines = _render(table, width=width, color=color)
     if findings.height > limit:
         lines.append(f"... and {findings.height - limit} more in the output files")
     return lines
@@ -252,11 +254,17 @@ def _by_format(reports: list[FileReport]) -> list[tuple[str, tuple[int, int, int
 def _print_summary(reports: list[FileReport], *, quiet: bool = False) -> None:
     """The per-format table on stderr (unless quiet), and every unreadable file (always)."""
     if not quiet:
-        rows = _by_format(reports)
-        width = max([len(name) for name, _ in rows] + [6])
-        click.echo(f"{'format':<{width}}  {'files':>6}  {'events':>10}  {'rejects':>8}", err=True)
-        for name, (files, events, rejects) in rows:
-            click.echo(f"{for_terminal(name):<{width}}  {files:>6}  {events:>10}  {rejects:>8}", err=True)
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=None, pad_edge=False, show_edge=False, header_style="")
+        table.add_column("format", no_wrap=True)
+        for name in ("files", "events", "rejects"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for name, (files, events, rejects) in _by_format(reports):
+            table.add_row(Text(for_terminal(name)), f"{files:,}", f"{events:,}", f"{rejects:,}")
+        for line in _render(table, width=shutil.get_terminal_size((160, 24)).columns, color=False):
+            click.echo(line, err=True)
     for r in reports:
         if r.error:
             _fail(f"{r.path}: {r.error}")

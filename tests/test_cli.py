@@ -260,7 +260,7 @@ def test_progress_goes_to_a_terminal_only() -> None:
     bar.close()
     shown = tty.getvalue()
     assert "parsing" in shown and "50%" in shown and "1.0 of 2.0 MB" in shown and "scoring" in shown
-    assert shown.endswith("\r\x1b[K")  # the line is cleared for the summary that follows
+    assert shown.rstrip("\r").endswith("\r\x1b[2K\x1b[?25h")  # cleared (and the cursor back) for the summary
 
 
 def test_findings_table_and_json_escape_log_content() -> None:
@@ -278,7 +278,7 @@ def test_findings_table_and_json_escape_log_content() -> None:
                            "severity": "high", "detector": "iforest", "reasons": [f"{evil}: " + "x" * 300],
                            "top_features": [], "event_count": 3, "evidence": [], "model_id": "m"}],
                          schema=FINDINGS_SCHEMA)
-    lines = [click.unstyle(line) for line in findings_table(frame, width=120)]
+    lines = [click.unstyle(line) for line in findings_table(frame, width=120, color=True)]
     assert all(len(line) <= 120 for line in lines)
     assert "\x1b" not in "".join(lines) and "\u202e" not in "".join(lines) and "\\x1b]0;pwned" in lines[1]
     assert lines[1].split()[:3] == ["1", "high", "0.9995"] and "abcdef0123" in lines[1]

@@ -175,3 +175,20 @@ def test_scan_alerts_win_over_unreadable_files(tmp_path: Path) -> None:
     shutil.copy(logs / "mystery.log", only_bad)
     nothing = CliRunner().invoke(main, ["scan", str(only_bad), "--model", str(MODEL), "--out", str(tmp_path / "o2")])
     assert nothing.exit_code == 2 and "mystery.log" in nothing.stderr
+
+
+def test_rich_markup_in_log_content_is_shown_as_text() -> None:
+    from datetime import timedelta
+
+    from detector.cli import findings_table
+    from detector.findings import FINDINGS_SCHEMA
+
+    start = datetime(2026, 4, 14, 2, tzinfo=UTC)
+    markup = "[bold red]admin[/]"
+    frame = pl.DataFrame([{"finding_id": "abcdef0123456789", "entity_kind": "account", "entity_id": markup,
+                           "window_start": start, "window_end": start + timedelta(hours=1), "score": 0.9995,
+                           "severity": "high", "detector": "iforest", "reasons": [f"{markup} did [link=x]y[/link]"],
+                           "top_features": [], "event_count": 3, "evidence": [], "model_id": "m"}],
+                         schema=FINDINGS_SCHEMA)
+    lines = findings_table(frame, width=160, color=False)
+    assert markup in lines[1] and "[link=x]y[/link]" in lines[1] and "\x1b" not in "".join(lines)
