@@ -235,5 +235,6 @@ def to_findings(table: pl.DataFrame, severity: str = "high", *, called_out_only:
 
 
 def summary(table: pl.DataFrame) -> list[str]:
-    """The vendor sessions for the terminal."""
-    return summary_lines(NAME, table, noun="sessions")
+    """The vendor sessions for the terminal, each with every action (never cut: the rarest one, a
+    setting change or a firmware push, is often the one that matters)."""
+    return summary_lines(NAME, table, noun="sessions", width=100_000)

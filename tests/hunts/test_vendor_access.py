@@ -7,7 +7,7 @@ import pytest
 
 from detector.errors import ConfigError
 from detector.findings import FINDINGS_SCHEMA
-from detector.hunts.vendor_access import hunt_vendor_access, to_findings
+from detector.hunts.vendor_access import hunt_vendor_access, summary, to_findings
 from tests.features.events import make_events
 
 CHICAGO = "America/Chicago"
@@ -160,3 +160,6 @@ def test_jump_host_is_where_the_session_lands_and_every_action_is_listed() -> No
     assert "SYSLOG-RELAY01" not in session["hosts"] and "JUMP02" in session["hosts"]
     assert len(session["actions"]) == 9 and "setting_changed (1)" in session["description"]
     assert all(action in session["description"] for action in session["actions"])
+    table = hunt_vendor_access(make_events(rows * 3), accounts=["svc_vendor*"], tz=CHICAGO)
+    [line] = [line for line in summary(table) if line.startswith(("!", "-"))]
+    assert "setting_changed (3)" in line and "…" not in line  # the terminal summary is not cut either
