@@ -8,11 +8,10 @@ stderr, and only when stderr is a terminal; ``--quiet`` silences everything but 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -30,97 +29,67 @@ from detector.model_store import load_model, save_model
 from detector.nightly_cli import nightly
 from detector.parsers import PARSERS
 from detector.pipeline import FileReport, parse_to_parquet, write_model_card
-from detector.cli_support import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, F, _fail, handle_errors, parse_options
+from detector.population import Population, known_share, population_note
+from detector.cli_support import (EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, F, MainGroup, UtcTime, _fail, examples,
+                                  global_options, handle_errors, parse_options)
 from detector.safe_text import for_terminal
-
-def output_options(command: F) -> F:
-    """--quiet and --json, shared by every command that reports on its work."""
-    for option in reversed([
-        click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (no summary, no progress)."),
-        click.option("--json", "as_json", is_flag=True,
-                     help="Print one JSON document on stdout instead of the human summary (for scripts)."),
-    ]):
-        command = option(command)
-    return command
-
 
 # ---- progress on stderr ------------------------------------------------------------------------------
 
 
 class Progress:
-    """A one-line progress display on a terminal, fed by :data:`detector.api.ProgressCallback` calls.
+    """Progress on a terminal, drawn by ``rich``, fed by :data:`detector.api.ProgressCallback` calls.
 
-    Stages with a known total (parsing, in bytes) get a bar; stages of unknown length (training,
-    scoring) get a spinner with the elapsed time, ticking from a background thread so the operator
-    can tell a long step from a hung one. The line is cleared when a stage ends, so that the
-    summary that follows starts on a clean line.
+    Stages with a known total (parsing, in bytes) get a bar with the megabytes done; stages of
+    unknown length (training, scoring) a pulsing bar with the elapsed time, refreshed by rich's own
+    thread so the operator can tell a long step from a hung one. The display is transient: it is
+    cleared when the work ends, so that the summary that follows starts on a clean line.
     """
 
-    FRAMES = "|/-\\"
-
-    def __init__(self, stream: IO[str], *, enabled: bool, interval: float = 0.2, refresh: float = 0.1) -> None:
+    def __init__(self, stream: IO[str], *, enabled: bool, refresh: float = 0.1) -> None:
         self.stream = stream
         self.enabled = enabled
-        self.interval = interval  # spinner ticks
-        self.refresh = refresh  # least time between two bar updates
+        self.refresh = refresh
+        self._live: Any = None
+        self._task: Any = None
         self._stage: str | None = None
-        self._started = 0.0
-        self._last = 0.0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+
+    def _start(self) -> Any:
+        from rich.console import Console
+        from rich.progress import BarColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        console = Console(file=self.stream, force_terminal=True, highlight=False, markup=False, emoji=False)
+        live = RichProgress(TextColumn("{task.description}", markup=False), BarColumn(bar_width=28),
+                            TaskProgressColumn(), TextColumn("{task.fields[size]}", markup=False),
+                            TimeElapsedColumn(), console=console, transient=True,
+                            refresh_per_second=max(1.0, 1.0 / max(self.refresh, 0.01)))
+        live.start()
+        return live
 
     def __call__(self, stage: str, done: float, total: float | None) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
+        if self._live is None:
+            self._live = self._start()
         if stage != self._stage:
-            self._end_ticker()
-            self._stage, self._started, self._last = stage, now, 0.0
-        if total is None:
-            self._start_ticker(stage)
-        elif done >= total:
-            self._end_ticker()
-            self._write("")
-            self._stage = None
-        elif now - self._last >= self.refresh or done == 0:
-            self._last = now
-            share = done / total if total else 0.0
-            filled = int(share * 28)
-            self._write(f"{stage:<9} [{'#' * filled}{'.' * (28 - filled)}] {share:>4.0%}  "
-                        f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB  {now - self._started:.0f}s")
-
-    def _start_ticker(self, stage: str) -> None:
-        if self._ticker is not None:
-            return
-        self._stop.clear()
-
-        def tick() -> None:
-            frame = 0
-            while not self._stop.is_set():
-                self._write(f"{stage:<9} {self.FRAMES[frame % 4]} {time.monotonic() - self._started:.0f}s")
-                frame += 1
-                self._stop.wait(self.interval)
-
-        self._ticker = threading.Thread(target=tick, name="ami-detector-progress", daemon=True)
-        self._ticker.start()
-
-    def _end_ticker(self) -> None:
-        if self._ticker is not None:
-            self._stop.set()
-            self._ticker.join()
-            self._ticker = None
-
-    def _write(self, text: str) -> None:
-        with self._lock:
-            self.stream.write(f"\r{text}\x1b[K" if text else "\r\x1b[K")
-            self.stream.flush()
+            if self._task is not None:
+                self._live.remove_task(self._task)
+            self._task = self._live.add_task(stage, total=total, size="")
+            self._stage = stage
+        size = f"{done / 1e6:,.1f} of {total / 1e6:,.1f} MB" if total and total > 1e5 else ""
+        self._live.update(self._task, completed=done, total=total, size=size)
+        if total is not None and done >= total:
+            self._live.remove_task(self._task)
+            self._task, self._stage = None, None
+        if self.refresh == 0:
+            self._live.refresh()
 
     def close(self) -> None:
-        if self.enabled and (self._stage is not None or self._ticker is not None):
-            self._end_ticker()
-            self._write("")
-        self._stage = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        self._task, self._stage = None, None
 
 
 @contextmanager
@@ -137,30 +106,54 @@ def progress_for(quiet: bool, stream: IO[str] | None = None) -> Iterator[Progres
 
 # ---- findings in the terminal and as JSON --------------------------------------------------------------
 
-_SEVERITY_COLORS = {"critical": ("white", "red"), "high": ("red", None), "medium": ("yellow", None), "low": (None, None)}
+_SEVERITY_STYLES = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": ""}
 
 
-def findings_table(findings: pl.DataFrame, *, limit: int = 20, width: int | None = None) -> list[str]:
-    """The ranked findings as terminal lines, escaped, fitted to *width* (the terminal's by default).
+def _render(table: Any, *, width: int, color: bool) -> list[str]:
+    """A rich table as lines of text, with colour only for a terminal."""
+    from rich.console import Console
 
-    Severities are styled; ``click.echo`` drops the styling when stdout is not a terminal. The id
-    column is a prefix of the finding id that ``Findings.explain`` accepts.
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, color_system="standard" if color else None,
+                      highlight=False, markup=False, emoji=False)
+    console.print(table)
+    return [line.rstrip() for line in buffer.getvalue().splitlines()]
+
+
+def findings_table(findings: pl.DataFrame, *, limit: int = 20, width: int | None = None,
+                   color: bool | None = None) -> list[str]:
+    """The ranked findings as terminal lines (a ``rich`` table), escaped, fitted to *width*.
+
+    Every cell holding log content is a plain ``rich.text.Text`` of the escaped value, so neither
+    control characters nor rich markup in an account name or a reason are interpreted. Severities
+    are coloured on a terminal only. The id column is a prefix of the finding id that
+    ``Findings.explain`` accepts.
     """
+    from rich.table import Table
+    from rich.text import Text
+
     width = width or shutil.get_terminal_size((160, 24)).columns
-    head = f"{'#':>3} {'severity':<8} {'score':>6}  {'kind':<7} {'entity':<22} {'window (UTC)':<16} {'events':>6}  " \
-           f"{'id':<10}  "
-    room = max(width - len(head), 30)
-    lines = [head + "reason"]
+    color = sys.stdout.isatty() if color is None else color
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="", expand=False)
+    # Fixed widths for everything but the reason, which takes the rest of the line (and is cut).
+    fixed = (("#", 3, "right"), ("severity", 8, "left"), ("score", 6, "right"), ("kind", 7, "left"),
+             ("entity", 22, "left"), ("window (UTC)", 16, "left"), ("events", 6, "right"), ("id", 10, "left"))
+    for name, size, justify in fixed:
+        table.add_column(name, justify=justify, no_wrap=True, width=size, min_width=size,  # type: ignore[arg-type]
+                         overflow="ellipsis")
+    room = width - sum(size for _, size, _ in fixed) - 2 * len(fixed)  # two spaces between columns
+    table.add_column("reason", no_wrap=True, overflow="ellipsis", width=max(room, 20))
+    # On a terminal too narrow for the fixed columns, lines are longer than it (and wrap) rather
+    # than have rich cut a severity or an id.
+    width = max(width, sum(size for _, size, _ in fixed) + 2 * len(fixed) + 20)
     for i, row in enumerate(rank(findings).head(limit).iter_rows(named=True), start=1):
         sev = str(row["severity"])
-        fg, bg = _SEVERITY_COLORS.get(sev, (None, None))
-        entity = for_terminal(row["entity_id"])
-        entity = entity if len(entity) <= 22 else entity[:21] + "~"
-        reason = for_terminal(row["reasons"][0] if row["reasons"] else "")
-        reason = reason if len(reason) <= room else reason[:room - 3] + "..."
-        lines.append(f"{i:>3} {click.style(f'{sev:<8}', fg=fg, bg=bg, bold=sev in ('critical', 'high'))} "
-                     f"{row['score']:>6.4f}  {row['entity_kind']:<7} {entity:<22} {row['window_start']:%Y-%m-%d %H:%M} "
-                     f"{row['event_count']:>6}  {row['finding_id'][:10]:<10}  {reason}")
+        reason = row["reasons"][0] if row["reasons"] else ""
+        table.add_row(str(i), Text(sev, style=_SEVERITY_STYLES.get(sev, "")), f"{row['score']:.4f}",
+                      Text(str(row["entity_kind"])), Text(for_terminal(row["entity_id"])),
+                      f"{row['window_start']:%Y-%m-%d %H:%M}", str(row["event_count"]), row["finding_id"][:10],
+                      Text(for_terminal(reason)))
+    lines = _render(table, width=width, color=color)
     if findings.height > limit:
         lines.append(f"... and {findings.height - limit} more in the output files")
     return lines
@@ -195,21 +188,31 @@ def _emit_json(document: Mapping[str, Any]) -> None:
     click.echo(json.dumps(document, ensure_ascii=True, indent=2))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--verbose", is_flag=True, help="Show tracebacks for errors.")
+@click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=examples("ami-detector scan sample_logs/ --model models/default --out out/",
+                             "ami-detector train logs/ --model-dir model/ --baseline-until 2026-04-01T00:00:00Z",
+                             "ami-detector scan --help"))
+@global_options
 @click.version_option(package_name="ami-detector")
-def main(verbose: bool) -> None:
-    """Explainable anomaly detection for AMI head-end (HES) and DMS logs."""
+def main(quiet: bool, as_json: bool) -> None:
+    """Explainable anomaly detection for AMI head-end (HES) and DMS logs.
+
+    Exit status of every command: 0 clean, 1 something needs a human (findings at or above the
+    alert severity, a hunt call-out), 2 a usage or input error.
+    """
 
 
-@main.command()
+@main.command(short_help="Normalize raw logs into one event table (Parquet).",
+              epilog=examples("ami-detector parse sample_logs/ --out events.parquet --rejects rejects.parquet",
+                              "ami-detector parse export.csv --mapping vendor.mapping.toml --tz America/Chicago "
+                              "--out events.parquet"))
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file for the normalized events.")
 @click.option("--rejects", "rejects_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Parquet file for the lines that could not be parsed.")
 @parse_options
-@output_options
+@global_options
 @handle_errors
 def parse(logs: tuple[str, ...], out: Path, rejects_out: Path | None, format_name: str | None,
           mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
@@ -251,45 +254,56 @@ def _by_format(reports: list[FileReport]) -> list[tuple[str, tuple[int, int, int
 def _print_summary(reports: list[FileReport], *, quiet: bool = False) -> None:
     """The per-format table on stderr (unless quiet), and every unreadable file (always)."""
     if not quiet:
-        rows = _by_format(reports)
-        width = max([len(name) for name, _ in rows] + [6])
-        click.echo(f"{'format':<{width}}  {'files':>6}  {'events':>10}  {'rejects':>8}", err=True)
-        for name, (files, events, rejects) in rows:
-            click.echo(f"{for_terminal(name):<{width}}  {files:>6}  {events:>10}  {rejects:>8}", err=True)
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=None, pad_edge=False, show_edge=False, header_style="")
+        table.add_column("format", no_wrap=True)
+        for name in ("files", "events", "rejects"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for name, (files, events, rejects) in _by_format(reports):
+            table.add_row(Text(for_terminal(name)), f"{files:,}", f"{events:,}", f"{rejects:,}")
+        for line in _render(table, width=shutil.get_terminal_size((160, 24)).columns, color=False):
+            click.echo(line, err=True)
     for r in reports:
         if r.error:
             _fail(f"{r.path}: {r.error}")
 
 
-def _utc(value: Any) -> Any:
-    """A naive --baseline-until is UTC, like every time the tool prints."""
-    from datetime import timezone
-
-    return None if value is None else (value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+def _utc(value: datetime | None) -> datetime | None:
+    """--baseline-until, already an aware UTC time (see :class:`UtcTime`)."""
+    return value
 
 
 def model_options(command: F) -> F:
     for option in reversed([
         click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Configuration file (TOML); see models/config.toml for every setting."),
-        click.option("--baseline-until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
-                     help="UTC time: events before it are the baseline."),
+        click.option("--baseline-until", type=UtcTime(),
+                     help="Events before this time are the baseline: ISO 8601, e.g. 2026-04-01 or "
+                     "2026-04-01T00:00:00Z (without an offset: UTC)."),
     ]):
         command = option(command)
     return command
 
 
-@main.command()
+@main.command(short_help="Learn the baseline of logs and save a model.",
+              epilog=examples("ami-detector train sample_logs/ --model-dir model/ --baseline-until 2026-03-23",
+                              "ami-detector train logs/ --model-dir model/ --baseline-until 2026-04-01T00:00:00Z "
+                              "--config models/config.toml"))
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write the model to (replaced only once the new one is complete).")
 @model_options
 @parse_options
-@output_options
+@global_options
 @handle_errors
 def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, baseline_until: Any,
           format_name: str | None, mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
-    """Learn the baseline of LOGS (before --baseline-until, if given) and save a model."""
+    """Learn the baseline of LOGS (before --baseline-until, if given) and save a model.
+
+    The model id goes to stdout (with --json, a JSON document); the per-format summary to stderr.
+    """
     config = Config.from_toml(config_path) if config_path else Config()
     with progress_for(quiet) as progress:
         events, _, reports = api.read_with_reports(logs, format=format_name, mappings=mappings, tz=tz,
@@ -299,7 +313,7 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
     save_model(model, model_dir)
     command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]
                        + (["--config", str(config_path)] if config_path else [])
-                       + ([f"--baseline-until {baseline_until:%Y-%m-%dT%H:%M:%S}"] if baseline_until else []))
+                       + ([f"--baseline-until {baseline_until:%Y-%m-%dT%H:%M:%SZ}"] if baseline_until else []))
     write_model_card(model, model_dir, command)
     _print_summary(reports, quiet=quiet or as_json)
     failed = any(r.error for r in reports)
@@ -313,12 +327,15 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
             "files": _files_json(reports), "exit_status": EXIT_ERROR if failed else EXIT_OK,
         })
     elif not quiet:
-        click.echo(f"model {model.model_id} written to {for_terminal(model_dir)}", err=True)
+        click.echo(f"model {model.model_id} written to {for_terminal(model_dir)}")
     if failed:
         sys.exit(EXIT_ERROR)
 
 
-@main.command()
+@main.command(short_help="Score logs and write ranked, explained findings.",
+              epilog=examples("ami-detector scan sample_logs/ --model models/default --out out/",
+                              "ami-detector scan logs/ --baseline-until 2026-04-01T00:00:00Z --out out/ --csv",
+                              "ami-detector scan logs/ --model model/ --out out/ --json > scan.json"))
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A model from `ami-detector train`; without it the baseline is learned from LOGS.")
@@ -336,24 +353,28 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
               "[default: [report] display_tz of --config, else UTC]")
 @model_options
 @parse_options
-@output_options
+@global_options
 @handle_errors
 def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity: str, with_csv: bool,
          rejects_out: Path | None, top: int, display_tz: str | None, config_path: Path | None, baseline_until: Any,
          format_name: str | None, mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
     """Score LOGS and write ranked, explained findings and an HTML report to --out.
 
-    A ranked table of the findings goes to stdout (with --json, a JSON document instead).
-    Exit status 1 when a finding reaches the alert severity (medium unless the configuration says
-    otherwise), 0 when none does, 2 on a usage or input error.
+    A ranked table of the findings goes to stdout (with --json, a JSON document instead); notes
+    and unreadable files go to stderr. Exit status 1 when a finding reaches the alert severity
+    (medium unless the configuration says otherwise), even if some files could not be read; 0 when
+    none does; 2 on a usage error, or when no event could be scored because files could not be read.
     """
     config = Config.from_toml(config_path) if config_path else None
     display_tz = check_display_tz(display_tz) if display_tz else (config or Config()).report.display_tz
     model = load_model(model_dir) if model_dir else None
+    population: Population | None = None
     with progress_for(quiet) as progress:
         found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until), min_severity=min_severity,
                          format=format_name, mappings=mappings, tz=tz, progress=progress)
         try:
+            if model is not None and found.events is not None:
+                population = known_share(found.events, model, since=found.scored_from)
             written = found.write(out, csv=with_csv, progress=progress, display_tz=display_tz)
         finally:
             found.close()
@@ -361,12 +382,19 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
         atomic_write(rejects_out, found.rejects.write_parquet)
     _print_summary(found.reports, quiet=quiet or as_json)
     for note in getattr(found, "notes", []):
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"ami-detector: note: {for_terminal(note)}", err=True)
     alert = (config or Config()).alert_severity
     alerts = severity_at_least(found.df, alert)
     failed = any(r.error for r in found.reports)
-    status = EXIT_ERROR if failed else (EXIT_FINDINGS if alerts.height else EXIT_OK)
+    # Alerts win over unreadable files (issue 16): the files are named on stderr and in the JSON.
+    if alerts.height:
+        status = EXIT_FINDINGS
+    else:
+        status = EXIT_ERROR if failed and not found.events_scored else EXIT_OK
     model_id = found.model.model_id if found.model is not None else ""
+    note = population_note(population, logs) if population is not None else None
+    if note and not quiet:
+        click.echo(f"ami-detector: note: {for_terminal(note)}", err=True)
     if as_json:
         _emit_json({
             "command": "scan", "version": 1, "model_id": model_id or None,
@@ -374,6 +402,10 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
             "files": _files_json(found.reports), "rejects": found.rejects.height,
             "alert_severity": alert, "alerts": alerts.height, "findings_total": len(found),
             "by_severity": found.severity_counts(),
+            "population": None if population is None else {
+                "entities": population.entities, "known": population.known, "share": round(population.share, 4),
+                "accounts": population.accounts, "known_accounts": population.known_accounts,
+                "devices": population.devices, "known_devices": population.known_devices},
             "outputs": {p.name: str(p) for p in written},
             "exit_status": status,
             "findings": findings_json(found.df),
@@ -388,7 +420,9 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     sys.exit(status)
 
 
-@main.command()
+@main.command(short_help="Write the findings of a scan as one HTML file.",
+              epilog=examples("ami-detector report out/",
+                              "ami-detector report out/ --out week14.html --title 'Week 14' --details 30"))
 @click.argument("findings_dir", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write  [default: FINDINGS_DIR/report.html]")
@@ -396,47 +430,107 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
 @click.option("--details", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Most findings shown in detail (evidence, model features): every one at medium or above, "
                    "up to this many; the rest are listed compactly.")
-@click.option("--display-tz", default="UTC", show_default=True,
-              help="IANA time zone of the times in the report (UTC beside them).")
-@output_options
+@click.option("--display-tz", help="IANA time zone of the times in the report (UTC beside them)  "
+              "[default: [report] display_tz of --config, else UTC]")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Configuration file (TOML): its [alerts] severity sets the exit status  [default: medium], "
+                   "its [report] display_tz the time zone.")
+@global_options
 @handle_errors
-def report(findings_dir: Path, out: Path | None, title: str | None, details: int, display_tz: str, quiet: bool,
-           as_json: bool) -> None:
+def report(findings_dir: Path, out: Path | None, title: str | None, details: int, display_tz: str | None,
+           config_path: Path | None, quiet: bool, as_json: bool) -> None:
     """Write the findings of FINDINGS_DIR (from `scan`) as one self-contained HTML file.
 
     The page works offline: no script, no external resource. Timelines and raw lines come from
     evidence.parquet and timeline.parquet beside the findings when present, so the report can be
-    rebuilt after the logs have rotated away.
+    rebuilt after the logs have rotated away. Exit status 1 when the findings hold alerts (at or
+    above the alert severity), as for `scan`.
     """
     from detector.report import write_report
 
     source = findings_dir / "findings.parquet" if findings_dir.is_dir() else findings_dir
     target = out or (source.parent / "report.html")
     found = api.Findings.read(source)
+    config = Config.from_toml(config_path) if config_path else Config()
+    display_tz = check_display_tz(display_tz) if display_tz else config.report.display_tz
     write_report(source, target, title=title or f"ami-detector findings: {source.parent.resolve().name}",
                  detail_limit=details, display_tz=display_tz)
+    alert = config.alert_severity
+    alerts = severity_at_least(found.df, alert).height
+    status = EXIT_FINDINGS if alerts else EXIT_OK
     if as_json:
         _emit_json({"command": "report", "version": 1, "findings_total": len(found),
-                    "by_severity": found.severity_counts(), "report": str(target)})
+                    "by_severity": found.severity_counts(), "alert_severity": alert, "alerts": alerts,
+                    "report": str(target), "exit_status": status})
     elif not quiet:
-        click.echo(f"{len(found)} findings written to {for_terminal(target)}", err=True)
+        click.echo(f"{len(found)} findings, {alerts} at {alert} or above, written to {for_terminal(target)}")
+    sys.exit(status)
 
 
-@main.command()
+@main.command(short_help="Share findings: STIX 2.1 bundle, CEF lines, ECS JSON lines.",
+              epilog=examples("ami-detector export out/ --stix bundle.json --identity 'Example Electric Coop' "
+                              "--tlp amber",
+                              "ami-detector export out/ --cef findings.cef --ecs findings.ecs.jsonl --min-severity low",
+                              "ami-detector export out/ --stix isac.json --identity 'Example Water' --min-severity high"))
+@click.argument("findings_dir", type=click.Path(exists=True, path_type=Path))
+@click.option("--stix", "stix_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a STIX 2.1 bundle (indicators and sightings) for an ISAC to this file.")
+@click.option("--cef", "cef_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one CEF line per finding (for syslog forwarding to a SIEM) to this file.")
+@click.option("--ecs", "ecs_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one Elastic Common Schema JSON document per finding to this file.")
+@click.option("--identity", metavar="NAME", help="Your organisation's name, as the STIX identity sharing the bundle.")
+@click.option("--tlp", type=click.Choice(["clear", "white", "green", "amber", "red"]), default="amber",
+              show_default=True, help="Traffic Light Protocol marking of the STIX bundle.")
+@click.option("--min-severity", type=click.Choice(SEVERITIES), default="medium", show_default=True,
+              help="Lowest severity of the findings (and hunt call-outs) exported.")
+@click.option("--internal-addresses", is_flag=True,
+              help="Also share internal addresses (10/8, 172.16/12, 192.168/16, ...) in the STIX bundle.")
+@global_options
+@handle_errors
+def export(findings_dir: Path, stix_out: Path | None, cef_out: Path | None, ecs_out: Path | None,
+           identity: str | None, tlp: str, min_severity: str, internal_addresses: bool, quiet: bool,
+           as_json: bool) -> None:
+    """Export the findings of FINDINGS_DIR (from `scan`, with hunt call-outs merged) for sharing.
+
+    --stix writes indicators (addresses, firmware image hashes, accounts) with a sighting each (event
+    count, first and last seen) by --identity, TLP-marked and validated; --cef and --ecs write one
+    record per finding for a SIEM. Files appear only when complete.
+    """
+    from detector.export import export_findings
+
+    if not (stix_out or cef_out or ecs_out):
+        raise click.UsageError("nothing to write: give --stix FILE, --cef FILE and/or --ecs FILE")
+    result = export_findings(findings_dir, stix=stix_out, cef=cef_out, ecs=ecs_out, identity=identity, tlp=tlp,
+                             min_severity=min_severity, internal_addresses=internal_addresses)
+    if as_json:
+        _emit_json({"command": "export", "version": 1, "findings": result.findings, "min_severity": min_severity,
+                    "indicators": result.indicators, "outputs": result.outputs})
+    elif not quiet:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(result.indicators.items())) or "no indicators"
+        for name, path in result.outputs.items():
+            what = f"{counts} with sightings, TLP:{tlp.upper()}" if name == "stix" else f"{result.findings} findings"
+            click.echo(f"{name}: {what} -> {for_terminal(path)}")
+
+
+@main.command(short_help="Write labelled logs of a simulated utility.",
+              epilog=examples("ami-detector simulate --out sim/ --days 28 --seed 7",
+                              "ami-detector simulate --out sim/ --days 90 --meters 200000 --gzip"))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory for the logs.")
 @click.option("--days", type=click.IntRange(min=1), default=28, show_default=True, help="Days to simulate.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed; the same seed gives the same bytes.")
 @click.option("--meters", type=click.IntRange(min=100), default=20_000, show_default=True, help="Electric meters.")
 @click.option("--operators", type=click.IntRange(min=3), default=12, show_default=True,
               help="HES operators; admins and DMS staff scale with it.")
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-03-02", show_default=True,
-              help="First local day.")
+@click.option("--start", type=UtcTime(), metavar="DATE", default="2026-03-02", show_default=True,
+              help="First local day, e.g. 2026-03-02.")
 @click.option("--tz", default="America/Chicago", show_default=True, help="The utility's local time zone.")
 @click.option("--baseline-days", type=click.IntRange(min=1), help="Incident-free days first [default: 3/4 of the run].")
 @click.option("--gzip", "compress", is_flag=True, help="Write .gz files.")
+@global_options
 @handle_errors
 def simulate(out: Path, days: int, seed: int, meters: int, operators: int, start: Any, tz: str,
-             baseline_days: int | None, compress: bool) -> None:
+             baseline_days: int | None, compress: bool, quiet: bool, as_json: bool) -> None:
     """Write DAYS of realistic, labelled HES, DMS, Windows and VPN logs of a simulated utility.
 
     One file per source per local day in the five reference formats, and labels.json naming the
@@ -446,15 +540,27 @@ def simulate(out: Path, days: int, seed: int, meters: int, operators: int, start
 
     summary = run_simulation(out, days=days, seed=seed, meters=meters, operators=operators, start=start.date(),
                              tz=tz, baseline_days=baseline_days, compress=compress)
-    click.echo(f"wrote {summary.total_events:,} events in {len(summary.files)} files and "
-               f"{len(summary.incidents)} labelled incidents to {for_terminal(out)}", err=True)
+    if as_json:
+        _emit_json({"command": "simulate", "version": 1, "events": summary.total_events,
+                    "events_by_format": dict(sorted(summary.events.items())), "files": len(summary.files),
+                    "incidents": len(summary.incidents), "labels": str(summary.labels), "out": str(out)})
+    elif not quiet:
+        click.echo(f"wrote {summary.total_events:,} events in {len(summary.files)} files and "
+                   f"{len(summary.incidents)} labelled incidents to {for_terminal(out)}")
 
 
-@main.command()
-def formats() -> None:
-    """List the built-in formats, one per line."""
-    for name, parser in PARSERS.items():
-        click.echo(f"{name:<20} {parser.description}")
+@main.command(short_help="List the built-in log formats.",
+              epilog=examples("ami-detector formats", "ami-detector formats --json"))
+@global_options
+@handle_errors
+def formats(quiet: bool, as_json: bool) -> None:
+    """List the built-in formats, one per line (name and description)."""
+    if as_json:
+        _emit_json({"command": "formats", "version": 1,
+                    "formats": [{"name": name, "description": parser.description} for name, parser in PARSERS.items()]})
+    elif not quiet:
+        for name, parser in PARSERS.items():
+            click.echo(f"{name:<20} {parser.description}")
 
 
 main.add_command(nightly)

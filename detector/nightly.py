@@ -336,6 +336,8 @@ class RunSummary:
         "inbox": 0, "new": 0, "already_processed": 0, "duplicates": 0, "waiting": 0, "unreadable": 0,
         "continued": 0})
     waiting: list[str] = field(default_factory=list)
+    # Per waiting file: when it will be taken, in one phrase ("from 2026-04-14T02:35:00Z ...").
+    waiting_until: dict[str, str] = field(default_factory=dict)
     unreadable: list[dict[str, str]] = field(default_factory=list)
     events: int = 0
     rejects: int = 0
@@ -365,6 +367,16 @@ class RunSummary:
 
 
 # ---- small file helpers ----------------------------------------------------------------------------
+
+
+def waiting_notes(summary: RunSummary, limit: int = 10) -> list[str]:
+    """One note per waiting file (at most *limit*, then a count) saying when it will be taken."""
+    notes = [f"waiting: {for_terminal(path)}: will be taken "
+             f"{summary.waiting_until.get(path, 'by a later run, once it is complete')}"
+             for path in summary.waiting[:limit]]
+    if len(summary.waiting) > limit:
+        notes.append(f"waiting: {len(summary.waiting) - limit} more file(s), see the run summary")
+    return notes
 
 
 def _utc_now() -> datetime:
@@ -726,6 +738,7 @@ class _Run:
             if path.name.endswith(_IN_PROGRESS):
                 files["waiting"] += 1
                 self.summary.waiting.append(str(path))
+                self.summary.waiting_until[str(path)] = "once it is renamed (its name says it is still being written)"
                 continue
             files["inbox"] += 1
             key = str(path)
@@ -755,6 +768,15 @@ class _Run:
             if not complete:
                 files["waiting"] += 1
                 self.summary.waiting.append(key)
+                settled = datetime.fromtimestamp(stat.st_mtime, UTC) + self.config.settle
+                if stat.st_size == 0:
+                    when = "once it has content"
+                elif settled > self.now:
+                    when = (f"by the first run from {settled:%Y-%m-%dT%H:%M:%SZ} ({_format_duration(self.config.settle)}"
+                            " after its last write), or by the next run if it is unchanged until then")
+                else:
+                    when = "by the next run if it is unchanged until then (it does not end with a line break)"
+                self.summary.waiting_until[key] = when
                 continue
             if sha in ready:
                 files["duplicates"] += 1
@@ -794,6 +816,7 @@ class _Run:
                 for candidate in changed:
                     self.summary.files["waiting"] += 1
                     self.summary.waiting.append(str(candidate.path))
+                    self.summary.waiting_until[str(candidate.path)] = "by the next run (it changed while it was read)"
                 candidates = [c for c in candidates if c not in changed]
                 continue
             self._append_and_commit(manifest, staging)
@@ -1207,9 +1230,7 @@ class _Run:
         if findings.height:
             lines += summary_lines(findings, limit=50) + [""]
         notes = list(s.notes)
-        if s.waiting:
-            notes.append(f"{len(s.waiting)} file(s) waiting to be complete: "
-                         + ", ".join(for_terminal(p) for p in s.waiting[:10]))
+        notes += waiting_notes(s)
         notes += [f"unreadable: {for_terminal(u['path'])}: {for_terminal(u['reason'])}" for u in s.unreadable]
         if notes:
             lines += ["notes:"] + [f"- {n}" for n in notes]
@@ -1315,7 +1336,7 @@ def run_nightly(config: NightlyConfig, *, now: datetime | None = None, hook: Hoo
         summary.finished = _iso(_utc_now())
         summary.durations["total"] = round(time.perf_counter() - started, 3)
         with contextlib.suppress(Exception):
-            _write_atomic(layout.runs / f"{summary.run_id}.json", _json_bytes(summary.to_dict()))
+            _record(layout, summary)
             _log(layout, summary)
         raise
     if summary.unreadable:
@@ -1333,9 +1354,29 @@ def run_nightly(config: NightlyConfig, *, now: datetime | None = None, hook: Hoo
         summary.notes.append("nothing new")
     summary.finished = _iso(_utc_now())
     summary.durations["total"] = round(time.perf_counter() - started, 3)
-    _write_atomic(layout.runs / f"{summary.run_id}.json", _json_bytes(summary.to_dict()))
+    _record(layout, summary)
     _log(layout, summary)
     return summary
+
+
+def _record(layout: _Layout, summary: RunSummary) -> None:
+    """Write the run's final record to STATE/runs/ and, when the run wrote a report, into its summary.json.
+
+    The report folder is published while the run is still going; its ``summary.json`` is
+    rewritten here (atomically) so that its ``run`` is the same record as the state's, with the
+    final exit code, status, report and finish time.
+    """
+    record = summary.to_dict()
+    _write_atomic(layout.runs / f"{summary.run_id}.json", _json_bytes(record))
+    if summary.report:
+        target = Path(summary.report) / "summary.json"
+        try:
+            report = json.loads(target.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if report.get("run_id") == summary.run_id:
+            report["run"] = record
+            _write_atomic(target, _json_bytes(report))
 
 
 def rollback_model(state_dir: str | Path, *, now: datetime | None = None) -> tuple[str, str]:

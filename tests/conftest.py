@@ -1,9 +1,11 @@
-"""Shared test helpers: golden files for parser output."""
+"""Shared test helpers: golden files for parser output, and a private temporary directory per session."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -15,6 +17,31 @@ from detector.schema import validate_events, validate_rejects
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point TMPDIR (and :mod:`tempfile`) at a folder under pytest's own temporary directory.
+
+    Whatever the code under test (or a notebook kernel it starts) leaves in "the system temporary
+    directory" then lands where pytest cleans up, never in the real /tmp; the check at the end
+    fails the session if the detector's own temporary folders were not removed.
+    """
+    private = tmp_path_factory.mktemp("system-tmp")
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(private)
+    tempfile.tempdir = str(private)
+    try:
+        yield private
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+    # The notebook's own output folder is the user's to keep; spills and findings parts are ours.
+    leftovers = sorted(p.name for p in private.glob("ami-detector-*-*") if p.name.split("-")[2] in ("spill", "findings"))
+    assert not leftovers, f"temporary folders left behind: {leftovers}"
 
 
 def parse_all(path: Path, parser: type[Parser], options: ParseOptions | None = None

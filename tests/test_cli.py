@@ -121,7 +121,7 @@ MODEL = Path(__file__).parent.parent / "models" / "default"
 SCRIPT = "<script>alert(1)</script>"
 FORMULA = "=cmd|' /C calc'!A0"
 SCAN_KEYS = ["command", "version", "model_id", "events_scored", "scored_from", "files", "rejects", "alert_severity",
-             "alerts", "findings_total", "by_severity", "outputs", "exit_status", "findings"]
+             "alerts", "findings_total", "by_severity", "population", "outputs", "exit_status", "findings"]
 FINDING_KEYS = ["finding_id", "severity", "score", "entity_kind", "entity_id", "window_start", "window_end",
                 "event_count", "reasons"]
 
@@ -207,14 +207,16 @@ def test_report_command_rebuilds_the_report(json_scan, tmp_path) -> None:
     _, out = json_scan
     target = tmp_path / "again.html"
     result = CliRunner().invoke(main, ["report", str(out), "--out", str(target), "--title", SCRIPT, "--json"])
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # the findings hold alerts, as the scan said
     doc = json.loads(result.stdout)
-    assert list(doc) == ["command", "version", "findings_total", "by_severity", "report"]
+    assert list(doc) == ["command", "version", "findings_total", "by_severity", "alert_severity", "alerts", "report",
+                         "exit_status"]
+    assert doc["alerts"] > 0 and doc["exit_status"] == 1
     page = target.read_text(encoding="utf-8")
     assert "<script" not in page.lower() and "<svg" in page  # timelines from evidence.parquet
     assert f"<title>{html.escape(SCRIPT)}</title>" in page
     default = CliRunner().invoke(main, ["report", str(out), "--quiet"])
-    assert default.exit_code == 0 and default.stdout == default.stderr == ""
+    assert default.exit_code == 1 and default.stdout == default.stderr == ""
 
 
 def test_report_command_errors_exit_2(tmp_path) -> None:
@@ -261,7 +263,7 @@ def test_progress_goes_to_a_terminal_only() -> None:
     bar.close()
     shown = tty.getvalue()
     assert "parsing" in shown and "50%" in shown and "1.0 of 2.0 MB" in shown and "scoring" in shown
-    assert shown.endswith("\r\x1b[K")  # the line is cleared for the summary that follows
+    assert shown.rstrip("\r").endswith("\r\x1b[2K\x1b[?25h")  # cleared (and the cursor back) for the summary
 
 
 def test_findings_table_and_json_escape_log_content() -> None:
@@ -279,7 +281,7 @@ def test_findings_table_and_json_escape_log_content() -> None:
                            "severity": "high", "detector": "iforest", "reasons": [f"{evil}: " + "x" * 300],
                            "top_features": [], "event_count": 3, "evidence": [], "model_id": "m"}],
                          schema=FINDINGS_SCHEMA)
-    lines = [click.unstyle(line) for line in findings_table(frame, width=120)]
+    lines = [click.unstyle(line) for line in findings_table(frame, width=120, color=True)]
     assert all(len(line) <= 120 for line in lines)
     assert "\x1b" not in "".join(lines) and "\u202e" not in "".join(lines) and "\\x1b]0;pwned" in lines[1]
     assert lines[1].split()[:3] == ["1", "high", "0.9995"] and "abcdef0123" in lines[1]

@@ -388,7 +388,9 @@ def test_incremental_scoring_equals_scoring_the_whole_store(tmp_path, days, mode
     touched = _window_keys(new.lazy(), "1h").select("entity_kind", "entity_id", "window_start").unique().collect()
     assert summary.windows_scored == touched.height
     full = score(everything, model).join(touched, on=["entity_kind", "entity_id", "window_start"], how="semi")
-    assert_frame_equal(summary.scored.sort("finding_id"), full.sort("finding_id"))
+    # Incidents group what each run scored, so their ids follow the run; every finding has one.
+    assert summary.scored.get_column("incident_id").null_count() == 0
+    assert_frame_equal(summary.scored.sort("finding_id").drop("incident_id"), full.sort("finding_id").drop("incident_id"))
 
 
 # ---- model ---------------------------------------------------------------------------------------
@@ -493,11 +495,18 @@ def test_cli_exit_codes_summary_and_run_log(tmp_path, days, model_dir) -> None:
     assert summary["exit_code"] == 1 and summary["events"] > 0 and summary["windows_scored"] > 0
     assert set(summary) >= {"files", "events", "rejects", "windows_scored", "findings", "durations"}
     assert set(summary["findings"]) == {"low", "medium", "high", "critical"} and summary["durations"]["total"] > 0
+    # OUT/latest/summary.json holds the same record as the state: exit code, status, report, finish time.
+    published = json.loads((latest / "summary.json").read_text())
+    assert published["run"] == summary and published["run_id"] == summary["run_id"]
+    assert published["run"]["status"] == "findings" and published["run"]["finished"]
+    assert published["run"]["report"] == str(tmp_path / "out" / os.readlink(latest))
 
     (inbox / "firmware.log").write_bytes(bytes(range(256)) * 8)  # no final line break: taken once unchanged
     os.utime(inbox / "firmware.log", (HOUR_AGO, HOUR_AGO))
     waiting = runner.invoke(nightly, ["--config", str(path)])
-    assert waiting.exit_code == 0 and "1 file(s) waiting" in waiting.stderr
+    assert waiting.exit_code == 0
+    [note] = [line for line in waiting.stderr.splitlines() if "waiting:" in line]
+    assert "firmware.log" in note and "by the next run if it is unchanged" in note
     result = runner.invoke(nightly, ["--config", str(path)])
     assert result.exit_code == 2
     [error] = [line for line in result.stderr.splitlines() if line.startswith("ami-detector: error:")]

@@ -9,12 +9,22 @@ period without a logged creation.
 
 Called out: a created account or a grantee used within ``use_within`` (24 h), and every dormant
 account that woke up.
+
+Windows names the subject of a group change by the member's SID or directory name (``CN=Kevin
+Hayes,OU=...``), not by its account. Such a subject is resolved to the account where the logs say
+which: a Windows event that names both (4720 and the other account events: ``TargetUserName`` and
+``TargetSid``; 4728/4732/4756: ``MemberName`` and ``MemberSid``), read from the raw lines of those
+few events. A subject that cannot be resolved is never listed as an account: its row has no
+``account`` and says how it was logged in ``logged_as``.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Final
+
+import json
+import re
 
 import polars as pl
 
@@ -30,7 +40,12 @@ KINDS: Final = ("account_created", "privilege_granted", "dormant_woke", "first_s
 
 COLUMNS: Final = ("kind", "account", "first_seen", "last_seen", "actors", "details", "systems", "used_within",
                   "first_use", "uses", "actions_after", "new_actions", "src_ips_after", "dormant_days",
-                  "last_seen_before")
+                  "last_seen_before", "logged_as")
+
+_SID: Final = r"^s-1-\d+(?:-\d+)+$"
+# Windows account events whose raw lines may name an account together with its SID.
+_IDENTITY_ACTIONS: Final = ("account_created", "account_deleted", "account_modified", "password_changed",
+                            "group_member_added", "role_granted", "role_revoked", "lockout")
 
 _USES_SCHEMA: Final = {"_row": pl.UInt32, "first_use": pl.Datetime("us", "UTC"), "uses": pl.Int64,
                        "actions_after": pl.List(pl.String), "src_ips_after": pl.List(pl.String),
@@ -81,14 +96,23 @@ def hunt_accounts(events: pl.DataFrame | pl.LazyFrame, *, since: datetime | date
     # A "use" is anything the account itself did that did not fail.
     uses = (lf.filter(pl.col("account").is_not_null() & (pl.col("outcome") != "failure"))
             .select("account", "time", "action", "src_ip", "_evidence"))
+    aliases = identity_aliases(lf)
+    if aliases.height:  # an actor logged by SID is the account the logs tie it to
+        uses = (uses.join(aliases.lazy(), left_on="account", right_on="alias", how="left")
+                .with_columns(account=pl.coalesce("resolved", "account")).drop("resolved"))
 
     changes = (
         lf.filter(pl.col("action").is_in([*CREATION, *GRANTS]) & (pl.col("outcome") != "failure")
                   & pl.col("target_id").is_not_null())
         .with_columns(kind=pl.when(pl.col("action").is_in(CREATION)).then(pl.lit("account_created"))
                       .otherwise(pl.lit("privilege_granted")),
-                      _subject=normalized_account("target_id"))
-        .filter(pl.col("_subject") != "")
+                      _logged=normalized_account("target_id"))
+        .filter(pl.col("_logged") != "")
+        .join(aliases.lazy(), left_on="_logged", right_on="alias", how="left")
+        # A SID or a display name is not an account: resolved where the logs say which, else kept apart.
+        .with_columns(_unresolved=pl.col("resolved").is_null() & _not_an_account("_logged"))
+        .with_columns(_subject=pl.coalesce("resolved", "_logged"))
+        .drop("resolved")
     )
     changes = clusters(changes, ["kind", "_subject"], cluster_gap, name="_cluster")
     changed = (
@@ -96,10 +120,11 @@ def hunt_accounts(events: pl.DataFrame | pl.LazyFrame, *, since: datetime | date
         .group_by("kind", "_subject", "_cluster", maintain_order=True)
         .agg(first_seen=pl.col("time").min(), last_seen=pl.col("time").max(), actors=distinct("account"),
              details=distinct("new_value"), systems=distinct(pl.col("source_system").cast(pl.String)),
-             _anchor_evidence=pl.col("_evidence"))
+             _anchor_evidence=pl.col("_evidence"), _unresolved=pl.col("_unresolved").all())
         .filter(period.contains("first_seen"))
-        .select("kind", pl.col("_subject").alias("account"), "first_seen", "last_seen", "actors", "details",
-                "systems", "_anchor_evidence",
+        .select("kind", pl.when(~pl.col("_unresolved")).then(pl.col("_subject")).alias("account"),
+                pl.when(pl.col("_unresolved")).then(pl.col("_subject")).alias("logged_as"),
+                "first_seen", "last_seen", "actors", "details", "systems", "_anchor_evidence",
                 pl.lit(None, dtype=pl.Float64).alias("dormant_days"),
                 pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("last_seen_before"),
                 # Use after a change: later than the first change event, up to use_within after the last.
@@ -111,7 +136,8 @@ def hunt_accounts(events: pl.DataFrame | pl.LazyFrame, *, since: datetime | date
         _prev=pl.col("time").shift(1).over("account"), _prev_evidence=pl.col("_evidence").shift(1).over("account"))
     woke = (
         activity.filter((pl.col("time") - pl.col("_prev") >= dormant_after) & period.contains("time"))
-        .select(pl.lit("dormant_woke").alias("kind"), "account", pl.col("time").alias("first_seen"),
+        .select(pl.lit("dormant_woke").alias("kind"), "account", pl.lit(None, dtype=pl.String).alias("logged_as"),
+                pl.col("time").alias("first_seen"),
                 pl.col("time").alias("last_seen"), pl.lit([], dtype=pl.List(pl.String)).alias("actors"),
                 pl.lit([], dtype=pl.List(pl.String)).alias("details"),
                 pl.lit([], dtype=pl.List(pl.String)).alias("systems"),
@@ -187,20 +213,99 @@ def hunt_accounts(events: pl.DataFrame | pl.LazyFrame, *, since: datetime | date
             counted("uses", "event"), pl.lit(" within " + within_text + ": "),
             pl.col("actions_after").list.head(6).list.join(", ")]))
     )
+    unresolved = pl.concat_str([
+        pl.lit("privileges granted to "), pl.col("logged_as"), details, when, by, pl.lit(" on "),
+        pl.col("systems").list.join(", "),
+        pl.lit(" (logged by SID or display name; no event in these logs names its account)")])
+    created_unresolved = pl.concat_str([
+        pl.lit("account created: "), pl.col("logged_as"), details, when, by, pl.lit(" on "),
+        pl.col("systems").list.join(", "),
+        pl.lit(" (logged by SID or display name; no event in these logs names its account)")])
+    description = (pl.when(pl.col("account").is_null() & (pl.col("kind") == "privilege_granted")).then(unresolved)
+                   .when(pl.col("account").is_null() & (pl.col("kind") == "account_created")).then(created_unresolved)
+                   .otherwise(description))
     table = table.with_columns(reasons=reasons).with_columns(
-        called_out=pl.col("reasons").list.len() > 0, description=description)
+        called_out=pl.col("reasons").list.len() > 0, description=description,
+        used_within=pl.when(pl.col("account").is_not_null()).then(pl.col("used_within")))
     return finish_table(table, COLUMNS, ["first_seen", "kind", "account"])
+
+
+def _not_an_account(column: str) -> pl.Expr:
+    """A SID (``s-1-5-21-...``) or a display name (``kevin hayes``, ``doe, john``) where an account is expected."""
+    value = pl.col(column)
+    return (value.str.contains(_SID) | value.str.contains(r"[ ,]")).fill_null(False)
+
+
+def _dn_name(value: str) -> str:
+    match = re.match(r"(?i)^CN=((?:[^,\\]|\\.)+)", value)
+    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else value
+
+
+def _field(record: dict[str, object], name: str) -> str | None:
+    data = record.get("winlog", {}).get("event_data", {}) if isinstance(record.get("winlog"), dict) else {}
+    value = record.get(name, data.get(name) if isinstance(data, dict) else None)
+    return value.strip() if isinstance(value, str) and value.strip() not in ("", "-") else None
+
+
+def identity_aliases(events: pl.LazyFrame) -> pl.DataFrame:
+    """``alias`` (a lower-case SID or display name) -> ``resolved`` (the account), where one event names both.
+
+    Read from the raw lines of the Windows account events (few: creations, changes, group
+    changes); a SID is tied to the account an event names with it (``TargetUserName`` and
+    ``TargetSid``/``TargetUserSid``, ``SubjectUserName`` and ``SubjectUserSid``), and a member's
+    display name to its SID (``MemberName`` and ``MemberSid``) and so, through the SID, to the
+    account. Files that are gone or unreadable give no aliases.
+    """
+    schema = {"alias": pl.String, "resolved": pl.String}
+    located = (events.filter(pl.col("source_format").str.starts_with("winsec")
+                             & pl.col("action").cast(pl.String).is_in(_IDENTITY_ACTIONS)
+                             & pl.col("raw_file").is_not_null() & pl.col("raw_line").is_not_null())
+               .select("raw_file", "raw_line").unique().collect())
+    if located.is_empty():
+        return pl.DataFrame(schema=schema)
+    from detector.api import read_raw_lines
+
+    try:
+        raw = read_raw_lines(located).get_column("raw").drop_nulls().to_list()
+    except Exception:  # noqa: BLE001 - raw files rotated away or unreadable: nothing to resolve with
+        return pl.DataFrame(schema=schema)
+    sid_account: dict[str, str] = {}
+    member_sid: dict[str, str] = {}
+    for line in raw:  # a handful of account events, not a hot path
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        for name_key, sid_key in (("TargetUserName", "TargetSid"), ("TargetUserName", "TargetUserSid"),
+                                  ("SubjectUserName", "SubjectUserSid")):
+            name, sid = _field(record, name_key), _field(record, sid_key)
+            if name and sid and not name.endswith("$") and re.match(_SID, sid.lower()):
+                sid_account.setdefault(sid.lower(), name.lower().split("\\")[-1].split("@")[0])
+        member, sid = _field(record, "MemberName"), _field(record, "MemberSid")
+        if member and sid and re.match(_SID, sid.lower()):
+            member_sid.setdefault(_dn_name(member).lower(), sid.lower())
+    rows = dict(sid_account)
+    for display, sid in member_sid.items():
+        if sid in sid_account:
+            rows.setdefault(display, sid_account[sid])
+    # A group's own SID names a group, not an account: only names that look like accounts are kept.
+    return pl.DataFrame({"alias": list(rows), "resolved": list(rows.values())}, schema=schema).filter(
+        ~pl.col("resolved").str.contains(r"[ ,]"))
 
 
 def _first_seen(uses: pl.LazyFrame, changes: pl.LazyFrame, period: TimeWindow, use_within: timedelta) -> pl.LazyFrame:
     """Accounts whose first activity falls in the period, with history before it, and no logged creation."""
     history = uses.filter(pl.col("time") < period.since).select(pl.len()).collect().item()
     created = changes.filter(pl.col("kind") == "account_created").select(account="_subject").unique()
+    # Neither SIDs nor display names are accounts that could be "first seen".
+    uses = uses.filter(~_not_an_account("account"))
     first = (uses.group_by("account").agg(first_seen=pl.col("time").min())
              .filter(period.contains("first_seen") & pl.lit(history > 0))
              .join(created, on="account", how="anti"))
     return first.select(
-        pl.lit("first_seen").alias("kind"), "account", "first_seen", pl.col("first_seen").alias("last_seen"),
+        pl.lit("first_seen").alias("kind"), "account", pl.lit(None, dtype=pl.String).alias("logged_as"), "first_seen", pl.col("first_seen").alias("last_seen"),
         pl.lit([], dtype=pl.List(pl.String)).alias("actors"), pl.lit([], dtype=pl.List(pl.String)).alias("details"),
         pl.lit([], dtype=pl.List(pl.String)).alias("systems"),
         pl.lit([], dtype=pl.List(pl.String)).alias("_anchor_evidence"),
@@ -241,10 +346,10 @@ def _new_actions(uses: pl.LazyFrame, rows: pl.DataFrame) -> pl.DataFrame:
 
 def to_findings(table: pl.DataFrame, severity: str = "high", *, called_out_only: bool = True) -> pl.DataFrame:
     """Account rows as findings: the created, granted or woken account is the entity."""
-    key = pl.concat_str([pl.col("kind"), pl.col("account"), utc_text("first_seen", "%Y-%m-%dT%H:%M:%S%.f")],
-                        separator="|")
+    who = pl.coalesce("account", "logged_as")
+    key = pl.concat_str([pl.col("kind"), who, utc_text("first_seen", "%Y-%m-%dT%H:%M:%S%.f")], separator="|")
     return hunt_findings(table, detector=NAME, severity=severity, entity_kind=pl.lit("account"),
-                         entity_id=pl.col("account"), key=key, called_out_only=called_out_only)
+                         entity_id=who, key=key, called_out_only=called_out_only)
 
 
 def summary(table: pl.DataFrame) -> list[str]:

@@ -32,7 +32,7 @@ _VERSION_COLUMNS: Final = ("version",)
 
 COLUMNS: Final = ("image_sha256", "image", "version", "first_seen", "last_seen", "downloads", "activations", "failed",
                   "devices_reached", "targets", "accounts", "src_ips", "in_manifest", "new_hash", "hash_first_seen",
-                  "outside_window", "new_pushers", "timeline")
+                  "outside_window", "new_pushers", "timeline", "no_history")
 
 
 def load_manifest(path: str | Path) -> pl.DataFrame:
@@ -204,10 +204,14 @@ def hunt_firmware(events: pl.DataFrame | pl.LazyFrame, *, since: datetime | date
     has_hash = pl.col("image_sha256").is_not_null()
     in_manifest = ((has_hash & pl.col("image_sha256").is_in(hashes)) if hashes is not None
                    else pl.lit(None, dtype=pl.Boolean))
+    # No firmware push before the period's first one: there is no history to tell a known image
+    # from a new one, so every image is new (and the summary says so once).
+    no_history = bool(table.height) and bool(table.get_column("first_seen").min()
+                                              <= table.get_column("_global_first").min())
     table = table.with_columns(
         in_manifest=in_manifest,
-        new_hash=has_hash & (pl.col("hash_first_seen") >= pl.col("first_seen"))
-        & (pl.col("hash_first_seen") > pl.col("_global_first")),
+        new_hash=has_hash & (pl.col("hash_first_seen") >= pl.col("first_seen")),
+        no_history=pl.lit(no_history),
     )
     image = pl.col("image").fill_null("(no image name)")
     window_text = describe_windows(parsed, tz) if parsed else ""
@@ -256,5 +260,10 @@ def to_findings(table: pl.DataFrame, severity: str = "high", *, called_out_only:
 
 
 def summary(table: pl.DataFrame) -> list[str]:
-    """The firmware table for the terminal."""
-    return summary_lines(NAME, table, noun="images")
+    """The firmware table for the terminal; without a manifest or any earlier push, a note saying so once."""
+    lines = summary_lines(NAME, table, noun="images")
+    if table.height and "no_history" in table.columns and table.get_column("no_history").any() \
+            and table.get_column("in_manifest").is_null().all():
+        lines.insert(1, "  no history: every image is new (no firmware push before the period in these logs, "
+                        "and no --manifest of known-good hashes)")
+    return lines

@@ -328,12 +328,17 @@ def _in_message(lf: pl.LazyFrame, patterns: pl.DataFrame) -> pl.LazyFrame:
 
 
 def to_findings(table: pl.DataFrame, severity: str = "high", *, called_out_only: bool = True) -> pl.DataFrame:
-    """Indicator hits as findings: the accounts involved, else the host or matched value."""
+    """Indicator hits as findings: the lead account involved (the others named in the reasons), else the
+    host or matched value. One account per ``entity_id``, so findings group and link by account."""
     has_account = pl.col("accounts").list.len() > 0
-    entity = pl.when(has_account).then(pl.col("accounts").list.head(3).list.join(", ")).otherwise(
+    entity = pl.when(has_account).then(pl.col("accounts").list.first()).otherwise(
         pl.coalesce(pl.col("hosts").list.first(), pl.col("matched").list.first(), pl.col("indicator")))
     key = pl.concat_str([pl.col("kind"), pl.col("indicator"), pl.col("field").fill_null("")], separator="|")
     rows = table if called_out_only else table.filter(pl.col("event_count") > 0)
+    others = pl.col("accounts").list.slice(1)
+    rows = rows.with_columns(reasons=pl.when(others.list.len() > 0).then(pl.concat_list(
+        "reasons", pl.concat_str([pl.lit("other accounts involved: "), others.list.join(", ")])))
+        .otherwise(pl.col("reasons")))
     return hunt_findings(rows, detector=NAME, severity=severity,
                          entity_kind=pl.when(has_account).then(pl.lit("account")).otherwise(pl.lit("device")),
                          entity_id=entity, key=key, called_out_only=called_out_only)

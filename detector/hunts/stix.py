@@ -1,4 +1,4 @@
-"""Indicators from STIX 2.1 bundles: a small parser of STIX patterns and a bundle reader.
+"""Indicators from STIX 2.1 bundles: their patterns (read with ``stix2-patterns``) and a bundle reader.
 
 Only what the IOC hunt can match is extracted: addresses and CIDRs (``ipv4-addr:value``,
 ``ipv6-addr:value``, ``network-traffic:src_ref.value`` / ``dst_ref.value``, with ``=``, ``IN`` or
@@ -22,19 +22,9 @@ from typing import Any, Final
 
 from detector.errors import ConfigError
 
-_TOKEN: Final = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<string>(?P<prefix>[tbh]?)'(?P<body>(?:[^'\\]|\\.)*)')
-  | (?P<path>[a-z0-9][a-z0-9-]*:(?:[A-Za-z0-9_]+|'(?:[^'\\]|\\.)*')
-        (?:\.(?:[A-Za-z0-9_-]+|'(?:[^'\\]|\\.)*')|\[(?:\*|\d+)\])*)
-  | (?P<number>-?\d+(?:\.\d+)?)
-  | (?P<op>!=|>=|<=|=|>|<)
-  | (?P<punct>[\[\](),])
-  | (?P<word>[A-Za-z_]+)
-""", re.VERBOSE)
-
-_COMPARISON_OPS: Final = ("LIKE", "MATCHES", "ISSUBSET", "ISSUPERSET", "IN")
-_OBSERVATION_OPS: Final = ("AND", "OR", "FOLLOWEDBY")
+# A literal as stix2-patterns gives it back: a quoted string (with an optional t/b/h prefix), or
+# anything else (numbers, booleans) as written.
+_STRING: Final = re.compile(r"[tbh]?'((?:[^'\\]|\\.)*)'")
 
 IP_PATHS: Final = ("ipv4-addr:value", "ipv6-addr:value", "network-traffic:src_ref.value",
                    "network-traffic:dst_ref.value")
@@ -53,171 +43,82 @@ class Comparison:
     negated: bool = False
 
 
-@dataclass(frozen=True)
-class Token:
-    kind: str
-    text: str
-    pos: int
-    value: str = ""
+_OBJECT_TYPE: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def _where(message: str) -> str:
+    """The grammar's ``line:column: message`` as ``message at position N`` (the pattern is one line)."""
+    m = re.match(r"(\d+):(\d+): (.*)", message, re.DOTALL)
+    if not m:
+        return message
+    text = m.group(3)
+    if "<EOF>" in text:
+        return f"the pattern ends early ({text})"
+    return f"{text} at position {m.group(2)}"
 
 
 def _unescape(body: str) -> str:
     return re.sub(r"\\(.)", r"\1", body)
 
 
-def tokenize(pattern: str) -> list[Token]:
-    """STIX pattern tokens.
-
-    Raises
-    ------
-    ValueError
-        At the first character that starts no token.
-    """
-    tokens: list[Token] = []
-    pos = 0
-    while pos < len(pattern):
-        m = _TOKEN.match(pattern, pos)
-        if not m:
-            raise ValueError(f"unexpected {pattern[pos:pos + 12]!r} at position {pos}")
-        kind = next(k for k in ("ws", "string", "path", "number", "op", "punct", "word") if m.group(k) is not None)
-        if kind != "ws":
-            value = _unescape(m.group("body")) if kind == "string" else m.group(0)
-            if kind == "path":
-                value = re.sub(r"\s+", "", value)
-            tokens.append(Token(kind, m.group(0), pos, value))
-        pos = m.end()
-    return tokens
+def _values(op: str, text: str) -> tuple[str, ...]:
+    """The value(s) of a comparison from their text: a literal, or a set ``(a,b,...)`` for IN."""
+    if op == "IN" and text.startswith("("):
+        inner = text[1:-1]
+        strings = _STRING.findall(inner)
+        if strings:
+            return tuple(_unescape(s) for s in strings)
+        return tuple(v.strip() for v in inner.split(",") if v.strip())
+    m = _STRING.fullmatch(text)
+    return (_unescape(m.group(1)),) if m else (text,)
 
 
-class _Parser:
-    """Recursive descent over the token list; collects every comparison it meets."""
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        self.tokens = tokenize(pattern)
-        self.i = 0
-        self.found: list[Comparison] = []
-
-    def peek(self) -> Token | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def word(self) -> str | None:
-        tok = self.peek()
-        return tok.text.upper() if tok is not None and tok.kind == "word" else None
-
-    def take(self, kind: str, text: str | None = None) -> Token:
-        tok = self.peek()
-        if tok is None:
-            raise ValueError(f"pattern ends early: expected {text or kind}")
-        if tok.kind != kind or (text is not None and tok.text.upper() != text):
-            raise ValueError(f"expected {text or kind} at position {tok.pos}, found {tok.text!r}")
-        self.i += 1
-        return tok
-
-    def parse(self) -> list[Comparison]:
-        if not self.tokens:
-            raise ValueError("the pattern is empty")
-        self.observations()
-        tok = self.peek()
-        if tok is not None:
-            raise ValueError(f"unexpected {tok.text!r} at position {tok.pos}")
-        return self.found
-
-    def observations(self) -> None:
-        self.observation()
-        while self.word() in _OBSERVATION_OPS:
-            self.i += 1
-            self.observation()
-
-    def observation(self) -> None:
-        tok = self.peek()
-        if tok is not None and tok.text == "(":
-            self.i += 1
-            self.observations()
-            self.take("punct", ")")
+def _path(object_type: str, steps: list[Any]) -> str:
+    """``type:prop.sub`` as written in patterns; a step that is not a plain name is quoted."""
+    parts = []
+    for step in steps:
+        if isinstance(step, int) or step == "*":
+            parts[-1] += f"[{step}]"
+        elif re.fullmatch(r"[A-Za-z0-9_]+", str(step)):
+            parts.append(str(step))
         else:
-            self.take("punct", "[")
-            self.comparisons()
-            self.take("punct", "]")
-        self.qualifiers()
-
-    def qualifiers(self) -> None:
-        while (word := self.word()) in ("WITHIN", "START", "REPEATS"):
-            self.i += 1
-            if word == "WITHIN":
-                self.take("number")
-                self.take("word", "SECONDS")
-            elif word == "START":
-                self.take("string")
-                self.take("word", "STOP")
-                self.take("string")
-            else:
-                self.take("number")
-                self.take("word", "TIMES")
-
-    def comparisons(self) -> None:
-        self.comparison()
-        while self.word() in ("AND", "OR"):
-            self.i += 1
-            self.comparison()
-
-    def comparison(self) -> None:
-        tok = self.peek()
-        if tok is not None and tok.text == "(":
-            self.i += 1
-            self.comparisons()
-            self.take("punct", ")")
-            return
-        if self.word() == "EXISTS":
-            self.i += 1
-            self.take("path")
-            return
-        path = self.take("path").value
-        negated = False
-        if self.word() == "NOT":
-            negated = True
-            self.i += 1
-        tok = self.peek()
-        if tok is not None and tok.kind == "op":
-            self.i += 1
-            op = tok.text
-            values = (self.literal(),)
-        elif (op := self.word() or "") in _COMPARISON_OPS:
-            self.i += 1
-            values = self.set_literal() if op == "IN" else (self.literal(),)
-        else:
-            where = f"position {tok.pos}, found {tok.text!r}" if tok else "the end"
-            raise ValueError(f"expected a comparison operator after {path} at {where}")
-        self.found.append(Comparison(path, op, values, negated))
-
-    def literal(self) -> str:
-        tok = self.peek()
-        if tok is None:
-            raise ValueError("pattern ends early: expected a value")
-        if tok.kind in ("string", "number") or (tok.kind == "word" and tok.text.lower() in ("true", "false")):
-            self.i += 1
-            return tok.value if tok.kind == "string" else tok.text
-        raise ValueError(f"expected a value at position {tok.pos}, found {tok.text!r}")
-
-    def set_literal(self) -> tuple[str, ...]:
-        self.take("punct", "(")
-        values = [self.literal()]
-        while (tok := self.peek()) is not None and tok.text == ",":
-            self.i += 1
-            values.append(self.literal())
-        self.take("punct", ")")
-        return tuple(values)
+            parts.append("'" + str(step).replace("\\", "\\\\").replace("'", "\\'") + "'")
+    return f"{object_type}:{'.'.join(parts)}"
 
 
 def parse_pattern(pattern: str) -> list[Comparison]:
-    """Every comparison in a STIX 2.1 pattern.
+    """Every comparison in a STIX 2.1 pattern (read by ``stix2-patterns``, the reference grammar).
+
+    ``EXISTS`` tests name no value and are left out; ``NOT`` comparisons come back negated.
 
     Raises
     ------
     ValueError
         When *pattern* is not valid STIX patterning, saying where.
     """
-    return _Parser(pattern).parse()
+    from stix2patterns.exceptions import ParseException
+    from stix2patterns.v21.pattern import Pattern
+
+    if not pattern.strip():
+        raise ValueError("the pattern is empty")
+    try:
+        inspected = Pattern(pattern).inspect()
+    except ParseException as exc:
+        raise ValueError(_where(str(exc))) from None
+    except Exception as exc:  # noqa: BLE001 - the grammar's runtime can fail in other ways on odd input
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+    found = []
+    for object_type, comparisons in inspected.comparisons.items():
+        if not _OBJECT_TYPE.fullmatch(object_type):
+            # STIX 2.1 section 3.1: a type is lowercase ASCII letters, digits and hyphens.
+            raise ValueError(f"object type {object_type!r} is not a STIX type (lowercase letters, digits, hyphens)")
+        for steps, op, value in comparisons:
+            if op == "EXISTS" or value is None:
+                continue
+            negated = op.startswith("NOT ")
+            op = op.removeprefix("NOT ")
+            found.append(Comparison(_path(object_type, list(steps)), op, _values(op, str(value)), negated))
+    return found
 
 
 def _hash_algorithm(path: str) -> str | None:

@@ -133,12 +133,11 @@ def hunt_vendor_access(events: pl.DataFrame | pl.LazyFrame, *, accounts: Sequenc
             _matched=pl.when(pl.col("_by_name")).then(pl.lit("account"))
             .when(pl.col("_by_addr")).then(pl.lit("address")).otherwise(pl.lit("session")),
             _evidence=evidence_line(),
-            _hop=pl.concat_str([pl.col("_system"), pl.lit(":"), short_host(pl.when(pl.col("_system") == "vpn")
-                                .then(pl.coalesce("host", "target_id")).otherwise(pl.col("host")))],
+            _hop=pl.concat_str([pl.col("_system"), pl.lit(":"), short_host(_landing_host())],
                                ignore_nulls=False).fill_null(pl.col("_system")),
             _server=pl.when((pl.col("target_type") == "server") & (pl.col("_system") != "vpn"))
             .then(short_host("target_id")),
-            _host=pl.when(pl.col("_system").is_in(["windows", "jumphost", "dms"])).then(short_host("host")),
+            _host=pl.when(pl.col("_system").is_in(["windows", "jumphost", "dms"])).then(short_host(_landing_host())),
         )
     )
     sessions = clusters(vendor, ["_key"], gap, start="time", end="_end", name="_session").sort(
@@ -190,12 +189,26 @@ def hunt_vendor_access(events: pl.DataFrame | pl.LazyFrame, *, accounts: Sequenc
         pl.lit(" to "), utc_text("last_seen", "%Y-%m-%d %H:%M"), pl.lit(" UTC ("),
         pl.col("duration_minutes").round(0).cast(pl.Int64).cast(pl.String), pl.lit(" min) from "),
         pl.col("src_ips").list.head(4).list.join(", "), pl.lit("; "), counted("event_count", "event"), pl.lit(": "),
-        pl.col("actions").list.head(5).list.join(", ")])
+        # Every action: the one that matters (a setting change, a firmware push) is often the rarest.
+        pl.col("actions").list.join(", ")])
     table = table.with_columns(reasons=reasons).with_columns(
         called_out=pl.col("reasons").list.len() > 0,
         description=description,
     )
     return finish_table(table, COLUMNS, ["first_seen", "account"])
+
+
+def _landing_host() -> pl.Expr:
+    """The host a session hop lands on.
+
+    A jump host's records often reach the SIEM through a syslog relay, whose name is then the
+    record's ``host``; the jump host itself is the session's source host (CEF ``shost``) there. A
+    VPN's own name is its host (else the address it terminates on); everything else logs on itself.
+    """
+    system = pl.col("_system")
+    return (pl.when(system == "vpn").then(pl.coalesce("host", "target_id"))
+            .when(system == "jumphost").then(pl.coalesce("src_host", "host"))
+            .otherwise(pl.col("host")))
 
 
 def _off_hours(sessions: pl.DataFrame, hours: Sequence[WeeklyWindow], tz: str) -> pl.DataFrame:
@@ -222,5 +235,6 @@ def to_findings(table: pl.DataFrame, severity: str = "high", *, called_out_only:
 
 
 def summary(table: pl.DataFrame) -> list[str]:
-    """The vendor sessions for the terminal."""
-    return summary_lines(NAME, table, noun="sessions")
+    """The vendor sessions for the terminal, each with every action (never cut: the rarest one, a
+    setting change or a firmware push, is often the one that matters)."""
+    return summary_lines(NAME, table, noun="sessions", width=100_000)

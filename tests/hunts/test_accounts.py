@@ -127,3 +127,38 @@ def test_sample_logs_new_account_grant_and_dormant(sample_events: pl.DataFrame, 
     # The new hire of 2026-03-10, first used three days later, is listed without being called out.
     hire = rows_by(hunt_accounts(sample_events, until="2026-03-11"))[("account_created", "khayes")]
     assert hire["called_out"] is False and hire["used_within"] is False
+
+
+def test_sids_resolve_where_an_event_names_both_and_display_names_are_never_accounts(tmp_path) -> None:
+    import json as _json
+
+    from detector.hunts.cli import load_events
+
+    sid, stranger = "S-1-5-21-1004336348-1177238915-682003330-1107", "S-1-5-21-1004336348-1177238915-682003330-9999"
+    base = {"Computer": "DC01.util.local", "SubjectUserName": "EPrice", "SubjectDomainName": "UTIL",
+            "SubjectUserSid": "S-1-5-21-1004336348-1177238915-682003330-1001"}
+    records = [
+        {**base, "TimeCreated": "2026-03-10T14:00:00Z", "EventID": 4720, "TargetUserName": "KHayes",
+         "TargetDomainName": "UTIL", "TargetSid": sid},
+        {**base, "TimeCreated": "2026-03-10T14:00:05Z", "EventID": 4728, "TargetUserName": "HES Operators",
+         "MemberName": "CN=Kevin Hayes,OU=Operations,DC=util,DC=local", "MemberSid": sid},
+        {**base, "TimeCreated": "2026-03-10T14:01:00Z", "EventID": 4732, "TargetUserName": "Administrators",
+         "MemberName": "-", "MemberSid": stranger},
+        {**base, "TimeCreated": "2026-03-10T14:02:00Z", "EventID": 4728, "TargetUserName": "HES FieldTech",
+         "MemberName": "CN=Laura Edwards,OU=Operations,DC=util,DC=local"},
+        {"TimeCreated": "2026-03-10T15:00:00Z", "EventID": 4624, "Computer": "HES-APP01.util.local",
+         "TargetUserName": "KHayes", "TargetDomainName": "UTIL", "LogonType": 3, "IpAddress": "10.20.1.14"},
+    ]
+    path = tmp_path / "winsec_2026-03-10.jsonl"
+    path.write_text("".join(_json.dumps(r) + "\n" for r in records))
+    events, failed = load_events([str(path)], format_name=None, mappings=(), tz=None, quiet=True)
+    assert not failed
+    table = hunt_accounts(events)
+    grants = table.filter(pl.col("kind") == "privilege_granted")
+    assert set(grants.get_column("account").drop_nulls()) == {"khayes"}  # the SID and "Kevin Hayes" resolved
+    assert sorted(grants.get_column("logged_as").drop_nulls()) == ["laura edwards", stranger.lower()]
+    resolved = grants.filter(pl.col("account") == "khayes").row(0, named=True)
+    assert resolved["used_within"] and resolved["called_out"] and resolved["details"] == ["HES Operators"]
+    for row in grants.filter(pl.col("account").is_null()).iter_rows(named=True):
+        assert row["used_within"] is None and not row["called_out"] and "not used within" not in row["description"]
+    assert "laura edwards" not in table.get_column("account").drop_nulls().to_list()

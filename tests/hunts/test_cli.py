@@ -77,6 +77,8 @@ def test_merge_into_findings(runner: CliRunner, sample_parquet: Path, tmp_path: 
         ("ioc", "svc_vendor_support", "critical"), ("ioc", "dlee", "critical"), ("iforest", "dlee", "critical")]
     assert len((tmp_path / "findings.jsonl").read_text().splitlines()) == 3
     assert pl.read_csv(tmp_path / "findings.csv").height == 3  # kept in step with the Parquet file
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")  # rebuilt from the merged findings
+    assert "svc_vendor_support" in page and "first firmware push" in page
 
 
 def _indicators(directory: Path) -> Path:
@@ -139,8 +141,17 @@ def test_unreadable_inputs(runner: CliRunner, tmp_path: Path) -> None:
     (tmp_path / "mystery.log").write_text("hello\n")
     result = runner.invoke(hunt, ["ioc", str(tmp_path / "vpn_2026-03-25.cef"), str(tmp_path / "mystery.log"),
                                   "--indicators", str(_indicators(tmp_path))])
-    assert result.exit_code == 2  # the readable file was hunted, but an input could not be read
+    # The readable file was hunted and something was called out: that wins (exit 1), and the
+    # unreadable input is still named on stderr and in the JSON document.
+    assert result.exit_code == 1
     assert "mystery.log" in result.stderr and "ip 192.0.2.61 in src_ip: 2 events" in result.stdout
+    as_json = runner.invoke(hunt, ["ioc", str(tmp_path / "mystery.log"), str(tmp_path / "vpn_2026-03-25.cef"),
+                                   "--indicators", str(_indicators(tmp_path)), "--json"])
+    doc = json.loads(as_json.stdout)
+    assert as_json.exit_code == 1 and doc["exit_status"] == 1 and doc["called_out"] >= 1
+    assert [f["path"] for f in doc["files"]["failed"]] == [str(tmp_path / "mystery.log")]
+    nothing = runner.invoke(hunt, ["ioc", str(tmp_path / "mystery.log"), "--indicators", str(_indicators(tmp_path))])
+    assert nothing.exit_code == 2  # no event could be read at all
 
 
 def test_log_content_is_escaped(runner: CliRunner, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from detector.errors import ConfigError
 from detector.findings import FINDINGS_SCHEMA
-from detector.hunts.firmware import hunt_firmware, load_manifest, to_findings
+from detector.hunts.firmware import hunt_firmware, load_manifest, summary, to_findings
 from tests.features.events import make_events
 
 A, B = "a" * 64, "b" * 64
@@ -44,15 +44,20 @@ def by_image(table: pl.DataFrame) -> dict[str | None, dict]:
 
 
 def test_groups_by_image_and_calls_out_the_new_push() -> None:
-    table = hunt_firmware(pushes(), windows=WED, tz=CHICAGO)
-    assert table["image"].to_list() == ["nic_7.2.1.bin", "nic_7.1.4.bin", "meter_fw.bin"]  # called out first
+    # From 2026-03-10 on: alice's pushes of 2026-03-04 are the history the period is judged against.
+    table = hunt_firmware(pushes(), windows=WED, tz=CHICAGO, since="2026-03-10")
+    assert table["image"].to_list() == ["nic_7.2.1.bin", "meter_fw.bin"]  # called out first
+    assert not any("no history" in line for line in summary(table))
+    table = pl.concat([hunt_firmware(pushes(), windows=WED, tz=CHICAGO, until="2026-03-10"), table])
     rows = by_image(table)
     routine = rows["nic_7.1.4.bin"]
     assert (routine["image_sha256"], routine["version"], routine["downloads"], routine["activations"]) == (A, "7.1.4", 2, 1)
     assert routine["devices_reached"] == 101  # ALL_NORTH counted once for download and activation, plus one meter
     assert routine["targets"] == ["ALL_NORTH", "4A1B22C3"] and routine["accounts"] == ["alice"]
-    assert (routine["outside_window"], routine["new_hash"], routine["new_pushers"]) == (0, False, [])
-    assert routine["in_manifest"] is None and routine["called_out"] is False and routine["reasons"] == []
+    # The first image in the logs has no history to be judged against: it is new, and called out.
+    assert (routine["outside_window"], routine["new_hash"], routine["new_pushers"]) == (0, True, [])
+    assert routine["in_manifest"] is None and routine["called_out"] is True and routine["no_history"] is True
+    assert routine["reasons"] == [f"image hash {A} of nic_7.1.4.bin was never seen before 2026-03-04 07:00:00 UTC"]
     assert routine["evidence"] == ["test.log:1", "test.log:2", "test.log:3"] and routine["event_count"] == 3
 
     new = rows["nic_7.2.1.bin"]
@@ -99,10 +104,21 @@ def test_period_keeps_history_for_judging() -> None:
 
 
 def test_findings_name_the_devices() -> None:
-    findings = to_findings(hunt_firmware(pushes(), windows=WED, tz=CHICAGO), "critical")
+    findings = to_findings(hunt_firmware(pushes(), windows=WED, tz=CHICAGO, since="2026-03-10"), "critical")
     assert findings.schema == FINDINGS_SCHEMA
     assert findings.select("entity_kind", "entity_id", "detector", "severity", "event_count").rows() == [
         ("device", "ALL_SOUTH", "firmware", "critical", 2)]
+
+
+def test_without_history_every_image_is_new_and_said_once() -> None:
+    table = hunt_firmware(pushes(), windows=WED, tz=CHICAGO)
+    rows = by_image(table)
+    assert rows["nic_7.1.4.bin"]["called_out"] and rows["nic_7.2.1.bin"]["called_out"]
+    lines = summary(table)
+    assert sum("no history: every image is new" in line for line in lines) == 1
+    assert lines[1].strip().startswith("no history")
+    with_manifest = hunt_firmware(pushes(), manifest=[A], windows=WED, tz=CHICAGO)
+    assert not any("no history" in line for line in summary(with_manifest))
 
 
 def test_manifest_file(tmp_path) -> None:

@@ -76,6 +76,15 @@ def test_findings_only_for_hits() -> None:
         ("account", "svc_vendor_support", "critical", "ioc")]
 
 
+def test_merged_findings_name_one_account_each() -> None:
+    # 192.0.2.0/24 reaches two accounts (the VPN login and a command aimed at 192.0.2.77).
+    table = hunt_ioc(events(), indicators(("ip", "192.0.2.0/24")))
+    findings = to_findings(table.with_columns(accounts=pl.lit(["mcarter", "ops_tmp7"])), "high")
+    assert set(findings.get_column("entity_id")) == {"mcarter"}
+    assert all(", " not in entity for entity in findings.get_column("entity_id"))
+    assert all("other accounts involved: ops_tmp7" in reasons for reasons in findings.get_column("reasons"))
+
+
 # ---- indicator files ----------------------------------------------------------------------------
 
 def test_csv_indicators_with_aliases_guesses_and_defanging(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from detector.errors import ConfigError
 from detector.findings import FINDINGS_SCHEMA
-from detector.hunts.vendor_access import hunt_vendor_access, to_findings
+from detector.hunts.vendor_access import hunt_vendor_access, summary, to_findings
 from tests.features.events import make_events
 
 CHICAGO = "America/Chicago"
@@ -140,3 +140,26 @@ def test_sample_logs_night_session_from_outside(sample_events: pl.DataFrame, inc
     # From the documentation range alone: the vendor's night session and the dormant account.
     outside = hunt_vendor_access(sample_events, cidrs=["192.0.2.0/24"], tz=CHICAGO)
     assert sorted(outside["account"]) == ["rjenkins", "svc_vendor_support"]
+
+
+def test_jump_host_is_where_the_session_lands_and_every_action_is_listed() -> None:
+    vpn = {"source_system": "vpn", "target_type": "server", "target_id": "vpn01"}
+    rows = [
+        {**vpn, "time": "2026-03-04 04:00", "account": "svc_vendor_support", "action": "vpn_connect",
+         "src_ip": "203.0.113.9"},
+        # The jump host's record came through a syslog relay: host is the relay, shost the jump host.
+        {"time": "2026-03-04 04:01", "source_system": "jumphost", "host": "syslog-relay01", "src_host": "JUMP02",
+         "account": "svc_vendor_support", "action": "login_success", "src_ip": "10.40.9.10",
+         "target_type": "server", "target_id": "HES-APP01"},
+    ] + [{"time": f"2026-03-04 04:{10 + i:02d}", "account": "svc_vendor_support", "action": action,
+          "src_ip": "10.40.8.21", "target_type": "meter", "target_id": "4A1B22C3"}
+         for i, action in enumerate(["ping", "ping", "on_demand_read", "time_sync", "demand_reset", "remote_connect",
+                                     "load_limit_set", "setting_changed"])]
+    [session] = hunt_vendor_access(make_events(rows), accounts=["svc_vendor*"], tz=CHICAGO).iter_rows(named=True)
+    assert session["path"][:2] == ["vpn:VPN01", "jumphost:JUMP02"]
+    assert "SYSLOG-RELAY01" not in session["hosts"] and "JUMP02" in session["hosts"]
+    assert len(session["actions"]) == 9 and "setting_changed (1)" in session["description"]
+    assert all(action in session["description"] for action in session["actions"])
+    table = hunt_vendor_access(make_events(rows * 3), accounts=["svc_vendor*"], tz=CHICAGO)
+    [line] = [line for line in summary(table) if line.startswith(("!", "-"))]
+    assert "setting_changed (3)" in line and "…" not in line  # the terminal summary is not cut either
