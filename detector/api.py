@@ -393,6 +393,8 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         notes: list[str] = []
         if model is None:
             model, notes = _learn_during_scan(events, config, since, progress)
+        else:
+            notes += _inside_training(events, model, since)
         done = 0.0
 
         def tick(count: int) -> None:
@@ -411,6 +413,19 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
                      scored_from=since, spill=spill)
     found.notes = notes
     return found
+
+
+def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: datetime | None) -> list[str]:
+    """A note when scored events lie inside the model's own baseline: they are judged against a
+    history that already holds them (nothing in them can look new)."""
+    start, end = model.training_span
+    scored = events.lazy() if since is None else events.lazy().filter(pl.col("time") >= since)
+    inside = scored.filter(pl.col("time") <= end).select(pl.len()).collect().item()
+    if not inside:
+        return []
+    return [f"{inside:,} of the scored events lie inside the model's baseline ({start:%Y-%m-%d} to {end:%Y-%m-%d}): "
+            f"they are judged against a history that already holds them; give --baseline-until "
+            f"{end:%Y-%m-%dT%H:%M:%SZ} to score only what came after"]
 
 
 def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | None, since: datetime | None,

@@ -159,6 +159,33 @@ def findings_table(findings: pl.DataFrame, *, limit: int = 20, width: int | None
     return lines
 
 
+def incidents_table(incidents: pl.DataFrame, *, limit: int = 10, width: int | None = None,
+                    color: bool | None = None) -> list[str]:
+    """The incidents, most severe first, as terminal lines: what to look at first (escaped, fitted
+    to *width* like :func:`findings_table`)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    width = width or shutil.get_terminal_size((160, 24)).columns
+    color = sys.stdout.isatty() if color is None else color
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="", expand=False)
+    fixed = (("#", 3, "right"), ("severity", 8, "left"), ("first seen (UTC)", 16, "left"), ("findings", 8, "right"))
+    for name, size, justify in fixed:
+        table.add_column(name, justify=justify, no_wrap=True, width=size, min_width=size,  # type: ignore[arg-type]
+                         overflow="ellipsis")
+    room = width - sum(size for _, size, _ in fixed) - 2 * len(fixed)
+    table.add_column("incident", no_wrap=True, overflow="ellipsis", width=max(room, 20))
+    width = max(width, sum(size for _, size, _ in fixed) + 2 * len(fixed) + 20)
+    for i, row in enumerate(incidents.head(limit).iter_rows(named=True), start=1):
+        sev = str(row["severity"])
+        table.add_row(str(i), Text(sev, style=_SEVERITY_STYLES.get(sev, "")), f"{row['first_seen']:%Y-%m-%d %H:%M}",
+                      str(len(row["finding_ids"])), Text(for_terminal(row["summary"])))
+    lines = _render(table, width=width, color=color)
+    if incidents.height > limit:
+        lines.append(f"... and {incidents.height - limit} more incidents in incidents.parquet")
+    return lines
+
+
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -411,9 +438,17 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
             "findings": findings_json(found.df),
         })
     elif not quiet:
+        incidents = found.incidents
+        serious = incidents.filter(pl.col("severity").cast(pl.String).is_in(SEVERITIES[SEVERITIES.index(alert):]))
         click.echo(f"{found.events_scored:,} events scored with model {model_id or '(learned from these logs)'}: "
-                   f"{len(found)} findings, {alerts.height} at {alert} or above")
+                   f"{len(found)} findings in {incidents.height} incidents, {alerts.height} findings and "
+                   f"{serious.height} incidents at {alert} or above")
+        if serious.height:
+            click.echo(f"incidents at {alert} or above, most severe first:")
+            for line in incidents_table(serious, limit=max(top // 2, 1)):
+                click.echo(line)
         if len(found):
+            click.echo("findings:")
             for line in findings_table(found.df, limit=top):
                 click.echo(line)
         click.echo(f"report: {for_terminal(out / 'report.html')}")

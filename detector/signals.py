@@ -270,7 +270,10 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
           .filter(pl.col("_actor").is_not_null())
           .join(known_accounts, on="_actor", how="left")
           .with_columns(_known=(pl.col("_known_since") < pl.col("time").dt.truncate(window)).fill_null(False)))
-    new_actor = ~pl.col("_known") & pl.lit(has_base and days >= MIN_BASELINE_DAYS)
+    # "Never seen" needs history before the event: not in the baseline's first days.
+    history_from = (profiles.baseline_start + timedelta(days=MIN_BASELINE_DAYS)) if has_base else None
+    new_actor = (~pl.col("_known") & pl.lit(has_base and days >= MIN_BASELINE_DAYS)
+                 & (pl.col("time") >= pl.lit(history_from, UTC_US) if history_from is not None else pl.lit(False)))
     created_before = state.created.lazy().rename({"account": "_actor"})
     cand = (
         ev.filter(pl.col("action").is_in(_SIGNAL_ACTIONS) | new_actor
