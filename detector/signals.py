@@ -109,8 +109,8 @@ CATALOG: Final[dict[str, SignalKind]] = {s.name: s for s in (
     SignalKind("account_deleted", "medium", "an account was deleted",
                "low when the deleting account deleted accounts in the baseline"),
     SignalKind("new_network", "low", "activity from a network (/24, /64) the account never used",
-               "medium in a window that administers (accounts, privileges, settings, logs, services) or comes "
-               "in remotely (VPN, RDP); the same for the three below"),
+               "medium in a window that administers (accounts, privileges, settings, logs, services), pushes "
+               "firmware or keys, or comes in remotely (VPN, RDP); the same for the three below"),
     SignalKind("unusual_hour", "low", "activity at an hour the account (and, with a short history, its peers) is "
                "rarely or never active", ""),
     SignalKind("unusual_weekday", "low", "activity on a weekday the account is rarely or never active", ""),
@@ -173,6 +173,9 @@ ADMINISTRATIVE_ACTIONS: Final = (
     "role_granted", "role_revoked", "privileged_logon", "setting_changed", "log_cleared", "audit_policy_changed",
     "service_installed", "service_config_changed", "task_created", "task_modified",
 )
+# Windows where novelty weighs more: administration, and commands that change what devices trust
+# (firmware, keys) rather than what they do all day.
+SENSITIVE_ACTIONS: Final = (*ADMINISTRATIVE_ACTIONS, "fw_download", "fw_activate", "key_renewal")
 REMOTE_ACTIONS: Final = ("vpn_connect", "explicit_credential_logon")
 # A remote interactive logon (RDP) as the normalized message of a Windows 4624 says it.
 REMOTE_LOGON: Final = r"LogonType 10\b|RemoteInteractive"
@@ -525,14 +528,15 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
 
 
 def sensitive_windows(events: pl.DataFrame, window: str) -> pl.DataFrame:
-    """Account windows (``entity_id, window_start``) that administer or come in remotely: novelty
-    there (a new network, an unusual hour) weighs a level more than in a window of reads and logins."""
+    """Account windows (``entity_id, window_start``) that administer, push firmware or keys, or come
+    in remotely: novelty there (a new network, an unusual hour) weighs a level more than in a window
+    of reads and logins."""
     remote = (pl.col("action").cast(pl.String).is_in(REMOTE_ACTIONS)
               | ((pl.col("action") == "login_success") & pl.col("message").fill_null("").str.contains(REMOTE_LOGON)))
     # Device commands are left out: service accounts send them all day, and a schedule that moved
     # an hour (a daylight-saving change) would be novelty in every window.
     return (events.lazy()
-            .filter(pl.col("action").cast(pl.String).is_in(ADMINISTRATIVE_ACTIONS) | remote)
+            .filter(pl.col("action").cast(pl.String).is_in(SENSITIVE_ACTIONS) | remote)
             .select(actor().alias("entity_id"), pl.col("time").dt.truncate(window).alias("window_start"))
             .drop_nulls("entity_id").unique().with_columns(_sensitive=pl.lit(True)).collect())
 

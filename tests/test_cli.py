@@ -188,9 +188,13 @@ def test_scan_prints_a_ranked_table(hostile_logs, tmp_path) -> None:
                                        "--top", "5"])
     assert result.exit_code == 1, result.stderr
     lines = result.stdout.splitlines()
-    assert "events scored with model" in lines[0] and lines[1].split()[:3] == ["#", "severity", "score"]
-    assert [line.split()[0] for line in lines[2:7]] == ["1", "2", "3", "4", "5"]
-    assert lines[7].startswith("... and ") and lines[-1] == f"report: {tmp_path / 'report.html'}"
+    assert "events scored with model" in lines[0] and "incidents at medium or above" in lines[0]
+    # What to look at first: the incidents, then the findings.
+    assert lines[1] == "incidents at medium or above, most severe first:"
+    table = lines.index("findings:") + 1
+    assert lines[table].split()[:3] == ["#", "severity", "score"]
+    assert [line.split()[0] for line in lines[table + 1:table + 6]] == ["1", "2", "3", "4", "5"]
+    assert lines[table + 6].startswith("... and ") and lines[-1] == f"report: {tmp_path / 'report.html'}"
     assert "\x1b[" not in result.stdout  # no colour when stdout is not a terminal
     assert "hes_audit_csv" in result.stderr  # the per-format summary
 
