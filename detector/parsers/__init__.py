@@ -7,7 +7,7 @@ describing another CSV or JSON-lines export becomes a parser class too (:mod:`.m
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -37,6 +37,9 @@ class ParsedChunk:
 
     events: pl.DataFrame
     rejects: pl.DataFrame
+    # Which field the events' times came from, and how many each (``@timestamp``, ``EventTime (--tz
+    # America/Chicago)``...): the file report says it, so a user sees which clock was believed.
+    time_fields: dict[str, int] = field(default_factory=dict)
 
 
 def get_parser(name: str, extra: Sequence[type[Parser]] = ()) -> type[Parser]:
@@ -82,13 +85,15 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
     instance = parser(str(path), options)
 
     def done(staged: pl.DataFrame, unreadable: pl.DataFrame) -> ParsedChunk:
+        time_fields = _time_fields(staged)
         events, rejects = finalize(staged, source_format=parser.name, raw_file=str(path),
                                    source_system=parser.source_system)
         unreadable = unreadable.select(
             raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
             raw="raw").cast(dict(REJECT_SCHEMA))
         rejects = pl.concat([unreadable, rejects]).sort("raw_line")
-        return ParsedChunk(events, rejects.with_columns(detached(rejects.get_column("raw"))) if rejects.height else rejects)
+        return ParsedChunk(events, rejects.with_columns(detached(rejects.get_column("raw"))) if rejects.height else rejects,
+                           time_fields)
 
     def parse(chunk: LineChunk) -> ParsedChunk:
         lines, too_long = reject_long_lines(chunk.lines)
@@ -102,6 +107,16 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
     rest = instance.finish()
     if rest is not None:
         yield done(rest, _NO_BAD_LINES)
+
+
+def _time_fields(staged: pl.DataFrame) -> dict[str, int]:
+    if "_time_field" not in staged.columns:
+        return {}
+    kept = pl.col("time").is_not_null()
+    if "_error" in staged.columns:
+        kept &= pl.col("_error").is_null()
+    counts = staged.lazy().filter(kept).group_by("_time_field").len().collect()
+    return {str(name): int(n) for name, n in counts.iter_rows() if name is not None}
 
 
 _NO_BAD_LINES = pl.DataFrame(schema={"raw_line": pl.Int64, "reason": pl.String, "raw": pl.String})

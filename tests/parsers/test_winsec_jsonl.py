@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.errors import InputError
-from detector.parsers import ParseOptions
+from detector.parsers import ParseOptions, parse_file
 from detector.parsers.base import finalize
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
 from detector.parsers.winsec_jsonl import OTHER_CATEGORIES, WINDOWS_EVENTS, WinsecJsonl
@@ -236,17 +236,40 @@ def test_time_variants(tmp_path: Path) -> None:
     assert {str(t) for t in events.get_column("time")} == {"2026-04-14 02:12:58.903000+00:00"}
 
 
-def test_event_time_wins_over_a_relays_timestamp(tmp_path: Path) -> None:
-    row = _row(tmp_path, {"EventTime": "2026-04-14 02:12:58", "@timestamp": "2026-04-14T07:30:00Z", "EventID": 4624,
-                          "Hostname": "HES-APP01", "TargetUserName": "jdoe"}, CHICAGO)
-    assert str(row["time"]) == "2026-04-14 07:12:58+00:00"
+def test_an_offset_bearing_field_wins_over_a_naive_one(tmp_path: Path) -> None:
+    # NXLog: EventTime in the agent's local time, @timestamp in UTC. The offset decides, --tz or not.
+    record = {"EventTime": "2026-04-14 02:12:58", "@timestamp": "2026-04-14T07:13:00Z", "EventID": 4624,
+              "Hostname": "HES-APP01", "TargetUserName": "jdoe"}
+    assert str(_row(tmp_path, record)["time"]) == "2026-04-14 07:13:00+00:00"
+    assert str(_row(tmp_path, record, CHICAGO)["time"]) == "2026-04-14 07:13:00+00:00"
+    # An EventTime that carries its offset is the event's own clock and beats the relay's.
+    aware = {**record, "EventTime": "2026-04-14 02:12:58-05:00"}
+    assert str(_row(tmp_path, aware)["time"]) == "2026-04-14 07:12:58+00:00"
+    assert str(_row(tmp_path, {**record, "@timestamp": None, "EventReceivedTime": "2026-04-14T07:13:01Z"})["time"]) \
+        == "2026-04-14 07:13:01+00:00"
+
+
+def test_time_field_is_reported_per_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text(json.dumps({"EventTime": "2026-04-14 02:12:58", "@timestamp": "2026-04-14T07:13:00Z",
+                                "EventID": 4624, "Hostname": "H"}) + "\n"
+                    + json.dumps({"EventTime": "2026-04-14 02:12:59", "EventID": 4624, "Hostname": "H"}) + "\n")
+    chunks = list(parse_file(path, WinsecJsonl, CHICAGO))
+    assert chunks[0].time_fields == {"@timestamp": 1, "EventTime (--tz America/Chicago)": 1}
 
 
 def test_naive_event_time_needs_tz(tmp_path: Path) -> None:
     line = ('{"EventTime":"2026-04-14 02:12:58","Hostname":"HES-APP01","EventID":4624,'
             '"TargetUserName":"jdoe","LogonType":"10"}')
-    with pytest.raises(InputError, match="--tz"):
-        _parse(tmp_path, FLAT_4624, line)
+    # Among lines with offsets, a naive one is one reject; the lines around it parse.
+    events, rejects = _parse(tmp_path, FLAT_4624, line, FLAT_4624)
+    assert events.get_column("raw_line").to_list() == [1, 3]
+    assert rejects.get_column("raw_line").to_list() == [2]
+    assert "--tz" in rejects.item(0, "reason") and "UTC" not in rejects.item(0, "reason").replace("UTC offset", "")
+    # A file with no offset anywhere asks the zone question, without suggesting UTC.
+    with pytest.raises(InputError, match="--tz") as caught:
+        _parse(tmp_path, line, line)
+    assert "--tz UTC" not in caught.value.message
     events, _ = _parse(tmp_path, line, options=CHICAGO)
     assert str(events.item(0, "time")) == "2026-04-14 07:12:58+00:00"
 
@@ -334,3 +357,9 @@ def test_never_raises_and_accounts_for_every_line(raws: list[str]) -> None:
     non_blank = lines.filter(pl.col("raw").str.strip_chars() != "").get_column("raw_line").to_list()
     seen = sorted(events.get_column("raw_line").to_list() + rejects.get_column("raw_line").to_list())
     assert seen == non_blank
+
+
+def test_group_named_none_is_kept(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:15:00Z", "EventID": 4728, "Computer": "DC01",
+                          "SubjectUserName": "admin", "TargetUserName": "None", "MemberName": "CN=Eve,OU=x"})
+    assert (row["action"], row["new_value"], row["target_id"]) == ("group_member_added", "None", "eve")
