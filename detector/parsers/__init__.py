@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from detector.errors import FormatError
+from detector.errors import FormatError, InputError
 from detector.overlap import two_at_a_time
 from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_lines
 from detector.parsers.cef import Cef
@@ -21,13 +21,14 @@ from detector.parsers.dms_syslog import DmsSyslog
 from detector.parsers.hes_audit_csv import HesAuditCsv
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
 from detector.parsers.reader import LineChunk, detached, read_head, read_line_chunks
+from detector.parsers.winevtx import Evtx, is_evtx
 from detector.parsers.winsec_jsonl import WinsecJsonl
 from detector.schema import REJECT_SCHEMA
 
 # Sniffing tries formats in this order; more specific shapes come first.
 PARSERS: dict[str, type[Parser]] = {
     cls.name: cls
-    for cls in (HesAuditCsv, HesCommandsJsonl, WinsecJsonl, Cef, DmsSyslog)
+    for cls in (HesAuditCsv, HesCommandsJsonl, WinsecJsonl, Cef, DmsSyslog, Evtx)
 }
 
 
@@ -60,6 +61,13 @@ def sniff(path: str | Path, extra: Sequence[type[Parser]] = ()) -> type[Parser]:
     InputError
         When the file cannot be read as text.
     """
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(b"ElfFile\x00"))
+    except OSError as exc:
+        raise InputError(f"cannot open: {exc.strerror or exc}", source=(str(path), None)) from None
+    if is_evtx(magic):
+        return Evtx
     head = read_head(path)
     for parser in [*extra, *PARSERS.values()]:
         if parser.sniff(head):
@@ -100,10 +108,12 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
         text = chunk.text if not too_long.height else None  # the text holds every line
         return done(instance.parse_chunk(lines, text), pl.concat([chunk.bad_lines, too_long]))
 
+    # A binary format (EVTX) reads its own records; every other format is text lines.
+    source = instance.read_chunks() if isinstance(instance, Evtx) else read_line_chunks(path)
     if parser.independent_chunks:
-        yield from two_at_a_time(read_line_chunks(path), parse)
+        yield from two_at_a_time(source, parse)
     else:
-        yield from map(parse, read_line_chunks(path))
+        yield from map(parse, source)
     rest = instance.finish()
     if rest is not None:
         yield done(rest, _NO_BAD_LINES)

@@ -151,7 +151,7 @@ _DATA = pl.Struct({f: pl.String for f in EVENT_DATA})
 _TEXT = ("TimeCreated", "EventTime", "@timestamp", "EventReceivedTime", "UtcTime", "EventID", "Id", "event_id",
          "Computer", "Hostname", "Channel", "SourceName", "ProviderName", "User", "AccountName", "Domain",
          "UserID", "MachineName", "computer_name", "Message", "message", "EventType", "Keywords",
-         "KeywordsDisplayNames", "keywords")
+         "KeywordsDisplayNames", "keywords", "EventRecordID", "RecordNumber")
 
 # Where each event's time may be, best first. An offset-bearing stamp always wins over a naive one
 # (Parser.with_times); among those with offsets, the event's own clock before a relay's receive time.
@@ -532,6 +532,7 @@ class WinsecJsonl(Parser):
             ("target_filename", d["TargetFilename"]),
             ("registry_key", d["TargetObject"]),
             ("registry_value", d["Details"]),
+            ("record_id", clean(pl.coalesce(pl.col("EventRecordID"), pl.col("RecordNumber")))),
         ]
         details = _details([(k, e) for k, e in details_spec if _live(decoded, e)])
         target_type = action.replace_strict(TARGET_TYPES, default=None)

@@ -363,3 +363,83 @@ def test_group_named_none_is_kept(tmp_path: Path) -> None:
     row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:15:00Z", "EventID": 4728, "Computer": "DC01",
                           "SubjectUserName": "admin", "TargetUserName": "None", "MemberName": "CN=Eve,OU=x"})
     assert (row["action"], row["new_value"], row["target_id"]) == ("group_member_added", "None", "eve")
+
+
+# ---- the events attackers leave (golden: winsec_attacker.jsonl) --------------------------------------
+
+def test_golden_attacker_events() -> None:
+    assert_golden("winsec_attacker.jsonl", WinsecJsonl)
+
+
+def _attacker() -> tuple[dict[str, dict], pl.DataFrame]:
+    events, rejects = parse_all(GOLDEN / "winsec_attacker.jsonl", WinsecJsonl)
+    by_code = {}
+    for row in events.iter_rows(named=True):
+        by_code.setdefault(row["native_code"], row | {"d": {d["key"]: d["value"] for d in row["details"] or []}})
+    return by_code, rejects
+
+
+def test_attacker_events_map_to_actions_with_actors_and_details() -> None:
+    rows, rejects = _attacker()
+    # Line 21 has only a naive EventTime among lines with offsets: one reject, nothing else lost.
+    assert rejects.get_column("raw_line").to_list() == [21]
+    expected = {
+        "4688": "process_created", "4697": "service_installed", "7045": "service_installed",
+        "4698": "task_created", "4702": "task_modified", "4719": "audit_policy_changed",
+        "7040": "service_config_changed", "4648": "explicit_credential_logon", "4768": "kerberos_ticket",
+        "4769": "kerberos_ticket", "4776": "ntlm_auth", "6416": "removable_media", "1": "process_created",
+        "3": "network_connection", "11": "file_created", "13": "registry_set", "1102": "log_cleared",
+        "104": "log_cleared",
+    }
+    assert {code: rows[code]["action"] for code in expected} == expected
+    assert all(rows[c]["account"] == "svc_vendor_support" for c in expected if c not in ("1102", "13", "4776"))
+    assert rows["4776"]["account"] == "hes_admin"  # the account whose credentials were checked
+    # Times from the UTC @timestamp beside the local EventTime, without --tz.
+    assert str(rows["4688"]["time"]) == "2026-04-14 02:02:00+00:00"
+    # 1102 flat: the actor only in Message; a machine account keeps its $.
+    assert (rows["1102"]["account"], rows["1102"]["account_domain"]) == ("hes-app01$", "UTIL")
+    assert rows["1102"]["d"]["logon_id"] == "0xc61d9"
+    assert rows["13"]["account"] == "system"
+    assert rows["4624"]["d"]["logon_id"] == rows["4624"]["d"]["target_logon_id"] == "0x2b78cd"
+    assert rows["4688"]["d"].items() >= {"image": "C:\\Windows\\System32\\cmd.exe", "command_line": "cmd.exe /c whoami",
+                                     "parent_image": "C:\\Windows\\explorer.exe", "logon_id": "0x2b78cd"}.items()
+    assert (rows["4697"]["target_type"], rows["4697"]["target_id"]) == ("service", "PSEXESVC")
+    assert rows["4697"]["d"]["start_type"] == "demand start"
+    assert rows["7045"]["d"]["service_account"] == "LocalSystem"  # from Message: NXLog reuses AccountName
+    assert rows["4698"]["d"]["task_command"] == "powershell.exe -enc SQBFAFgA"
+    assert rows["4702"]["d"]["task_command"] == "C:\\tmp\\a.exe"
+    assert (rows["4719"]["d"]["audit_category"], rows["4719"]["d"]["audit_subcategory"],
+            rows["4719"]["new_value"]) == ("Object Access", "Registry", "Success removed, Failure removed")
+    assert (rows["7040"]["target_id"], rows["7040"]["old_value"], rows["7040"]["new_value"]) == (
+        "EventLog", "auto start", "disabled")
+    assert (rows["4648"]["target_id"], rows["4648"]["d"]["target_server"]) == ("hes_admin", "HES-DB01")
+    assert (rows["4769"]["target_type"], rows["4769"]["target_id"]) == ("kerberos_service", "HES-DB01$")
+    assert rows["4776"]["outcome"] == "failure" and rows["4776"]["src_host"] == "JUMP01"
+    assert rows["6416"]["d"]["device_class"] == "DiskDrive"
+    assert (rows["3"]["d"]["destination_ip"], rows["3"]["d"]["destination_port"]) == ("203.0.113.9", "443")
+    assert rows["11"]["target_id"] == "C:\\Windows\\Temp\\x.ps1"
+    assert rows["13"]["new_value"] == "DWORD (0x00000004)"
+    assert rows["4728"]["new_value"] == "None"
+    assert {r["host"] for r in rows.values()} == {"hes-app01"}
+    assert rows["1102"]["d"]["channel"] == "Security"  # written "security"
+
+
+_FIELD_VALUES = st.one_of(st.none(), st.text(max_size=30), st.sampled_from(
+    ["-", "None", "0x3e7", "%%8448", "%%14336, %%8451", "&lt;Command&gt;x&lt;/Command&gt;", "S-1-0-0",
+     "2026-04-14 02:00:00", "2026-04-14T02:00:00Z", "Account Name:\tbob\r\n", "HOST$"]))
+_FIELDS = ["SubjectUserName", "TargetUserName", "User", "AccountName", "Domain", "UserID", "Message",
+           "NewProcessName", "CommandLine", "ServiceName", "ServiceStartType", "TaskContent", "CategoryId",
+           "SubcategoryId", "AuditPolicyChanges", "param1", "param2", "param3", "param4", "DestinationPort",
+           "TargetObject", "Details", "EventTime", "@timestamp", "UtcTime", "Channel", "SubjectLogonId"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(code=st.sampled_from([*WINDOWS_EVENTS, "9999"]), values=st.lists(_FIELD_VALUES, min_size=len(_FIELDS),
+                                                                          max_size=len(_FIELDS)))
+def test_new_mappings_never_crash(tmp_path: Path, code: str, values: list) -> None:
+    record = {"EventID": code.removeprefix("sysmon:"), "TimeCreated": "2026-04-14T02:00:00Z",
+              **{k: v for k, v in zip(_FIELDS, values) if v is not None}}
+    if code.startswith("sysmon:"):
+        record["Channel"] = "Microsoft-Windows-Sysmon/Operational"
+    events, rejects = _parse(tmp_path, json.dumps(record))
+    assert events.height + rejects.height == 1
