@@ -129,7 +129,9 @@ class Parser(ABC):
         if tz is None:
             has_aware = frame.get_column("_aware").null_count() < frame.height
             self._seen_offset = self._seen_offset or has_aware
-            if not self._seen_offset:
+            # Only the first chunk asks: a later one may be parsed beside it, before its offsets are seen.
+            at_start = bool(frame.height) and int(frame.get_column("raw_line").min()) <= _START_LINES  # type: ignore[arg-type]
+            if not self._seen_offset and at_start:
                 naive_rows = frame.select("raw_line", "_naive_from", naive_only.alias("_n")).filter("_n")
                 if naive_rows.height:
                     line, field = naive_rows.sort("raw_line").row(0)[:2]
@@ -153,6 +155,9 @@ class Parser(ABC):
     def _year(self) -> int:
         ref = self.options.reference_time
         return (ref or datetime.now()).year
+
+
+_START_LINES = 100
 
 
 def _zone_question(value: object, field: str) -> str:
