@@ -109,7 +109,7 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
         return done(instance.parse_chunk(lines, text), pl.concat([chunk.bad_lines, too_long]))
 
     # A binary format (EVTX) reads its own records; every other format is text lines.
-    source = instance.read_chunks() if isinstance(instance, Evtx) else read_line_chunks(path)
+    source = instance.read_chunks() if isinstance(instance, Evtx) else read_line_chunks(path, parser.chunk_bytes)
     if parser.independent_chunks:
         yield from two_at_a_time(source, parse)
     else:

@@ -73,6 +73,9 @@ class Parser(ABC):
     # Whether parse_chunk keeps nothing from one chunk to the next, so that chunks may be parsed
     # side by side (a CSV parser holds the header and a record still open, so it may not).
     independent_chunks: ClassVar[bool] = False
+    # Text read per chunk: a parser whose staged frame is wide (dozens of columns per line) reads less
+    # at a time, so that two chunks in flight stay well under a gigabyte.
+    chunk_bytes: ClassVar[int] = 16 << 20
 
     def __init__(self, path: str, options: ParseOptions) -> None:
         self.path = path
