@@ -49,8 +49,9 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _attribute(node: Any, name: str) -> Any:
-    return node.get("#attributes", {}).get(name) if isinstance(node, dict) else None
+def _attribute(node: Any, name: str) -> str | None:
+    attributes = node.get("#attributes") if isinstance(node, dict) else None
+    return _text(attributes.get(name)) if isinstance(attributes, dict) else None
 
 
 def _data_fields(data: Any, flat: dict[str, Any]) -> None:
@@ -61,6 +62,8 @@ def _data_fields(data: Any, flat: dict[str, Any]) -> None:
         return
     for name, value in data.items():
         if name == "#attributes":
+            continue
+        if not isinstance(name, str):
             continue
         if name == "Data":  # unnamed <Data> elements: param1, param2... as Windows numbers its inserts
             values = value.get("#text") if isinstance(value, dict) else value
@@ -75,8 +78,10 @@ def _data_fields(data: Any, flat: dict[str, Any]) -> None:
 
 def flatten(record: dict[str, Any]) -> dict[str, Any]:
     """One record of ``PyEvtxParser.records_json`` as the flat dict an NXLog export would hold."""
-    event = json.loads(record["data"]).get("Event", {})
-    system = event.get("System") or {}
+    document = json.loads(record["data"])
+    event = document.get("Event") if isinstance(document, dict) else None
+    event = event if isinstance(event, dict) else {}
+    system = event.get("System") if isinstance(event.get("System"), dict) else {}
     flat: dict[str, Any] = {
         "EventID": _text(system.get("EventID")),
         "TimeCreated": _attribute(system.get("TimeCreated"), "SystemTime") or _text(record.get("timestamp") or "").removesuffix(" UTC") or None,
