@@ -64,8 +64,9 @@ def join_multiline_records(lines: pl.DataFrame, starts_record: pl.Expr | None = 
     done = lines.filter(pl.col("_record") != last) if open_at_end else lines
     records = (
         done.group_by("_record", maintain_order=True)
-        .agg(pl.col("raw_line").first(), pl.col("raw").str.join("\n"), pl.col("_error").first())
-        .select("raw_line", "raw", "_error")
+        .agg(pl.col("raw_line").first(), pl.col("raw").str.join("\n"), pl.col("_error").first(),
+             _lines=pl.col("raw_line"))
+        .select("raw_line", "raw", "_error", "_lines")
     )
     return records, pending.select("raw_line", "raw")
 
@@ -115,7 +116,25 @@ def split_fields(records: pl.DataFrame, names: list[str], separator: str = ",") 
     if not both.get_column("_ok").all():  # skipped in the usual case: nothing to blank out
         both = both.with_columns([pl.when(pl.col("_ok")).then(pl.col(c)).alias(c) for c in names])
     given = pl.col("_error") if "_error" in both.columns else pl.lit(None, pl.String)
-    return both.with_columns(_error=pl.coalesce(given, pl.when(~pl.col("_ok")).then(error))).drop("_ok")
+    both = both.with_columns(_error=pl.coalesce(given, pl.when(~pl.col("_ok")).then(error))).drop("_ok")
+    return _one_reject_per_line(both)
+
+
+def _one_reject_per_line(records: pl.DataFrame) -> pl.DataFrame:
+    """A rejected record that spans lines becomes one reject per line: each line is accounted for,
+    and a line that a stray quote pulled into a broken record is named, not hidden behind it."""
+    if "_lines" not in records.columns:
+        return records
+    multi = pl.col("_error").is_not_null() & (pl.col("_lines").list.len() > 1)
+    if not records.select(multi.any()).item():
+        return records.drop("_lines")
+    spread = (
+        records.filter(multi).select("_lines", "_error", _first="raw_line", raw=pl.col("raw").str.split("\n"))
+        .explode("_lines", "raw")
+        .select(raw_line="_lines", raw="raw", _error=pl.when(pl.col("_lines") == pl.col("_first")).then("_error")
+                .otherwise(pl.format("part of a malformed CSV record that starts at line {}", "_first")))
+    )
+    return pl.concat([records.filter(~multi).drop("_lines"), spread], how="diagonal_relaxed")
 
 
 def parse_header(line: str, separator: str = ",") -> list[str]:
@@ -151,6 +170,7 @@ def read_option_csv(path: Path, text: str, what: str) -> tuple[int, list[str], l
     lines = pl.DataFrame({"raw": text.splitlines()}, schema={"raw": pl.String}).with_row_index(
         "raw_line", offset=1).with_columns(pl.col("raw_line").cast(pl.Int64))
     records, pending = join_multiline_records(lines)
+    records = records.select("raw_line", "raw", "_error")
     if pending.height:
         records = pl.concat([records, unterminated(pending).select(records.columns)])
     rows: list[tuple[int, list[str]]] = []
