@@ -129,3 +129,21 @@ def test_a_utf8_file_with_some_damaged_lines_is_read(tmp_path: Path) -> None:
     path.write_bytes(b"".join(b"ok %d\n" % i if i % 5 else b"bad \xff\xfe %d\n" % i for i in range(1, 101)))
     chunk = next(read_line_chunks(path))
     assert (chunk.lines.height, chunk.bad_lines.height) == (80, 20)
+
+
+def test_a_scan_of_a_truncated_gzip_keeps_the_events_before_the_damage(tmp_path: Path) -> None:
+    import gzip as gz
+
+    from detector.pipeline import collect_run, plan_parse
+
+    lines = [f'{{"ts":"2026-04-14T02:{i // 60 % 60:02d}:{i % 60:02d}Z","jobId":"J{i}","user":"ops","command":"Ping",'
+             f'"targetId":"M{i}","status":"Succeeded","pad":"{i * 7919 % 104729:06d}"}}' for i in range(3000)]
+    whole = gz.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "commands.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    run = plan_parse([path])
+    events, rejects = collect_run(run)
+    assert events.height > 100
+    assert rejects.height == 1
+    assert rejects.item(0, "raw_line") == events.height + 1
+    assert "truncated gzip" in rejects.item(0, "reason")
