@@ -28,7 +28,7 @@ from typing import Final, Literal
 
 import polars as pl
 
-from detector.parsers.base import Parser, account_expr, clean, collect
+from detector.parsers.base import ParseOptions, Parser, account_expr, clean, collect, parse_times
 from detector.parsers.jsonlines import decode_json_parts
 from detector.schema import DETAILS
 
@@ -302,6 +302,37 @@ def _task_command(content: pl.Expr) -> pl.Expr:
                  .str.replace_all("&amp;", "&", literal=True))
 
 
+_MAX_OFFSET_MINUTES: Final = 14 * 60
+
+
+def _offset_from_utc_time(staged: pl.DataFrame, *, year: int) -> str | bool:
+    """``+08:00`` when every record holding both a naive ``TimeCreated`` / ``EventTime`` and Sysmon's
+    ``UtcTime`` (UTC by definition) shows the same whole-quarter-hour difference, within two minutes,
+    and a real zone's size (at most 14 hours); else False.
+
+    Get-WinEvent exports write TimeCreated in the exporting machine's zone without saying which:
+    the Sysmon records of the same file give that zone's offset away.
+    """
+    utc, _ = parse_times(staged.get_column("_t5"), year=year)
+    diffs = []
+    for column in ("_t0", "_t1"):
+        aware, naive = parse_times(staged.get_column(column), year=year)
+        both = naive.is_not_null() & aware.is_null() & utc.is_not_null()
+        if both.any():
+            local = naive.filter(both).dt.replace_time_zone("UTC")
+            diffs.append((local - utc.filter(both)).dt.total_seconds())
+    if not diffs:
+        return False
+    seconds = pl.concat(diffs)
+    quarter = (seconds / 900).round() * 900
+    offset = quarter.min()
+    if quarter.max() != offset or (seconds - quarter).abs().max() > 120 or abs(offset) > _MAX_OFFSET_MINUTES * 60:  # type: ignore[operator, arg-type]
+        return False
+    minutes = int(offset) // 60  # type: ignore[arg-type]
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def _keywords_outcome() -> pl.Expr:
     """success/failure from the audit keywords, in any of the shapes they are written; else null."""
     names = pl.concat_str(
@@ -358,11 +389,30 @@ class WinsecJsonl(Parser):
 
         return any(windows(line) for line in head)
 
+    def __init__(self, path: str, options: ParseOptions) -> None:
+        super().__init__(path, options)
+        # The zone offset of the file's naive TimeCreated / EventTime, when Sysmon records show it:
+        # None until a chunk has been looked at, False when nothing (or nothing consistent) shows it.
+        self._learned_offset: str | bool | None = None
+
     def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         # One shape at a time: the fields the other shapes use are then null throughout, so the
         # coalesces over every place a value may be cost only for the places this shape has.
         staged = pl.concat([self._normalize(part) for part in decode_json_parts(lines, SCHEMA)])
-        return self.with_times(staged, [f"_t{i}" for i in range(len(TIME_FIELDS))], TIME_FIELDS)
+        columns, labels = [f"_t{i}" for i in range(len(TIME_FIELDS))], list(TIME_FIELDS)
+        if self.options.tz is None:
+            if self._learned_offset is None:
+                self._learned_offset = _offset_from_utc_time(staged, year=self._year())
+            if self._learned_offset is not False:
+                # Last resort, after every stamp that carries its own offset.
+                offset = str(self._learned_offset)
+                naive = r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?$"
+                staged = staged.with_columns(
+                    pl.when(pl.col(c).str.contains(naive)).then(pl.col(c) + offset).alias(f"{c}_at")
+                    for c in ("_t0", "_t1"))
+                columns += ["_t0_at", "_t1_at"]
+                labels += [f"{name} (at {offset}, the offset Sysmon's UtcTime shows)" for name in TIME_FIELDS[:2]]
+        return self.with_times(staged, columns, labels)
 
     def _normalize(self, decoded: pl.DataFrame) -> pl.DataFrame:
         # Each stage adds what later stages read more than once.

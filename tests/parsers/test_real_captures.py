@@ -77,6 +77,10 @@ def test_otrf_attack_events_have_actions_and_actors(otrf: list) -> None:
     assert {"process_created", "service_installed", "task_created", "task_modified", "audit_policy_changed",
             "service_config_changed", "explicit_credential_logon", "kerberos_ticket", "ntlm_auth",
             "network_connection", "file_created", "registry_set", "log_cleared"} <= actions
+    # 1102 arrives flat with its actor only in Message (and a naive TimeCreated whose zone the file's
+    # Sysmon records give away): it is read without --tz, with its actor.
+    cleared = events.filter((pl.col("action") == "log_cleared") & (pl.col("native_code") == "1102"))
+    assert "wardog" in set(cleared.get_column("account"))
     installed = events.filter(pl.col("action") == "service_installed")
     assert installed.get_column("account").null_count() == 0
     assert set(installed.get_column("target_type")) == {"service"}

@@ -443,3 +443,18 @@ def test_new_mappings_never_crash(tmp_path: Path, code: str, values: list) -> No
         record["Channel"] = "Microsoft-Windows-Sysmon/Operational"
     events, rejects = _parse(tmp_path, json.dumps(record))
     assert events.height + rejects.height == 1
+
+
+def test_sysmon_utc_time_gives_away_the_zone_of_naive_time_created(tmp_path: Path) -> None:
+    sysmon = {"TimeCreated": "2020-10-21 12:19:02.230", "UtcTime": "2020-10-21 04:19:02.229", "EventID": 1,
+              "Channel": "Microsoft-Windows-Sysmon/Operational", "Hostname": "WS5", "User": "DOM\\bob"}
+    cleared = {"TimeCreated": "2020-10-21 12:19:01.088", "EventID": 1102, "Channel": "Security", "Hostname": "WS5",
+               "Message": "The audit log was cleared.\r\nSubject:\r\n\tAccount Name:\twardog\r\n"}
+    events, rejects = _parse(tmp_path, json.dumps(sysmon), json.dumps(cleared))
+    assert rejects.height == 0
+    assert [str(t) for t in events.get_column("time")] == ["2020-10-21 04:19:02.229000+00:00",
+                                                          "2020-10-21 04:19:01.088000+00:00"]
+    assert events.item(1, "account") == "wardog"
+    # A difference no zone has (the host's clock was off) teaches nothing: the naive line is a reject.
+    events, rejects = _parse(tmp_path, json.dumps({**sysmon, "UtcTime": "2020-10-22 04:19:02.229"}), json.dumps(cleared))
+    assert rejects.get_column("raw_line").to_list() == [2]
