@@ -38,6 +38,17 @@ class FileReport:
     events: int = 0
     rejects: int = 0
     error: str | None = None
+    # How many events took their time from which field (see ParsedChunk.time_fields).
+    time_fields: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def time_note(self) -> str | None:
+        """``times from @timestamp (2,486), EventTime (--tz America/Chicago) (12)``; None when the
+        file gave no events or its format has a single time field."""
+        if not self.time_fields:
+            return None
+        parts = sorted(self.time_fields.items(), key=lambda kv: (-kv[1], kv[0]))
+        return "times from " + ", ".join(f"{name} ({n:,})" for name, n in parts)
 
 
 @dataclass
@@ -60,6 +71,8 @@ class ParseRun:
                 for chunk in parse_file(path, parser, self.options):
                     report.events += chunk.events.height
                     report.rejects += chunk.rejects.height
+                    for name, n in chunk.time_fields.items():
+                        report.time_fields[name] = report.time_fields.get(name, 0) + n
                     yield chunk
             except DetectorError as exc:
                 report.error = exc.message

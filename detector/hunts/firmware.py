@@ -20,8 +20,9 @@ import polars as pl
 from detector.errors import ConfigError
 from detector.hunts.common import (EVIDENCE_CAP, TimeWindow, WeeklyWindow, as_lazy, check_zone, counted,
                                    describe_windows, distinct, evidence_agg, evidence_line, finish_table,
-                                   hunt_findings, in_weekly_windows, local_text, parse_windows, read_config_csv,
+                                   hunt_findings, in_weekly_windows, local_text, parse_windows,
                                    sentences, summary_lines, utc_text)
+from detector.parsers.csvlines import read_option_csv
 
 NAME: Final = "firmware"
 FW_ACTIONS: Final = ("fw_download", "fw_activate")
@@ -58,7 +59,7 @@ def load_manifest(path: str | Path) -> pl.DataFrame:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the firmware manifest: {exc}", source=(str(path), None)) from None
-    header_line, header, rows = read_config_csv(path, text, "firmware manifest")
+    header_line, header, rows = read_option_csv(path, text, "firmware manifest")
 
     def find(names: Sequence[str]) -> int | None:
         return next((header.index(n) for n in names if n in header), None)

@@ -30,7 +30,8 @@ from detector.errors import ConfigError
 from detector.hunts.stix import HASH_ALGORITHMS, read_bundle
 from detector.hunts.common import (EVIDENCE_CAP, TimeWindow, as_lazy, counted, distinct, evidence_agg,
                                    evidence_line, finish_table, hunt_findings, match_networks, normalized_account,
-                                   parse_networks, read_config_csv, sentences, short_host, summary_lines, utc_text)
+                                   parse_networks, sentences, short_host, summary_lines, utc_text)
+from detector.parsers.csvlines import read_option_csv
 
 NAME: Final = "ioc"
 KINDS: Final = ("ip", "account", "hash", "hostname")
@@ -93,7 +94,7 @@ def load_indicators(path: str | Path) -> tuple[pl.DataFrame, list[str]]:
 
 
 def _read_csv(path: Path, text: str) -> list[tuple[str, str, str, str, tuple[str, int | None]]]:
-    header_line, header, rows = read_config_csv(path, text, "indicator file")
+    header_line, header, rows = read_option_csv(path, text, "indicator file")
 
     def find(names: Sequence[str]) -> int | None:
         return next((header.index(n) for n in names if n in header), None)

@@ -7,13 +7,13 @@ describing another CSV or JSON-lines export becomes a parser class too (:mod:`.m
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
-from detector.errors import FormatError
+from detector.errors import FormatError, InputError
 from detector.overlap import two_at_a_time
 from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_lines
 from detector.parsers.cef import Cef
@@ -21,13 +21,14 @@ from detector.parsers.dms_syslog import DmsSyslog
 from detector.parsers.hes_audit_csv import HesAuditCsv
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
 from detector.parsers.reader import LineChunk, detached, read_head, read_line_chunks
+from detector.parsers.winevtx import Evtx, is_evtx
 from detector.parsers.winsec_jsonl import WinsecJsonl
 from detector.schema import REJECT_SCHEMA
 
 # Sniffing tries formats in this order; more specific shapes come first.
 PARSERS: dict[str, type[Parser]] = {
     cls.name: cls
-    for cls in (HesAuditCsv, HesCommandsJsonl, WinsecJsonl, Cef, DmsSyslog)
+    for cls in (HesAuditCsv, HesCommandsJsonl, WinsecJsonl, Cef, DmsSyslog, Evtx)
 }
 
 
@@ -37,6 +38,9 @@ class ParsedChunk:
 
     events: pl.DataFrame
     rejects: pl.DataFrame
+    # Which field the events' times came from, and how many each (``@timestamp``, ``EventTime (--tz
+    # America/Chicago)``...): the file report says it, so a user sees which clock was believed.
+    time_fields: dict[str, int] = field(default_factory=dict)
 
 
 def get_parser(name: str, extra: Sequence[type[Parser]] = ()) -> type[Parser]:
@@ -57,6 +61,13 @@ def sniff(path: str | Path, extra: Sequence[type[Parser]] = ()) -> type[Parser]:
     InputError
         When the file cannot be read as text.
     """
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(b"ElfFile\x00"))
+    except OSError as exc:
+        raise InputError(f"cannot open: {exc.strerror or exc}", source=(str(path), None)) from None
+    if is_evtx(magic):
+        return Evtx
     head = read_head(path)
     for parser in [*extra, *PARSERS.values()]:
         if parser.sniff(head):
@@ -82,26 +93,40 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
     instance = parser(str(path), options)
 
     def done(staged: pl.DataFrame, unreadable: pl.DataFrame) -> ParsedChunk:
+        time_fields = _time_fields(staged)
         events, rejects = finalize(staged, source_format=parser.name, raw_file=str(path),
                                    source_system=parser.source_system)
         unreadable = unreadable.select(
             raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
             raw="raw").cast(dict(REJECT_SCHEMA))
         rejects = pl.concat([unreadable, rejects]).sort("raw_line")
-        return ParsedChunk(events, rejects.with_columns(detached(rejects.get_column("raw"))) if rejects.height else rejects)
+        return ParsedChunk(events, rejects.with_columns(detached(rejects.get_column("raw"))) if rejects.height else rejects,
+                           time_fields)
 
     def parse(chunk: LineChunk) -> ParsedChunk:
         lines, too_long = reject_long_lines(chunk.lines)
         text = chunk.text if not too_long.height else None  # the text holds every line
         return done(instance.parse_chunk(lines, text), pl.concat([chunk.bad_lines, too_long]))
 
+    # A binary format (EVTX) reads its own records; every other format is text lines.
+    source = instance.read_chunks() if isinstance(instance, Evtx) else read_line_chunks(path, parser.chunk_bytes)
     if parser.independent_chunks:
-        yield from two_at_a_time(read_line_chunks(path), parse)
+        yield from two_at_a_time(source, parse)
     else:
-        yield from map(parse, read_line_chunks(path))
+        yield from map(parse, source)
     rest = instance.finish()
     if rest is not None:
         yield done(rest, _NO_BAD_LINES)
+
+
+def _time_fields(staged: pl.DataFrame) -> dict[str, int]:
+    if "_time_field" not in staged.columns:
+        return {}
+    kept = pl.col("time").is_not_null()
+    if "_error" in staged.columns:
+        kept &= pl.col("_error").is_null()
+    counts = staged.lazy().filter(kept).group_by("_time_field").len().collect()
+    return {str(name): int(n) for name, n in counts.iter_rows() if name is not None}
 
 
 _NO_BAD_LINES = pl.DataFrame(schema={"raw_line": pl.Int64, "reason": pl.String, "raw": pl.String})

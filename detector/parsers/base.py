@@ -73,10 +73,14 @@ class Parser(ABC):
     # Whether parse_chunk keeps nothing from one chunk to the next, so that chunks may be parsed
     # side by side (a CSV parser holds the header and a record still open, so it may not).
     independent_chunks: ClassVar[bool] = False
+    # Text read per chunk: a parser whose staged frame is wide (dozens of columns per line) reads less
+    # at a time, so that two chunks in flight stay well under a gigabyte.
+    chunk_bytes: ClassVar[int] = 16 << 20
 
     def __init__(self, path: str, options: ParseOptions) -> None:
         self.path = path
         self.options = options
+        self._seen_offset = False  # whether any timestamp of the file so far had an offset
 
     @classmethod
     @abstractmethod
@@ -98,26 +102,72 @@ class Parser(ABC):
     # -- helpers for subclasses ---------------------------------------------------------------
 
     def with_time(self, staged: pl.DataFrame, column: str) -> pl.DataFrame:
-        """Add ``time`` parsed from the text column *column* (see :func:`parse_times`).
+        """Add ``time`` parsed from the text column *column* (see :meth:`with_times`)."""
+        return self.with_times(staged, [column])
 
-        Raises :class:`InputError` when timestamps have no offset and no ``--tz`` was given.
+    def with_times(self, staged: pl.DataFrame, columns: Sequence[str],
+                   labels: Sequence[str] | None = None) -> pl.DataFrame:
+        """Add ``time`` from the first of *columns* that holds a stamp with an offset, else from the
+        first that holds any stamp, placed in the ``--tz`` zone; and ``_time_field``, the label (from
+        *labels*, else the column name) of the field each row's time came from.
+
+        An offset-bearing field wins over a naive one in the same record, whatever their order: an
+        NXLog record's UTC ``@timestamp`` beats its local ``EventTime``.
+
+        Without ``--tz``, a row whose only stamps are naive is rejected on its own (the lines around
+        it still parse), unless nothing in the file so far carried an offset: then the file was
+        written in a zone only the user knows, and :class:`InputError` asks for it.
         """
-        aware, naive = parse_times(staged.get_column(column), year=self._year())
+        labels = list(labels or columns)
+        year = self._year()
+        parsed = [parse_times(staged.get_column(c), year=year) for c in columns]
+        frame = staged.with_columns(
+            _aware=pl.coalesce([a.alias(f"_a{i}") for i, (a, _) in enumerate(parsed)]),
+            _naive=pl.coalesce([n.alias(f"_n{i}") for i, (_, n) in enumerate(parsed)]),
+            _aware_from=pl.coalesce([pl.when(a.is_not_null()).then(pl.lit(lab)) for (a, _), lab in zip(parsed, labels)]),
+            _naive_from=pl.coalesce([pl.when(n.is_not_null()).then(pl.lit(lab)) for (_, n), lab in zip(parsed, labels)]),
+        )
         tz = self.options.tz
+        naive_only = pl.col("_aware").is_null() & pl.col("_naive").is_not_null()
         if tz is None:
-            naive_rows = staged.select("raw_line", column).filter((aware.is_null() & naive.is_not_null()))
-            if naive_rows.height:
-                line, value = naive_rows.sort("raw_line").row(0)
-                raise InputError(
-                    f"timestamp {value!r} has no UTC offset; pass --tz ZONE (e.g. --tz UTC) to say "
-                    "which time zone the export was written in", source=(self.path, int(line)))
-            return staged.with_columns(time=aware)
-        local = naive.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
-        return staged.with_columns(time=aware.fill_null(local))
+            has_aware = frame.get_column("_aware").null_count() < frame.height
+            self._seen_offset = self._seen_offset or has_aware
+            # Only the first chunk asks: a later one may be parsed beside it, before its offsets are seen.
+            at_start = bool(frame.height) and int(frame.get_column("raw_line").min()) <= _START_LINES  # type: ignore[arg-type]
+            if not self._seen_offset and at_start:
+                naive_rows = frame.select("raw_line", "_naive_from", naive_only.alias("_n")).filter("_n")
+                if naive_rows.height:
+                    line, field = naive_rows.sort("raw_line").row(0)[:2]
+                    value = frame.filter(pl.col("raw_line") == line).get_column(
+                        columns[labels.index(field)]).item(0)
+                    raise InputError(_zone_question(value, field), source=(self.path, int(line)))
+            error = pl.when(naive_only).then(pl.format(
+                "timestamp {} has no UTC offset while other lines of this file have one; pass --tz ZONE "
+                "with the zone of the machine that wrote it to read it", pl.col("_naive_from")))
+            frame = frame.with_columns(
+                time=pl.col("_aware"), _time_field=pl.col("_aware_from"),
+                _error=pl.coalesce(pl.col("_error"), error) if "_error" in frame.columns else error)
+        else:
+            local = pl.col("_naive").dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null") \
+                .dt.convert_time_zone("UTC")
+            frame = frame.with_columns(
+                time=pl.coalesce("_aware", local),
+                _time_field=pl.coalesce("_aware_from", pl.format("{} (--tz {})", pl.col("_naive_from"), pl.lit(tz))))
+        return frame.drop("_aware", "_naive", "_aware_from", "_naive_from")
 
     def _year(self) -> int:
         ref = self.options.reference_time
         return (ref or datetime.now()).year
+
+
+_START_LINES = 100
+
+
+def _zone_question(value: object, field: str) -> str:
+    return (f"timestamp {value!r} ({field}) has no UTC offset, and no line before it carried one: in which "
+            "time zone was the export written? Pass --tz with that zone (an IANA name such as "
+            "America/Chicago; the zone of the machine or collector that wrote the file, which is "
+            "often not UTC)")
 
 
 def collect(query: pl.LazyFrame) -> pl.DataFrame:
@@ -370,6 +420,12 @@ def short_host_expr(expr: pl.Expr) -> pl.Expr:
 # ---- finalize -------------------------------------------------------------------------------------
 
 _STRING_COLUMNS = [c for c, t in EVENT_SCHEMA.items() if t == pl.String]
+_AS_WRITTEN = ("old_value", "new_value")
+
+
+def _as_written(expr: pl.Expr) -> pl.Expr:
+    text = expr.cast(pl.String).str.strip_chars()
+    return pl.when(~text.is_in(["", "-"])).then(text)
 
 
 def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
@@ -398,7 +454,10 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
     # One lazy query, not eager steps: polars then computes each sub-expression the columns share
     # (a cleaned column, the action) once, and the independent columns in parallel.
     events = collect(staged.filter(pl.col("_error").is_null()).with_columns(
-        [clean(pl.col(c)).alias(c) for c in _STRING_COLUMNS if c != "raw_file"]
+        [clean(pl.col(c)).alias(c) for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN)]
+        # Values are kept as written: a group may be called "None" (every local user's primary group),
+        # a setting may be set to "null"; only an empty value or Windows' "-" means there is none.
+        + [_as_written(pl.col(c)).alias(c) for c in _AS_WRITTEN]
     ).with_columns(
         time=pl.col("time").cast(UTC_US),
         source_system=pl.coalesce(pl.col("source_system"), pl.lit(source_system)).replace_strict(

@@ -10,7 +10,7 @@ import polars as pl
 
 from detector.errors import InputError
 from detector.parsers.base import Parser, clean, collect, per_distinct
-from detector.parsers.csvlines import join_multiline_records, parse_header, split_fields
+from detector.parsers.csvlines import DATE_START, join_multiline_records, parse_header, split_fields, unterminated
 
 COLUMNS = ("EventTimeUTC", "AuditId", "UserName", "Role", "ClientIP", "Workstation", "Category", "Action",
            "ObjectType", "ObjectId", "OldValue", "NewValue", "Result")
@@ -105,16 +105,14 @@ class HesAuditCsv(Parser):
             if self._names is None:
                 return lines.with_columns(time=pl.lit(None, pl.Datetime("us", "UTC")))
         lines = pl.concat([self._pending, lines.filter(pl.col("raw").str.strip_chars() != "")])
-        records, self._pending = join_multiline_records(lines)
+        starts = pl.col("raw").str.contains(DATE_START) if self._names[0] == "EventTimeUTC" else None
+        records, self._pending = join_multiline_records(lines, starts)
         return self._stage(records)
 
     def finish(self) -> pl.DataFrame | None:
-        if self._pending.height == 0:
+        if self._pending.height == 0 or self._names is None:
             return None
-        first = self._pending.head(1)
-        return first.with_columns(
-            pl.lit(None, pl.Datetime("us", "UTC")).alias("time"),
-            _error=pl.lit("unterminated quoted field at end of file (truncated export?)"))
+        return self._stage(unterminated(self._pending))
 
     def _stage(self, records: pl.DataFrame) -> pl.DataFrame:
         assert self._names is not None

@@ -16,7 +16,7 @@ import polars as pl
 
 from detector.errors import ConfigError, InputError
 from detector.parsers.base import ParseOptions, Parser, check_timezone, clean
-from detector.parsers.csvlines import join_multiline_records, parse_header, split_fields
+from detector.parsers.csvlines import DATE_START, join_multiline_records, parse_header, split_fields, unterminated
 from detector.parsers.jsonlines import decode_json_lines
 from detector.schema import ACTIONS, CATEGORIES, EVENT_SCHEMA, OUTCOMES, SOURCE_SYSTEMS, UTC_US
 
@@ -173,15 +173,17 @@ class MappingParser(Parser):
             lines = lines.slice(1)
         if self._names is None:
             return lines.with_columns(time=pl.lit(None, UTC_US))
-        records, self._pending = join_multiline_records(pl.concat([self._pending, lines]))
+        starts = (pl.col("raw").str.contains(DATE_START) if self._names and self._names[0] == self.spec.time_field
+                  else None)
+        records, self._pending = join_multiline_records(pl.concat([self._pending, lines]), starts)
         names = [_INPUT + n for n in self._names]
         return self._stage(split_fields(records, names, self.spec.delimiter))
 
     def finish(self) -> pl.DataFrame | None:
-        if self._pending.height == 0:
+        if self._pending.height == 0 or self._names is None:
             return None
-        return self._pending.head(1).with_columns(
-            time=pl.lit(None, UTC_US), _error=pl.lit("unterminated quoted field at end of file"))
+        names = [_INPUT + n for n in self._names]
+        return self._stage(split_fields(unterminated(self._pending), names, self.spec.delimiter))
 
     def _used_columns(self) -> list[str]:
         s = self.spec

@@ -9,7 +9,7 @@ text come back as rejects instead of failing the whole file.
 from __future__ import annotations
 
 import codecs
-import gzip
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ SNIFF_BYTES = 64 << 10
 _GZIP_MAGIC = b"\x1f\x8b"
 # Share of undecodable lines in the first chunk above which the file is called the wrong encoding
 # rather than a text file with a few damaged lines.
-_MAX_BAD_LINE_SHARE = 0.1
+_MAX_BAD_LINE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,64 +41,118 @@ class LineChunk:
     text: bytes | None = None  # the lines as read (UTF-8), when every one of them is valid text
 
 
-def _open(path: Path) -> BinaryIO:
+class _Damaged(Exception):
+    """Reading stopped at damaged data; everything before it was given."""
+
+
+def _open(path: Path) -> tuple[BinaryIO, bool]:
+    """The file, and whether it is gzip-compressed (by its magic bytes)."""
     try:
         fh = path.open("rb")
     except OSError as exc:
         raise InputError(f"cannot open: {exc.strerror or exc}", source=(str(path), None)) from None
-    if fh.read(2) == _GZIP_MAGIC:
-        fh.close()
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+    gz = fh.read(2) == _GZIP_MAGIC
     fh.seek(0)
-    return fh
+    return fh, gz
 
 
 def _read(fh: BinaryIO, size: int, path: Path) -> bytes:
     try:
         return fh.read(size)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise InputError(f"truncated or corrupt gzip data ({exc})", source=(str(path), None)) from None
     except OSError as exc:
         raise InputError(f"read error: {exc}", source=(str(path), None)) from None
 
 
+def _gunzip(fh: BinaryIO, size: int, path: Path) -> Iterator[bytes]:
+    """The decompressed content of a gzip file (every member), in blocks of about *size*.
+
+    Decompressed by hand rather than through :mod:`gzip`, whose ``read`` loses what it decompressed
+    in a call that then meets the damage: here every byte before a truncation or corruption comes out,
+    and then :class:`_Damaged` says why reading stopped.
+    """
+    decoder = zlib.decompressobj(wbits=31)
+    while True:
+        raw = _read(fh, min(size, 1 << 20), path)
+        if not raw:
+            if not decoder.eof:
+                raise _Damaged("truncated gzip data (the file ends inside a compressed member)")
+            return
+        while raw:
+            try:
+                out = decoder.decompress(raw, size)
+            except zlib.error as exc:
+                raise _Damaged(f"corrupt gzip data ({exc})") from None
+            if out:
+                yield out
+            if decoder.eof:
+                raw = decoder.unused_data
+                if raw.strip(b"\x00"):  # another member follows (concatenated gzip); NUL padding ends it
+                    decoder = zlib.decompressobj(wbits=31)
+                else:
+                    raw = b""
+            else:
+                raw = decoder.unconsumed_tail
+
+
 def _looks_binary(sample: bytes) -> bool:
-    if b"\x00" in sample:
-        return True
-    control = sum(1 for b in sample[:4096] if b < 9 or 13 < b < 32)
-    return control > len(sample[:4096]) * 0.05
+    """Whether most of *sample* is lines holding NUL or other control bytes: a file is binary when
+    most of it is, not when one damaged line is (that line becomes a reject)."""
+    if not sample:
+        return False
+    bad = sum(len(line) + 1 for line in sample.split(b"\n") if _CONTROL.search(line))
+    return bad > len(sample) // 2
 
 
-def _utf16_to_utf8(fh: BinaryIO, head: bytes, path: Path) -> Iterator[bytes]:
+# NUL and the other C0 controls that no text line holds (tab, line ends, form feed and the ESC of
+# terminal colour codes are text).
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+
+
+def _utf16_to_utf8(head: bytes, rest: Iterator[bytes], path: Path) -> Iterator[bytes]:
     encoding = "utf-16-le" if head.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    block = head[2:]
     try:
-        while block:
+        yield decoder.decode(head[2:]).encode("utf-8")
+        for block in rest:
             yield decoder.decode(block).encode("utf-8")
-            block = _read(fh, CHUNK_BYTES, path)
         yield decoder.decode(b"", final=True).encode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"invalid {encoding.upper()} text ({exc.reason})", source=(str(path), None)) from None
 
 
 def _blocks(path: Path, chunk_bytes: int) -> Iterator[bytes]:
-    """Yield the file's content as UTF-8 bytes (not yet validated), in blocks."""
-    with _open(path) as fh:
-        head = _read(fh, chunk_bytes, path)
-        if not head.strip():
-            raise InputError("empty file", source=(str(path), None))
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            yield from _utf16_to_utf8(fh, head, path)
-            return
-        if head.startswith(codecs.BOM_UTF8):
-            head = head[3:]
-        if _looks_binary(head[:SNIFF_BYTES]):
-            raise InputError("binary data, not a text log export", source=(str(path), None))
-        block = head
-        while block:
-            yield block
-            block = _read(fh, chunk_bytes, path)
+    """Yield the file's content as UTF-8 bytes (not yet validated), in blocks.
+
+    Raises :class:`_Damaged` after the last good block of a damaged gzip file.
+    """
+    fh, gz = _open(path)
+    with fh:
+        blocks = _gunzip(fh, chunk_bytes, path) if gz else iter(lambda: _read(fh, chunk_bytes, path), b"")
+        head = b""
+        try:  # the head is one block's worth, however the decompressor cuts it
+            while len(head) < chunk_bytes and (block := next(blocks, b"")):
+                head += block
+        except _Damaged:
+            if not head.strip():
+                raise
+            yield from _text_blocks(head, iter(()), path)
+            raise
+        yield from _text_blocks(head, blocks, path)
+
+
+def _text_blocks(head: bytes, rest: Iterator[bytes], path: Path) -> Iterator[bytes]:
+    """The content as UTF-8 bytes: UTF-16 converted, a UTF-8 byte-order mark dropped."""
+    if not head.strip():
+        raise InputError("empty file", source=(str(path), None))
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        yield from _utf16_to_utf8(head, rest, path)
+        return
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[3:]
+    if _looks_binary(head[:SNIFF_BYTES]):
+        raise InputError("binary data, not a text log export", source=(str(path), None))
+    yield head
+    yield from rest
 
 
 def _split_bad_text(data: bytes, first_line: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -142,7 +196,16 @@ def read_line_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterat
     carry = b""
     next_line = 1
     checked_encoding = False
-    for block in _blocks(path, chunk_bytes):
+    blocks = _blocks(path, chunk_bytes)
+    while True:
+        try:
+            block = next(blocks)
+        except StopIteration:
+            break
+        except _Damaged as exc:
+            # Every complete line before the damage has been given; a line cut off by it has not.
+            raise InputError(f"{exc}; reading stopped at this line, every complete line before it was read",
+                             source=(str(path), next_line)) from None
         cut = block.rfind(b"\n") + 1
         if cut == 0:
             carry += block
@@ -164,14 +227,32 @@ def _chunk(data: bytes, first_line: int, path: Path, *, check_encoding: bool) ->
         lines = pl.read_lines(data, name="raw", row_index_name="raw_line", row_index_offset=first_line)
         raw = pl.col("raw").str.strip_suffix("\r") if b"\r" in data else pl.col("raw")  # CRLF exports only
         lines = lines.select(pl.col("raw_line").cast(pl.Int64), raw)
-        return LineChunk(lines, _NO_BAD_LINES, data)
+        if not lines.select(pl.col("raw").str.contains(_CONTROL_TEXT).any()).item():
+            return LineChunk(lines, _NO_BAD_LINES, data)
+        return _binary_lines_apart(lines)
     except pl.exceptions.ComputeError:
         lines, bad = _split_bad_text(data, first_line)
+    if lines.select(pl.col("raw").str.contains(_CONTROL_TEXT).any()).item():
+        chunk = _binary_lines_apart(lines)
+        lines, bad = chunk.lines, pl.concat([bad, chunk.bad_lines]).sort("raw_line")
     if check_encoding and bad.height > max(1, (lines.height + bad.height) * _MAX_BAD_LINE_SHARE):
         raise InputError(
             f"not UTF-8 or UTF-16 text ({bad.height} of {lines.height + bad.height} lines undecodable); "
             "convert it with iconv first", source=(str(path), None))
     return LineChunk(lines, bad)
+
+
+_CONTROL_TEXT = r"[\x00-\x08\x0e-\x1a\x1c-\x1f]"
+
+
+def _binary_lines_apart(lines: pl.DataFrame) -> LineChunk:
+    """Lines holding NUL or other control bytes (a tab, form feed or carriage return is text) are
+    rejected one by one; the lines around them are text as usual."""
+    binary = pl.col("raw").str.contains(_CONTROL_TEXT)
+    bad = lines.filter(binary).select(
+        "raw_line", reason=pl.lit("binary data in a text line (NUL or control bytes)"),
+        raw=pl.col("raw").str.replace_all(_CONTROL_TEXT, "\ufffd").str.head(REJECT_RAW_BYTES))
+    return LineChunk(lines.filter(~binary), bad)
 
 
 def read_head(path: str | Path, max_lines: int = 20) -> list[str]:

@@ -22,13 +22,15 @@ the administrator (``Subject*``) for account management, see :data:`WINDOWS_EVEN
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
 import polars as pl
 
-from detector.parsers.base import Parser, account_expr, clean, collect
+from detector.parsers.base import ParseOptions, Parser, account_expr, clean, collect, parse_times
 from detector.parsers.jsonlines import decode_json_parts
+from detector.schema import DETAILS
 
 Actor = Literal["target", "subject", "lockout"]
 TargetKind = Literal["account", "member", "none"]
@@ -133,12 +135,28 @@ LOGON_FAILURES: Final[dict[str, str]] = {
 # EventData / UserData names read, whichever shape they arrive in.
 EVENT_DATA = ("TargetUserName", "TargetDomainName", "TargetUserSid", "TargetSid", "SubjectUserName",
               "SubjectDomainName", "SubjectUserSid", "MemberName", "MemberSid", "LogonType", "IpAddress",
-              "WorkstationName", "Status", "SubStatus", "PrivilegeList")
+              "WorkstationName", "Status", "SubStatus", "PrivilegeList",
+              # sessions, processes, services, tasks, audit policy, Kerberos/NTLM, devices, Sysmon
+              "SubjectLogonId", "TargetLogonId", "LogonId", "NewProcessName", "Image", "CommandLine",
+              "ParentProcessName", "ParentImage", "ParentCommandLine", "ProcessName", "Hashes",
+              "ServiceName", "ServiceFileName", "ImagePath", "ServiceType", "StartType", "ServiceStartType",
+              "ServiceAccount", "TaskName", "TaskContent", "TaskContentNew", "CategoryId", "SubcategoryId",
+              "SubcategoryGuid", "AuditPolicyChanges", "param1", "param2", "param3", "param4",
+              "TargetServerName", "TargetInfo", "TicketEncryptionType", "TicketOptions", "PackageName",
+              "Workstation", "DeviceDescription", "ClassName", "DeviceId", "DestinationIp", "DestinationPort",
+              "DestinationHostname", "Protocol", "TargetFilename", "TargetObject", "Details")
 _DATA = pl.Struct({f: pl.String for f in EVENT_DATA})
-_TEXT = ("TimeCreated", "EventTime", "@timestamp", "EventID", "Id", "event_id", "Computer", "Hostname",
-         "Channel", "SourceName", "ProviderName", "User",
-         "MachineName", "computer_name", "Message", "message", "EventType", "Keywords", "KeywordsDisplayNames",
-         "keywords")
+# Record-level fields: times, ids, where it was logged, and who the record says ran it (NXLog puts the
+# System channel's user in AccountName / Domain / UserID; Sysmon names it in User).
+_TEXT = ("TimeCreated", "EventTime", "@timestamp", "EventReceivedTime", "UtcTime", "EventID", "Id", "event_id",
+         "Computer", "Hostname", "Channel", "SourceName", "ProviderName", "User", "AccountName", "Domain",
+         "UserID", "MachineName", "computer_name", "Message", "message", "EventType", "Keywords",
+         "KeywordsDisplayNames", "keywords", "EventRecordID", "RecordNumber")
+
+# Where each event's time may be, best first. An offset-bearing stamp always wins over a naive one
+# (Parser.with_times); among those with offsets, the event's own clock before a relay's receive time.
+# Sysmon's UtcTime is UTC by definition but comes last: a lab host's clock may be hours off.
+TIME_FIELDS: Final = ("TimeCreated", "EventTime", "@timestamp", "EventReceivedTime", "event.created", "UtcTime")
 
 SCHEMA: Final = pl.Schema(
     {f: pl.String for f in (*_TEXT, *EVENT_DATA)}
@@ -150,14 +168,61 @@ SCHEMA: Final = pl.Schema(
         "user_data": _DATA,
         "winlog": pl.Struct({"event_id": pl.String, "computer_name": pl.String, "keywords": pl.String,
                              "channel": pl.String, "provider_name": pl.String,
+                             "user": pl.Struct({"name": pl.String, "domain": pl.String, "identifier": pl.String}),
                              "event_data": _DATA, "user_data": _DATA}),
-        "event": pl.Struct({"code": pl.String, "outcome": pl.String}),
+        "event": pl.Struct({"code": pl.String, "outcome": pl.String, "created": pl.String}),
         "user": pl.Struct({"name": pl.String, "domain": pl.String, "id": pl.String,
                            "target": pl.Struct({"name": pl.String})}),
         "source": pl.Struct({"ip": pl.String, "domain": pl.String}),
         "group": pl.Struct({"name": pl.String}),
     }
 )
+
+# ---- what lands in ``details`` ----------------------------------------------------------------------
+
+# Audit policy ids as 4719 writes them (``%%8280``), from Microsoft's "Audit Policy" documentation and
+# msobjs.dll; an id not listed is kept as written.
+AUDIT_CATEGORIES: Final[dict[str, str]] = {
+    "%%8272": "System", "%%8273": "Logon/Logoff", "%%8274": "Object Access", "%%8275": "Privilege Use",
+    "%%8276": "Detailed Tracking", "%%8277": "Policy Change", "%%8278": "Account Management",
+    "%%8279": "DS Access", "%%8280": "Account Logon",
+}
+AUDIT_SUBCATEGORIES: Final[dict[str, str]] = {f"%%{k}": v for k, v in {
+    12288: "Security State Change", 12289: "Security System Extension", 12290: "System Integrity",
+    12291: "IPsec Driver", 12292: "Other System Events", 12544: "Logon", 12545: "Logoff",
+    12546: "Account Lockout", 12547: "IPsec Main Mode", 12548: "Special Logon", 12549: "IPsec Quick Mode",
+    12550: "IPsec Extended Mode", 12551: "Other Logon/Logoff Events", 12552: "Network Policy Server",
+    12553: "User / Device Claims", 12554: "Group Membership", 12800: "File System", 12801: "Registry",
+    12802: "Kernel Object", 12803: "SAM", 12804: "Other Object Access Events", 12805: "Certification Services",
+    12806: "Application Generated", 12807: "Handle Manipulation", 12808: "File Share",
+    12809: "Filtering Platform Packet Drop", 12810: "Filtering Platform Connection", 12811: "Detailed File Share",
+    12812: "Removable Storage", 12813: "Central Policy Staging", 13056: "Sensitive Privilege Use",
+    13057: "Non Sensitive Privilege Use", 13058: "Other Privilege Use Events", 13312: "Process Creation",
+    13313: "Process Termination", 13314: "DPAPI Activity", 13315: "RPC Events", 13316: "Plug and Play Events",
+    13317: "Token Right Adjusted Events", 13568: "Audit Policy Change", 13569: "Authentication Policy Change",
+    13570: "Authorization Policy Change", 13571: "MPSSVC Rule-Level Policy Change",
+    13572: "Filtering Platform Policy Change", 13573: "Other Policy Change Events",
+    13824: "User Account Management", 13825: "Computer Account Management", 13826: "Security Group Management",
+    13827: "Distribution Group Management", 13828: "Application Group Management",
+    13829: "Other Account Management Events", 14080: "Directory Service Access", 14081: "Directory Service Changes",
+    14082: "Directory Service Replication", 14083: "Detailed Directory Service Replication",
+    14336: "Credential Validation", 14337: "Kerberos Service Ticket Operations",
+    14338: "Other Account Logon Events", 14339: "Kerberos Authentication Service",
+}.items()}
+AUDIT_CHANGES: Final[dict[str, str]] = {
+    "%%8448": "Success removed", "%%8449": "Success added", "%%8450": "Failure removed", "%%8451": "Failure added",
+}
+# 4697 writes the service start type as a number, 7045 and 7040 as words; both become the words.
+START_TYPES: Final[dict[str, str]] = {"0": "boot start", "1": "system start", "2": "auto start",
+                                      "3": "demand start", "4": "disabled"}
+
+# target_type of the events whose object is not an account (DESIGN.md's list, extended here).
+TARGET_TYPES: Final[dict[str, str]] = {
+    "service_installed": "service", "service_config_changed": "service", "task_created": "task",
+    "task_modified": "task", "process_created": "process", "audit_policy_changed": "audit_policy",
+    "removable_media": "device", "network_connection": "address", "file_created": "file",
+    "registry_set": "registry",
+}
 
 _AUDIT_FAILURE_BIT: Final = 1 << 52  # WINEVENT_KEYWORD_AUDIT_FAILURE
 _AUDIT_SUCCESS_BIT: Final = 1 << 53  # WINEVENT_KEYWORD_AUDIT_SUCCESS
@@ -185,15 +250,15 @@ def _first(frame: pl.DataFrame, *sources: pl.Expr) -> pl.Expr:
     return pl.coalesce(live) if live else pl.lit(None, pl.String)
 
 
-def _data(name: str, frame: pl.DataFrame) -> pl.Expr:
+def _data(name: str, frame: pl.DataFrame, cleaner: Callable[[pl.Expr], pl.Expr] = clean) -> pl.Expr:
     """An EventData value from whichever shape the record has: flat, Winlogbeat 7/8 or 6."""
     return _first(
         frame,
-        clean(pl.col(name)),
-        clean(pl.col("winlog").struct.field("event_data").struct.field(name)),
-        clean(pl.col("winlog").struct.field("user_data").struct.field(name)),
-        clean(pl.col("event_data").struct.field(name)),
-        clean(pl.col("user_data").struct.field(name)),
+        cleaner(pl.col(name)),
+        cleaner(pl.col("winlog").struct.field("event_data").struct.field(name)),
+        cleaner(pl.col("winlog").struct.field("user_data").struct.field(name)),
+        cleaner(pl.col("event_data").struct.field(name)),
+        cleaner(pl.col("user_data").struct.field(name)),
     )
 
 
@@ -202,12 +267,70 @@ def _sid(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.to_uppercase() != _NULL_SID).then(expr)
 
 
-def _time_text(frame: pl.DataFrame) -> pl.Expr:
-    """The event's own creation time first; ``@timestamp`` may be a relay's receive time."""
-    text = _first(frame, clean(pl.col("TimeCreated")), clean(pl.col("EventTime")), clean(pl.col("@timestamp")))
-    # Windows PowerShell 5.1 ConvertTo-Json: "/Date(1776132778903)/", epoch ms (UTC) + optional offset.
-    epoch_ms = text.str.extract(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$", 1)
-    return pl.coalesce(epoch_ms, text)
+def _time_texts(frame: pl.DataFrame) -> dict[str, pl.Expr]:
+    """The text of each of :data:`TIME_FIELDS`, as ``_t0``, ``_t1``..."""
+    def epoch(text: pl.Expr) -> pl.Expr:
+        # Windows PowerShell 5.1 ConvertTo-Json: "/Date(1776132778903)/", epoch ms (UTC) + optional offset.
+        return pl.coalesce(text.str.extract(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$", 1), text)
+
+    utc = clean(pl.col("UtcTime"))
+    sources = {"event.created": clean(pl.col("event").struct.field("created")),
+               # Sysmon writes "2020-08-06 06:26:44.872": UTC by the field's definition, without a mark.
+               "UtcTime": pl.when(utc.str.contains(r"^\d{4}-\d\d-\d\d[ T][\d:.]+$")).then(utc + "Z").otherwise(utc)}
+    return {f"_t{i}": epoch(_first(frame, sources.get(name, clean(pl.col(name)))))
+            for i, name in enumerate(TIME_FIELDS)}
+
+
+def _hex_id(expr: pl.Expr) -> pl.Expr:
+    """A logon id in one spelling: ``0x2B78CD`` (Message text) and ``0x2b78cd`` (EventData) agree."""
+    return clean(expr).str.to_lowercase()
+
+
+def _message_field(message: pl.Expr, label: str) -> pl.Expr:
+    """The value after ``label:`` in a rendered Windows message (tab-, newline- or double-space-ended)."""
+    return clean(message.str.extract(rf"(?:^|[\r\n\t ]){label}:[ \t]*([^\r\n\t]*?)[ \t]*(?:[\r\n\t]|  |$)", 1))
+
+
+def _task_command(content: pl.Expr) -> pl.Expr:
+    """``<Command> <Arguments>`` of a task's XML (4698, 4702), whether or not the XML is entity-escaped."""
+    def element(name: str) -> pl.Expr:
+        return content.str.extract(rf"(?s)(?:<|&lt;){name}(?:>|&gt;)(.*?)(?:<|&lt;)/{name}", 1)
+
+    text = pl.concat_str([element("Command"), element("Arguments")], separator=" ", ignore_nulls=True)
+    return clean(text.str.replace_all("&quot;", '"', literal=True).str.replace_all("&apos;", "'", literal=True)
+                 .str.replace_all("&lt;", "<", literal=True).str.replace_all("&gt;", ">", literal=True)
+                 .str.replace_all("&amp;", "&", literal=True))
+
+
+_MAX_OFFSET_MINUTES: Final = 14 * 60
+
+
+def _offset_from_utc_time(staged: pl.DataFrame, *, year: int) -> str | bool:
+    """``+08:00`` when every record holding both a naive ``TimeCreated`` / ``EventTime`` and Sysmon's
+    ``UtcTime`` (UTC by definition) shows the same whole-quarter-hour difference, within two minutes,
+    and a real zone's size (at most 14 hours); else False.
+
+    Get-WinEvent exports write TimeCreated in the exporting machine's zone without saying which:
+    the Sysmon records of the same file give that zone's offset away.
+    """
+    utc, _ = parse_times(staged.get_column("_t5"), year=year)
+    diffs = []
+    for column in ("_t0", "_t1"):
+        aware, naive = parse_times(staged.get_column(column), year=year)
+        both = naive.is_not_null() & aware.is_null() & utc.is_not_null()
+        if both.any():
+            local = naive.filter(both).dt.replace_time_zone("UTC")
+            diffs.append((local - utc.filter(both)).dt.total_seconds())
+    if not diffs:
+        return False
+    seconds = pl.concat(diffs)
+    quarter = (seconds / 900).round() * 900
+    offset = quarter.min()
+    if quarter.max() != offset or (seconds - quarter).abs().max() > 120 or abs(offset) > _MAX_OFFSET_MINUTES * 60:  # type: ignore[operator, arg-type]
+        return False
+    minutes = int(offset) // 60  # type: ignore[arg-type]
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _keywords_outcome() -> pl.Expr:
@@ -252,6 +375,9 @@ class WinsecJsonl(Parser):
     description = "Windows Security events as JSON lines (Get-WinEvent, NXLog im_msvistalog, Winlogbeat/ECS)"
     source_system = "windows"
     independent_chunks = True
+    # About ninety columns are staged per line (every EventData name, six time fields, details):
+    # 8 MiB chunks keep a damaged 40 MB file at about 800 MiB peak instead of 1.1 GiB (bench_fuzz).
+    chunk_bytes = 8 << 20
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:
@@ -263,21 +389,42 @@ class WinsecJsonl(Parser):
 
         return any(windows(line) for line in head)
 
+    def __init__(self, path: str, options: ParseOptions) -> None:
+        super().__init__(path, options)
+        # The zone offset of the file's naive TimeCreated / EventTime, when Sysmon records show it:
+        # None until a chunk has been looked at, False when nothing (or nothing consistent) shows it.
+        self._learned_offset: str | bool | None = None
+
     def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         # One shape at a time: the fields the other shapes use are then null throughout, so the
         # coalesces over every place a value may be cost only for the places this shape has.
         staged = pl.concat([self._normalize(part) for part in decode_json_parts(lines, SCHEMA)])
-        return self.with_time(staged, "_time_text")
+        columns, labels = [f"_t{i}" for i in range(len(TIME_FIELDS))], list(TIME_FIELDS)
+        if self.options.tz is None:
+            if self._learned_offset is None:
+                self._learned_offset = _offset_from_utc_time(staged, year=self._year())
+            if self._learned_offset is not False:
+                # Last resort, after every stamp that carries its own offset.
+                offset = str(self._learned_offset)
+                naive = r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?$"
+                staged = staged.with_columns(
+                    pl.when(pl.col(c).str.contains(naive)).then(pl.col(c) + offset).alias(f"{c}_at")
+                    for c in ("_t0", "_t1"))
+                columns += ["_t0_at", "_t1_at"]
+                labels += [f"{name} (at {offset}, the offset Sysmon's UtcTime shows)" for name in TIME_FIELDS[:2]]
+        return self.with_times(staged, columns, labels)
 
     def _normalize(self, decoded: pl.DataFrame) -> pl.DataFrame:
         # Each stage adds what later stages read more than once.
         user = pl.col("user")
-        staged = decoded.lazy().with_columns(_time_text=_time_text(decoded)).with_columns(
+        staged = decoded.lazy().with_columns(**_time_texts(decoded)).with_columns(
             _id=_first(
                 decoded, clean(pl.col("EventID")), clean(pl.col("winlog").struct.field("event_id")),
                 clean(pl.col("event_id")), clean(pl.col("event").struct.field("code")), clean(pl.col("Id")),
             ).str.replace(r"^(\d+)\.0*$", "$1"),  # 4624.0 from exporters that write every number as a float
             **{f"_d_{name}": _data(name, decoded) for name in EVENT_DATA},
+            _d_TargetUserName_raw=_data("TargetUserName", decoded, _name),
+            _channel=_first(decoded, clean(pl.col("Channel")), clean(pl.col("winlog").struct.field("channel"))),
             _user=clean(user.struct.field("name")),
             _user_domain=clean(user.struct.field("domain")),
             _user_id=_sid(clean(user.struct.field("id"))),
@@ -302,6 +449,18 @@ class WinsecJsonl(Parser):
         )
 
         actor = pl.col("_actor")
+        # A rendered Message is read only where the structured fields leave something unknown: the
+        # subject of 1102 / 104 / 4719 and the like when an exporter kept only the text, a service's
+        # account (NXLog overwrites 7045's AccountName with the record's user), 7040's start types.
+        needs_message = (pl.col("_d_SubjectUserName").is_null() & pl.col("_d_TargetUserName").is_null()
+                         & clean(pl.col("User")).is_null()) | key.is_in(["4719", "7040", "7045", "4697"])
+        message = pl.when(needs_message).then(
+            pl.coalesce(clean(pl.col("Message")), clean(pl.col("message"))).str.head(_MESSAGE_HEAD))
+        staged = staged.with_columns(_msg=message).with_columns(
+            **{f"_m_{name}": _message_field(pl.col("_msg"), label) for name, label in _MESSAGE_FIELDS.items()},
+            _m_start=pl.col("_msg").str.extract_groups(
+                r"start type of the (.+?) service was changed from (.+?) to (.+?)\.").alias("_m_start"),
+        )
         # Unlisted events: the subject acts when there is one (4648, 4722...), else the target (Kerberos).
         staged = staged.with_columns(
             _by_target=(actor == "target") | (actor == "lockout") | (
@@ -311,7 +470,8 @@ class WinsecJsonl(Parser):
             .when(pl.col("_kind") == "member")
             .then(pl.coalesce(_dn_common_name(pl.col("_d_MemberName")), _sid(pl.col("_d_MemberSid")),
                               "_user_target")),
-            _group=pl.coalesce("_d_TargetUserName", clean(pl.col("group").struct.field("name"))),
+            # A group is a name as written: "None" is a real group (every local user's primary group).
+            _group=pl.coalesce(_name(pl.col("_d_TargetUserName_raw")), _name(pl.col("group").struct.field("name"))),
         )
 
         by_target = pl.col("_by_target")
@@ -325,35 +485,143 @@ class WinsecJsonl(Parser):
         failure = pl.when(status != "0x0").then(
             pl.concat_str([status, status.replace_strict(LOGON_FAILURES, default=None)], separator=" ",
                           ignore_nulls=True))
-        details = pl.concat_str([pl.when(logon_type != "").then(logon_type), failure], separator="; ",
-                                ignore_nulls=True)
+        notes = pl.concat_str([pl.when(logon_type != "").then(logon_type), failure], separator="; ",
+                              ignore_nulls=True)
         summary = pl.coalesce(
             _first_sentence(pl.coalesce(clean(pl.col("Message")), clean(pl.col("message")))),
             key.replace_strict({k: e.summary for k, e in WINDOWS_EVENTS.items()}, default=None),
             pl.format("Windows event {}", event_id),
         )
         ecs_outcome = clean(pl.col("event").struct.field("outcome")).str.to_lowercase()
+        winlog_user = pl.col("winlog").struct.field("user")
+        # Who acted, with the domain that goes with that very name: (name, domain) pairs, best first.
+        subject_actors = [
+            (pl.col("_d_SubjectUserName"), pl.col("_d_SubjectDomainName")),
+            (clean(pl.col("User")), pl.lit(None, pl.String)),  # Sysmon: DOMAIN\\user, split in finalize
+            (pl.col("_user"), pl.col("_user_domain")),
+            (pl.col("_m_account"), pl.col("_m_domain")),
+            (clean(pl.col("AccountName")), clean(pl.col("Domain"))),  # NXLog: the record's user
+            (clean(winlog_user.struct.field("name")), clean(winlog_user.struct.field("domain"))),
+            (pl.col("_ssid"), pl.col("_d_SubjectDomainName")),
+            (_sid(pl.coalesce(pl.col("_m_sid"), clean(pl.col("UserID")),
+                              clean(winlog_user.struct.field("identifier")))), pl.lit(None, pl.String)),
+            (pl.col("_user_id"), pl.col("_user_domain")),
+        ]
+        target_actors = [
+            (pl.col("_d_TargetUserName"), pl.col("_d_TargetDomainName")),
+            (pl.col("_user"), pl.col("_user_domain")),
+            (pl.col("_tsid"), pl.col("_d_TargetDomainName")),
+            (pl.col("_user_id"), pl.col("_user_domain")),
+        ]
 
-        return collect(staged.with_columns(
+        def first_pair(pairs: list[tuple[pl.Expr, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
+            live = [(n, d) for n, d in pairs if all(_live(decoded, e) for e in (n,))]
+            if not live:
+                return pl.lit(None, pl.String), pl.lit(None, pl.String)
+            domain = pl.when(live[0][0].is_not_null()).then(live[0][1])
+            for name, dom in live[1:]:
+                domain = domain.when(name.is_not_null()).then(dom)
+            return pl.coalesce([n for n, _ in live]), domain
+
+        subject, subject_domain = first_pair(subject_actors)
+        target, target_domain = first_pair(target_actors)
+        d = {name: pl.col(f"_d_{name}") for name in EVENT_DATA}
+        start = pl.col("_m_start")
+        service_name = pl.coalesce(d["ServiceName"], d["param1"], start.struct.field("1"))
+        old_start = pl.coalesce(d["param2"], start.struct.field("2"))
+        new_start = pl.coalesce(d["param3"], start.struct.field("3"))
+        subcategory = pl.coalesce(d["SubcategoryId"].replace_strict(AUDIT_SUBCATEGORIES, default=None),
+                                  pl.col("_m_subcategory"), d["SubcategoryId"])
+        changes = pl.coalesce(
+            d["AuditPolicyChanges"].str.replace_all(r"\s+", "").str.split(",")
+            .list.eval(pl.element().replace(AUDIT_CHANGES)).list.join(", "),
+            pl.col("_m_changes"))
+        image = pl.coalesce(d["NewProcessName"], d["Image"], d["ProcessName"])
+        task_content = pl.coalesce(d["TaskContent"], d["TaskContentNew"])
+        logon_id = _hex_id(pl.when(by_target).then(pl.coalesce(d["TargetLogonId"], d["SubjectLogonId"]))
+                           .otherwise(pl.coalesce(d["SubjectLogonId"], d["LogonId"], pl.col("_m_logon_id"),
+                                                  d["TargetLogonId"])))
+        is_ = key.is_in
+        service_event = is_(["4697", "7045", "7040"])
+        details_spec: list[tuple[str, pl.Expr]] = [
+            ("channel", _channel(pl.col("_channel"))),
+            ("logon_id", logon_id),
+            ("target_logon_id", pl.when(event_id == "4624").then(_hex_id(d["TargetLogonId"]))),
+            ("subject_logon_id", pl.when(by_target).then(_hex_id(d["SubjectLogonId"]))),
+            ("image", image),
+            ("command_line", d["CommandLine"]),
+            ("parent_image", pl.coalesce(d["ParentProcessName"], d["ParentImage"])),
+            ("parent_command_line", d["ParentCommandLine"]),
+            ("hashes", d["Hashes"]),
+            ("service_name", pl.when(service_event).then(service_name)),
+            ("service_key", pl.when(key == "7040").then(d["param4"])),
+            ("service_file", pl.coalesce(d["ServiceFileName"], d["ImagePath"])),
+            ("service_type", pl.when(service_event).then(d["ServiceType"])),
+            ("start_type", pl.coalesce(d["ServiceStartType"].replace(START_TYPES), d["StartType"])),
+            ("service_account", pl.when(is_(["4697", "7045"])).then(
+                pl.coalesce(d["ServiceAccount"], pl.col("_m_service_account")))),
+            ("old_start_type", pl.when(key == "7040").then(old_start)),
+            ("new_start_type", pl.when(key == "7040").then(new_start)),
+            ("task_name", d["TaskName"]),
+            ("task_command", _task_command(task_content)),
+            ("audit_category", pl.coalesce(d["CategoryId"].replace_strict(AUDIT_CATEGORIES, default=None),
+                                           pl.when(key == "4719").then(pl.col("_m_category")), d["CategoryId"])),
+            ("audit_subcategory", subcategory),
+            ("audit_subcategory_guid", d["SubcategoryGuid"]),
+            ("audit_changes", changes),
+            ("target_server", d["TargetServerName"]),
+            ("target_info", d["TargetInfo"]),
+            ("kerberos_service", pl.when(is_(["4768", "4769"])).then(d["ServiceName"])),
+            ("ticket_encryption", d["TicketEncryptionType"]),
+            ("ticket_options", d["TicketOptions"]),
+            ("auth_package", d["PackageName"]),
+            ("device_description", d["DeviceDescription"]),
+            ("device_class", d["ClassName"]),
+            ("device_id", d["DeviceId"]),
+            ("protocol", d["Protocol"]),
+            ("destination_ip", d["DestinationIp"]),
+            ("destination_port", d["DestinationPort"]),
+            ("destination_host", d["DestinationHostname"]),
+            ("target_filename", d["TargetFilename"]),
+            ("registry_key", d["TargetObject"]),
+            ("registry_value", d["Details"]),
+            ("record_id", clean(pl.coalesce(pl.col("EventRecordID"), pl.col("RecordNumber")))),
+        ]
+        details = [(k, e) for k, e in details_spec if _live(decoded, e)]
+        target_type = action.replace_strict(TARGET_TYPES, default=None)
+        object_id = (
+            pl.when(action.is_in(["service_installed", "service_config_changed"]))
+            .then(pl.coalesce(pl.when(key == "7040").then(d["param4"]), service_name))
+            .when(action.is_in(["task_created", "task_modified"])).then(d["TaskName"])
+            .when(action == "process_created").then(image)
+            .when(action == "audit_policy_changed").then(subcategory)
+            .when(action == "removable_media").then(pl.coalesce(d["DeviceId"], d["DeviceDescription"]))
+            .when(action == "network_connection").then(d["DestinationIp"])
+            .when(action == "file_created").then(d["TargetFilename"])
+            .when(action == "registry_set").then(d["TargetObject"])
+            .when(key == "4769").then(d["ServiceName"])
+        )
+
+        return _with_details(collect(staged.with_columns(
+            **{f"_x_{k}": e.cast(pl.String) for k, e in details},
             host=_first(
                 decoded, clean(pl.col("Computer")), clean(pl.col("winlog").struct.field("computer_name")),
                 clean(pl.col("computer_name")), clean(pl.col("Hostname")), clean(pl.col("MachineName")),
                 clean(pl.when(pl.col("host").str.starts_with("{"))
                       .then(pl.col("host").str.json_path_match("$.name")).otherwise(pl.col("host"))),
             ),
-            account=pl.when(by_target).then(pl.coalesce("_d_TargetUserName", "_user", "_tsid", "_user_id"))
-            .otherwise(pl.coalesce("_d_SubjectUserName", clean(pl.col("User")), "_user", "_ssid", "_user_id")),
+            account=pl.when(by_target).then(target).otherwise(subject),
             account_domain=pl.coalesce(
                 pl.when(actor == "lockout").then(pl.col("_d_SubjectDomainName"))
-                .when(by_target).then(pl.col("_d_TargetDomainName"))
-                .otherwise(pl.col("_d_SubjectDomainName")),
+                .when(by_target).then(target_domain)
+                .otherwise(subject_domain),
                 pl.col("_user_domain"),
             ),
             src_ip=pl.coalesce("_d_IpAddress", clean(pl.col("source").struct.field("ip"))),
             # Windows writes some workstation names as \\NAME; 4740 names the caller in TargetDomainName.
             src_host=clean(pl.coalesce(
                 pl.when(actor == "lockout").then(pl.col("_d_TargetDomainName")),
-                pl.col("_d_WorkstationName"), clean(pl.col("source").struct.field("domain")),
+                pl.col("_d_WorkstationName"), d["Workstation"], clean(pl.col("source").struct.field("domain")),
             ).str.strip_prefix("\\\\")),
             action=action,
             category=pl.when(action == "other").then(event_id.replace_strict(OTHER_CATEGORIES, default=None)),
@@ -362,16 +630,76 @@ class WinsecJsonl(Parser):
                 _keywords_outcome(),
                 key.replace_strict({k: e.outcome for k, e in WINDOWS_EVENTS.items()}, default="unknown"),
             ),
-            target_type=pl.when(pl.col("_target_id").is_not_null()).then(pl.lit("account")),
-            target_id=account_expr(pl.col("_target_id")),
+            target_type=pl.when(pl.col("_target_id").is_not_null()).then(pl.lit("account"))
+            .when(key == "4769").then(pl.when(object_id.is_not_null()).then(pl.lit("kerberos_service")))
+            .otherwise(pl.when(object_id.is_not_null()).then(target_type)),
+            target_id=pl.coalesce(account_expr(pl.col("_target_id")), object_id),
             native_code=event_id,
-            old_value=pl.when(action == "role_revoked").then(pl.col("_group")),
+            old_value=pl.when(action == "role_revoked").then(pl.col("_group"))
+            .when(key == "7040").then(old_start),
             new_value=pl.when(action == "group_member_added").then(pl.col("_group"))
-            .when(action == "privileged_logon").then(pl.col("_d_PrivilegeList").str.replace_all(r"\s+", " ")),
-            message=pl.when(details != "").then(pl.format("{} ({})", summary, details)).otherwise(summary),
+            .when(action == "privileged_logon").then(pl.col("_d_PrivilegeList").str.replace_all(r"\s+", " "))
+            .when(key == "7040").then(new_start)
+            .when(action == "audit_policy_changed").then(changes)
+            .when(action == "registry_set").then(d["Details"]),
+            message=pl.when(notes != "").then(pl.format("{} ({})", summary, notes)).otherwise(summary),
             _error=pl.coalesce(
                 pl.col("_error"),
                 pl.when(event_id.is_null()).then(
                     pl.lit("no event id (EventID, winlog.event_id, event_id or event.code)")),
             ),
-        ))
+        )), [k for k, _ in details])
+
+
+_MESSAGE_HEAD: Final = 2048  # the Subject block and the event's own fields come first in every message
+# Labels of a rendered message read when the structured field is missing (the first one wins: the
+# Subject block comes first).
+_MESSAGE_FIELDS: Final[dict[str, str]] = {
+    "account": "Account Name", "domain": "(?:Account Domain|Domain Name)", "sid": "Security ID",
+    "logon_id": "Logon ID", "service_account": "Service Account", "category": "Category",
+    "subcategory": "Subcategory", "changes": "Changes",
+}
+_CHANNELS: Final = {c.lower(): c for c in ("Security", "System", "Application", "Setup", "ForwardedEvents",
+                                           "Microsoft-Windows-Sysmon/Operational")}
+
+
+def _channel(expr: pl.Expr) -> pl.Expr:
+    """A channel in one spelling: ``security`` and ``Security`` are the same log."""
+    return expr.str.to_lowercase().replace_strict(_CHANNELS, default=expr)
+
+
+def _name(expr: pl.Expr) -> pl.Expr:
+    """A name as written, trimmed; only empty and ``-`` (Windows' "no value") are null."""
+    text = expr.cast(pl.String).str.strip_chars()
+    return pl.when(~text.is_in(["", "-"])).then(text)
+
+
+def _live(frame: pl.DataFrame, expr: pl.Expr) -> bool:
+    """Whether *expr* may be non-null on *frame*: False only when every column it reads is a decoded
+    field that is null throughout (see :func:`_first`); columns computed later count as live."""
+    roots = expr.meta.root_names()
+    return not roots or any(c not in frame.columns or frame.get_column(c).null_count() < frame.height
+                            for c in roots)
+
+
+def _with_details(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``details`` = ``[{key, value}, ...]`` from the columns ``_x_<key>`` of *frame* (dropped), the
+    known values in the order of *keys*; null when none is known.
+
+    Built long and gathered back (unpivot, drop nulls, one list per row): a list of forty
+    conditional structs per row costs thirty times as much.
+    """
+    columns = [f"_x_{k}" for k in keys]
+    if not columns:
+        return frame.with_columns(details=pl.lit(None, DETAILS))
+    order = {c: i for i, c in enumerate(columns)}
+    long = (
+        frame.select(columns).with_row_index("_row").unpivot(index="_row", variable_name="_k", value_name="value")
+        .filter(pl.col("value").is_not_null())
+        .with_columns(_o=pl.col("_k").replace_strict(order, return_dtype=pl.Int32), key=pl.col("_k").str.slice(3))
+        .sort("_row", "_o")
+        .group_by("_row", maintain_order=True).agg(details=pl.struct("key", "value"))
+    )
+    return (frame.drop(columns).with_row_index("_row")
+            .join(long.with_columns(pl.col("details").cast(DETAILS)), on="_row", how="left", maintain_order="left")
+            .drop("_row"))

@@ -88,3 +88,62 @@ def test_truncated_gzip(tmp_path) -> None:
 def test_missing_file(tmp_path) -> None:
     with pytest.raises(InputError, match="cannot open"):
         _lines(tmp_path / "nope.log")
+
+
+# ---- damage stays local -------------------------------------------------------------------------------
+
+def test_truncated_gzip_gives_every_complete_line_before_the_damage(tmp_path: Path) -> None:
+    import gzip as gz
+
+    from detector.errors import InputError
+
+    text = b"".join(b"line %d with some text to compress\n" % i for i in range(1, 20001))
+    whole = gz.compress(text)
+    path = tmp_path / "cut.log.gz"
+    path.write_bytes(whole[: len(whole) * 2 // 3])
+    got: list[pl.DataFrame] = []
+    with pytest.raises(InputError, match="truncated gzip") as caught:
+        for chunk in read_line_chunks(path, chunk_bytes=64 << 10):
+            got.append(chunk.lines)
+    lines = pl.concat(got)
+    assert lines.height > 10_000
+    assert lines.get_column("raw_line").to_list() == list(range(1, lines.height + 1))
+    assert lines.get_column("raw").to_list()[-1] == f"line {lines.height} with some text to compress"
+    assert caught.value.source == (str(path), lines.height + 1)
+
+
+def test_nul_line_is_one_reject_and_binary_needs_most_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nul.log"
+    path.write_bytes(b"good 1\nbad \x00\x00 line\ngood 3\n")
+    chunk = next(read_line_chunks(path))
+    assert chunk.lines.get_column("raw_line").to_list() == [1, 3]
+    assert chunk.bad_lines.get_column("raw_line").to_list() == [2]
+    assert "binary" in chunk.bad_lines.item(0, "reason")
+    path.write_bytes(bytes(range(256)) * 200)
+    with pytest.raises(InputError, match="binary"):
+        list(read_line_chunks(path))
+
+
+def test_a_utf8_file_with_some_damaged_lines_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "some_bad.log"
+    path.write_bytes(b"".join(b"ok %d\n" % i if i % 5 else b"bad \xff\xfe %d\n" % i for i in range(1, 101)))
+    chunk = next(read_line_chunks(path))
+    assert (chunk.lines.height, chunk.bad_lines.height) == (80, 20)
+
+
+def test_a_scan_of_a_truncated_gzip_keeps_the_events_before_the_damage(tmp_path: Path) -> None:
+    import gzip as gz
+
+    from detector.pipeline import collect_run, plan_parse
+
+    lines = [f'{{"ts":"2026-04-14T02:{i // 60 % 60:02d}:{i % 60:02d}Z","jobId":"J{i}","user":"ops","command":"Ping",'
+             f'"targetId":"M{i}","status":"Succeeded","pad":"{i * 7919 % 104729:06d}"}}' for i in range(3000)]
+    whole = gz.compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "commands.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    run = plan_parse([path])
+    events, rejects = collect_run(run)
+    assert events.height > 100
+    assert rejects.height == 1
+    assert rejects.item(0, "raw_line") == events.height + 1
+    assert "truncated gzip" in rejects.item(0, "reason")

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detector.errors import InputError
-from detector.parsers import ParseOptions
+from detector.parsers import ParseOptions, parse_file
 from detector.parsers.base import finalize
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
 from detector.parsers.winsec_jsonl import OTHER_CATEGORIES, WINDOWS_EVENTS, WinsecJsonl
@@ -236,17 +236,40 @@ def test_time_variants(tmp_path: Path) -> None:
     assert {str(t) for t in events.get_column("time")} == {"2026-04-14 02:12:58.903000+00:00"}
 
 
-def test_event_time_wins_over_a_relays_timestamp(tmp_path: Path) -> None:
-    row = _row(tmp_path, {"EventTime": "2026-04-14 02:12:58", "@timestamp": "2026-04-14T07:30:00Z", "EventID": 4624,
-                          "Hostname": "HES-APP01", "TargetUserName": "jdoe"}, CHICAGO)
-    assert str(row["time"]) == "2026-04-14 07:12:58+00:00"
+def test_an_offset_bearing_field_wins_over_a_naive_one(tmp_path: Path) -> None:
+    # NXLog: EventTime in the agent's local time, @timestamp in UTC. The offset decides, --tz or not.
+    record = {"EventTime": "2026-04-14 02:12:58", "@timestamp": "2026-04-14T07:13:00Z", "EventID": 4624,
+              "Hostname": "HES-APP01", "TargetUserName": "jdoe"}
+    assert str(_row(tmp_path, record)["time"]) == "2026-04-14 07:13:00+00:00"
+    assert str(_row(tmp_path, record, CHICAGO)["time"]) == "2026-04-14 07:13:00+00:00"
+    # An EventTime that carries its offset is the event's own clock and beats the relay's.
+    aware = {**record, "EventTime": "2026-04-14 02:12:58-05:00"}
+    assert str(_row(tmp_path, aware)["time"]) == "2026-04-14 07:12:58+00:00"
+    assert str(_row(tmp_path, {**record, "@timestamp": None, "EventReceivedTime": "2026-04-14T07:13:01Z"})["time"]) \
+        == "2026-04-14 07:13:01+00:00"
+
+
+def test_time_field_is_reported_per_file(tmp_path: Path) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_text(json.dumps({"EventTime": "2026-04-14 02:12:58", "@timestamp": "2026-04-14T07:13:00Z",
+                                "EventID": 4624, "Hostname": "H"}) + "\n"
+                    + json.dumps({"EventTime": "2026-04-14 02:12:59", "EventID": 4624, "Hostname": "H"}) + "\n")
+    chunks = list(parse_file(path, WinsecJsonl, CHICAGO))
+    assert chunks[0].time_fields == {"@timestamp": 1, "EventTime (--tz America/Chicago)": 1}
 
 
 def test_naive_event_time_needs_tz(tmp_path: Path) -> None:
     line = ('{"EventTime":"2026-04-14 02:12:58","Hostname":"HES-APP01","EventID":4624,'
             '"TargetUserName":"jdoe","LogonType":"10"}')
-    with pytest.raises(InputError, match="--tz"):
-        _parse(tmp_path, FLAT_4624, line)
+    # Among lines with offsets, a naive one is one reject; the lines around it parse.
+    events, rejects = _parse(tmp_path, FLAT_4624, line, FLAT_4624)
+    assert events.get_column("raw_line").to_list() == [1, 3]
+    assert rejects.get_column("raw_line").to_list() == [2]
+    assert "--tz" in rejects.item(0, "reason") and "UTC" not in rejects.item(0, "reason").replace("UTC offset", "")
+    # A file with no offset anywhere asks the zone question, without suggesting UTC.
+    with pytest.raises(InputError, match="--tz") as caught:
+        _parse(tmp_path, line, line)
+    assert "--tz UTC" not in caught.value.message
     events, _ = _parse(tmp_path, line, options=CHICAGO)
     assert str(events.item(0, "time")) == "2026-04-14 07:12:58+00:00"
 
@@ -334,3 +357,104 @@ def test_never_raises_and_accounts_for_every_line(raws: list[str]) -> None:
     non_blank = lines.filter(pl.col("raw").str.strip_chars() != "").get_column("raw_line").to_list()
     seen = sorted(events.get_column("raw_line").to_list() + rejects.get_column("raw_line").to_list())
     assert seen == non_blank
+
+
+def test_group_named_none_is_kept(tmp_path: Path) -> None:
+    row = _row(tmp_path, {"TimeCreated": "2026-04-14T02:15:00Z", "EventID": 4728, "Computer": "DC01",
+                          "SubjectUserName": "admin", "TargetUserName": "None", "MemberName": "CN=Eve,OU=x"})
+    assert (row["action"], row["new_value"], row["target_id"]) == ("group_member_added", "None", "eve")
+
+
+# ---- the events attackers leave (golden: winsec_attacker.jsonl) --------------------------------------
+
+def test_golden_attacker_events() -> None:
+    assert_golden("winsec_attacker.jsonl", WinsecJsonl)
+
+
+def _attacker() -> tuple[dict[str, dict], pl.DataFrame]:
+    events, rejects = parse_all(GOLDEN / "winsec_attacker.jsonl", WinsecJsonl)
+    by_code = {}
+    for row in events.iter_rows(named=True):
+        by_code.setdefault(row["native_code"], row | {"d": {d["key"]: d["value"] for d in row["details"] or []}})
+    return by_code, rejects
+
+
+def test_attacker_events_map_to_actions_with_actors_and_details() -> None:
+    rows, rejects = _attacker()
+    # Line 21 has only a naive EventTime among lines with offsets: one reject, nothing else lost.
+    assert rejects.get_column("raw_line").to_list() == [21]
+    expected = {
+        "4688": "process_created", "4697": "service_installed", "7045": "service_installed",
+        "4698": "task_created", "4702": "task_modified", "4719": "audit_policy_changed",
+        "7040": "service_config_changed", "4648": "explicit_credential_logon", "4768": "kerberos_ticket",
+        "4769": "kerberos_ticket", "4776": "ntlm_auth", "6416": "removable_media", "1": "process_created",
+        "3": "network_connection", "11": "file_created", "13": "registry_set", "1102": "log_cleared",
+        "104": "log_cleared",
+    }
+    assert {code: rows[code]["action"] for code in expected} == expected
+    assert all(rows[c]["account"] == "svc_vendor_support" for c in expected if c not in ("1102", "13", "4776"))
+    assert rows["4776"]["account"] == "hes_admin"  # the account whose credentials were checked
+    # Times from the UTC @timestamp beside the local EventTime, without --tz.
+    assert str(rows["4688"]["time"]) == "2026-04-14 02:02:00+00:00"
+    # 1102 flat: the actor only in Message; a machine account keeps its $.
+    assert (rows["1102"]["account"], rows["1102"]["account_domain"]) == ("hes-app01$", "UTIL")
+    assert rows["1102"]["d"]["logon_id"] == "0xc61d9"
+    assert rows["13"]["account"] == "system"
+    assert rows["4624"]["d"]["logon_id"] == rows["4624"]["d"]["target_logon_id"] == "0x2b78cd"
+    assert rows["4688"]["d"].items() >= {"image": "C:\\Windows\\System32\\cmd.exe", "command_line": "cmd.exe /c whoami",
+                                     "parent_image": "C:\\Windows\\explorer.exe", "logon_id": "0x2b78cd"}.items()
+    assert (rows["4697"]["target_type"], rows["4697"]["target_id"]) == ("service", "PSEXESVC")
+    assert rows["4697"]["d"]["start_type"] == "demand start"
+    assert rows["7045"]["d"]["service_account"] == "LocalSystem"  # from Message: NXLog reuses AccountName
+    assert rows["4698"]["d"]["task_command"] == "powershell.exe -enc SQBFAFgA"
+    assert rows["4702"]["d"]["task_command"] == "C:\\tmp\\a.exe"
+    assert (rows["4719"]["d"]["audit_category"], rows["4719"]["d"]["audit_subcategory"],
+            rows["4719"]["new_value"]) == ("Object Access", "Registry", "Success removed, Failure removed")
+    assert (rows["7040"]["target_id"], rows["7040"]["old_value"], rows["7040"]["new_value"]) == (
+        "EventLog", "auto start", "disabled")
+    assert (rows["4648"]["target_id"], rows["4648"]["d"]["target_server"]) == ("hes_admin", "HES-DB01")
+    assert (rows["4769"]["target_type"], rows["4769"]["target_id"]) == ("kerberos_service", "HES-DB01$")
+    assert rows["4776"]["outcome"] == "failure" and rows["4776"]["src_host"] == "JUMP01"
+    assert rows["6416"]["d"]["device_class"] == "DiskDrive"
+    assert (rows["3"]["d"]["destination_ip"], rows["3"]["d"]["destination_port"]) == ("203.0.113.9", "443")
+    assert rows["11"]["target_id"] == "C:\\Windows\\Temp\\x.ps1"
+    assert rows["13"]["new_value"] == "DWORD (0x00000004)"
+    assert rows["4728"]["new_value"] == "None"
+    assert {r["host"] for r in rows.values()} == {"hes-app01"}
+    assert rows["1102"]["d"]["channel"] == "Security"  # written "security"
+
+
+_FIELD_VALUES = st.one_of(st.none(), st.text(max_size=30), st.sampled_from(
+    ["-", "None", "0x3e7", "%%8448", "%%14336, %%8451", "&lt;Command&gt;x&lt;/Command&gt;", "S-1-0-0",
+     "2026-04-14 02:00:00", "2026-04-14T02:00:00Z", "Account Name:\tbob\r\n", "HOST$"]))
+_FIELDS = ["SubjectUserName", "TargetUserName", "User", "AccountName", "Domain", "UserID", "Message",
+           "NewProcessName", "CommandLine", "ServiceName", "ServiceStartType", "TaskContent", "CategoryId",
+           "SubcategoryId", "AuditPolicyChanges", "param1", "param2", "param3", "param4", "DestinationPort",
+           "TargetObject", "Details", "EventTime", "@timestamp", "UtcTime", "Channel", "SubjectLogonId"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(code=st.sampled_from([*WINDOWS_EVENTS, "9999"]), values=st.lists(_FIELD_VALUES, min_size=len(_FIELDS),
+                                                                          max_size=len(_FIELDS)))
+def test_new_mappings_never_crash(tmp_path: Path, code: str, values: list) -> None:
+    record = {"EventID": code.removeprefix("sysmon:"), "TimeCreated": "2026-04-14T02:00:00Z",
+              **{k: v for k, v in zip(_FIELDS, values) if v is not None}}
+    if code.startswith("sysmon:"):
+        record["Channel"] = "Microsoft-Windows-Sysmon/Operational"
+    events, rejects = _parse(tmp_path, json.dumps(record))
+    assert events.height + rejects.height == 1
+
+
+def test_sysmon_utc_time_gives_away_the_zone_of_naive_time_created(tmp_path: Path) -> None:
+    sysmon = {"TimeCreated": "2020-10-21 12:19:02.230", "UtcTime": "2020-10-21 04:19:02.229", "EventID": 1,
+              "Channel": "Microsoft-Windows-Sysmon/Operational", "Hostname": "WS5", "User": "DOM\\bob"}
+    cleared = {"TimeCreated": "2020-10-21 12:19:01.088", "EventID": 1102, "Channel": "Security", "Hostname": "WS5",
+               "Message": "The audit log was cleared.\r\nSubject:\r\n\tAccount Name:\twardog\r\n"}
+    events, rejects = _parse(tmp_path, json.dumps(sysmon), json.dumps(cleared))
+    assert rejects.height == 0
+    assert [str(t) for t in events.get_column("time")] == ["2020-10-21 04:19:02.229000+00:00",
+                                                          "2020-10-21 04:19:01.088000+00:00"]
+    assert events.item(1, "account") == "wardog"
+    # A difference no zone has (the host's clock was off) teaches nothing: the naive line is a reject.
+    events, rejects = _parse(tmp_path, json.dumps({**sysmon, "UtcTime": "2020-10-22 04:19:02.229"}), json.dumps(cleared))
+    assert rejects.get_column("raw_line").to_list() == [2]
