@@ -30,6 +30,8 @@ from detector.schema import UTC_US
 ATTRIBUTABLE: Final = (
     "removable_media", "process_created", "file_created", "network_connection", "registry_set",
     "service_installed", "service_config_changed", "task_created", "task_modified",
+    # Windows writes some of these without a user (a 104 for a cleared channel often has none).
+    "log_cleared", "audit_policy_changed",
 )
 # Accounts that stand for the machine itself.
 MACHINE_ACCOUNTS: Final = ("system", "local service", "network service", "localsystem", "anonymous logon")

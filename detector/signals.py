@@ -33,7 +33,7 @@ from typing import Final
 import polars as pl
 
 from detector.features import CONTROL_ACTIONS, Profiles
-from detector.features.common import is_device_target
+from detector.features.common import entity_of, is_device_target
 from detector.features.controls import weakened_change
 from detector.schema import UTC_US
 
@@ -203,8 +203,8 @@ CREATED_SCHEMA: Final = pl.Schema({"account": pl.String, "created_at": UTC_US, "
 
 
 def actor() -> pl.Expr:
-    """Who acted: the interactive user an event was attributed to, else its own account."""
-    return pl.coalesce("attributed_account", "account")
+    """Who acted (the account entity of an event, :func:`detector.features.entity_of`)."""
+    return entity_of("account")
 
 
 def _details(key: str) -> pl.Expr:

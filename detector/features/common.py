@@ -67,12 +67,21 @@ def is_device_target() -> pl.Expr:
     return pl.col("target_type").is_in(DEVICE_TARGET_TYPES) & pl.col("target_id").is_not_null()
 
 
+# Actions that matter even when the log names no account (Windows writes some 104s, 7045s and 4719s
+# without one): the machine that logged them stands in, as ``HOST$``, the name of its own account.
+ACTORLESS: Final = ("log_cleared", "audit_policy_changed", "service_installed", "service_config_changed",
+                    "task_created", "task_modified")
+
+
 def entity_of(kind: EntityKind) -> pl.Expr:
     """Each event's entity of *kind*: who acted (the interactive user an event logged by a machine was
-    attributed to, else its ``account``; see :mod:`detector.attribution`), or its device target's id;
-    null if it has none."""
+    attributed to, else its ``account``; see :mod:`detector.attribution`; for an :data:`ACTORLESS`
+    action with no account at all, the host's machine account), or its device target's id; null if
+    it has none."""
     if kind == "account":
-        return pl.coalesce("attributed_account", "account")
+        return pl.coalesce("attributed_account", "account",
+                           pl.when(pl.col("action").cast(pl.String).is_in(ACTORLESS) & pl.col("host").is_not_null())
+                           .then(pl.col("host").str.to_lowercase() + pl.lit("$")))
     return pl.when(is_device_target()).then(pl.col("target_id"))
 
 
@@ -97,7 +106,7 @@ def in_baseline(baseline_start: object, baseline_end: object) -> pl.Expr:
     return pl.col("time").is_between(pl.lit(baseline_start, UTC_US), pl.lit(baseline_end, UTC_US), closed="both")
 
 
-_NEEDED: Final = ("time", "account", "attributed_account", "src_ip", "src_host", "category", "action", "outcome", "target_type",
+_NEEDED: Final = ("time", "account", "attributed_account", "host", "src_ip", "src_host", "category", "action", "outcome", "target_type",
                   "target_id", "target_count", "old_value", "new_value", "image_sha256", "raw_file", "raw_line")
 
 
