@@ -205,9 +205,22 @@ def findings_json(findings: pl.DataFrame) -> list[dict[str, Any]]:
     } for row in rank(findings).iter_rows(named=True)]
 
 
+def _time_fields(reports: list[FileReport]) -> dict[str, dict[str, int]]:
+    """Per format, how many events took their time from which field."""
+    by_format: dict[str, dict[str, int]] = {}
+    for r in reports:
+        for name, n in r.time_fields.items():
+            if name.startswith("_"):  # a parser's own working column, not a field of the export
+                continue
+            fields = by_format.setdefault(r.format or "?", {})
+            fields[name] = fields.get(name, 0) + n
+    return dict(sorted(by_format.items()))
+
+
 def _files_json(reports: list[FileReport]) -> dict[str, Any]:
     return {"read": sum(1 for r in reports if not r.error), "failed": [{"path": r.path, "error": r.error}
-                                                                      for r in reports if r.error]}
+                                                                      for r in reports if r.error],
+            "time_fields": _time_fields(reports)}
 
 
 def _emit_json(document: Mapping[str, Any]) -> None:
@@ -292,6 +305,10 @@ def _print_summary(reports: list[FileReport], *, quiet: bool = False) -> None:
             table.add_row(Text(for_terminal(name)), f"{files:,}", f"{events:,}", f"{rejects:,}")
         for line in _render(table, width=shutil.get_terminal_size((160, 24)).columns, color=False):
             click.echo(line, err=True)
+        # Which field each format's times came from (an exporter's offset-bearing @timestamp, say).
+        for name, fields in _time_fields(reports).items():
+            parts = sorted(fields.items(), key=lambda kv: (-kv[1], kv[0]))
+            click.echo(for_terminal(f"{name}: times from " + ", ".join(f"{f} ({n:,})" for f, n in parts)), err=True)
     for r in reports:
         if r.error:
             _fail(f"{r.path}: {r.error}")
