@@ -115,8 +115,10 @@ def main() -> int:
             incidents = group_by_entity(out)
             if incidents:
                 print(f"grouped the findings into {incidents} incidents by entity (12 h gap)", file=sys.stderr)
-        subprocess.run([*cli, "report", str(out), "--display-tz", args.display_tz, "--quiet", "--title",
-                        f"ami-detector findings: {args.logs.name}/"], check=True)
+        report = subprocess.run([*cli, "report", str(out), "--display-tz", args.display_tz, "--quiet", "--title",
+                                 f"ami-detector findings: {args.logs.name}/"], check=False)
+        if report.returncode not in (0, 1):  # 1: the findings hold alerts, as for scan
+            return report.returncode
         page = out / "report.html"
         args.out.parent.mkdir(parents=True, exist_ok=True)
         screenshot(page, args.out, args.width, args.height, chromium)
