@@ -1193,7 +1193,8 @@ class _Run:
 
         write_report(findings, staging / "report.html", title=f"ami-detector nightly report {day}",
                      generated_at=self.now, summary={"date": day, "model": self.summary.model_id or "-",
-                                                     f"findings at {alert} or above": alerts})
+                                                     f"findings at {alert} or above": alerts},
+                     display_tz=(self.config.detector or Config()).report.display_tz)
 
         for path in staging.iterdir():
             _fsync_file(path)
