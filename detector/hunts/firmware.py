@@ -250,10 +250,9 @@ def hunt_firmware(events: pl.DataFrame | pl.LazyFrame, *, since: datetime | date
 
 
 def to_findings(table: pl.DataFrame, severity: str = "high", *, called_out_only: bool = True) -> pl.DataFrame:
-    """Firmware rows as findings: the pushed-to devices (groups) are the entity."""
-    targets = pl.col("targets")
-    entity = pl.when(targets.list.len() <= 3).then(targets.list.join(", ")).otherwise(pl.concat_str([
-        targets.list.head(3).list.join(", "), pl.lit(" +"), (targets.list.len() - 3).cast(pl.String), pl.lit(" more")]))
+    """Firmware rows as findings: the first device (group) pushed to is the entity — one id, so that
+    the finding joins that device's incident — and the row's description names the others."""
+    entity = pl.col("targets").list.first()
     key = pl.concat_str([pl.col("image_sha256").fill_null(""), pl.col("image").fill_null(""),
                          pl.col("version").fill_null("")], separator="|")
     return hunt_findings(table, detector=NAME, severity=severity, entity_kind=pl.lit("device"),
