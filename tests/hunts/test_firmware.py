@@ -110,6 +110,15 @@ def test_findings_name_the_devices() -> None:
         ("device", "ALL_SOUTH", "firmware", "critical", 2)]
 
 
+def test_a_push_to_several_groups_is_one_finding_named_by_one_group() -> None:
+    # The first push reached ALL_NORTH and a single meter: one finding, one device as its entity.
+    findings = to_findings(hunt_firmware(pushes(), windows=WED, tz=CHICAGO), "high", called_out_only=False)
+    first = findings.filter(pl.col("window_start") < datetime(2026, 3, 5, tzinfo=UTC))
+    assert first.height == 1
+    assert first.item(0, "entity_id") in ("ALL_NORTH", "4A1B22C3") and "," not in first.item(0, "entity_id")
+    assert any("4A1B22C3" in r and "ALL_NORTH" in r for r in first.item(0, "reasons"))
+
+
 def test_without_history_every_image_is_new_and_said_once() -> None:
     table = hunt_firmware(pushes(), windows=WED, tz=CHICAGO)
     rows = by_image(table)
