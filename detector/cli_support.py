@@ -6,7 +6,9 @@ Kept apart from :mod:`detector.cli` so that commands defined in their own module
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -65,6 +67,9 @@ def global_options(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a process its pipe's reader closed
+
+
 def handle_errors(command: F) -> F:
     """Turn expected errors into one line and exit 2; unexpected ones too, unless --verbose."""
 
@@ -75,6 +80,13 @@ def handle_errors(command: F) -> F:
             return command(*args, **kwargs)
         except click.ClickException:
             raise  # usage errors: click prints them itself and exits 2
+        except BrokenPipeError:
+            # The reader closed the pipe (`scan ... | head`): it took what it wanted. Exit as a
+            # process killed by SIGPIPE does, without an error message (and without Python's own
+            # complaint when it flushes stdout at exit).
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
         except DetectorError as exc:
             if verbose:
                 traceback.print_exc()

@@ -192,3 +192,20 @@ def test_rich_markup_in_log_content_is_shown_as_text() -> None:
                          schema=FINDINGS_SCHEMA)
     lines = findings_table(frame, width=160, color=False)
     assert markup in lines[1] and "[link=x]y[/link]" in lines[1] and "\x1b" not in "".join(lines)
+
+
+def test_a_closed_pipe_ends_quietly_as_sigpipe_would() -> None:
+    import click
+    from click.testing import CliRunner
+
+    from detector.cli_support import EXIT_BROKEN_PIPE, handle_errors
+
+    @click.command()
+    @handle_errors
+    def chatty() -> None:
+        click.echo("first line")
+        raise BrokenPipeError(32, "Broken pipe")
+
+    result = CliRunner().invoke(chatty, [])
+    assert result.exit_code == EXIT_BROKEN_PIPE == 141
+    assert "error" not in result.stderr.lower()
