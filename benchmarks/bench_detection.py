@@ -64,6 +64,8 @@ import numpy as np
 import polars as pl
 from sklearn.ensemble import IsolationForest
 
+from detector.config import Config
+from detector.features import FeatureConfig
 from detector.detection import score, train
 from detector.pipeline import read_logs
 from detector.schema import ACTIONS, CATEGORIES, OUTCOMES, SOURCE_SYSTEMS
@@ -298,6 +300,10 @@ def make_world(world: str, seed: int, out: Path, quick: bool, fleet_usb_id: str 
         raise ValueError(world)
 
 
+# --utc: read habits in UTC as an unconfigured install does (the default config).
+LOCAL_TIME = True
+
+
 def run_world(world: str, seed: int, *, quick: bool = False, baselines: bool = True, fleet_usb_id: str = "user"
               ) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix=f"bench_detection_{world}_{seed}_"))
@@ -317,7 +323,9 @@ def run_world(world: str, seed: int, *, quick: bool = False, baselines: bool = T
     scenarios = scenarios_of(labels)
 
     t = time.perf_counter()
-    model = train(base)
+    # Configured as the utility would be: hour and weekday habits in its own time zone.
+    zone = labels["generator"].get("tz", "UTC") if LOCAL_TIME else "UTC"
+    model = train(base, Config(features=FeatureConfig(timezone=zone)))
     times["train"] = time.perf_counter() - t
     t = time.perf_counter()
     ours = score(test, model)
@@ -449,7 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true", help="run only ours (skip methods A and B)")
     parser.add_argument("--json", type=Path, help="write the numbers here")
     parser.add_argument("--verbose", action="store_true", help="list misses and medium+ findings that match nothing")
+    parser.add_argument("--utc", action="store_true", help="read hour and weekday habits in UTC (the default "
+                        "config) instead of each world's own zone, as a utility would configure it")
     args = parser.parse_args(argv)
+    global LOCAL_TIME
+    LOCAL_TIME = not args.utc
     utilities = args.utilities if args.utilities is not None else ([1, 2] if args.quick else list(range(1, 9)))
     fleets = args.fleet if args.fleet is not None else [1]
     plan = [("utility", s) for s in utilities] + [("classic", s) for s in args.classic_seeds] + [

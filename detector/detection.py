@@ -396,7 +396,9 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
 def _findings_frame(flagged: pl.DataFrame, kind: str, novel: list[str], scorer: WindowScorer | None,
                     matrix: np.ndarray | None, model: Model, config: Config, links: bool) -> pl.DataFrame:
     """Flagged windows (scored, with signals and detail columns) as findings."""
-    context = flagged.drop("evidence", "action_counts", strict=False).with_columns(pl.lit(kind).alias("entity_kind")).to_dicts()
+    context = (flagged.drop("evidence", "action_counts", strict=False)
+               .with_columns(pl.lit(kind).alias("entity_kind"), pl.lit(config.features.timezone).alias("_zone"))
+               .to_dicts())
     rows_idx = flagged.get_column("_row").to_numpy()
     forest = scorer is not None and matrix is not None
     if forest:

@@ -92,7 +92,8 @@ def feature_sentence(feature: str, value: float, row: Mapping[str, Any]) -> str 
         hour, share = row.get("rarest_hour"), row.get("hour_share")
         if hour is None or share is None or value < 0.5:
             return None
-        return f"active at {hour:02d}:00 UTC, an hour with {share:.1%} of its usual activity"
+        zone = row.get("_zone") or "UTC"
+        return f"active at {hour:02d}:00 {zone}, an hour with {share:.1%} of its usual activity"
     if feature == "weekday_rarity":
         day, share = row.get("rarest_weekday"), row.get("weekday_share")
         if day is None or share is None or value < 0.5:

@@ -576,7 +576,8 @@ def novelty_detail(signal: str, row: Mapping[str, object]) -> str:
         return f"came from {listed('new_global_src_ips') or '?'}, an address no account used in {span}"
     if signal == "unusual_hour":
         hour = row.get("rarest_hour")
-        return (f"active at {int(hour):02d}:00 UTC, an hour it is rarely or never active in {span}"
+        zone = row.get("_zone") or "UTC"
+        return (f"active at {int(hour):02d}:00 {zone}, an hour it is rarely or never active in {span}"
                 if hour is not None else "active at an hour it is rarely active")
     if signal == "unusual_weekday":
         day = row.get("rarest_weekday")

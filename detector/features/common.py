@@ -110,6 +110,12 @@ _NEEDED: Final = ("time", "account", "attributed_account", "host", "src_ip", "sr
                   "target_id", "target_count", "old_value", "new_value", "image_sha256", "raw_file", "raw_line")
 
 
+def _local(config: FeatureConfig) -> pl.Expr:
+    """Event times in the utility's own zone (``config.timezone``), for hour and weekday habits."""
+    time = pl.col("time")
+    return time if config.timezone == "UTC" else time.dt.convert_time_zone(config.timezone)
+
+
 def prepare(events: pl.LazyFrame, entity: pl.Expr, config: FeatureConfig, baseline_start: object,
             baseline_end: object) -> pl.LazyFrame:
     """Add the per-event columns window computations need; *entity* becomes ``entity_id``.
@@ -123,8 +129,8 @@ def prepare(events: pl.LazyFrame, entity: pl.Expr, config: FeatureConfig, baseli
         .with_columns(
             window_start=pl.col("time").dt.truncate(config.window),
             burst_start=pl.col("time").dt.truncate(config.burst),
-            hour=pl.col("time").dt.hour().cast(pl.Int8),
-            weekday=pl.col("time").dt.weekday().cast(pl.Int8),
+            hour=_local(config).dt.hour().cast(pl.Int8),
+            weekday=_local(config).dt.weekday().cast(pl.Int8),
             action=pl.col("action").cast(pl.String),
             image_sha256=pl.col("image_sha256").str.strip_chars().str.to_lowercase(),
             _in_base=in_baseline(baseline_start, baseline_end),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from detector.errors import ConfigError
 
@@ -66,6 +67,10 @@ class FeatureConfig:
         Baseline events an entity needs (outside the window being scored) before features relative
         to its own history are computed; below it the row has ``has_baseline = False`` and those
         features hold their neutral value 0.
+    timezone
+        The utility's own time zone (an IANA name), in which hour-of-day and weekday habits are
+        read (default ``"UTC"``). In UTC, a daylight-saving change moves every schedule by an hour,
+        and a night shift's hours straddle two UTC days. Windows stay epoch-aligned in UTC.
     """
 
     window: str = "1h"
@@ -73,6 +78,7 @@ class FeatureConfig:
     evidence_cap: int = 200
     context_cap: int = 20
     min_baseline_events: int = 1
+    timezone: str = "UTC"
 
     def __post_init__(self) -> None:
         window, burst = parse_duration(self.window), parse_duration(self.burst)
@@ -86,6 +92,11 @@ class FeatureConfig:
         if (not isinstance(self.min_baseline_events, int) or isinstance(self.min_baseline_events, bool)
                 or self.min_baseline_events < 1):
             raise ConfigError(f"min_baseline_events must be an integer >= 1, not {self.min_baseline_events!r}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ConfigError(f"unknown time zone {self.timezone!r}; use an IANA name such as UTC or "
+                              "America/Chicago") from None
 
     @property
     def window_length(self) -> timedelta:

@@ -53,7 +53,7 @@ PROFILE_SCHEMAS: Final[dict[str, pl.Schema]] = {
     "account_actions": pl.Schema({"account": pl.String, "action": pl.String, **_SEEN}),
     # Every device an account acted on (membership is all that is asked of it).
     "account_targets": pl.Schema({"account": pl.String, "target_id": pl.String}),
-    # weekday is ISO (1 = Monday), hour 0-23, both in UTC.
+    # weekday is ISO (1 = Monday), hour 0-23, both in the configured zone ([features] timezone, UTC by default).
     "account_hours": pl.Schema({"account": pl.String, "weekday": pl.Int8, "hour": pl.Int8, "events": pl.Int64}),
     "account_activity": pl.Schema({
         "account": pl.String, **_SEEN, "active_days": pl.Int64, "active_windows": pl.Int64,
@@ -105,7 +105,7 @@ class Profiles:
     account_targets
         Per account, each device (or group) it acted on.
     account_hours
-        Per account, ISO weekday (1 = Monday) and hour (UTC): ``events``. Both the hour-of-day and
+        Per account, ISO weekday (1 = Monday) and hour (in ``[features] timezone``): ``events``. Both the hour-of-day and
         the weekday histograms are its margins.
     account_activity
         Per account: ``events``, ``first_seen``, ``last_seen``, ``active_days``, ``active_windows``,
