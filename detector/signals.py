@@ -142,7 +142,8 @@ LOWS_TO_MEDIUM: Final = 3
 ADMIN_GROUP: Final = (r"(?i)admin|root|superuser|sudo|wheel|backup operators|account operators|server operators"
                       r"|schema|enterprise|privileged|security")
 # Services whose installation is remote execution, and binaries no legitimate service runs from.
-SUSPICIOUS_SERVICE: Final = (r"(?i)psexe|paexec|remcom|csexec|winexe|\\users\\|\\temp\\|\\appdata\\|\\programdata\\"
+# (Not \ProgramData\: Defender and many updaters install their drivers from there.)
+SUSPICIOUS_SERVICE: Final = (r"(?i)psexe|paexec|remcom|csexec|winexe|\\users\\|\\temp\\|\\appdata\\"
                              r"|\\perflogs\\|cmd(?:\.exe)?\s*/c|powershell|%comspec%|rundll32|regsvr32|mshta"
                              r"|\.bat\b|\.ps1\b|\\\\127\.0\.0\.1\\|\\admin\$\\")
 # Command lines of well-documented attacker techniques: credential theft and covering tracks (MITRE
