@@ -258,3 +258,17 @@ def test_an_operator_reading_three_times_their_meters_among_strangers_is_new_ter
     known = [{"time": "2026-03-20 10:30", "account": "op1", "action": "on_demand_read", "target_type": "meter",
               "target_id": f"M{d * 10 + h}"} for d in range(1, 5) for h in (8, 10, 13, 15)]
     assert _signals(known, profiles).filter(pl.col("signal") == "new_territory").height == 0
+
+
+def test_new_territory_cites_the_first_line_of_a_new_device_in_time_order(profiles: Profiles) -> None:
+    # Known meters come first and last; the new ones are listed out of time order.
+    known = [{"time": "2026-03-20 10:01", "account": "op1", "action": "on_demand_read", "target_type": "meter",
+              "target_id": "M18"}]
+    strangers = [{"time": f"2026-03-20 10:{50 - k:02d}", "account": "op1", "action": "on_demand_read",
+                  "target_type": "meter", "target_id": f"X{k}"} for k in range(15)]
+    events = make_events([*known, *strangers])
+    frame = event_signals(events, profiles, "1h").filter(pl.col("signal") == "new_territory")
+    first_new = events.filter(pl.col("target_id") == "X14").select(
+        pl.format("{}:{}", "raw_file", "raw_line")).item()
+    assert frame.height == 1 and frame.item(0, "evidence") == first_new
+    assert frame.item(0, "time") == events.get_column("time").min()  # the window's first device event
