@@ -202,11 +202,11 @@ class Profiles:
         comparisons are global (an address no account used).
         """
         whole = self._whole if self._whole is not None else self
-        devices = as_lazy(events).select(entity_of("device").alias("device_id")).drop_nulls().unique()
-        cut = {name: getattr(self, name).lazy().join(devices, on="device_id", how="semi", maintain_order="left")
+        # A set lookup per row: a little faster than a semi join here, and keeps the tables' order.
+        devices = as_lazy(events).select(entity_of("device")).drop_nulls().unique().collect().to_series().implode()
+        cut = {name: getattr(self, name).lazy().filter(pl.col("device_id").is_in(devices))
                for name in ("device_issuers", "device_activity", "device_typical")}
-        cut["account_targets"] = self.account_targets.lazy().join(
-            devices.rename({"device_id": "target_id"}), on="target_id", how="semi", maintain_order="left")
+        cut["account_targets"] = self.account_targets.lazy().filter(pl.col("target_id").is_in(devices))
         restricted = replace(self, **dict(zip(cut, pl.collect_all(list(cut.values())), strict=True)))
         object.__setattr__(restricted, "_whole", whole)
         return restricted
