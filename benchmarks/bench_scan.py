@@ -222,6 +222,9 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
     from detector.features import feature_columns
     from detector.findings import rank
     from detector.model_store import load_model
+    from detector.attribution import attribute
+    from detector.incidents import assign_incidents
+    from detector.signals import SignalState, event_signals
     from detector.slices import remember
     from detector.spill import EventSpill, slice_length
 
@@ -243,25 +246,32 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
             spill.add(chunk.events)
             began = add("write spill", began)
         last_seen: dict[str, pl.DataFrame] = {}
-        profiles = profiles_of(trained)
+        sessions = None
+        state = SignalState.empty()
+        whole = profiles_of(trained)
         parts = []
         for _, _, lazy in spill.slices():
             began = time.perf_counter()
             events = lazy.collect()
             began = add("read spill", began)
+            events, sessions = attribute(events, sessions)
+            profiles = whole.restricted(events)
+            began = add("attribution, profiles cut to the slice's devices", began)
             windows = lean_windows(events, trained, config, profiles=profiles, earlier=last_seen)
-            parts.append(findings_of(windows, events, trained, config, profiles=profiles))
+            parts.append(findings_of(windows, events, trained, config, profiles=profiles, state=state, links=True))
             began = add("score slices", began)
             remember(last_seen, events)
             add("carry state", began)
-            # The parts of scoring, again (not counted in the total).
+            # The parts of scoring, again (not counted in the total; signals see the state as updated).
             began = time.perf_counter()
             windows = lean_windows(events, trained, config, profiles=profiles, earlier=last_seen)
             began = add("  of which: account and device windows", began)
             for kind, frame in windows.items():
                 trained.scorers[kind].combined(frame.select(feature_columns(kind)).to_numpy())
-            add("  of which: forest and tail scores", began)
-        found = api.Findings(rank(pl.concat(parts)), events=spill.scan(), model=trained)
+            began = add("  of which: forest and tail scores", began)
+            event_signals(events, profiles, config.features.window, SignalState(state.created))
+            add("  of which: security signals", began)
+        found = api.Findings(assign_incidents(rank(pl.concat(parts))), events=spill.scan(), model=trained)
         began = time.perf_counter()
         found.write(workdir / "out_stages")
         add("write findings, evidence, timelines, report", began)

@@ -8,8 +8,8 @@ is what the issue compares the scan with ("within 3x of a bare polars pass").
 
     python benchmarks/floor.py LOGS_DIR            # prints {"events": N, "seconds": ..., "windows": {...}}
 
-Files are found by name as the simulator writes them (``hes_commands*.jsonl``, ``winsec*.jsonl``,
-``hes_audit*.csv``, ``dms*.log``, ``*.cef``), recursively; symbolic links are followed.
+Files are found by the names the simulator gives them (``*hes_commands*.jsonl``, ``*winsec*.jsonl``,
+``*hes_audit*.csv``, ``*dms*.log``, ``*.cef``), recursively; symbolic links are followed.
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ def _iso(column: str) -> pl.Expr:
 def events(logs: Path) -> pl.LazyFrame:
     """Every event of *logs* as ``time, account, device, action``."""
     parts: list[pl.LazyFrame] = []
-    if files := _files(logs, "hes_commands*.jsonl"):
+    if files := _files(logs, "*hes_commands*.jsonl"):
         parts.append(pl.scan_ndjson(files, schema={"ts": pl.String, "user": pl.String, "command": pl.String,
                                                    "targetId": pl.String, "targetGroup": pl.String})
                      .select(time=_iso("ts"), account=pl.col("user"),
                              device=pl.coalesce("targetId", "targetGroup"), action=pl.col("command")))
-    if files := _files(logs, "winsec*.jsonl"):
+    if files := _files(logs, "*winsec*.jsonl"):
         # Flat Get-WinEvent lines and Winlogbeat (ECS) lines, one schema for both.
         users = pl.Struct({"TargetUserName": pl.String, "SubjectUserName": pl.String})
         ecs = pl.col("winlog").struct
@@ -62,13 +62,13 @@ def events(logs: Path) -> pl.LazyFrame:
                                                  ecs.field("event_data").struct.field("SubjectUserName")),
                              device=pl.lit(None, pl.String),
                              action=pl.coalesce(pl.col("EventID").cast(pl.String), ecs.field("event_id"))))
-    if files := _files(logs, "hes_audit*.csv"):
+    if files := _files(logs, "*hes_audit*.csv"):
         parts.append(pl.scan_csv(files, schema={c: pl.String for c in (
             "EventTimeUTC", "AuditId", "UserName", "Role", "ClientIP", "Workstation", "Category", "Action",
             "ObjectType", "ObjectId", "OldValue", "NewValue", "Result")})
                      .select(time=_iso("EventTimeUTC"), account=pl.col("UserName"), device=pl.col("ObjectId"),
                              action=pl.col("Action")))
-    if files := _files(logs, "dms*.log"):
+    if files := _files(logs, "*dms*.log"):
         line = pl.col("line")
         parts.append(_lines(files).select(
             time=line.str.extract(r"^<\d+>1 (\S+)", 1).str.to_datetime(ISO, time_zone="UTC", strict=False).cast(UTC),
