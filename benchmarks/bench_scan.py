@@ -136,18 +136,22 @@ def save_results(workdir: Path, results: dict) -> None:
     (workdir / "results.json").write_text(json.dumps(results, indent=1))
 
 
-def run_scans(workdir: Path, sizes: list[str], runs: int, naive: bool, min_severity: str = "low") -> None:
+def run_scans(workdir: Path, sizes: list[str], runs: int, naive: bool, min_severity: str = "low",
+              floor: bool = False) -> None:
     results = load_results(workdir)
     trained = model(workdir)
     for size in sizes:
         logs = corpus(workdir, size)
         labels = json.loads((logs / "labels.json").read_text())
-        key = f"{'naive' if naive else 'scan'}_{size}" + ("" if min_severity == "low" else f"_{min_severity}")
+        key = f"{'naive' if naive else 'floor' if floor else 'scan'}_{size}" + (
+            "" if min_severity == "low" else f"_{min_severity}")
         entry = results.get(key, {"runs": []})
         for i in range(runs):
             out = workdir / "out"
             shutil.rmtree(out, ignore_errors=True)
-            if naive:
+            if floor:
+                command = [sys.executable, str(HERE / "floor.py"), str(logs)]
+            elif naive:
                 until = labels["generator"]["baseline_until"]
                 command = [sys.executable, str(HERE / "naive_pipeline.py"), str(logs), "--baseline-until", until,
                            "--out", str(workdir / "naive_findings.csv")]
@@ -299,6 +303,9 @@ def report(workdir: Path, plot: Path | None) -> None:
         if wall is None or rss is None:
             continue
         events = results[f"scan_{size}"]["events"]
+        floor_wall = median(f"floor_{size}", "seconds")
+        if floor_wall:
+            print(f"<!-- {size}: floor {floor_wall:.1f} s, scan / floor {wall / floor_wall:.1f}x -->")
         naive_wall, naive_rss = median(f"naive_{size}", "seconds"), median(f"naive_{size}", "peak_rss_mib")
         naive = (f"{naive_wall:.1f} | {naive_rss:,.0f} | {naive_wall / wall:.2f}x" if naive_wall and naive_rss
                  else "not run | | ")
@@ -357,6 +364,8 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="*", default=[], choices=sorted(SIZES), help="scan these sizes")
     parser.add_argument("--naive", nargs="*", default=[], choices=sorted(SIZES), help="run the pandas pipeline")
     parser.add_argument("--stages", nargs="*", default=[], choices=sorted(SIZES), help="per-stage split")
+    parser.add_argument("--floor", nargs="*", default=[], choices=sorted(SIZES),
+                        help="the floor (benchmarks/floor.py) on these sizes' corpora")
     parser.add_argument("--sparse", nargs="*", default=[],
                         choices=["train", "scan", "floor", "scan-nomodel", "naive"],
                         help="the sparse shape's commands (floor: the floor of each command named)")
@@ -371,6 +380,8 @@ def main() -> None:
         run_scans(args.workdir, args.sizes, args.runs, naive=False, min_severity=args.min_severity)
     if args.naive:
         run_scans(args.workdir, args.naive, args.runs, naive=True)
+    if args.floor:
+        run_scans(args.workdir, args.floor, args.runs, naive=False, floor=True)
     for size in args.stages:
         results = load_results(args.workdir)
         results[f"stages_{size}"] = stages(args.workdir, corpus(args.workdir, size), model(args.workdir))
