@@ -238,7 +238,7 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
           .with_columns(_actor=actor(), action=pl.col("action").cast(pl.String),
                         category=pl.col("category").cast(pl.String))
           .filter(pl.col("_actor").is_not_null())
-          .join(known_accounts, on="_actor", how="left")
+          .join(known_accounts, on="_actor", how="left", maintain_order="left")
           .with_columns(_known=(pl.col("_known_since") < pl.col("time").dt.truncate(window)).fill_null(False))
           # Collected once: the candidates, the accounts created and new territory all read it.
           .collect().lazy())
@@ -249,7 +249,7 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
                   | pl.col("_actor").is_in(
                       ev.filter(pl.col("action") == "account_created").select("target_id").collect().to_series()
                       .implode()))
-        .join(done, on=["_actor", "action"], how="left")
+        .join(done, on=["_actor", "action"], how="left", maintain_order="left")
         .with_columns(
             _routine=(pl.col("_done_since") < pl.col("time").dt.truncate(window)).fill_null(False) & pl.lit(has_base),
             _new=new_actor,
@@ -434,7 +434,10 @@ def _control_bursts(cand: pl.DataFrame, profiles: Profiles) -> pl.DataFrame:
                   .group_by("_actor", "window_start")
                   .agg(_devices=devices.sum(), time=pl.col("time").min(),
                        _evidence=pl.col("_evidence").sort_by("time", "raw_file", "raw_line").first(),
-                       _actions=pl.col("action").unique(maintain_order=True).head(3)))
+                       # In time order: the rows' order after the joins is not fixed, and the
+                       # words must not change from one run to the next.
+                       _actions=pl.col("action").sort_by("time", "raw_file", "raw_line").unique(maintain_order=True)
+                       .head(3)))
     if per_window.height == 0:
         return pl.DataFrame(schema=SIGNAL_ROW)
     usual = profiles.account_typical.select(pl.col("account").alias("_actor"), _usual=pl.col("devices"))
