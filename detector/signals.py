@@ -272,20 +272,21 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
           .with_columns(_actor=actor(), action=pl.col("action").cast(pl.String),
                         category=pl.col("category").cast(pl.String))
           .filter(pl.col("_actor").is_not_null())
-          .join(known_accounts, on="_actor", how="left")
-          .with_columns(_known=(pl.col("_known_since") < pl.col("time").dt.truncate(window)).fill_null(False)))
+          .join(known_accounts, on="_actor", how="left", maintain_order="left")
+          .with_columns(_known=(pl.col("_known_since") < pl.col("time").dt.truncate(window)).fill_null(False))
+          # Collected once: the candidates, the accounts created and new territory all read it.
+          .collect().lazy())
     # "Never seen" needs history before the event: not in the baseline's first days.
     history_from = (profiles.baseline_start + timedelta(days=MIN_BASELINE_DAYS)) if has_base else None
     new_actor = (~pl.col("_known") & pl.lit(has_base and days >= MIN_BASELINE_DAYS)
                  & (pl.col("time") >= pl.lit(history_from, UTC_US) if history_from is not None else pl.lit(False)))
-    created_before = state.created.lazy().rename({"account": "_actor"})
     cand = (
         ev.filter(pl.col("action").is_in(_SIGNAL_ACTIONS) | new_actor
                   | pl.col("_actor").is_in(state.created.get_column("account").implode())
                   | pl.col("_actor").is_in(
                       ev.filter(pl.col("action") == "account_created").select("target_id").collect().to_series()
                       .implode()))
-        .join(done, on=["_actor", "action"], how="left")
+        .join(done, on=["_actor", "action"], how="left", maintain_order="left")
         .with_columns(
             _routine=(pl.col("_done_since") < pl.col("time").dt.truncate(window)).fill_null(False) & pl.lit(has_base),
             _new=new_actor,
@@ -476,7 +477,10 @@ def _control_bursts(cand: pl.DataFrame, profiles: Profiles) -> pl.DataFrame:
                   .group_by("_actor", "window_start")
                   .agg(_devices=devices.sum(), time=pl.col("time").min(),
                        _evidence=pl.col("_evidence").sort_by("time", "raw_file", "raw_line").first(),
-                       _actions=pl.col("action").unique(maintain_order=True).head(3)))
+                       # In time order: the rows' order after the joins is not fixed, and the
+                       # words must not change from one run to the next.
+                       _actions=pl.col("action").sort_by("time", "raw_file", "raw_line").unique(maintain_order=True)
+                       .head(3)))
     if per_window.height == 0:
         return pl.DataFrame(schema=SIGNAL_ROW)
     usual = profiles.account_typical.select(pl.col("account").alias("_actor"), _usual=pl.col("devices"))
@@ -500,16 +504,15 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
     distinct devices it usually acts on in a window (an operator reading three times the meters
     they usually do, the extra ones strangers)."""
     known = profiles.account_targets.lazy().select(pl.col("account").alias("_actor"), "target_id", _been=pl.lit(True))
-    per_window = (
+    touched = (
         ev.filter(pl.col("_known") & is_device_target())
-        .with_columns(window_start=pl.col("time").dt.truncate(window))
+        .select("_actor", "target_id", "time", "raw_file", "raw_line", window_start=pl.col("time").dt.truncate(window))
         .join(known, on=["_actor", "target_id"], how="left")
-        .group_by("_actor", "window_start")
+        .collect())
+    per_window = (
+        touched.lazy().group_by("_actor", "window_start")
         .agg(_new=pl.col("target_id").filter(pl.col("_been").is_null()).n_unique(),
-             _all=pl.col("target_id").n_unique(), time=pl.col("time").min(),
-             _evidence=pl.concat_str([pl.col("raw_file"), pl.lit(":"), pl.col("raw_line").cast(pl.String)])
-             .sort_by("time", "raw_file", "raw_line").filter(
-                 pl.col("_been").sort_by("time", "raw_file", "raw_line").is_null()).first())
+             _all=pl.col("target_id").n_unique(), time=pl.col("time").min())
         .filter(pl.col("_new") >= TERRITORY_TARGETS)
         .collect())
     if per_window.height == 0:
@@ -523,6 +526,14 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
             .filter((pl.col("_new") >= TERRITORY_FACTOR * pl.col("_usual")) & (pl.col("_all") > pl.col("_peak"))))
     far = ((pl.col("_new") >= TERRITORY_FACTOR_MEDIUM * pl.col("_usual"))
            & (pl.col("_all") > TERRITORY_FACTOR_MEDIUM * pl.col("_peak")))
+    # The first line of a new device in each window (time, file, line order), for the few windows left.
+    first_new = (touched.lazy().filter(pl.col("_been").is_null())
+                 .join(wide.lazy().select("_actor", "window_start"), on=["_actor", "window_start"], how="semi")
+                 .sort("time", "raw_file", "raw_line")
+                 .group_by("_actor", "window_start", maintain_order=True)
+                 .agg(_evidence=pl.concat_str([pl.col("raw_file"), pl.lit(":"), pl.col("raw_line").cast(pl.String)])
+                      .first()))
+    wide = wide.join(first_new.collect(), on=["_actor", "window_start"], how="left", maintain_order="left")
     return _rows(wide, "new_territory", pl.when(far).then(MEDIUM).otherwise(LOW),
                  pl.format("acted on {} devices it never touched before ({} in all; usually {} in a window)",
                            pl.col("_new"), pl.col("_all"), pl.col("_usual").round(0).cast(pl.Int64)))

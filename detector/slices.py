@@ -53,7 +53,7 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
         for windowed in ahead(_lean_windows(slices, model, profiles, config, scored_from)):
             if windowed.events.height:
                 found = findings_of(windowed.windows, windowed.events, model, config, min_severity,
-                                    profiles=profiles, state=state, links=True)
+                                    profiles=windowed.profiles, state=state, links=True)
                 scored += windowed.events.height
                 if found.height:
                     parts.append(Path(directory) / f"{len(parts):06d}.parquet")
@@ -68,6 +68,7 @@ class _Windowed:
     count: int  # events in the slice, before scored_from
     events: pl.DataFrame  # its events from scored_from on
     windows: dict[str, pl.DataFrame]  # lean windows, by entity kind
+    profiles: Profiles  # the model's, cut to the slice's devices (Profiles.restricted)
 
 
 def _lean_windows(slices: SliceSource, model: Model, profiles: Profiles, config: Config | None,
@@ -82,11 +83,13 @@ def _lean_windows(slices: SliceSource, model: Model, profiles: Profiles, config:
         frame = events.collect()
         frame, sessions = attribute(frame, sessions)
         if not frame.height:
-            yield _Windowed(count, frame, {})
+            yield _Windowed(count, frame, {}, profiles)
             continue
-        windows = lean_windows(frame, model, config, profiles=profiles, earlier=last_seen)
+        # The day's devices are a fraction of the fleet's: joins with the cut tables follow the events.
+        own = profiles.restricted(frame)
+        windows = lean_windows(frame, model, config, profiles=own, earlier=last_seen)
         remember(last_seen, frame)
-        yield _Windowed(count, frame, windows)
+        yield _Windowed(count, frame, windows, own)
 
 
 def remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:

@@ -287,3 +287,28 @@ def test_scanning_a_short_capture_without_a_model_finds_the_clear_and_says_the_b
     lead = incidents.row(0, named=True)
     assert lead["severity"] == "critical" and lead["lead_entity"] == "wardog"
     assert "backdoor" in lead["summary"] or "cleared" in lead["summary"]
+
+
+def test_new_territory_cites_the_first_line_of_a_new_device_in_time_order(profiles: Profiles) -> None:
+    # Known meters come first and last; the new ones are listed out of time order.
+    known = [{"time": "2026-03-20 10:01", "account": "op1", "action": "on_demand_read", "target_type": "meter",
+              "target_id": "M18"}]
+    strangers = [{"time": f"2026-03-20 10:{50 - k:02d}", "account": "op1", "action": "on_demand_read",
+                  "target_type": "meter", "target_id": f"X{k}"} for k in range(15)]
+    events = make_events([*known, *strangers])
+    frame = event_signals(events, profiles, "1h").filter(pl.col("signal") == "new_territory")
+    first_new = events.filter(pl.col("target_id") == "X14").select(
+        pl.format("{}:{}", "raw_file", "raw_line")).item()
+    assert frame.height == 1 and frame.item(0, "evidence") == first_new
+    assert frame.item(0, "time") == events.get_column("time").min()  # the window's first device event
+
+
+def test_a_control_burst_names_its_actions_in_time_order_whatever_the_rows_order(profiles: Profiles) -> None:
+    actions = ["tag_placed", "breaker_open", "breaker_close", "remote_disconnect"]
+    rows = [{"time": f"2026-03-20 10:{10 + k:02d}", "account": "op1", "action": actions[k % 4], "target_type": "meter",
+             "target_id": f"M{k}"} for k in range(12)]
+    events = make_events(rows)
+    details = {event_signals(order, profiles, "1h").filter(pl.col("signal") == "control_burst").item(0, "detail")
+               for order in (events, *[events.sample(fraction=1.0, shuffle=True, seed=s) for s in (3, 4, 5)])}
+    assert details == {"sent tag_placed, breaker_open, breaker_close to 12 devices in the window (usually 1 when it "
+                       "sends any)"}

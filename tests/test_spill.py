@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from detector import api
 from detector.cli import main
-from detector.detection import lean_windows, score
+from detector.detection import lean_windows, profiles_of, score
+from detector.features import Profiles, entity_of
 from detector.model_store import load_model
 from detector.schema import EVENT_SCHEMA
 from detector.slices import score_slices
@@ -117,3 +118,53 @@ def test_a_scan_leaves_no_parsed_events_behind(tmp_path, monkeypatch) -> None:
     with pytest.raises(RuntimeError):
         api.scan(logs, MODEL)
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+# ---- the same findings however the work is cut (issue 17: speed must not move a finding) ----------
+
+
+@pytest.fixture(scope="module")
+def month() -> tuple[pl.DataFrame, object]:
+    """The whole simulated month of sample_logs (baseline days included: leave-window-out is exercised)."""
+    events, _ = api.read_logs(SAMPLE)
+    return events, load_model(MODEL)
+
+
+def assert_same_findings(got: pl.DataFrame, want: pl.DataFrame) -> None:
+    """Finding ids, severities and incident ids equal, in the same order; scores to 1e-9; every other
+    column equal."""
+    assert got.height == want.height > 100
+    for column in ("finding_id", "severity", "incident_id"):
+        assert got.get_column(column).to_list() == want.get_column(column).to_list(), column
+    assert (got.get_column("score") - want.get_column("score")).abs().max() <= 1e-9
+    assert got.drop("score").equals(want.drop("score"))
+
+
+def test_profiles_cut_to_a_slices_devices_give_the_findings_of_the_whole_profiles(month, monkeypatch) -> None:
+    events, model = month
+    cut, scored = score_slices(in_memory_slices(events, timedelta(days=1)), model)
+    assert scored == events.height
+    with monkeypatch.context() as patched:
+        patched.setattr(Profiles, "restricted", lambda self, events: self)  # the whole tables, as before
+        whole, _ = score_slices(in_memory_slices(events, timedelta(days=1)), model)
+    assert_same_findings(cut, whole)
+    assert whole.filter(pl.col("severity") >= "medium").height > 10
+
+
+def test_restricted_profiles_keep_the_slices_devices_and_derive_from_the_whole(month) -> None:
+    events, model = month
+    profiles = profiles_of(model)
+    day = events.filter(pl.col("time").dt.date() == UNTIL.date())
+    cut = profiles.restricted(day)
+    devices = set(day.select(entity_of("device")).to_series().drop_nulls())
+    assert 0 < cut.device_activity.height < profiles.device_activity.height
+    assert set(cut.device_activity.get_column("device_id")) == devices & set(profiles.device_activity["device_id"])
+    assert cut.device_issuers.equals(profiles.device_issuers.filter(pl.col("device_id").is_in(list(devices))))
+    assert cut.account_targets.equals(profiles.account_targets.filter(pl.col("target_id").is_in(list(devices))))
+    assert cut.account_activity.equals(profiles.account_activity)  # account tables stay whole
+    # Asked first of the cut profiles, a derived table is still the whole's.
+    devices_in = cut.derived("devices_in_test", lambda p: p.device_activity.lazy().select(pl.len()))
+    assert devices_in.item() == profiles.device_activity.height
+    assert cut.restricted(day.head(50)).derived("devices_in_test", lambda p: p.device_activity.lazy()).height == 1
+    windows = lean_windows(day, model, profiles=cut)
+    assert all(frame.equals(lean_windows(day, model, profiles=profiles)[kind]) for kind, frame in windows.items())
