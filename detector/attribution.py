@@ -24,7 +24,7 @@ from typing import Final
 
 import polars as pl
 
-from detector.schema import UTC_US
+from detector.schema import UTC_US, detail
 
 # Actions a person's session causes but the machine logs.
 ATTRIBUTABLE: Final = (
@@ -41,11 +41,6 @@ SESSION_HOURS: Final = 12
 SESSIONS: Final = pl.Schema({"host": pl.String, "time": UTC_US, "user": pl.String, "logon_id": pl.String})
 
 
-def _detail(key: str) -> pl.Expr:
-    return (pl.col("details").list.eval(pl.element().filter(pl.element().struct.field("key") == key)
-                                         .struct.field("value")).list.first())
-
-
 def is_machine(account: pl.Expr) -> pl.Expr:
     """Whether an account names the machine rather than a person (``NAME$``, ``SYSTEM``...)."""
     return account.str.ends_with("$") | account.is_in(MACHINE_ACCOUNTS)
@@ -53,13 +48,13 @@ def is_machine(account: pl.Expr) -> pl.Expr:
 
 def interactive_logons(events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     """Interactive logons of people, as sessions (:data:`SESSIONS`)."""
-    logon_type = pl.coalesce(_detail("logon_type"), pl.col("message").str.extract(r"LogonType (\d+)", 1))
+    logon_type = pl.coalesce(detail("logon_type"), pl.col("message").str.extract(r"LogonType (\d+)", 1))
     return (events.lazy()
             .filter((pl.col("action") == "login_success") & pl.col("host").is_not_null()
                     & pl.col("account").is_not_null() & ~is_machine(pl.col("account"))
                     & logon_type.is_in(INTERACTIVE_LOGON_TYPES))
             .select("host", "time", pl.col("account").alias("user"),
-                    pl.coalesce(_detail("target_logon_id"), _detail("logon_id")).str.to_lowercase().alias("logon_id"))
+                    pl.coalesce(detail("target_logon_id"), detail("logon_id")).str.to_lowercase().alias("logon_id"))
             .cast(dict(SESSIONS)))
 
 
@@ -84,7 +79,7 @@ def attribute(events: pl.DataFrame, earlier: pl.DataFrame | None = None) -> tupl
         return events, carried
     indexed = events.with_row_index("_row")
     todo = indexed.filter(needs).select("_row", "host", "time",
-                                       _detail("logon_id").str.to_lowercase().alias("logon_id"))
+                                       detail("logon_id").str.to_lowercase().alias("logon_id"))
     by_id = (todo.drop_nulls("logon_id")
              .join(sessions.drop_nulls("logon_id").group_by("host", "logon_id").agg(pl.col("user").last()),
                    on=["host", "logon_id"], how="inner")

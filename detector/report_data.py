@@ -28,27 +28,14 @@ import polars as pl
 
 from detector.config import check_display_tz
 from detector.features import FEATURE_MEASURE, LOG1P_FEATURES, MEASURE_LABELS
-from detector.findings import FINDINGS_SCHEMA, Severity
+from detector.findings import FINDINGS_SCHEMA, SEVERITIES, SIGNAL, Severity
+from detector.incidents import INCIDENTS_SCHEMA
 
 __all__ = ["INCIDENT_SCHEMA", "DisplayZone", "ReportData", "feature_view", "hunt_names", "prepare"]
 
-IMPACTS: Final = ("low", "medium", "high", "critical")
-
-SIGNAL = pl.Struct({"signal": pl.String, "impact": pl.String, "detail": pl.String})
-
-INCIDENT_SCHEMA: Final = pl.Schema({
-    "incident_id": pl.String,
-    "severity": Severity,
-    "score": pl.Float64,
-    "lead_kind": pl.String,
-    "lead_entity": pl.String,
-    "summary": pl.String,
-    "first_seen": pl.Datetime("us", "UTC"),
-    "last_seen": pl.Datetime("us", "UTC"),
-    "entities": pl.List(pl.String),
-    "finding_ids": pl.List(pl.String),
-})
-"""The incidents contract (DESIGN.md, wave 2) as the report reads it."""
+# The incidents contract and the impacts of signals (the severities), as the report reads them.
+INCIDENT_SCHEMA: Final = INCIDENTS_SCHEMA
+IMPACTS: Final = SEVERITIES
 
 
 def hunt_names() -> frozenset[str]:

@@ -88,6 +88,12 @@ UTC_US = pl.Datetime("us", "UTC")
 # name and path, a task's name, an audit subcategory...), as key/value pairs in the order written.
 DETAILS = pl.List(pl.Struct({"key": pl.String, "value": pl.String}))
 
+
+def detail(key: str) -> pl.Expr:
+    """The value of *key* in each event's ``details``, or null."""
+    return (pl.col("details").list.eval(pl.element().filter(pl.element().struct.field("key") == key)
+                                         .struct.field("value")).list.first())
+
 EVENT_SCHEMA: Final = pl.Schema(
     {
         "time": UTC_US,

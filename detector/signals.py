@@ -35,7 +35,7 @@ import polars as pl
 from detector.features import CONTROL_ACTIONS, Profiles
 from detector.features.common import entity_of, is_device_target
 from detector.features.controls import weakened_change
-from detector.schema import UTC_US
+from detector.schema import UTC_US, detail
 
 LEVELS: Final = ("none", "low", "medium", "high", "critical")
 LOW, MEDIUM, HIGH, CRITICAL = 1, 2, 3, 4
@@ -197,7 +197,6 @@ SIGNAL_ROW: Final = pl.Schema({
     "entity_kind": pl.String, "entity_id": pl.String, "window_start": UTC_US, "time": UTC_US,
     "signal": pl.String, "level": pl.Int8, "detail": pl.String, "evidence": pl.String,
 })
-SIGNAL = pl.Struct({"signal": pl.String, "impact": pl.String, "detail": pl.String})
 
 CREATED_SCHEMA: Final = pl.Schema({"account": pl.String, "created_at": UTC_US, "creator": pl.String,
                                    "routine_creator": pl.Boolean})
@@ -206,12 +205,6 @@ CREATED_SCHEMA: Final = pl.Schema({"account": pl.String, "created_at": UTC_US, "
 def actor() -> pl.Expr:
     """Who acted (the account entity of an event, :func:`detector.features.entity_of`)."""
     return entity_of("account")
-
-
-def _details(key: str) -> pl.Expr:
-    """The value of *key* in an event's ``details``, or null."""
-    return (pl.col("details").list.eval(pl.element().filter(pl.element().struct.field("key") == key)
-                                         .struct.field("value")).list.first())
 
 
 def _text(*parts: pl.Expr | str) -> pl.Expr:
@@ -315,13 +308,13 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
             .select(list(SIGNAL_ROW)))
 
 
-def _rows(frame: pl.DataFrame, signal: str, level: pl.Expr | int, detail: pl.Expr,
+def _rows(frame: pl.DataFrame, signal: str, level: pl.Expr | int, words: pl.Expr,
           entity: pl.Expr | None = None, kind: str = "account") -> pl.DataFrame:
     level_expr = level if isinstance(level, pl.Expr) else pl.lit(level)
     return frame.select(
         entity_kind=pl.lit(kind), entity_id=entity if entity is not None else pl.col("_actor"),
         window_start="window_start", time="time", signal=pl.lit(signal),
-        level=level_expr.cast(pl.Int8), detail=detail, evidence="_evidence")
+        level=level_expr.cast(pl.Int8), detail=words, evidence="_evidence")
 
 
 def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) -> list[pl.DataFrame]:
@@ -329,10 +322,10 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
     note = _routine_note(routine)
     rows: list[pl.DataFrame] = []
 
-    def rule(mask: pl.Expr, signal: str, level: pl.Expr | int, detail: pl.Expr) -> None:
+    def rule(mask: pl.Expr, signal: str, level: pl.Expr | int, words: pl.Expr) -> None:
         part = cand.filter(mask)
         if part.height:
-            rows.append(_rows(part, signal, level, detail))
+            rows.append(_rows(part, signal, level, words))
 
     log_name = (pl.when(pl.col("native_code") == "104").then(pl.lit("System"))
                 .when(pl.col("source_system").cast(pl.String) == "windows").then(pl.lit("Security"))
@@ -342,7 +335,7 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
 
     audit_off = (pl.col("_detail_text").str.contains(r"(?i)removed") | pl.col("message").fill_null("")
                  .str.contains(r"(?i)removed|no auditing"))
-    subcategory = pl.coalesce(_details("audit_subcategory"), _details("subcategory"), pl.lit("a subcategory"))
+    subcategory = pl.coalesce(detail("audit_subcategory"), detail("subcategory"), pl.lit("a subcategory"))
     rule((action == "audit_policy_changed") & audit_off, "logging_disabled", HIGH,
          _text("removed auditing of ", subcategory, " on ", host))
     rule((action == "audit_policy_changed") & ~audit_off, "audit_policy_changed", _lower(pl.lit(MEDIUM), routine, LOW),
@@ -370,23 +363,23 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
     rule(action == "account_deleted", "account_deleted", _lower(pl.lit(MEDIUM), routine, LOW),
          _text("deleted account ", pl.col("target_id"), note))
 
-    service = pl.coalesce(pl.format("service {}", pl.coalesce(_details("service_name"), pl.col("target_id"))),
+    service = pl.coalesce(pl.format("service {}", pl.coalesce(detail("service_name"), pl.col("target_id"))),
                           pl.lit("a service"))
-    path = pl.coalesce(_details("service_file"), _details("image_path"), pl.lit(""))
+    path = pl.coalesce(detail("service_file"), detail("image_path"), pl.lit(""))
     suspicious = service_text.str.contains(SUSPICIOUS_SERVICE)
     rule(action == "service_installed", "service_installed",
          pl.when(suspicious).then(pl.lit(HIGH)).otherwise(_lower(pl.lit(MEDIUM), routine, LOW)),
          _text("installed ", service, pl.when(path != "").then(pl.format(" ({})", path)).otherwise(pl.lit("")),
                " on ", host, note))
-    task = pl.coalesce(pl.format("scheduled task {}", pl.coalesce(_details("task_name"), pl.col("target_id"))),
+    task = pl.coalesce(pl.format("scheduled task {}", pl.coalesce(detail("task_name"), pl.col("target_id"))),
                        pl.lit("a scheduled task"))
     rule(action.is_in(["task_created", "task_modified"]), "task_created", _lower(pl.lit(MEDIUM), routine, LOW),
          _text(pl.when(action == "task_created").then(pl.lit("created")).otherwise(pl.lit("changed")),
                " ", task, " on ", host, note))
 
-    command_line = pl.concat_str([pl.coalesce(_details("command_line"), pl.lit("")), pl.col("_detail_text"),
+    command_line = pl.concat_str([pl.coalesce(detail("command_line"), pl.lit("")), pl.col("_detail_text"),
                                   pl.col("message").fill_null("")], separator=" ")
-    shown = pl.coalesce(_details("command_line"), _details("image"),
+    shown = pl.coalesce(detail("command_line"), detail("image"),
                         pl.col("message").str.extract(r"(?i)(?:Process )?Command ?Line:\s*([^\r\n]+)", 1),
                         pl.lit("a process")).str.head(160)
     dangerous = command_line.str.contains(SUSPICIOUS_COMMAND)
@@ -419,11 +412,11 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
              _text("sent ", action, " for the first time (to ", pl.coalesce("target_id", pl.lit("a device")), ")"))
         rule(known & (action == "explicit_credential_logon") & ~routine, "explicit_credentials", LOW,
              _text("logged on with explicit credentials of ", pl.coalesce("target_id", pl.lit("another account")),
-                   pl.when(_details("target_server").is_not_null()).then(pl.format(" to {}", _details("target_server")))
+                   pl.when(detail("target_server").is_not_null()).then(pl.format(" to {}", detail("target_server")))
                    .otherwise(pl.lit("")), " for the first time"))
         user = pl.col("attributed_account").is_not_null() | ~pl.col("_actor").str.ends_with("$")
         rule((action == "removable_media") & ~routine & user, "removable_media", LOW,
-             _text("used removable media (", pl.coalesce(_details("device_description"), pl.lit("a device")),
+             _text("used removable media (", pl.coalesce(detail("device_description"), pl.lit("a device")),
                    ") on ", host, " for the first time"))
         new_actor = pl.col("_new")
         remote = action.is_in(REMOTE_ACTIONS) | ((action == "login_success")
@@ -584,8 +577,6 @@ def novelty_detail(signal: str, row: Mapping[str, object]) -> str:
     span = f"{days:.0f} days of baseline" if days else "the baseline"
     if signal == "new_network":
         return f"used network {listed('new_src_nets') or '?'}, never used by this account in {span}"
-    if signal == "unseen_address":
-        return f"came from {listed('new_global_src_ips') or '?'}, an address no account used in {span}"
     if signal == "unusual_hour":
         hour = row.get("rarest_hour")
         zone = row.get("_zone") or "UTC"
