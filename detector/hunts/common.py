@@ -7,9 +7,7 @@ answer is joined back onto the events.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
-import io
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -518,27 +516,6 @@ def write_table(table: pl.DataFrame, out: str | Path, name: str, *, csv: bool = 
 
 
 
-# ---- small CSV files of options (manifests, indicators) --------------------------------------------
-
-def read_config_csv(path: Path, text: str, what: str) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
-    """The header's line number, the header (lower-cased) and the rows of a small CSV given as an
-    option, each row with its line number.
-
-    Blank lines and lines starting with ``#`` are skipped; values are stripped.
-
-    Raises
-    ------
-    ConfigError
-        When there is no header line, naming *what* the file is.
-    """
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith("#")]
-    if not lines:
-        raise ConfigError(f"the {what} is empty (expected a header line)", source=(str(path), None))
-    parsed = list(csv.reader(io.StringIO("\n".join(line for _, line in lines))))
-    rows = [(number, [cell.strip() for cell in row]) for (number, _), row in zip(lines, parsed, strict=True)]
-    return rows[0][0], [h.lower() for h in rows[0][1]], rows[1:]
-
 
 # ---- the readable summary -----------------------------------------------------------------------
 
@@ -584,4 +561,4 @@ def elapsed(duration: pl.Expr) -> pl.Expr:
 
 __all__ = ["EVIDENCE_CAP", "TimeWindow", "WeeklyWindow", "as_lazy", "as_utc", "check_zone", "counted", "csv_frame",
            "elapsed", "hunt_findings", "in_weekly_windows", "match_networks", "match_patterns", "merge_findings",
-           "parse_networks", "parse_windows", "read_config_csv", "summary_lines", "write_table"]
+           "parse_networks", "parse_windows", "summary_lines", "write_table"]
