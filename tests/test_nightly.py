@@ -28,12 +28,12 @@ from detector.nightly import (
     LockedError,
     NightlyConfig,
     NightlyError,
-    _process_start,
-    _window_keys,
     rollback_model,
     run_nightly,
     store_events,
 )
+from detector.nightly.lock import _process_start
+from detector.nightly.scoring import _window_keys
 from detector.nightly_cli import nightly
 from detector.pipeline import read_logs
 from detector.simulate import simulate
