@@ -33,10 +33,12 @@ from detector.nightly import (
     store_events,
 )
 from detector.nightly.lock import _process_start
-from detector.nightly.scoring import _window_keys
+from detector.nightly.scoring import window_keys
 from detector.nightly_cli import nightly
 from detector.pipeline import read_logs
 from detector.simulate import simulate
+from detector.slices import score_slices
+from detector.spill import in_memory_slices, slice_length
 
 ROOT = Path(__file__).parent.parent
 # Lower thresholds than the defaults: a ten-day simulation has too few baseline windows to reach
@@ -385,12 +387,87 @@ def test_incremental_scoring_equals_scoring_the_whole_store(tmp_path, days, mode
     model = load_model(model_dir)
     everything = stored(config.state).sort(["time", "raw_file", "raw_line"])
     new, _ = read_logs(added)
-    touched = _window_keys(new.lazy(), "1h").select("entity_kind", "entity_id", "window_start").unique().collect()
+    touched = window_keys(new.lazy(), timedelta(hours=1)).select("entity_kind", "entity_id", "window_start")
+    touched = touched.unique().collect()
     assert summary.windows_scored == touched.height
     full = score(everything, model).join(touched, on=["entity_kind", "entity_id", "window_start"], how="semi")
     # Incidents group what each run scored, so their ids follow the run; every finding has one.
     assert summary.scored.get_column("incident_id").null_count() == 0
     assert_frame_equal(summary.scored.sort("finding_id").drop("incident_id"), full.sort("finding_id").drop("incident_id"))
+
+
+# ---- what a scan carries across slices, carried across nights -------------------------------------
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    os.utime(path, (HOUR_AGO, HOUR_AGO))
+    return path
+
+
+def _winsec(**fields: object) -> str:
+    return json.dumps({"Computer": "PC-7.util.local", **fields}) + "\n"
+
+
+# Night 1 (before 05:00 UTC on 2026-03-09, the end of simulated day 7): jroberts creates ops_tmp9,
+# dkim logs on at PC-7. Night 2: ops_tmp9 acts, and PC-7 logs a thumb drive in dkim's open session.
+NIGHT_1 = {
+    "audit-1.csv": AUDIT_HEADER + "2026-03-09T03:40:00Z,1,jroberts,Operator,203.0.113.50,KIOSK9,UserManagement,"
+                                  "UserCreated,User,ops_tmp9,,Role=Administrator,Success\n",
+    "win-1.jsonl": _winsec(TimeCreated="2026-03-09T03:30:00Z", EventID=4624, TargetUserName="dkim",
+                           TargetDomainName="UTIL", TargetLogonId="0x51", LogonType=2),
+}
+NIGHT_2 = {
+    "audit-2.csv": AUDIT_HEADER + "2026-03-09T06:10:00Z,2,ops_tmp9,Administrator,203.0.113.50,KIOSK9,Security,"
+                                  "UserLogin,User,ops_tmp9,,,Success\n"
+                   + "2026-03-09T06:12:00Z,3,ops_tmp9,Administrator,203.0.113.50,KIOSK9,Configuration,"
+                     "SettingChanged,GlobalSetting,Security.TLS,1.2,1.0,Success\n",
+    "win-2.jsonl": _winsec(TimeCreated="2026-03-09T07:15:00Z", EventID=6416, SubjectUserName="PC-7$",
+                           SubjectDomainName="UTIL", SubjectLogonId="0x3e7", DeviceId="USBSTOR\\Disk&Ven_X\\1",
+                           DeviceDescription="USB Disk", ClassName="DiskDrive"),
+}
+
+
+def test_an_account_created_one_night_and_used_the_next_is_called_out(tmp_path, model_dir) -> None:
+    inbox = tmp_path / "inbox"
+    config = settings(tmp_path, inbox, model_dir)
+    _write(inbox / "audit-1.csv", NIGHT_1["audit-1.csv"])
+    run_nightly(config)
+    carried = config.state / "carried" / state_json(config.state)["carried"]
+    assert pl.read_parquet(carried / "created.parquet").get_column("account").to_list() == ["ops_tmp9"]
+
+    _write(inbox / "audit-2.csv", NIGHT_2["audit-2.csv"])
+    summary = run_nightly(config)
+    assert summary.scored is not None
+    mine = summary.scored.filter(pl.col("entity_id") == "ops_tmp9")
+    signals = {s["signal"] for row in mine.get_column("signals").to_list() for s in row}
+    assert "created_account_used" in signals and "new_account_acting" not in signals
+    assert any("created by jroberts" in s["detail"] for row in mine.get_column("signals").to_list() for s in row)
+    # One snapshot is kept, the one the state names.
+    assert [p.name for p in (config.state / "carried").iterdir()] == [state_json(config.state)["carried"]]
+
+
+def test_two_nights_give_the_second_night_what_one_scan_over_both_gives(tmp_path, days, model_dir) -> None:
+    inbox = tmp_path / "inbox"
+    # A store searched back one minute only: dormancy must come from the carried last activity.
+    config = settings(tmp_path, inbox, model_dir, history="1m")
+    night_1 = drop(inbox, days[6]) + [_write(inbox / name, text) for name, text in NIGHT_1.items()]
+    run_nightly(config)
+    night_2 = drop(inbox, days[7]) + [_write(inbox / name, text) for name, text in NIGHT_2.items()]
+    summary = run_nightly(config)
+    assert summary.scored is not None
+
+    model = load_model(model_dir)
+    events, _ = read_logs(night_1 + night_2)
+    single, _ = score_slices(in_memory_slices(events, slice_length(timedelta(hours=1))), model)
+    second = single.filter(pl.col("window_start") >= datetime(2026, 3, 9, 5, tzinfo=UTC))
+    assert second.height > 10
+    # dkim's thumb drive (logged by PC-7$) is dkim's, from the session opened the night before.
+    assert "dkim" in summary.scored.get_column("entity_id").to_list()
+    assert "ops_tmp9" in summary.scored.get_column("entity_id").to_list()
+    assert_frame_equal(summary.scored.sort("finding_id").drop("incident_id"),
+                       second.sort("finding_id").drop("incident_id"))
 
 
 # ---- model ---------------------------------------------------------------------------------------

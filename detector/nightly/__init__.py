@@ -20,6 +20,7 @@ State directory
                                            readable as it is by polars, DuckDB or Spark
       rejects/day=D/part-<batch>.parquet   lines that could not be parsed, by the day they arrived
       findings/day=D/part-<seq>.parquet    the findings ledger, by report date (OUT/D is built from it)
+      carried/<seq>/             what the next night carries over (see :mod:`detector.nightly.carried`)
       models/<model_id>/         the active and the previous model
       staging/<batch>/           a batch being parsed (events, rejects, manifest.json once complete)
       tmp/                       temporary files; renamed into place when complete, else removed
@@ -54,7 +55,8 @@ idempotent:
 4. *score*: the job's events are scored; the findings go to the ledger ``findings/day=D/part-<seq>``.
 5. *report*: ``OUT/D/`` is rebuilt from the ledger in a temporary directory and renamed into place;
    ``OUT/latest`` is replaced by a new symlink (``os.replace``).
-6. *done*: ``state.json`` records the job as done.
+6. *done*: the job's carried state is written to ``carried/<seq>/``; ``state.json`` records the job as
+   done and names that snapshot in the same rewrite.
 
 On start, a run (holding the lock) removes temporary files, resumes a complete staging (steps 2-3)
 or discards an incomplete one, and removes event parts of batches ``state.json`` does not list.
@@ -71,8 +73,10 @@ A window is scored when it contains at least one new event: for each entity (acc
 and window of the new events, the window is rebuilt from *all* its events in the store, so a
 window that straddles the previous run's boundary is scored whole (its finding keeps its id and
 the later report carries the complete window). For dormancy the context also holds each entity's
-last event before the window (searched ``history`` back, default 30 days). A window's findings
-therefore depend only on the store and the model, not on how the events were split into runs.
+last event before the window (searched ``history`` back, default 30 days), and the state a single
+scan carries across its slices is carried across nights (open logon sessions, accounts created,
+each entity's last activity; :mod:`detector.nightly.carried`). A window's findings therefore depend
+only on the store, the carried state and the model, not on how the events were split into runs.
 
 Model
 -----
@@ -94,8 +98,9 @@ under OUT are left alone.
 The package, by job: :mod:`~detector.nightly.config` (settings), :mod:`~detector.nightly.lock` and
 :mod:`~detector.nightly.state` (the lock, the state directory and the store), :mod:`~detector.nightly.inbox`
 (which files are new), :mod:`~detector.nightly.ingest` (parse, append, commit),
-:mod:`~detector.nightly.models` (train, retrain, promote, roll back), :mod:`~detector.nightly.scoring` and
-:mod:`~detector.nightly.report` (score what is new, write the day's report), :mod:`~detector.nightly.retention`,
+:mod:`~detector.nightly.models` (train, retrain, promote, roll back), :mod:`~detector.nightly.scoring`,
+:mod:`~detector.nightly.carried` and :mod:`~detector.nightly.report` (score what is new with what earlier
+nights carry over, write the day's report), :mod:`~detector.nightly.retention`,
 and :mod:`~detector.nightly.run`, the steps of a night in order.
 """
 

@@ -1,4 +1,11 @@
-"""Scoring what a night's new events touch, with the context they need from the store."""
+"""Scoring what a night's new events touch, with the context they need from the store.
+
+A window is scored when it holds at least one new event, rebuilt from all its events in the store
+(so a window straddling the previous run is scored whole). Its context is what one scan over the
+whole store would have had: the events of the touched windows, each touched entity's last event
+before its window (searched ``history`` back in the store), and the state carried from the nights
+before (:mod:`detector.nightly.carried`: open logon sessions, accounts created, last activity).
+"""
 
 from __future__ import annotations
 
@@ -7,28 +14,34 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
-from detector.detection import score
-from detector.features import parse_duration
-from detector.features.common import is_device_target
+from detector.attribution import attribute
+from detector.detection import findings_of, lean_windows
+from detector.features import ENTITY_KINDS
+from detector.features.common import entity_of
+from detector.features.config import FeatureConfig
 from detector.findings import SEVERITIES, rank, severity_at_least
+from detector.incidents import assign_incidents
 from detector.model_store import Model
-from detector.nightly.files import fsync_dir, fsync_file
+from detector.nightly.carried import Carried
+from detector.nightly.files import fsync_dir, fsync_file, remove_tree
 from detector.nightly.report import write_day_report
 from detector.nightly.state import Layout, Night, committed_parts, scan_events
+from detector.signals import SignalState
+
+KEYS = ["entity_kind", "entity_id", "window_start"]
 
 
-def _window_keys(events: pl.LazyFrame, window: str) -> pl.LazyFrame:
-    """(entity_kind, entity_id, window_start, _t) of every event, keyed as the feature stage keys them.
+def window_start(length: timedelta) -> pl.Expr:
+    """Each event's window, as the feature stage cuts them (epoch-aligned, half-open)."""
+    return pl.col("time").dt.truncate(length)
 
-    An event counts for its account and for its device target (see :mod:`detector.features`).
-    """
-    columns = {"window_start": pl.col("time").dt.truncate(window), "_t": pl.col("time")}
-    return pl.concat([
-        events.filter(pl.col("account").is_not_null()).select(
-            entity_kind=pl.lit("account"), entity_id=pl.col("account"), **columns),
-        events.filter(is_device_target()).select(
-            entity_kind=pl.lit("device"), entity_id=pl.col("target_id"), **columns),
-    ])
+
+def window_keys(events: pl.LazyFrame, length: timedelta, *carry: str) -> pl.LazyFrame:
+    """(entity_kind, entity_id, window_start, time, *carry*) of every event, for each entity it belongs
+    to (:func:`~detector.features.common.entity_of`: its actor and its device target)."""
+    return pl.concat([events.select(*carry, entity_kind=pl.lit(kind), entity_id=entity_of(kind),
+                                    window_start=window_start(length), time=pl.col("time"))
+                      .drop_nulls("entity_id") for kind in ENTITY_KINDS])
 
 
 def _days(first: datetime, last: datetime) -> list[str]:
@@ -39,58 +52,79 @@ def _days(first: datetime, last: datetime) -> list[str]:
     return days
 
 
-def _context(night: Night, touched: pl.DataFrame, window: str) -> pl.DataFrame:
-    """The store events a scoring of *touched* windows needs (see the module docstring)."""
+def _windows(night: Night, new_parts: set[str], length: timedelta) -> pl.DataFrame:
+    """Every stored event of the windows (of any entity) the new events fall in, ``_new`` marking theirs."""
     parts = committed_parts(night.layout, night.state)
-    length = parse_duration(window)
+    new = scan_events(p for paths in parts.values() for p in paths if str(p) in new_parts)
+    hours = new.select(window_start=window_start(length)).unique().collect()
+    if not hours.height:
+        return pl.DataFrame(schema=new.collect_schema()).with_columns(_new=pl.lit(True))
+    days = sorted({d for h in hours.get_column("window_start")
+                   for d in _days(h, h + length - timedelta(microseconds=1))})
+    old = (scan_events(p for d in days for p in parts.get(d, []) if str(p) not in new_parts)
+           .join(hours.lazy(), left_on=window_start(length), right_on="window_start", how="semi"))
+    return (pl.concat([new.with_columns(_new=pl.lit(True)), old.with_columns(_new=pl.lit(False))])
+            .sort(["time", "raw_file", "raw_line"]).collect())
+
+
+def _previous(night: Night, touched: pl.DataFrame, length: timedelta) -> pl.LazyFrame:
+    """Each touched entity's last stored event before its window (and outside every touched hour)."""
+    parts = committed_parts(night.layout, night.state)
     hours = touched.select("window_start").unique()
     first, last = hours.get_column("window_start").min(), hours.get_column("window_start").max()
-    core_days = sorted({d for h in hours.get_column("window_start")
-                        for d in _days(h, h + length - timedelta(microseconds=1))})
-    start_of = pl.col("time").dt.truncate(window)
-    core = (scan_events(p for d in core_days for p in parts.get(d, []))
-            .join(hours.lazy(), left_on=start_of, right_on="window_start", how="semi"))
     lower = first - night.config.history
-    history_days = [d for d in parts if lower.date().isoformat() <= d <= last.date().isoformat()]
-    history = (scan_events(p for d in history_days for p in parts[d])
-               .filter((pl.col("time") >= lower) & (pl.col("time") < last)))
-    times = _window_keys(history, window).select("entity_kind", "entity_id", "_t")
-    # Each touched window's entity: its last event before the window. Those inside a touched
-    # window are in `core` already.
+    history = (scan_events(p for d, paths in parts.items() if lower.date().isoformat() <= d <= last.date().isoformat()
+                           for p in paths)
+               .filter((pl.col("time") >= lower) & (pl.col("time") < last)).with_row_index("_row"))
+    keys = window_keys(history, length, "_row").rename({"window_start": "_window", "time": "_t"})
     previous = (touched.lazy().sort("window_start")
-                .join_asof(times.sort("_t"), left_on="window_start", right_on="_t", by=["entity_kind", "entity_id"],
+                .join_asof(keys.sort("_t"), left_on="window_start", right_on="_t", by=["entity_kind", "entity_id"],
                            strategy="backward", allow_exact_matches=False, check_sortedness=False)
                 .filter(pl.col("_t").is_not_null())
-                .join(hours.lazy(), left_on=pl.col("_t").dt.truncate(window), right_on="window_start", how="anti"))
-    rows = pl.concat([
-        history.join(previous.filter(pl.col("entity_kind") == "account")
-                     .select(account=pl.col("entity_id"), time=pl.col("_t")).unique(), on=["account", "time"],
-                     how="semi"),
-        history.filter(is_device_target()).join(
-            previous.filter(pl.col("entity_kind") == "device")
-            .select(target_id=pl.col("entity_id"), time=pl.col("_t")).unique(), on=["target_id", "time"],
-            how="semi"),
-    ]).unique()
-    return pl.concat([core, rows]).sort(["time", "raw_file", "raw_line"]).collect()
+                .join(hours.lazy(), left_on="_window", right_on="window_start", how="anti"))
+    return history.join(previous.select("_row").unique(), on="_row", how="semi").drop("_row")
+
+
+def _window_length(night: Night, model: Model | None) -> timedelta:
+    """The model's window length (the job's settings before there is a model)."""
+    if model is None:
+        return night.config.detector.features.window_length
+    return FeatureConfig.from_dict(model.config.get("features", {})).window_length
+
+
+def _score(night: Night, model: Model, events: pl.DataFrame, new: pl.Series, carried: Carried,
+           length: timedelta, end: datetime, min_severity: str) -> tuple[pl.DataFrame | None, SignalState | None]:
+    """Findings of the windows the *new* rows of (attributed) *events* touch, and the signal state after them."""
+    touched = window_keys(events.filter(new).lazy(), length).select(KEYS).unique().collect()
+    night.summary.windows_scored = touched.height
+    if not touched.height:
+        return None, None
+    context = pl.concat([events, _previous(night, touched, length).collect()]).sort(["time", "raw_file", "raw_line"])
+    state = carried.signal_state(end)
+    windows = lean_windows(context, model, earlier=carried.last_seen)
+    found = findings_of(windows, context, model, min_severity=min_severity, state=state, links=True)
+    return rank(assign_incidents(found).join(touched, on=KEYS, how="semi")), state
+
 
 def score_and_report(night: Night, model: Model | None) -> None:
     job = night.state["job"]
     if job is None:
         return
-    batches = job["batches"]
-    findings = None
+    findings, state = None, None
     ledger_min = SEVERITIES[min(SEVERITIES.index(night.config.min_severity), SEVERITIES.index("high"))]
+    length = _window_length(night, model)
+    new_parts = {str(Layout.part(night.layout.events, day, b))
+                 for b in job["batches"] for day in night.state["batches"][b]["days"]}
+    carried = Carried.load(night.layout.carried / night.state["carried"] if night.state["carried"] else None)
+    events = _windows(night, new_parts, length)
+    end = events.select(window_start(length).max()).item() + length if events.height else None
+    # Attributed before anything is keyed to an account: a machine's event belongs to the user's window.
+    events, sessions = attribute(events, carried.sessions_before(end) if end is not None else None)
+    new = events.get_column("_new")
+    events = events.drop("_new")
     if model is not None and not job.get("baseline"):
-        parts = [Layout.part(night.layout.events, day, b)
-                 for b in batches for day in night.state["batches"][b]["days"]]
-        new = scan_events(p for p in parts if p.exists())
-        window = str(model.config.get("features", {}).get("window", "1h"))
-        touched = _window_keys(new, window).select("entity_kind", "entity_id", "window_start").unique().collect()
-        night.summary.windows_scored = touched.height
-        if touched.height:
-            context = _context(night, touched, window)
-            findings = score(context, model, min_severity=ledger_min)
-            findings = rank(findings.join(touched, on=["entity_kind", "entity_id", "window_start"], how="semi"))
+        if end is not None:
+            findings, state = _score(night, model, events, new, carried, length, end, ledger_min)
         night.hook("score")
         night.timed("score")
         if findings is not None:
@@ -110,7 +144,14 @@ def score_and_report(night: Night, model: Model | None) -> None:
         night.summary.alerts = severity_at_least(shown, night.summary.alert_severity).height
     write_day_report(night, job["date"])
     night.timed("report")
+    # What this job carries to the next one; state.json switches to it with the job marked done.
+    snapshot = night.layout.carried / f"{job['seq']:06d}"
+    carried.advanced(events, sessions, state).save(snapshot, night.layout.tmp)
     night.hook("done")
     night.state["job"] = None
+    night.state["carried"] = snapshot.name
     night.save()
+    for stale in night.layout.carried.iterdir():
+        if stale.name != snapshot.name:
+            remove_tree(stale, night.layout.tmp)
 

@@ -40,6 +40,7 @@ class Layout:
         self.events = self.root / "events"
         self.rejects = self.root / "rejects"
         self.findings = self.root / "findings"
+        self.carried = self.root / "carried"
         self.models = self.root / "models"
         self.staging = self.root / "staging"
         self.tmp = self.root / "tmp"
@@ -47,8 +48,8 @@ class Layout:
         self.log = self.root / LOG_FILE
 
     def create(self) -> None:
-        for path in (self.root, self.events, self.rejects, self.findings, self.models, self.staging, self.tmp,
-                     self.runs):
+        for path in (self.root, self.events, self.rejects, self.findings, self.carried, self.models, self.staging,
+                     self.tmp, self.runs):
             path.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
@@ -58,6 +59,7 @@ class Layout:
 
 def _empty_state() -> dict[str, Any]:
     return {"version": STATE_VERSION, "files": {}, "paths": {}, "seen": {}, "batches": {}, "job": None,
+            "carried": None,
             "next_seq": 1, "models": {"active": None, "previous": None, "last_trained": None, "history": []}}
 
 
