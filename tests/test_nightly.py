@@ -448,6 +448,33 @@ def test_an_account_created_one_night_and_used_the_next_is_called_out(tmp_path, 
     assert [p.name for p in (config.state / "carried").iterdir()] == [state_json(config.state)["carried"]]
 
 
+def test_a_crash_after_the_carried_state_is_written_scores_the_night_again_the_same(tmp_path, model_dir) -> None:
+    inbox = tmp_path / "inbox"
+    config = settings(tmp_path, inbox, model_dir)
+    _write(inbox / "audit-1.csv", NIGHT_1["audit-1.csv"])
+    run_nightly(config)
+    before = state_json(config.state)["carried"]
+    _write(inbox / "audit-2.csv", NIGHT_2["audit-2.csv"])
+    with pytest.raises(Crash):
+        run_nightly(config, hook=crash_at("done"))  # the new snapshot is written, the state still names the old
+    assert state_json(config.state)["carried"] == before
+    rerun = run_nightly(config)
+    assert rerun.scored is not None
+    signals = {s["signal"] for row in rerun.scored.filter(pl.col("entity_id") == "ops_tmp9")["signals"] for s in row}
+    assert "created_account_used" in signals
+    assert [p.name for p in (config.state / "carried").iterdir()] == [state_json(config.state)["carried"]] != [before]
+
+    # A damaged snapshot is a clear error, not a traceback.
+    for part in (config.state / "carried").glob("*/*.parquet"):
+        part.write_bytes(b"not parquet")
+    _write(inbox / "audit-3.csv", AUDIT_HEADER + "2026-03-09T08:00:00Z,4,jroberts,Operator,203.0.113.50,KIOSK9,"
+                                                 "Security,UserLogin,User,jroberts,,,Success\n")
+    result = CliRunner().invoke(nightly, ["--inbox", str(inbox), "--state", str(config.state),
+                                          "--out", str(config.out)])
+    assert result.exit_code == 2 and "cannot read the carried state" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_two_nights_give_the_second_night_what_one_scan_over_both_gives(tmp_path, days, model_dir) -> None:
     inbox = tmp_path / "inbox"
     # A store searched back one minute only: dormancy must come from the carried last activity.

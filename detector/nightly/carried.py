@@ -29,6 +29,7 @@ import polars as pl
 from detector.attribution import SESSION_HOURS, SESSIONS
 from detector.features import ENTITY_KINDS
 from detector.nightly.files import fsync_dir, fsync_file
+from detector.nightly.state import NightlyError
 from detector.schema import UTC_US
 from detector.signals import CREATED_SCHEMA, SignalState
 from detector.slices import remember
@@ -36,6 +37,10 @@ from detector.slices import remember
 LAST_SEEN: Final = pl.Schema({"entity_id": pl.String, "last_seen": UTC_US})
 _FILES: Final = {"sessions": SESSIONS, "created": CREATED_SCHEMA,
                  **{f"last_seen_{kind}": LAST_SEEN for kind in ENTITY_KINDS}}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 @dataclass
@@ -51,8 +56,13 @@ class Carried:
         """The snapshot in *directory*; empty when there is none yet (the first scored night)."""
         if directory is None:
             return cls()
-        tables = {name: pl.read_parquet(directory / f"{name}.parquet").cast(dict(schema))
-                  for name, schema in _FILES.items()}
+        try:
+            tables = {name: pl.read_parquet(directory / f"{name}.parquet").cast(dict(schema))
+                      for name, schema in _FILES.items()}
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise NightlyError(f"cannot read the carried state {directory} ({_one_line(exc)}); it is written "
+                               "atomically, so this is damage from outside: restore the state directory from a "
+                               "backup, or set \"carried\" to null in state.json to go on without it") from None
         return cls(tables["sessions"], tables["created"],
                    {kind: tables[f"last_seen_{kind}"] for kind in ENTITY_KINDS})
 
