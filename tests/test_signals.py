@@ -9,8 +9,8 @@ from detector.attribution import attribute
 from detector.config import Config
 from detector.detection import score, signals_only, train
 from detector.features import Profiles, build_profiles
-from detector.scoring import ScoringConfig
 from detector.incidents import assign_incidents, incidents_of
+from detector.scoring import ScoringConfig
 from detector.signals import CATALOG, HIGH, LOW, MEDIUM, SignalState, combine, event_signals
 from tests.features.events import make_events
 
@@ -310,5 +310,5 @@ def test_a_control_burst_names_its_actions_in_time_order_whatever_the_rows_order
     events = make_events(rows)
     details = {event_signals(order, profiles, "1h").filter(pl.col("signal") == "control_burst").item(0, "detail")
                for order in (events, *[events.sample(fraction=1.0, shuffle=True, seed=s) for s in (3, 4, 5)])}
-    assert details == {"sent tag_placed, breaker_open, breaker_close to 12 devices in the window (usually 1 when it "
-                       "sends any)"}
+    assert details == {("sent tag_placed, breaker_open, breaker_close to 12 devices in the window (usually 1 when it "
+                        "sends any)")}
