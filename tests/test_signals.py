@@ -113,6 +113,31 @@ def test_created_account_used_carries_across_slices(profiles: Profiles) -> None:
     assert used["level"] == HIGH and used["detail"].startswith("created by op1 150 minutes earlier")
 
 
+def test_a_first_time_signal_is_raised_in_the_first_window_only_within_and_across_slices(profiles: Profiles) -> None:
+    def first_times(rows: list[dict], state: SignalState) -> list[tuple[str, str]]:
+        frame = _signals(rows, profiles, state).filter(
+            pl.col("signal").is_in(["first_control_command", "new_logon_host"])).sort("time")
+        return [(r["signal"], f"{r['window_start']:%d %H}") for r in frame.iter_rows(named=True)]
+
+    day_one = [{"time": "2026-03-20 10:30", "account": "op1", "action": "remote_disconnect", "target_type": "meter",
+                "target_id": "M1"},
+               {"time": "2026-03-20 14:30", "account": "op1", "action": "remote_disconnect", "target_type": "meter",
+                "target_id": "M2"},
+               {"time": "2026-03-20 11:00", "account": "op1", "host": "ENG-WS-9"},
+               {"time": "2026-03-20 16:00", "account": "op1", "host": "eng-ws-9"}]
+    state = SignalState.empty()
+    # The second disconnect and the second logon to the new host are no longer firsts.
+    assert first_times(day_one, state) == [("first_control_command", "20 10"), ("new_logon_host", "20 11")]
+    # Nor the next day (a later slice of the same scan), while a host new to op1 still is.
+    day_two = [{"time": "2026-03-21 09:30", "account": "op1", "action": "remote_disconnect", "target_type": "meter",
+                "target_id": "M3"},
+               {"time": "2026-03-21 09:40", "account": "op1", "host": "eng-ws-9"},
+               {"time": "2026-03-21 09:50", "account": "op1", "host": "eng-ws-10"}]
+    assert first_times(day_two, state) == [("new_logon_host", "21 09")]
+    # Without the state of the earlier slice, day two's disconnect would be a first again.
+    assert ("first_control_command", "21 09") in first_times(day_two, SignalState.empty())
+
+
 def test_a_short_capture_with_a_log_clear_and_a_backdoor_gives_findings_without_a_forest() -> None:
     capture = make_events([
         {"time": "2026-03-20 02:00", "account": "wardog", "host": "ws5", "source_system": "windows"},
