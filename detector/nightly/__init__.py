@@ -74,7 +74,7 @@ and window of the new events, the window is rebuilt from *all* its events in the
 window that straddles the previous run's boundary is scored whole (its finding keeps its id and
 the later report carries the complete window). For dormancy the context also holds each entity's
 last event before the window (searched ``history`` back, default 30 days), and the state a single
-scan carries across its slices is carried across nights (open logon sessions, accounts created,
+scan carries across its slices is carried across nights (open logon sessions, the signals' state,
 each entity's last activity; :mod:`detector.nightly.carried`). A window's findings therefore depend
 only on the store, the carried state and the model, not on how the events were split into runs.
 

@@ -74,7 +74,7 @@ def _parse(night: Night, batch_id: str, staging: Path, candidates: list[Candidat
             key = run.reports[-1].path
             candidate, stat = by_path[key], stats[key]
             lines = pl.concat([chunk.events.select("raw_line"), chunk.rejects.select("raw_line")])
-            stat["last_line"] = max(stat["last_line"], int(lines.get_column("raw_line").max() or 0))
+            stat["last_line"] = max(stat["last_line"], int(lines.select(pl.col("raw_line").max()).item() or 0))
             events, rejects = chunk.events, chunk.rejects
             if candidate.skip:
                 # A reject without a line number (file-level) is kept: it concerns the new content.
@@ -93,8 +93,8 @@ def _parse(night: Night, batch_id: str, staging: Path, candidates: list[Candidat
     changed = []
     for candidate in candidates:
         try:
-            stat = candidate.path.stat()
-            if (stat.st_size, stat.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
+            now = candidate.path.stat()
+            if (now.st_size, now.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
                 changed.append(candidate)
         except OSError:
             changed.append(candidate)

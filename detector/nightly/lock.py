@@ -8,7 +8,7 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from detector.nightly.files import iso, utc_now
 from detector.nightly.state import NightlyError
@@ -125,7 +125,7 @@ class Lock:
         if holder is not None and holder.get("token") == self.token:
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> Lock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

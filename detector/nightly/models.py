@@ -113,8 +113,8 @@ def _train_from_store(night: Night, how: str) -> dict[str, Any] | None:
 def _flagged(night: Night) -> pl.LazyFrame:
     """Windows the ledger holds at high or critical: never part of a training baseline."""
     parts = sorted(str(p) for p in night.layout.findings.glob("day=*/part-*.parquet"))
-    columns = {"entity_kind": pl.String, "entity_id": pl.String, "window_start": EVENT_SCHEMA["time"],
-               "window_end": EVENT_SCHEMA["time"]}
+    columns: dict[str, Any] = {"entity_kind": pl.String, "entity_id": pl.String,
+                               "window_start": EVENT_SCHEMA["time"], "window_end": EVENT_SCHEMA["time"]}
     if not parts:
         return pl.DataFrame(schema=columns).lazy()
     return (pl.scan_parquet(parts, hive_partitioning=False)

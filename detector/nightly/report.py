@@ -84,8 +84,8 @@ def _report_text(night: Night, day: str, findings: pl.DataFrame, by_severity: di
     lines = [
         f"ami-detector nightly report {day}",
         f"generated {iso(night.now)} by run {s.run_id}; model {s.model_id or '(none yet)'}",
-        f"this run: {s.files['new']} new files, {s.events:,} events, {s.rejects:,} rejects, "
-        f"{s.windows_scored:,} windows scored",
+        (f"this run: {s.files['new']} new files, {s.events:,} events, {s.rejects:,} rejects, "
+         f"{s.windows_scored:,} windows scored"),
         f"findings of {day}: {findings.height} ("
         + ", ".join(f"{k} {v}" for k, v in reversed(by_severity.items())) + f"); "
         f"{alerts} at {s.alert_severity} or above need a human",

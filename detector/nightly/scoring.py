@@ -71,7 +71,7 @@ def _previous(night: Night, touched: pl.DataFrame, length: timedelta) -> pl.Lazy
     """Each touched entity's last stored event before its window (and outside every touched hour)."""
     parts = committed_parts(night.layout, night.state)
     hours = touched.select("window_start").unique()
-    first, last = hours.get_column("window_start").min(), hours.get_column("window_start").max()
+    first, last = hours.select(pl.col("window_start").min().alias("first"), pl.col("window_start").max()).row(0)
     lower = first - night.config.history
     history = (scan_events(p for d, paths in parts.items() if lower.date().isoformat() <= d <= last.date().isoformat()
                            for p in paths)
@@ -93,14 +93,14 @@ def _window_length(night: Night, model: Model | None) -> timedelta:
 
 
 def _score(night: Night, model: Model, events: pl.DataFrame, new: pl.Series, carried: Carried,
-           length: timedelta, end: datetime, min_severity: str) -> tuple[pl.DataFrame | None, SignalState | None]:
+           length: timedelta, min_severity: str) -> tuple[pl.DataFrame | None, SignalState | None]:
     """Findings of the windows the *new* rows of (attributed) *events* touch, and the signal state after them."""
     touched = window_keys(events.filter(new).lazy(), length).select(KEYS).unique().collect()
     night.summary.windows_scored = touched.height
     if not touched.height:
         return None, None
     context = pl.concat([events, _previous(night, touched, length).collect()]).sort(["time", "raw_file", "raw_line"])
-    state = carried.signal_state(end)
+    state = carried.signal_state()
     windows = lean_windows(context, model, earlier=carried.last_seen)
     found = findings_of(windows, context, model, min_severity=min_severity, state=state, links=True)
     return rank(assign_incidents(found).join(touched, on=KEYS, how="semi")), state
@@ -124,7 +124,7 @@ def score_and_report(night: Night, model: Model | None) -> None:
     events = events.drop("_new")
     if model is not None and not job.get("baseline"):
         if end is not None:
-            findings, state = _score(night, model, events, new, carried, length, end, ledger_min)
+            findings, state = _score(night, model, events, new, carried, length, ledger_min)
         night.hook("score")
         night.timed("score")
         if findings is not None:

@@ -92,10 +92,10 @@ def committed_parts(layout: Layout, state: dict[str, Any]) -> dict[str, list[Pat
 
 
 def scan_events(paths: Iterable[Path]) -> pl.LazyFrame:
-    paths = [str(p) for p in paths]
-    if not paths:
+    names = [str(p) for p in paths]
+    if not names:
         return pl.DataFrame(schema=EVENT_SCHEMA).lazy()
-    return pl.scan_parquet(paths, hive_partitioning=False).select(list(EVENT_SCHEMA)).cast(dict(EVENT_SCHEMA))
+    return pl.scan_parquet(names, hive_partitioning=False).select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA)
 
 
 def store_events(state_dir: str | Path) -> pl.LazyFrame:
