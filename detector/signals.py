@@ -194,16 +194,16 @@ MIN_BASELINE_DAYS: Final = 2.0
 CREATED_RECENTLY: Final = timedelta(days=7)
 
 SIGNAL_ROW: Final = pl.Schema({
-    "entity_kind": pl.String, "entity_id": pl.String, "window_start": UTC_US, "time": UTC_US,
-    "signal": pl.String, "level": pl.Int8, "detail": pl.String, "evidence": pl.String,
+    "entity_kind": pl.String(), "entity_id": pl.String(), "window_start": UTC_US, "time": UTC_US,
+    "signal": pl.String(), "level": pl.Int8(), "detail": pl.String(), "evidence": pl.String(),
 })
 
-CREATED_SCHEMA: Final = pl.Schema({"account": pl.String, "created_at": UTC_US, "creator": pl.String,
-                                   "routine_creator": pl.Boolean})
+CREATED_SCHEMA: Final = pl.Schema({"account": pl.String(), "created_at": UTC_US, "creator": pl.String(),
+                                   "routine_creator": pl.Boolean()})
 # What an account did for the first time in a scan (``what``: an action, or ``logon <host>``) and the
 # window it first did it in: a "first time" signal is raised in that window only, not again each time
 # the new habit repeats later in the scan.
-FIRSTS_SCHEMA: Final = pl.Schema({"_actor": pl.String, "_what": pl.String, "_first_window": UTC_US})
+FIRSTS_SCHEMA: Final = pl.Schema({"_actor": pl.String(), "_what": pl.String(), "_first_window": UTC_US})
 FIRST_TIME_ACTIONS: Final = ("privileged_logon", "explicit_credential_logon", "removable_media", *CONTROL_ACTIONS)
 
 
@@ -277,7 +277,8 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
           # Collected once: the candidates, the accounts created and new territory all read it.
           .collect().lazy())
     # "Never seen" needs history before the event: not in the baseline's first days.
-    history_from = (profiles.baseline_start + timedelta(days=MIN_BASELINE_DAYS)) if has_base else None
+    start = profiles.baseline_start
+    history_from = start + timedelta(days=MIN_BASELINE_DAYS) if has_base and start is not None else None
     new_actor = (~pl.col("_known") & pl.lit(has_base and days >= MIN_BASELINE_DAYS)
                  & (pl.col("time") >= pl.lit(history_from, UTC_US) if history_from is not None else pl.lit(False)))
     cand = (
@@ -312,7 +313,7 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
     rows = [r for r in rules if r.height]
     if not rows:
         return pl.DataFrame(schema=SIGNAL_ROW)
-    return (pl.concat(rows).filter(pl.col("level") > 0).cast(dict(SIGNAL_ROW))
+    return (pl.concat(rows).filter(pl.col("level") > 0).cast(SIGNAL_ROW)
             .select(list(SIGNAL_ROW)))
 
 
@@ -326,7 +327,7 @@ def _mark_repeats(cand: pl.DataFrame, state: SignalState) -> pl.DataFrame:
     cand = cand.with_columns(_what=what)
     now = (cand.filter(pl.col("_what").is_not_null()).group_by("_actor", "_what")
            .agg(_first_window=pl.col("window_start").min()))
-    firsts = (pl.concat([state.firsts, now.cast(dict(FIRSTS_SCHEMA))]).group_by("_actor", "_what")
+    firsts = (pl.concat([state.firsts, now.cast(FIRSTS_SCHEMA)]).group_by("_actor", "_what")
               .agg(pl.col("_first_window").min()).sort("_actor", "_what"))
     state.firsts = firsts
     return (cand.join(firsts, on=["_actor", "_what"], how="left", maintain_order="left")
@@ -598,7 +599,8 @@ NOVELTY: Final = ("new_network", "unusual_hour", "unusual_weekday", "dormant_acc
 def novelty_detail(signal: str, row: Mapping[str, object]) -> str:
     """The words of a window novelty signal, from the window's detail columns."""
     def listed(name: str) -> str:
-        values = [str(v) for v in (row.get(name) or []) if v]
+        found = row.get(name)
+        values = [str(v) for v in found if v] if isinstance(found, list) else []
         return ", ".join(values[:3]) + (f" and {len(values) - 3} more" if len(values) > 3 else "")
 
     days = row.get("baseline_days") or 0
@@ -608,13 +610,13 @@ def novelty_detail(signal: str, row: Mapping[str, object]) -> str:
     if signal == "unusual_hour":
         hour = row.get("rarest_hour")
         zone = row.get("_zone") or "UTC"
-        return (f"active at {int(hour):02d}:00 {zone}, an hour it is rarely or never active in {span}"
-                if hour is not None else "active at an hour it is rarely active")
+        return (f"active at {hour:02d}:00 {zone}, an hour it is rarely or never active in {span}"
+                if isinstance(hour, int) else "active at an hour it is rarely active")
     if signal == "unusual_weekday":
         day = row.get("rarest_weekday")
         names = ("", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-        return (f"active on a {names[int(day)]}, a day it is rarely or never active in {span}"
-                if day is not None else "active on a day it is rarely active")
+        return (f"active on a {names[day]}, a day it is rarely or never active in {span}"
+                if isinstance(day, int) else "active on a day it is rarely active")
     if signal == "dormant_account":
         previous = row.get("previous_activity")
         first = row.get("first_time")
