@@ -24,23 +24,14 @@ from typing import Any, Final
 
 import polars as pl
 
-from detector.api import (
-    CATEGORY_COLORS,
-    CONTEXT,
-    EVIDENCE_FILE,
-    TIMELINE_FILE,
-    Findings,
-    entity_timeline,
-    escape_html,
-    events_at,
-    evidence_locations,
-    read_raw_lines,
-    timeline_counts,
-)
+from detector.evidence import events_at, evidence_locations, read_raw_lines
+from detector.result import Findings
+from detector.safe_text import escape_html
+from detector.timelines import CATEGORY_COLORS, CONTEXT, entity_timeline, timeline_counts
 from detector.errors import InputError
 from detector.features import FEATURE_DESCRIPTIONS
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES, atomic_write
-from detector.report_data import DisplayZone, ReportData, feature_view, prepare
+from detector.report_data import DisplayZone, feature_view, prepare
 from detector.schema import CATEGORIES
 
 __all__ = ["CSP", "INCIDENTS_FILE", "findings_chart_svg", "render_report", "timeline_svg", "write_report"]
@@ -176,7 +167,7 @@ def _axis(parts: list[str], labels: Sequence[str], left: float, step: float, hei
 
 def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width: int = 1000,
                  height: int = 150) -> str:
-    """A stacked bar chart of an :func:`~detector.api.entity_timeline` table as inline SVG.
+    """A stacked bar chart of an :func:`~detector.timelines.entity_timeline` table as inline SVG.
 
     Bars are event counts per bucket and category; buckets that overlap a finding window are
     shaded, and buckets outside the recorded context (a ``covered`` column that is false) are
@@ -528,14 +519,14 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
     ----------
     findings
         Findings in the contract schema (with ``incident_id`` and ``signals`` when the scan gives
-        them), or a :class:`~detector.api.Findings` (whose events, timelines and ``incidents`` are
+        them), or a :class:`~detector.result.Findings` (whose events, timelines and ``incidents`` are
         then used unless given here).
     events
         Events to show beside the evidence and, without *timelines*, to draw timelines from: the
         scanned events, or the cited events of ``evidence.parquet``. A ``raw`` column, if present,
         supplies the raw lines; otherwise they are read from the log files by line number.
     timelines
-        Hourly activity in :data:`~detector.api.TIMELINE_SCHEMA` (``timeline.parquet``). Without it
+        Hourly activity in :data:`~detector.timelines.TIMELINE_SCHEMA` (``timeline.parquet``). Without it
         or *events* there is no timeline.
     incidents
         The incidents table (``incidents.parquet``). Without it, findings are grouped by their
@@ -726,7 +717,7 @@ def write_report(findings: str | Path | pl.DataFrame | Findings, out_path: str |
     findings
         A findings directory (``findings.parquet``, with ``evidence.parquet``,
         ``timeline.parquet`` and ``incidents.parquet`` when present), a ``findings.parquet``
-        file, a findings DataFrame, or a :class:`~detector.api.Findings`.
+        file, a findings DataFrame, or a :class:`~detector.result.Findings`.
     out_path
         The HTML file to write; it appears only once complete.
     events, timelines, incidents, title, generated_at, summary, detail_limit, evidence_limit, display_tz
