@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
-from detector.errors import DetectorError, InputError
+from detector.errors import DetectorError
 from detector.evidence import EVIDENCE_FILE, cited_events, events_at, evidence_locations, read_raw_lines, write_cited_events
 from detector.features import FEATURE_DESCRIPTIONS
-from detector.findings import REQUIRED_COLUMNS, SEVERITIES, TOP_FEATURE, atomic_write, conform, rank, severity_at_least, write_findings
+from detector.findings import SEVERITIES, TOP_FEATURE, atomic_write, conform, rank, severity_at_least, write_findings
 from detector.incidents import incidents_of
 from detector.model_store import Model
 from detector.pipeline import FileReport
+from detector.saved import read_saved
 from detector.safe_text import escape_html, for_terminal
 from detector.schema import CATEGORIES, EVENT_SCHEMA, empty_rejects
 from detector.spill import EventSpill
@@ -465,18 +466,8 @@ class Findings:
         InputError
             When there is no readable findings table.
         """
-        root = Path(directory)
-        path = root / "findings.parquet" if root.is_dir() else root
-        try:
-            frame = pl.read_parquet(path)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise InputError(f"cannot read findings: {exc}", source=(str(path), None)) from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise InputError(f"not a findings table (missing {', '.join(missing)})", source=(str(path), None))
-        evidence, timelines = path.parent / EVIDENCE_FILE, path.parent / TIMELINE_FILE
-        return cls(frame, events=pl.read_parquet(evidence) if evidence.exists() else None,
-                   timelines=pl.read_parquet(timelines) if timelines.exists() else None)
+        saved = read_saved(directory)
+        return cls(saved.findings, events=saved.evidence, timelines=saved.timelines)
 
 
 def _tick(progress: ProgressCallback | None, stage: str, done: float, total: float | None) -> None:
