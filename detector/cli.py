@@ -23,7 +23,8 @@ import polars as pl
 
 from detector import api
 from detector.config import Config, check_display_tz
-from detector.findings import SEVERITIES, atomic_write, rank, severity_at_least
+from detector.atomic import atomic_write
+from detector.findings import SEVERITIES, rank, severity_at_least
 from detector.hunts.cli import hunt
 from detector.model_store import load_model, save_model
 from detector.nightly_cli import nightly

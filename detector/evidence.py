@@ -12,7 +12,7 @@ from typing import Final
 import polars as pl
 
 from detector.errors import DetectorError
-from detector.findings import atomic_write
+from detector.atomic import atomic_write
 from detector.overlap import two_at_a_time
 from detector.parsers.reader import detached, read_line_chunks
 from detector.schema import REJECT_RAW_BYTES

@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 import sklearn
 
+from detector.atomic import fsync_dir
 from detector.errors import ConfigError, DetectorError
 from detector.scoring import STATE_ARRAYS, ScoringError, SeverityThresholds, WindowScorer
 
@@ -199,19 +200,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 # --------------------------------------------------------------------------------------------
 # Saving
 
@@ -345,7 +333,7 @@ def save_model(model: Model, directory: Path | str) -> Path:
         _write_bytes(staging / MODEL_FILE, json.dumps(document, indent=1, sort_keys=True,
                                                       ensure_ascii=True, allow_nan=False).encode() + b"\n")
         for sub in (FOREST_DIR, PROFILE_DIR, "."):
-            _fsync_dir(staging / sub)
+            fsync_dir(staging / sub)
         if directory.exists():
             # POSIX rename cannot replace a non-empty directory: move the old one aside first, and
             # put it back if the second rename fails.
@@ -359,7 +347,7 @@ def save_model(model: Model, directory: Path | str) -> Path:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, directory)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -119,7 +119,8 @@ from detector.errors import ConfigError, DetectorError
 from detector.features import parse_duration
 from detector.features.common import is_device_target
 from detector.findings import SEVERITIES, empty_findings, rank, severity_at_least, summary_lines, write_findings
-from detector.model_store import Model, _fsync_dir, load_model, save_model
+from detector.atomic import atomic_bytes, fsync_dir as _fsync_dir, fsync_file as _fsync_file
+from detector.model_store import Model, load_model, save_model
 from detector.pipeline import expand_paths, plan_parse, write_model_card
 from detector.safe_text import for_terminal
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA
@@ -387,25 +388,6 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
-    """Write *data* to *path* by temp file, fsync and rename, then fsync the directory."""
-    tmp = (tmp_dir or path.parent) / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
 def _json_bytes(value: Any) -> bytes:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False, default=str).encode() + b"\n"
 
@@ -603,7 +585,7 @@ def _load_state(layout: _Layout) -> dict[str, Any]:
 
 
 def _save_state(layout: _Layout, state: dict[str, Any]) -> None:
-    _write_atomic(layout.state_file, _json_bytes(state), layout.tmp)
+    atomic_bytes(layout.state_file, _json_bytes(state), tmp_dir=layout.tmp, durable=True)
 
 
 def _committed_parts(layout: _Layout, state: dict[str, Any]) -> dict[str, list[Path]]:
@@ -875,7 +857,7 @@ class _Run:
                        "skip": c.skip, "continues": c.continues, "format": reports[str(c.path)].format,
                        "error": reports[str(c.path)].error, **stats[str(c.path)]} for c in candidates],
         }
-        _write_atomic(staging / "manifest.json", _json_bytes(manifest))
+        atomic_bytes(staging / "manifest.json", _json_bytes(manifest), durable=True)
         self.hook("stage")
         self._timed("parse")
         return manifest, []
@@ -1368,7 +1350,7 @@ def _record(layout: _Layout, summary: RunSummary) -> None:
     final exit code, status, report and finish time.
     """
     record = summary.to_dict()
-    _write_atomic(layout.runs / f"{summary.run_id}.json", _json_bytes(record))
+    atomic_bytes(layout.runs / f"{summary.run_id}.json", _json_bytes(record), durable=True)
     if summary.report:
         target = Path(summary.report) / "summary.json"
         try:
@@ -1377,7 +1359,7 @@ def _record(layout: _Layout, summary: RunSummary) -> None:
             return
         if report.get("run_id") == summary.run_id:
             report["run"] = record
-            _write_atomic(target, _json_bytes(report))
+            atomic_bytes(target, _json_bytes(report), durable=True)
 
 
 def rollback_model(state_dir: str | Path, *, now: datetime | None = None) -> tuple[str, str]:

@@ -7,14 +7,13 @@ every line is an event, a reject, or blank, and every unreadable file is named w
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
+from detector.atomic import AtomicParquet
 from detector.errors import DetectorError, InputError, ParseError
 from detector.model_store import Model
 from detector.overlap import ahead
@@ -194,41 +193,11 @@ def parse_to_spill(run: ParseRun, spill: EventSpill) -> pl.DataFrame:
 
 def parse_to_parquet(run: ParseRun, events_out: Path, rejects_out: Path | None) -> list[FileReport]:
     """Stream a parse into Parquet files, written under temporary names and renamed when complete."""
-    with _AtomicParquet(events_out, EVENT_SCHEMA) as events, _AtomicParquet(rejects_out, REJECT_SCHEMA) as rejects:
+    with AtomicParquet(events_out, EVENT_SCHEMA) as events, AtomicParquet(rejects_out, REJECT_SCHEMA) as rejects:
         for chunk in run.chunks():
             events.write(chunk.events)
             rejects.write(chunk.rejects)
     return run.reports
-
-
-class _AtomicParquet:
-    """A Parquet file that appears at its path only once it has been completely written."""
-
-    def __init__(self, path: Path | None, schema: pl.Schema) -> None:
-        self.path = path
-        self.schema = schema
-        self._writer: pq.ParquetWriter | None = None
-        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp") if path else None
-
-    def __enter__(self) -> _AtomicParquet:
-        if self._tmp is not None:
-            self._tmp.parent.mkdir(parents=True, exist_ok=True)
-            arrow_schema = pl.DataFrame(schema=self.schema).to_arrow().schema
-            self._writer = pq.ParquetWriter(self._tmp, arrow_schema, compression="zstd")
-        return self
-
-    def write(self, frame: pl.DataFrame) -> None:
-        if self._writer is not None and frame.height:
-            self._writer.write_table(frame.to_arrow())
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
-        if self._writer is None or self._tmp is None or self.path is None:
-            return
-        self._writer.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
 
 
 # ---- models ------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from detector.safe_text import escape_html
 from detector.timelines import CATEGORY_COLORS, CONTEXT, entity_timeline, timeline_counts
 from detector.errors import InputError
 from detector.features import FEATURE_DESCRIPTIONS
-from detector.findings import FINDINGS_SCHEMA, SEVERITIES, atomic_write
+from detector.atomic import atomic_write
+from detector.findings import FINDINGS_SCHEMA, SEVERITIES
 from detector.report_data import DisplayZone, feature_view, prepare
 from detector.schema import CATEGORIES
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from detector.errors import DetectorError
+from detector.atomic import atomic_write
 from detector.evidence import EVIDENCE_FILE, cited_events, events_at, evidence_locations, read_raw_lines, write_cited_events
 from detector.features import FEATURE_DESCRIPTIONS
-from detector.findings import SEVERITIES, TOP_FEATURE, atomic_write, conform, rank, severity_at_least, write_findings
+from detector.findings import SEVERITIES, TOP_FEATURE, conform, rank, severity_at_least, write_findings
 from detector.incidents import incidents_of
 from detector.model_store import Model
 from detector.pipeline import FileReport

@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 from detector.errors import ConfigError, InputError
-from detector.findings import (FINDINGS_SCHEMA, REQUIRED_COLUMNS, SEVERITIES, conform, TOP_FEATURE, defuse_formula, atomic_write, empty_findings,
+from detector.atomic import atomic_write
+from detector.findings import (FINDINGS_SCHEMA, REQUIRED_COLUMNS, SEVERITIES, conform, TOP_FEATURE, defuse_formula, empty_findings,
                                finding_ids, write_findings)
 from detector.schema import EVENT_SCHEMA
 
