@@ -221,7 +221,7 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
     """
     import polars as pl
 
-    from detector import api, runner
+    from detector import api
     from detector.detection import findings_of, lean_windows, profiles_of
     from detector.features import feature_columns
     from detector.findings import rank
@@ -233,7 +233,7 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
     from detector.spill import EventSpill, slice_length
 
     trained = load_model(model_dir)
-    config = runner._config_of(trained)
+    config = trained.settings
     times: dict[str, float] = {}
 
     def add(stage: str, began: float) -> float:

@@ -29,7 +29,7 @@ from detector.features import build_profiles
 from detector.features import build_features as _build_features
 from detector.model_store import Model, load_model
 from detector.result import Explanation, FindingNotFound, Findings, ProgressCallback
-from detector.runner import _config_of, plan, read_logs, read_with_reports, scan, train
+from detector.runner import plan, read_logs, read_with_reports, scan, train
 from detector.safe_text import escape_html
 from detector.timelines import CONTEXT, TIMELINE_FILE, TIMELINE_SCHEMA, entity_timeline, timeline_counts
 
@@ -81,7 +81,7 @@ def build_features(events: pl.DataFrame | pl.LazyFrame, model: Model | None = No
         ``detector.features.FEATURE_DESCRIPTIONS`` says what each one means.
     """
     if config is None:
-        config = _config_of(model) if model is not None else Config()
+        config = model.settings if model is not None else Config()
     profiles = profiles_of(model) if model is not None else build_profiles(events, config.features)
     return _build_features(events, profiles, config.features)
 

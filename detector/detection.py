@@ -216,10 +216,6 @@ def _top_features(scorer: WindowScorer, matrix: np.ndarray, lead: np.ndarray, to
                         baseline=scorer.feature_median_[chosen].astype(np.float64), contribution=credit[present])
 
 
-def _settings(model: Model, config: Config | None) -> Config:
-    return config or Config.from_dict({k: v for k, v in model.config.items() if k in ("features", "scoring")})
-
-
 def lean_windows(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | None = None, *,
                  profiles: Profiles | None = None,
                  earlier: Mapping[str, pl.DataFrame] | None = None) -> dict[str, pl.DataFrame]:
@@ -233,7 +229,7 @@ def lean_windows(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Conf
     from them); *earlier* is the entities' last activity in logs scanned before *events* (see
     :func:`~detector.features.build_features`).
     """
-    config = _settings(model, config)
+    config = config or model.settings
     profiles = profiles if profiles is not None else profiles_of(model)
     frames = build_features(events.lazy(), profiles, config.features, earlier, detail=False,
                             kinds=sorted(model.scorers))
@@ -320,7 +316,7 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
     earlier slices of a scan (accounts created so far). With *links*, each finding keeps a ``_links``
     column (the accounts behind a device's commands) for :func:`~detector.incidents.assign_incidents`.
     """
-    config = _settings(model, config)
+    config = config or model.settings
     profiles = profiles if profiles is not None else profiles_of(model)
     thresholds = SeverityThresholds.from_dict(model.config.get("scoring", {}).get("severity", {}))
     frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events

@@ -28,6 +28,7 @@ import shutil
 import stat
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -38,6 +39,7 @@ import polars as pl
 import sklearn
 
 from detector.atomic import fsync_dir
+from detector.config import Config
 from detector.errors import ConfigError, DetectorError
 from detector.scoring import STATE_ARRAYS, ScoringError, SeverityThresholds, WindowScorer
 
@@ -98,6 +100,12 @@ class Model:
     metadata: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def settings(self) -> Config:
+        """The typed settings of :attr:`config` (features, scoring, alerts), resolved once: what a scan
+        with this model uses unless it is given a configuration of its own."""
+        return Config.of_model(self.config)
 
     @property
     def thresholds(self) -> SeverityThresholds:

@@ -10,7 +10,7 @@ representations here escape it, and :mod:`detector.report` does the same for the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from detector.config import Config
 from detector.errors import DetectorError
 from detector.atomic import atomic_write
 from detector.evidence import EVIDENCE_FILE, cited_events, events_at, evidence_locations, read_raw_lines, write_cited_events
@@ -25,7 +26,7 @@ from detector.features import FEATURE_DESCRIPTIONS
 from detector.findings import SEVERITIES, TOP_FEATURE, conform, rank, severity_at_least, write_findings
 from detector.incidents import incidents_of
 from detector.model_store import Model
-from detector.pipeline import FileReport
+from detector.pipeline import FileReport, ProgressCallback
 from detector.saved import read_saved
 from detector.safe_text import escape_html, for_terminal
 from detector.schema import CATEGORIES, EVENT_SCHEMA, empty_rejects
@@ -37,13 +38,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-ProgressCallback = Callable[[str, float, float | None], None]
-"""``progress(stage, done, total)``: *total* is None for a stage whose length is unknown.
-
-Stages are ``"parsing"`` (done and total in bytes of input), ``"training"``, ``"scoring"`` and
-``"report"`` (0 of None when they start, 1 of 1 when they end).
-"""
 
 EntityKind = Literal["account", "device"]
 
@@ -138,16 +132,20 @@ class Findings:
         How many events were scored.
     scored_from
         With a model and ``baseline_until``: the time scoring started from.
+    settings
+        The settings the findings were made with (a scan's configuration, else its model's),
+        when known; their ``alert_severity`` decides what the command line calls an alert.
     """
 
     def __init__(self, frame: pl.DataFrame, *, events: pl.DataFrame | pl.LazyFrame | None = None,
                  timelines: pl.DataFrame | None = None, model: Model | None = None,
                  rejects: pl.DataFrame | None = None, reports: Sequence[FileReport] = (),
                  events_scored: int | None = None, scored_from: datetime | None = None,
-                 spill: EventSpill | None = None) -> None:
+                 spill: EventSpill | None = None, settings: Config | None = None) -> None:
         self.df = rank(conform(frame))
         self.events = events
         self._spill = spill  # the parsed events behind a LazyFrame *events*, kept while they are needed
+        self.settings = settings
         self.timelines = timelines
         self.model = model
         self.rejects = rejects if rejects is not None else empty_rejects()
@@ -221,7 +219,7 @@ class Findings:
     def _with(self, frame: pl.DataFrame) -> Findings:
         return Findings(frame, events=self.events, timelines=self.timelines, model=self.model, rejects=self.rejects,
                         reports=self.reports, events_scored=self.events_scored, scored_from=self.scored_from,
-                        spill=self._spill)
+                        spill=self._spill, settings=self.settings)
 
     def finding(self, finding_id: str) -> dict[str, Any]:
         """The row of one finding, by its id or a unique prefix of it."""

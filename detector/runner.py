@@ -1,13 +1,18 @@
-"""The scan runner: parse -> spill -> (learn) -> score -> explain, each stage a plain function, returning
-:class:`~detector.result.Findings` (which writes the outputs)."""
+"""The scan runner: parse -> spill -> baseline -> score (-> explain, inside scoring) -> a result.
+
+Each stage is a plain function over polars tables; an engine (:mod:`detector.engines`) runs the
+two heavy ones, parsing and scoring, and the runner does the rest the same way whatever the engine.
+The result, :class:`~detector.result.Findings`, writes the outputs (findings, evidence, timelines,
+report) when asked.
+"""
 
 from __future__ import annotations
 
 import atexit
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,141 +21,19 @@ import polars as pl
 from detector.config import Config
 from detector.detection import NoBaselineError, signals_only
 from detector.detection import train as _train
+from detector.engines import Engine, engine_named
 from detector.errors import DetectorError, InputError
 from detector.findings import SEVERITIES
 from detector.model_store import Model, load_model
-from detector.parsers import ParsedChunk
-from detector.pipeline import FileReport, ParseRun, collect_run, parse_to_spill, plan_parse
-from detector.result import Findings, ProgressCallback, _tick
+from detector.pipeline import FileReport, ParseRun, ProgressCallback, plan, read_logs, read_with_reports
+from detector.result import Findings, _tick
 from detector.schema import empty_rejects
-from detector.slices import SliceSource, score_slices
+from detector.slices import SliceSource
 from detector.spill import EventSpill, in_memory_slices, slice_length
 from detector.timelines import aware as _aware
 
-# ---- parsing ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class _TrackedRun(ParseRun):
-    """A :class:`ParseRun` that reports progress in bytes as it finishes each file."""
-
-    progress: ProgressCallback | None = None
-
-    def chunks(self) -> Iterator[ParsedChunk]:
-        if self.progress is None:
-            yield from super().chunks()
-            return
-        sizes = [_size(p) for p in self.files]
-        total, done, finished = float(sum(sizes)), 0.0, 0
-        self.progress("parsing", 0.0, total)
-        for chunk in super().chunks():
-            # A file's report is appended when it starts, so every file before the last is done.
-            while finished < len(self.reports) - 1:
-                done += sizes[finished]
-                finished += 1
-                self.progress("parsing", done, total)
-            yield chunk
-        self.progress("parsing", total, total)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def plan(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
-         mappings: Sequence[str | Path] = (), tz: str | None = None,
-         progress: ProgressCallback | None = None) -> ParseRun:
-    """Resolve inputs into a :class:`~detector.pipeline.ParseRun` that reports *progress*.
-
-    Parameters
-    ----------
-    paths
-        Files and directories of log exports.
-    format, mappings, tz
-        As for :func:`read_logs`.
-    progress
-        Called with ``("parsing", bytes_done, bytes_total)`` as files are finished.
-
-    Returns
-    -------
-    ParseRun
-        Iterate ``run.chunks()`` to parse; ``run.reports`` then says what happened to each file.
-    """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    run = plan_parse(paths, format=format, mappings=mappings, tz=tz)
-    return _TrackedRun(**{f.name: getattr(run, f.name) for f in fields(ParseRun)}, progress=progress)
-
-
-def read_logs(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
-              mappings: Sequence[str | Path] = (), tz: str | None = None, strict: bool = False,
-              progress: ProgressCallback | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse log exports into normalized events and the lines that could not be parsed.
-
-    Parameters
-    ----------
-    paths
-        Files and directories, any mix of the known formats (sniffed per file); gzip is read
-        transparently, and ``*.mapping.toml`` files inside a directory describe exports beside them.
-    format
-        Force one format for every file instead of sniffing.
-    mappings
-        Mapping files (TOML) describing other CSV / JSON-lines exports.
-    tz
-        IANA time zone of timestamps written without an offset (e.g. ``"America/Chicago"``).
-    strict
-        Raise :class:`~detector.errors.ParseError` on the first rejected line or unreadable file
-        instead of returning it as a reject.
-    progress
-        Optional :data:`ProgressCallback`.
-
-    Returns
-    -------
-    events : polars.DataFrame
-        In the normalized event schema (:data:`detector.schema.EVENT_SCHEMA`).
-    rejects : polars.DataFrame
-        ``raw_file``, ``raw_line``, ``source_format``, ``reason``, ``raw``.
-
-    Raises
-    ------
-    DetectorError
-        For an unknown format, a bad mapping file or time zone, or when *paths* hold no log file;
-        in strict mode :class:`~detector.errors.ParseError` for the first reject.
-
-    Examples
-    --------
-    >>> events, rejects = read_logs("sample_logs/", tz="UTC")  # doctest: +SKIP
-    >>> events.group_by("source_format").len()                # doctest: +SKIP
-    """
-    events, rejects, _ = read_with_reports(paths, format=format, mappings=mappings, tz=tz, strict=strict,
-                                           progress=progress)
-    return events, rejects
-
-
-def read_with_reports(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
-                      mappings: Sequence[str | Path] = (),
-                      tz: str | None = None, strict: bool = False, progress: ProgressCallback | None = None
-                      ) -> tuple[pl.DataFrame, pl.DataFrame, list[FileReport]]:
-    """:func:`read_logs` that also returns a report per input file, and refuses an empty input.
-
-    Raises
-    ------
-    InputError
-        When *paths* hold no log file at all.
-    """
-    run = plan(paths, format=format, mappings=mappings, tz=tz, progress=progress)
-    if not run.files:
-        raise InputError("no log files found in the given paths")
-    events, rejects = collect_run(run, strict=strict)
-    return events, rejects, run.reports
-
-
-
-def _config_of(model: Model) -> Config:
-    return Config.from_dict({k: v for k, v in model.config.items() if k in ("features", "scoring")})
+__all__ = ["Scanned", "baseline", "parse", "plan", "read_logs", "read_with_reports", "scan", "score", "take_events",
+           "train"]
 
 
 def _before(events: pl.DataFrame | pl.LazyFrame, until: datetime | None) -> pl.DataFrame | pl.LazyFrame:
@@ -199,7 +82,7 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
          model: Model | str | Path | None = None, *, config: Config | None = None,
          baseline_until: datetime | None = None, min_severity: str = "low", format: str | None = None,
          mappings: Sequence[str | Path] = (), tz: str | None = None,
-         progress: ProgressCallback | None = None) -> Findings:
+         progress: ProgressCallback | None = None, engine: str | Engine = "local") -> Findings:
     """Score the behaviour windows of log files or of events, and return explained findings.
 
     Parameters
@@ -212,7 +95,7 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         baseline is learned from the events themselves: from those before *baseline_until* (which
         are then not scored), or from all of them.
     config
-        Settings; by default the model's feature and scoring settings.
+        Settings; by default the model's (:attr:`~detector.model_store.Model.settings`).
     baseline_until
         With a model, only events from this time on are scored; without one, the events before it
         are the baseline. Naive times are UTC.
@@ -222,6 +105,9 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         As for :func:`read_logs`, when *paths_or_events* are paths.
     progress
         Optional :data:`ProgressCallback`.
+    engine
+        ``"local"`` (this process), ``"spark"``, or an :class:`~detector.engines.Engine` made by the
+        caller (who then closes it); an engine named here is closed when the scan ends.
 
     Returns
     -------
@@ -237,52 +123,106 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         raise DetectorError(f"min_severity must be one of {', '.join(SEVERITIES)}, not {min_severity!r}")
     if isinstance(model, (str, Path)):
         model = load_model(model)
-    settings = config or (_config_of(model) if model is not None else Config())
-    length = slice_length(settings.features.window_length)
-    spill = None
-    if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
-        # A LazyFrame is collected once here, not once for the count and again for the slices.
-        events: pl.DataFrame | pl.LazyFrame = (paths_or_events.collect() if isinstance(paths_or_events, pl.LazyFrame)
-                                               else paths_or_events)
-        rejects, reports = empty_rejects(), list[FileReport]()
-        slices: SliceSource = in_memory_slices(events, length)
-        total = events.height
-    else:
-        run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
-        if not run.files:
-            raise InputError("no log files found in the given paths")
-        # Parsed events go to disk, and are scored a slice at a time (see detector.slices); they
-        # stay there for explain() and timeline() until Findings.close() or the end of the process.
-        spill = EventSpill.temporary(length)
-        atexit.register(spill.remove)
+    length = slice_length((config or (model.settings if model is not None else Config())).features.window_length)
+    runner = engine_named(engine) if isinstance(engine, str) else engine
     try:
-        if spill is not None:
-            rejects = parse_to_spill(run, spill)
-            events, reports, slices, total = spill.scan(), run.reports, spill.slices(), spill.events
-        since = _aware(baseline_until) if baseline_until is not None else None
-        notes: list[str] = []
-        if model is None:
-            model, notes = _learn_during_scan(events, config, since, progress)
+        if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
+            scanned = take_events(paths_or_events, length, spill=runner.name != "local")
         else:
-            notes += _inside_training(events, model, since)
-        done = 0.0
-
-        def tick(count: int) -> None:
-            nonlocal done
-            done += count
-            _tick(progress, "scoring", done, float(total))
-
-        _tick(progress, "scoring", 0.0, float(total))
-        frame, scored = score_slices(slices, model, config, min_severity=min_severity, scored_from=since,
-                                     on_slice=tick)
-    except BaseException:
-        if spill is not None:
-            spill.remove()
-        raise
-    found = Findings(frame, events=events, model=model, rejects=rejects, reports=reports, events_scored=scored,
-                     scored_from=since, spill=spill)
+            run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
+            scanned = parse(run, runner, length)
+        try:
+            since = _aware(baseline_until) if baseline_until is not None else None
+            model, notes = baseline(scanned.events, model, config, since, progress)
+            frame, count = score(scanned, runner, model, config, min_severity=min_severity, scored_from=since,
+                                 progress=progress)
+        except BaseException:
+            if scanned.spill is not None:
+                scanned.spill.remove()
+            raise
+    finally:
+        if runner is not engine:
+            runner.close()
+    found = Findings(frame, events=scanned.events, model=model, rejects=scanned.rejects, reports=scanned.reports,
+                     events_scored=count, scored_from=since, spill=scanned.spill, settings=config or model.settings)
     found.notes = notes
     return found
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """The events of a scan, parsed or given, and how they came."""
+
+    events: pl.DataFrame | pl.LazyFrame  # all of them (a LazyFrame over the spill when parsed)
+    slices: SliceSource | EventSpill  # what the engine scores
+    total: int  # how many
+    rejects: pl.DataFrame
+    reports: list[FileReport]
+    spill: EventSpill | None  # the events on disk, kept for explain() until Findings.close()
+
+
+def parse(run: ParseRun, engine: Engine, length: timedelta) -> Scanned:
+    """Parse *run* with *engine* into a temporary spill of slices of *length*.
+
+    The spill stays for ``explain()`` and ``timeline()`` until :meth:`Findings.close` or the end of
+    the process; it is removed at once if parsing fails.
+
+    Raises
+    ------
+    InputError
+        When *run* has no file to parse.
+    """
+    if not run.files:
+        raise InputError("no log files found in the given paths")
+    spill = EventSpill.temporary(length)
+    atexit.register(spill.remove)
+    try:
+        rejects = engine.parse(run, spill)
+    except BaseException:
+        spill.remove()
+        raise
+    return Scanned(spill.scan(), spill, spill.events, rejects, run.reports, spill)
+
+
+def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill: bool = False) -> Scanned:
+    """Events already parsed, cut into slices of *length* in memory (or, with *spill*, on disk, for an
+    engine that reads its slices from files)."""
+    # A LazyFrame is collected once here, not once for the count and again for the slices.
+    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    if not spill:
+        return Scanned(frame, in_memory_slices(frame, length), frame.height, empty_rejects(), [], None)
+    disk = EventSpill.temporary(length)
+    atexit.register(disk.remove)
+    try:
+        disk.add(frame)
+    except BaseException:
+        disk.remove()
+        raise
+    return Scanned(frame, disk, frame.height, empty_rejects(), [], disk)
+
+
+def baseline(events: pl.DataFrame | pl.LazyFrame, model: Model | None, config: Config | None,
+             since: datetime | None, progress: ProgressCallback | None) -> tuple[Model, list[str]]:
+    """The model to score with (*model*, or one learned from *events* before *since*), and what the
+    analyst must know about its baseline."""
+    if model is None:
+        return _learn_during_scan(events, config, since, progress)
+    return model, _inside_training(events, model, since)
+
+
+def score(scanned: Scanned, engine: Engine, model: Model, config: Config | None, *, min_severity: str,
+          scored_from: datetime | None, progress: ProgressCallback | None) -> tuple[pl.DataFrame, int]:
+    """The ranked, explained findings of *scanned* (with incident ids) and the number of events scored."""
+    done = 0.0
+
+    def tick(count: int) -> None:
+        nonlocal done
+        done += count
+        _tick(progress, "scoring", done, float(scanned.total))
+
+    _tick(progress, "scoring", 0.0, float(scanned.total))
+    return engine.score(scanned.slices, model, config, min_severity=min_severity, scored_from=scored_from,
+                        on_slice=tick)
 
 
 def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: datetime | None) -> list[str]:
