@@ -12,7 +12,6 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -95,8 +94,7 @@ class AtomicParquet:
         if self._writer is not None and frame.height:
             self._writer.write_table(frame.to_arrow())
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if self._writer is None or self._tmp is None or self.path is None:
             return
         self._writer.close()
