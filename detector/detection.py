@@ -1,7 +1,7 @@
 """Training and scoring: events in, a model or ranked and explained findings out.
 
 ``train`` builds baseline profiles and fits one scorer per entity kind on the baseline's own
-windows; ``score`` turns the windows of new events into findings per the DESIGN.md contract.
+windows; ``score`` turns the windows of new events into findings per the ARCHITECTURE.md contract.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The findings contract (DESIGN.md): schema, stable ids, and writing Parquet / JSON lines / CSV.
+"""The findings contract (ARCHITECTURE.md): schema, stable ids, and writing Parquet / JSON lines / CSV.
 
 Finding text comes from log content, which an attacker controls; the CSV writer defuses
 spreadsheet formulas and the terminal renderer escapes control characters.

@@ -25,7 +25,7 @@ EntityKind = Literal["account", "device"]
 ENTITY_KINDS: Final[tuple[EntityKind, ...]] = ("account", "device")
 
 # Commands that change a device's state or trust (as opposed to reads, pings and clock syncs):
-# the ones whose bursts matter (DESIGN.md: disconnects, firmware pushes, key changes).
+# the ones whose bursts matter (ARCHITECTURE.md: disconnects, firmware pushes, key changes).
 CONTROL_ACTIONS: Final = (
     "remote_disconnect", "remote_connect", "load_limit_set", "demand_reset", "fw_download", "fw_activate",
     "key_renewal", "breaker_open", "breaker_close", "tag_placed", "tag_removed",
