@@ -77,7 +77,7 @@ def profiles_of(model: Model) -> Profiles:
     return Profiles(
         **{name: model.tables[name] for name in PROFILE_SCHEMAS},
         baseline_start=when("baseline_start"), baseline_end=when("baseline_end"),
-        window=scalars.get("window", "1h"), event_count=int(scalars.get("event_count", 0)),
+        window=scalars.get("window", model.settings.features.window), event_count=int(scalars.get("event_count", 0)),
     )
 
 
