@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,10 +40,10 @@ class Recording(LocalEngine):
 
 @pytest.fixture(scope="module")
 def sample() -> tuple[pl.DataFrame, object]:
-    events, _ = api.read_logs(SAMPLE)
-    until = json.loads((SAMPLE / "labels.json").read_text())["generator"]["baseline_until"]
-    start = pl.Series([until]).str.to_datetime(time_zone="UTC").item() - timedelta(days=2)
-    return events.filter(pl.col("time") >= start), load_model(MODEL)
+    # Two days of the sample's files: enough for findings, and quick to parse.
+    files = sorted(p for day in ("2026-03-27", "2026-03-28") for p in SAMPLE.glob(f"*{day}*"))
+    events, _ = api.read_logs(files)
+    return events, load_model(MODEL)
 
 
 def test_engines_by_name() -> None:
@@ -56,6 +55,7 @@ def test_engines_by_name() -> None:
 def test_a_caller_made_engine_gives_the_same_findings_and_stays_open(sample) -> None:
     events, model = sample
     plain = runner.scan(events, model)
+    assert plain.df.height > 0
     engine = Recording()
     assert isinstance(engine, Engine)  # structurally: what the runner needs
     other = runner.scan(events, model, engine=engine)
@@ -74,7 +74,7 @@ def test_the_stages_compose_into_the_scan(sample) -> None:
     scanned = runner.take_events(events.lazy(), length)
     assert scanned.total == events.height and scanned.spill is None
     found_model, notes = runner.baseline(scanned.events, model, None, None, None)
-    assert found_model is model and notes  # the sample's scored days lie inside the default model's baseline
+    assert found_model is model and notes == []  # days after the model's baseline: nothing to warn about
     frame, scored = runner.score(scanned, engine, model, None, min_severity="low", scored_from=None, progress=None)
     assert scored == events.height
     assert_frame_equal(api.Findings(frame).df, runner.scan(events, model).df)
