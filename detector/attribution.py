@@ -38,7 +38,7 @@ MACHINE_ACCOUNTS: Final = ("system", "local service", "network service", "locals
 INTERACTIVE_LOGON_TYPES: Final = ("2", "10", "11")
 SESSION_HOURS: Final = 12
 
-SESSIONS: Final = pl.Schema({"host": pl.String, "time": UTC_US, "user": pl.String, "logon_id": pl.String})
+SESSIONS: Final = pl.Schema({"host": pl.String(), "time": UTC_US, "user": pl.String(), "logon_id": pl.String()})
 
 
 def is_machine(account: pl.Expr) -> pl.Expr:
@@ -55,7 +55,7 @@ def interactive_logons(events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
                     & logon_type.is_in(INTERACTIVE_LOGON_TYPES))
             .select("host", "time", pl.col("account").alias("user"),
                     pl.coalesce(detail("target_logon_id"), detail("logon_id")).str.to_lowercase().alias("logon_id"))
-            .cast(dict(SESSIONS)))
+            .cast(SESSIONS))
 
 
 def attribute(events: pl.DataFrame, earlier: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:

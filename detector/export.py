@@ -131,9 +131,9 @@ def is_internal(address: str) -> bool:
     return any(ip.version == net.version and ip in net for net in _INTERNAL)
 
 
-_OBSERVATION = pl.Schema({"finding_id": pl.String, "kind": pl.String, "value": pl.String,
+_OBSERVATION = pl.Schema({"finding_id": pl.String(), "kind": pl.String(), "value": pl.String(),
                           "first_seen": pl.Datetime("us", "UTC"), "last_seen": pl.Datetime("us", "UTC"),
-                          "events": pl.Int64})
+                          "events": pl.Int64()})
 
 
 def observations(folder: FindingsFolder, findings: pl.DataFrame) -> pl.DataFrame:
@@ -146,7 +146,7 @@ def observations(folder: FindingsFolder, findings: pl.DataFrame) -> pl.DataFrame
     accounts = findings.filter(pl.col("entity_kind") == "account").select(
         "finding_id", kind=pl.lit("account"), value=pl.col("entity_id").str.to_lowercase(),
         first_seen=pl.col("window_start"), last_seen=pl.col("window_end"), events=pl.col("event_count").cast(pl.Int64))
-    parts.append(accounts.cast(dict(_OBSERVATION)))
+    parts.append(accounts.cast(_OBSERVATION))
     if folder.evidence is not None and findings.height:
         cited = (findings.select("finding_id", "evidence").explode("evidence").drop_nulls("evidence")
                  .select("finding_id",
@@ -161,7 +161,7 @@ def observations(folder: FindingsFolder, findings: pl.DataFrame) -> pl.DataFrame
                 cited.drop_nulls(column)
                 .group_by("finding_id", pl.col(column).str.to_lowercase().alias("value"))
                 .agg(first_seen=pl.col("time").min(), last_seen=pl.col("time").max(), events=pl.len())
-                .with_columns(kind=pl.lit(kind)).select(list(_OBSERVATION)).cast(dict(_OBSERVATION)))
+                .with_columns(kind=pl.lit(kind)).select(list(_OBSERVATION)).cast(_OBSERVATION))
     hunts = findings.filter(pl.col("detector").is_in(_HUNTS))
     if hunts.height:
         text = hunts.select("finding_id", "window_start", "window_end", "event_count",
@@ -171,7 +171,7 @@ def observations(folder: FindingsFolder, findings: pl.DataFrame) -> pl.DataFrame
                 "finding_id", kind=pl.lit(kind), value=pl.col("text").str.extract_all(pattern),
                 first_seen="window_start", last_seen="window_end", events=pl.col("event_count").cast(pl.Int64),
             ).explode("value").drop_nulls("value").with_columns(pl.col("value").str.to_lowercase())
-                .unique(["finding_id", "value"]).select(list(_OBSERVATION)).cast(dict(_OBSERVATION)))
+                .unique(["finding_id", "value"]).select(list(_OBSERVATION)).cast(_OBSERVATION))
     frame = pl.concat(parts)
     # "address" becomes ipv4 / ipv6, and text that only looks like an address is dropped.
     kinds = [(_address_kind(v) if k == "address" else k) for k, v in zip(frame["kind"], frame["value"], strict=True)]

@@ -32,12 +32,12 @@ RELATED_ACCOUNT: Final = r"^(?:created account|deleted account|added|created by)
 LINKS_COLUMN: Final = "_links"
 
 INCIDENTS_SCHEMA: Final = pl.Schema({
-    "incident_id": pl.String,
+    "incident_id": pl.String(),
     "severity": pl.Enum(SEVERITIES),
-    "score": pl.Float64,
-    "lead_kind": pl.String,
-    "lead_entity": pl.String,
-    "summary": pl.String,
+    "score": pl.Float64(),
+    "lead_kind": pl.String(),
+    "lead_entity": pl.String(),
+    "summary": pl.String(),
     "first_seen": pl.Datetime("us", "UTC"),
     "last_seen": pl.Datetime("us", "UTC"),
     "entities": pl.List(pl.String),
@@ -132,7 +132,7 @@ def incidents_of(findings: pl.DataFrame) -> pl.DataFrame:
             pl.when(more == 1).then(pl.lit(" (and 1 more finding)"))
             .when(more > 1).then(pl.format(" (and {} more findings)", more)).otherwise(pl.lit("")),
         ]))
-    return out.select(list(INCIDENTS_SCHEMA)).cast(dict(INCIDENTS_SCHEMA))
+    return out.select(list(INCIDENTS_SCHEMA)).cast(INCIDENTS_SCHEMA)
 
 
 def write_incidents(incidents: pl.DataFrame, out_dir: Path) -> list[Path]:

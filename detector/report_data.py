@@ -128,7 +128,7 @@ def _findings_frame(findings: pl.DataFrame, hunts: frozenset[str]) -> pl.DataFra
         extra.append(pl.lit(None, pl.String).alias("incident_id"))
     if "signals" not in frame.columns:
         extra.append(pl.lit([], pl.List(SIGNAL)).alias("signals"))
-    frame = frame.with_columns(extra).cast({**FINDINGS_SCHEMA, "incident_id": pl.String})
+    frame = frame.with_columns(extra).cast(pl.Schema({**FINDINGS_SCHEMA, "incident_id": pl.String()}))
     frame = frame.with_columns(
         pl.col("signals").cast(pl.List(SIGNAL), strict=False).fill_null([]),
         is_hunt=pl.col("detector").is_in(sorted(hunts)).fill_null(False))

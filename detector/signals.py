@@ -200,6 +200,11 @@ SIGNAL_ROW: Final = pl.Schema({
 
 CREATED_SCHEMA: Final = pl.Schema({"account": pl.String, "created_at": UTC_US, "creator": pl.String,
                                    "routine_creator": pl.Boolean})
+# What an account did for the first time in a scan (``what``: an action, or ``logon <host>``) and the
+# window it first did it in: a "first time" signal is raised in that window only, not again each time
+# the new habit repeats later in the scan.
+FIRSTS_SCHEMA: Final = pl.Schema({"_actor": pl.String, "_what": pl.String, "_first_window": UTC_US})
+FIRST_TIME_ACTIONS: Final = ("privileged_logon", "explicit_credential_logon", "removable_media", *CONTROL_ACTIONS)
 
 
 def actor() -> pl.Expr:
@@ -227,13 +232,15 @@ def _details_text() -> pl.Expr:
 
 @dataclass
 class SignalState:
-    """What signals carry from one slice of a scan to the next: the accounts created so far."""
+    """What signals carry from one slice of a scan to the next: the accounts created so far, and the
+    first window in which each account did each new thing (:data:`FIRSTS_SCHEMA`)."""
 
     created: pl.DataFrame
+    firsts: pl.DataFrame
 
     @classmethod
     def empty(cls) -> SignalState:
-        return cls(pl.DataFrame(schema=CREATED_SCHEMA))
+        return cls(pl.DataFrame(schema=CREATED_SCHEMA), pl.DataFrame(schema=FIRSTS_SCHEMA))
 
 
 def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
@@ -291,6 +298,7 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
         )
         .collect()
     )
+    cand = _mark_repeats(cand, state)
     created_now = cand.filter(pl.col("action") == "account_created").select(
         pl.col("target_id").alias("account"), pl.col("time").alias("created_at"), pl.col("_actor").alias("creator"),
         pl.col("_routine").alias("routine_creator")).drop_nulls("account")
@@ -306,6 +314,24 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
         return pl.DataFrame(schema=SIGNAL_ROW)
     return (pl.concat(rows).filter(pl.col("level") > 0).cast(dict(SIGNAL_ROW))
             .select(list(SIGNAL_ROW)))
+
+
+def _mark_repeats(cand: pl.DataFrame, state: SignalState) -> pl.DataFrame:
+    """``_repeat``: the account already did this (a first-time action, or a logon to this host) in an
+    earlier window of the scan; *state* learns this slice's firsts."""
+    action = pl.col("action")
+    what = (pl.when(action.is_in(FIRST_TIME_ACTIONS)).then(action)
+            .when((action == "login_success") & pl.col("host").is_not_null())
+            .then(pl.format("logon {}", pl.col("host").str.to_lowercase())))
+    cand = cand.with_columns(_what=what)
+    now = (cand.filter(pl.col("_what").is_not_null()).group_by("_actor", "_what")
+           .agg(_first_window=pl.col("window_start").min()))
+    firsts = (pl.concat([state.firsts, now.cast(dict(FIRSTS_SCHEMA))]).group_by("_actor", "_what")
+              .agg(pl.col("_first_window").min()).sort("_actor", "_what"))
+    state.firsts = firsts
+    return (cand.join(firsts, on=["_actor", "_what"], how="left", maintain_order="left")
+            .with_columns(_repeat=(pl.col("_first_window") < pl.col("window_start")).fill_null(False))
+            .drop("_what", "_first_window"))
 
 
 def _rows(frame: pl.DataFrame, signal: str, level: pl.Expr | int, words: pl.Expr,
@@ -402,20 +428,21 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
 
     if profiles.has_baseline:
         known = pl.col("_known")
-        rule(known & (action == "privileged_logon") & ~routine, "first_privileged_logon", MEDIUM,
+        once = known & ~routine & ~pl.col("_repeat")
+        rule(once & (action == "privileged_logon"), "first_privileged_logon", MEDIUM,
              _text("got special privileges at logon on ", host, " for the first time"))
         # One meter's first disconnect is an operator's new duty as often as not; several devices, or
         # firmware and keys, are not.
         wide = action.is_in(["fw_download", "fw_activate", "key_renewal"]) | (pl.col("target_count") >= 3)
-        rule(known & action.is_in(CONTROL_ACTIONS) & ~routine, "first_control_command",
+        rule(once & action.is_in(CONTROL_ACTIONS), "first_control_command",
              pl.when(wide).then(MEDIUM).otherwise(LOW),
              _text("sent ", action, " for the first time (to ", pl.coalesce("target_id", pl.lit("a device")), ")"))
-        rule(known & (action == "explicit_credential_logon") & ~routine, "explicit_credentials", LOW,
+        rule(once & (action == "explicit_credential_logon"), "explicit_credentials", LOW,
              _text("logged on with explicit credentials of ", pl.coalesce("target_id", pl.lit("another account")),
                    pl.when(detail("target_server").is_not_null()).then(pl.format(" to {}", detail("target_server")))
                    .otherwise(pl.lit("")), " for the first time"))
         user = pl.col("attributed_account").is_not_null() | ~pl.col("_actor").str.ends_with("$")
-        rule((action == "removable_media") & ~routine & user, "removable_media", LOW,
+        rule((action == "removable_media") & ~routine & ~pl.col("_repeat") & user, "removable_media", LOW,
              _text("used removable media (", pl.coalesce(detail("device_description"), pl.lit("a device")),
                    ") on ", host, " for the first time"))
         new_actor = pl.col("_new")
@@ -429,7 +456,8 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
              _text("an account never seen in ", f"{days:.0f} days of baseline", " did ", action,
                    pl.when(host.is_not_null()).then(pl.format(" on {}", host)).otherwise(pl.lit(""))))
         hosts = profiles.account_dest_hosts.lazy().select(pl.col("account").alias("_actor"), "host", _been=pl.lit(True))
-        logons = (cand.lazy().filter(known & (action == "login_success") & pl.col("host").is_not_null())
+        logons = (cand.lazy().filter(known & (action == "login_success") & pl.col("host").is_not_null()
+                                     & ~pl.col("_repeat"))
                   .join(hosts, on=["_actor", "host"], how="left").filter(pl.col("_been").is_null()).collect())
         if logons.height:
             rows.append(_rows(logons, "new_logon_host", LOW,

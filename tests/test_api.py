@@ -27,7 +27,7 @@ ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "sample_logs"
 MODEL = ROOT / "models" / "default"
 LABELS = json.loads((SAMPLE / "labels.json").read_text())
-UNTIL = datetime.fromisoformat(LABELS["generator"]["baseline_until"].replace("Z", "+00:00"))
+UNTIL = datetime.fromisoformat(LABELS["generator"]["baseline_until"])
 
 
 @pytest.fixture(scope="module")

@@ -134,10 +134,10 @@ def hostile_logs(tmp_path_factory) -> Path:
         shutil.copy(path, logs)
     rows = [
         f'2026-03-27T03:10:07Z,99000001,"{SCRIPT}",Administrator,203.0.113.250,EVIL01,Security,UserLogin,User,x,,,Success',
-        f'2026-03-27T03:12:07Z,99000002,"{SCRIPT}",Administrator,203.0.113.250,EVIL01,Configuration,SettingChanged,'
-        f'GlobalSetting,Firmware.MaxConcurrentDownloads,500,"{FORMULA}",Success',
-        f'2026-03-27T03:13:07Z,99000003,"{SCRIPT}",Administrator,203.0.113.250,EVIL01,Configuration,SettingChanged,'
-        f'GlobalSetting,Security.AuditLevel,Full,"{FORMULA}",Success',
+        (f'2026-03-27T03:12:07Z,99000002,"{SCRIPT}",Administrator,203.0.113.250,EVIL01,Configuration,SettingChanged,'
+         f'GlobalSetting,Firmware.MaxConcurrentDownloads,500,"{FORMULA}",Success'),
+        (f'2026-03-27T03:13:07Z,99000003,"{SCRIPT}",Administrator,203.0.113.250,EVIL01,Configuration,SettingChanged,'
+         f'GlobalSetting,Security.AuditLevel,Full,"{FORMULA}",Success'),
     ]
     header = (GOLDEN / "hes_audit.csv").read_text().splitlines()[0]
     (logs / "hes_audit_intruder.csv").write_text("\n".join([header, *rows]) + "\n")
@@ -152,7 +152,7 @@ def json_scan(hostile_logs, tmp_path_factory):
 
 
 def test_scan_json_parses_is_complete_and_stable(json_scan, hostile_logs, tmp_path) -> None:
-    result, out = json_scan
+    result, _ = json_scan
     assert result.exit_code == 1, result.stderr  # the intruder reaches the alert severity
     doc = json.loads(result.stdout)  # stdout is the JSON document and nothing else
     assert list(doc) == SCAN_KEYS and doc["command"] == "scan" and doc["exit_status"] == 1

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 from click.testing import CliRunner
+from polars.testing import assert_frame_equal
 
 from detector.cli import main
 from detector.detection import _with_detail, lean_windows, profiles_of, score, train
@@ -20,7 +20,7 @@ from detector.pipeline import read_logs
 
 SAMPLE = Path(__file__).parent.parent / "sample_logs"
 LABELS = json.loads((SAMPLE / "labels.json").read_text())
-UNTIL = datetime.fromisoformat(LABELS["generator"]["baseline_until"].replace("Z", "+00:00"))
+UNTIL = datetime.fromisoformat(LABELS["generator"]["baseline_until"])
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,8 @@ def findings(events, model) -> pl.DataFrame:
 
 
 def _matches(finding: dict, incident: dict) -> bool:
-    start = datetime.fromisoformat(incident["start"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(incident["end"].replace("Z", "+00:00"))
+    start = datetime.fromisoformat(incident["start"])
+    end = datetime.fromisoformat(incident["end"])
     entities = set(incident["accounts"]) | set(incident["devices"])
     return finding["entity_id"] in entities and finding["window_start"] <= end and finding["window_end"] >= start
 

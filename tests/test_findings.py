@@ -2,17 +2,16 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
-
 from polars.testing import assert_frame_equal
 
 from detector.findings import FINDINGS_SCHEMA, finding_ids, rank, read_ranked, summary_lines, write_findings
 
 
 def _findings(entity: str = "ops_tmp7", setting: str = "=cmd|' /C calc'!A0") -> pl.DataFrame:
-    start = datetime(2026, 4, 14, 2, tzinfo=timezone.utc)
+    start = datetime(2026, 4, 14, 2, tzinfo=UTC)
     rows = [
         {"entity_kind": "account", "entity_id": entity, "window_start": start,
          "window_end": start.replace(hour=3), "score": 0.9991, "severity": "high", "detector": "iforest",

@@ -37,7 +37,7 @@ def events(fleet: Path) -> pl.DataFrame:
 
 
 def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 def _logons(events: pl.DataFrame) -> pl.DataFrame:

@@ -15,8 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-import detector.model_store as model_store
-import detector.scoring as scoring
+from detector import model_store, scoring
 from detector.errors import DetectorError
 from detector.model_store import FORMAT_VERSION, Model, ModelError, _checksum, load_model, save_model
 from detector.scoring import ScoringConfig, WindowScorer

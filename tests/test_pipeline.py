@@ -60,7 +60,7 @@ def test_read_logs_returns_validated_tables() -> None:
 def test_strict_mode_raises_on_the_first_reject(tmp_path) -> None:
     path = tmp_path / "audit.csv"
     path.write_text((GOLDEN / "hes_audit.csv").read_text() + "2026-04-14T03:00:00Z,broken\n")
-    events, rejects = read_logs(path)
+    _, rejects = read_logs(path)
     assert rejects.height == 1
     with pytest.raises(ParseError) as info:
         read_logs(path, strict=True)

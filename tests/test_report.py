@@ -44,8 +44,8 @@ def hostile(tmp_path) -> tuple[pl.DataFrame, pl.DataFrame, Path]:
     lines = [
         HEADER,
         f'2026-04-14T02:10:00Z,1,"{SCRIPT}",Administrator,203.0.113.9,EVIL01,Security,UserLogin,User,x,,,Success',
-        f'2026-04-14T02:12:00Z,2,"{SCRIPT}",Administrator,203.0.113.9,EVIL01,Configuration,SettingChanged,'
-        f'GlobalSetting,Firmware.Max,500,"{FORMULA.replace(chr(34), chr(34) * 2)}",Success',
+        (f'2026-04-14T02:12:00Z,2,"{SCRIPT}",Administrator,203.0.113.9,EVIL01,Configuration,SettingChanged,'
+         f'GlobalSetting,Firmware.Max,500,"{FORMULA.replace(chr(34), chr(34) * 2)}",Success'),
         f"2026-04-14T02:13:00Z,3,{ESCAPE},Administrator,203.0.113.9,EVIL01,Security,UserLogin,User,x,,,Success",
     ]
     log.write_text("\n".join(lines) + "\n", encoding="utf-8")

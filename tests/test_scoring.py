@@ -93,7 +93,7 @@ def test_scoring_one_row_per_cell_equals_walking_every_row() -> None:
         cuts = arrays.threshold[(arrays.feature == j) & (arrays.children_left != -1)]
         at_threshold[:, j] = cuts[np.arange(200) % cuts.shape[0]]
     probe = np.vstack([data, at_threshold, np.nextafter(at_threshold, np.inf), data[:300]]).astype(np.float32)
-    first, cell_of = arrays._distinct_cells(probe)
+    first, _ = arrays._distinct_cells(probe)
     assert first.shape[0] < probe.shape[0]  # the repeated rows share cells
     np.testing.assert_array_equal(arrays.score(probe), arrays._path_score(probe))
     np.testing.assert_array_equal(arrays.attribution(probe), arrays._attribution(probe))

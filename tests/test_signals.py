@@ -9,8 +9,8 @@ from detector.attribution import attribute
 from detector.config import Config
 from detector.detection import score, signals_only, train
 from detector.features import Profiles, build_profiles
-from detector.scoring import ScoringConfig
 from detector.incidents import assign_incidents, incidents_of
+from detector.scoring import ScoringConfig
 from detector.signals import CATALOG, HIGH, LOW, MEDIUM, SignalState, combine, event_signals
 from tests.features.events import make_events
 
@@ -111,6 +111,31 @@ def test_created_account_used_carries_across_slices(profiles: Profiles) -> None:
                      profiles, state)
     used = later.filter(pl.col("signal") == "created_account_used").row(0, named=True)
     assert used["level"] == HIGH and used["detail"].startswith("created by op1 150 minutes earlier")
+
+
+def test_a_first_time_signal_is_raised_in_the_first_window_only_within_and_across_slices(profiles: Profiles) -> None:
+    def first_times(rows: list[dict], state: SignalState) -> list[tuple[str, str]]:
+        frame = _signals(rows, profiles, state).filter(
+            pl.col("signal").is_in(["first_control_command", "new_logon_host"])).sort("time")
+        return [(r["signal"], f"{r['window_start']:%d %H}") for r in frame.iter_rows(named=True)]
+
+    day_one = [{"time": "2026-03-20 10:30", "account": "op1", "action": "remote_disconnect", "target_type": "meter",
+                "target_id": "M1"},
+               {"time": "2026-03-20 14:30", "account": "op1", "action": "remote_disconnect", "target_type": "meter",
+                "target_id": "M2"},
+               {"time": "2026-03-20 11:00", "account": "op1", "host": "ENG-WS-9"},
+               {"time": "2026-03-20 16:00", "account": "op1", "host": "eng-ws-9"}]
+    state = SignalState.empty()
+    # The second disconnect and the second logon to the new host are no longer firsts.
+    assert first_times(day_one, state) == [("first_control_command", "20 10"), ("new_logon_host", "20 11")]
+    # Nor the next day (a later slice of the same scan), while a host new to op1 still is.
+    day_two = [{"time": "2026-03-21 09:30", "account": "op1", "action": "remote_disconnect", "target_type": "meter",
+                "target_id": "M3"},
+               {"time": "2026-03-21 09:40", "account": "op1", "host": "eng-ws-9"},
+               {"time": "2026-03-21 09:50", "account": "op1", "host": "eng-ws-10"}]
+    assert first_times(day_two, state) == [("new_logon_host", "21 09")]
+    # Without the state of the earlier slice, day two's disconnect would be a first again.
+    assert ("first_control_command", "21 09") in first_times(day_two, SignalState.empty())
 
 
 def test_a_short_capture_with_a_log_clear_and_a_backdoor_gives_findings_without_a_forest() -> None:
@@ -310,5 +335,5 @@ def test_a_control_burst_names_its_actions_in_time_order_whatever_the_rows_order
     events = make_events(rows)
     details = {event_signals(order, profiles, "1h").filter(pl.col("signal") == "control_burst").item(0, "detail")
                for order in (events, *[events.sample(fraction=1.0, shuffle=True, seed=s) for s in (3, 4, 5)])}
-    assert details == {"sent tag_placed, breaker_open, breaker_close to 12 devices in the window (usually 1 when it "
-                       "sends any)"}
+    assert details == {("sent tag_placed, breaker_open, breaker_close to 12 devices in the window (usually 1 when it "
+                        "sends any)")}

@@ -71,7 +71,7 @@ def lines(corpus: Path) -> pl.DataFrame:
 
 
 def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 # ---- determinism and layout ------------------------------------------------------------------------

@@ -28,7 +28,7 @@ SEED = 5
 
 
 def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "sample_logs"
 MODEL = ROOT / "models" / "default"
 UNTIL = datetime.fromisoformat(
-    json.loads((SAMPLE / "labels.json").read_text())["generator"]["baseline_until"].replace("Z", "+00:00"))
+    json.loads((SAMPLE / "labels.json").read_text())["generator"]["baseline_until"])
 
 
 def _events(times: list[datetime]) -> pl.DataFrame:

@@ -20,18 +20,30 @@ few events. A subject that cannot be resolved is never listed as an account: its
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from typing import Final
-
 import json
 import re
+from datetime import date, datetime, timedelta
+from typing import Final
 
 import polars as pl
 
 from detector.errors import ConfigError
-from detector.hunts.common import (EVIDENCE_CAP, TimeWindow, as_lazy, clusters, counted, distinct, elapsed,
-                                   evidence_line, finish_table, hunt_findings, normalized_account, sentences,
-                                   summary_lines, utc_text)
+from detector.hunts.common import (
+    EVIDENCE_CAP,
+    TimeWindow,
+    as_lazy,
+    clusters,
+    counted,
+    distinct,
+    elapsed,
+    evidence_line,
+    finish_table,
+    hunt_findings,
+    normalized_account,
+    sentences,
+    summary_lines,
+    utc_text,
+)
 
 NAME: Final = "accounts"
 CREATION: Final = ("account_created",)
@@ -242,7 +254,8 @@ def _dn_name(value: str) -> str:
 
 
 def _field(record: dict[str, object], name: str) -> str | None:
-    data = record.get("winlog", {}).get("event_data", {}) if isinstance(record.get("winlog"), dict) else {}
+    winlog = record.get("winlog")
+    data = winlog.get("event_data", {}) if isinstance(winlog, dict) else {}
     value = record.get(name, data.get(name) if isinstance(data, dict) else None)
     return value.strip() if isinstance(value, str) and value.strip() not in ("", "-") else None
 

@@ -21,13 +21,27 @@ from typing import Any, TypeVar
 import click
 import polars as pl
 
-from detector.cli_support import (EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, examples, global_options, handle_errors,
-                                  parse_options)
+from detector.cli_support import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    examples,
+    global_options,
+    handle_errors,
+    parse_options,
+)
 from detector.errors import ConfigError, InputError
 from detector.findings import SEVERITIES
 from detector.hunts import HUNTS
-from detector.hunts.common import (TimeWindow, check_zone, json_frame, merge_findings, parse_networks,
-                                   parse_windows, write_table)
+from detector.hunts.common import (
+    TimeWindow,
+    check_zone,
+    json_frame,
+    merge_findings,
+    parse_networks,
+    parse_windows,
+    write_table,
+)
 from detector.hunts.firmware import load_manifest
 from detector.hunts.ioc import load_indicators
 from detector.hunts.vendor_access import DEFAULT_BUSINESS_HOURS

@@ -19,10 +19,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from detector.errors import ConfigError, InputError
 from detector.atomic import atomic_write
-from detector.findings import (FINDINGS_SCHEMA, REQUIRED_COLUMNS, SEVERITIES, conform, TOP_FEATURE, defuse_formula, empty_findings,
-                               finding_ids, write_findings)
+from detector.errors import ConfigError, InputError
+from detector.findings import (
+    FINDINGS_SCHEMA,
+    REQUIRED_COLUMNS,
+    SEVERITIES,
+    TOP_FEATURE,
+    conform,
+    defuse_formula,
+    empty_findings,
+    finding_ids,
+    write_findings,
+)
 from detector.schema import EVENT_SCHEMA
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -304,11 +313,11 @@ def match_networks(addresses: Iterable[str | None], networks: Sequence[IpNetwork
             continue
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
-        for version, prefix in by_prefix:
+        for (version, prefix), members in by_prefix.items():
             if version != addr.version:
                 continue
             candidate = ipaddress.ip_network((addr, prefix), strict=False)
-            if candidate in by_prefix[(version, prefix)]:
+            if candidate in members:
                 rows.append((text, str(candidate)))
     return pl.DataFrame(rows, schema={"address": pl.String, "network": pl.String}, orient="row").sort(
         "address", "network")

@@ -18,10 +18,26 @@ from typing import Final
 import polars as pl
 
 from detector.errors import ConfigError
-from detector.hunts.common import (EVIDENCE_CAP, TimeWindow, WeeklyWindow, as_lazy, check_zone, counted,
-                                   describe_windows, distinct, evidence_agg, evidence_line, finish_table,
-                                   hunt_findings, in_weekly_windows, local_text, parse_windows,
-                                   sentences, summary_lines, utc_text)
+from detector.hunts.common import (
+    EVIDENCE_CAP,
+    TimeWindow,
+    WeeklyWindow,
+    as_lazy,
+    check_zone,
+    counted,
+    describe_windows,
+    distinct,
+    evidence_agg,
+    evidence_line,
+    finish_table,
+    hunt_findings,
+    in_weekly_windows,
+    local_text,
+    parse_windows,
+    sentences,
+    summary_lines,
+    utc_text,
+)
 from detector.parsers.csvlines import read_option_csv
 
 NAME: Final = "firmware"
@@ -207,8 +223,8 @@ def hunt_firmware(events: pl.DataFrame | pl.LazyFrame, *, since: datetime | date
                    else pl.lit(None, dtype=pl.Boolean))
     # No firmware push before the period's first one: there is no history to tell a known image
     # from a new one, so every image is new (and the summary says so once).
-    no_history = bool(table.height) and bool(table.get_column("first_seen").min()
-                                              <= table.get_column("_global_first").min())
+    no_history = bool(table.height) and bool(
+        table.select(pl.col("first_seen").min() <= pl.col("_global_first").min()).item())
     table = table.with_columns(
         in_manifest=in_manifest,
         new_hash=has_hash & (pl.col("hash_first_seen") >= pl.col("first_seen")),

@@ -27,10 +27,25 @@ from typing import Final
 import polars as pl
 
 from detector.errors import ConfigError
+from detector.hunts.common import (
+    EVIDENCE_CAP,
+    TimeWindow,
+    as_lazy,
+    counted,
+    distinct,
+    evidence_agg,
+    evidence_line,
+    finish_table,
+    hunt_findings,
+    match_networks,
+    normalized_account,
+    parse_networks,
+    sentences,
+    short_host,
+    summary_lines,
+    utc_text,
+)
 from detector.hunts.stix import HASH_ALGORITHMS, read_bundle
-from detector.hunts.common import (EVIDENCE_CAP, TimeWindow, as_lazy, counted, distinct, evidence_agg,
-                                   evidence_line, finish_table, hunt_findings, match_networks, normalized_account,
-                                   parse_networks, sentences, short_host, summary_lines, utc_text)
 from detector.parsers.csvlines import read_option_csv
 
 NAME: Final = "ioc"
@@ -48,6 +63,8 @@ _TYPE_ALIASES: Final = {
 _VALUE_COLUMNS: Final = ("value", "indicator", "ioc", "observable")
 _TYPE_COLUMNS: Final = ("type", "kind", "indicator_type", "ioc_type")
 _LABEL_COLUMNS: Final = ("description", "label", "name", "comment", "source")
+# An indicator as read: (kind, value, label, origin, (file, line) for errors).
+_Row = tuple[str, str, str, str, tuple[str, int | None]]
 _HEX = re.compile(r"^[0-9a-f]+$")
 _HOSTNAME = re.compile(r"^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?$")
 
@@ -83,7 +100,7 @@ def load_indicators(path: str | Path) -> tuple[pl.DataFrame, list[str]]:
         raise ConfigError(f"cannot read the indicators: {exc}", source=(str(path), None)) from None
     if path.suffix.lower() == ".json" or head.lstrip().startswith("{"):
         raw, notes = read_bundle(path)
-        rows = [(kind, value, label, origin, (str(path), None)) for kind, value, label, origin in raw]
+        rows: list[_Row] = [(kind, value, label, origin, (str(path), None)) for kind, value, label, origin in raw]
     else:
         rows, notes = _read_csv(path, head), []
     table = _validated(rows)
@@ -93,7 +110,7 @@ def load_indicators(path: str | Path) -> tuple[pl.DataFrame, list[str]]:
     return table, notes
 
 
-def _read_csv(path: Path, text: str) -> list[tuple[str, str, str, str, tuple[str, int | None]]]:
+def _read_csv(path: Path, text: str) -> list[_Row]:
     header_line, header, rows = read_option_csv(path, text, "indicator file")
 
     def find(names: Sequence[str]) -> int | None:
@@ -103,20 +120,21 @@ def _read_csv(path: Path, text: str) -> list[tuple[str, str, str, str, tuple[str
     if at_value is None:
         raise ConfigError(f"the indicator CSV has no value column (header {header}; expected one of "
                           f"{', '.join(_VALUE_COLUMNS)})", source=(str(path), header_line))
-    out = []
+    def cell(row: Sequence[str], at: int | None) -> str:
+        return row[at] if at is not None and at < len(row) else ""
+
+    out: list[_Row] = []
     for number, row in rows:
-        def cell(at: int | None) -> str:
-            return row[at] if at is not None and at < len(row) else ""
-        value = _refang(cell(at_value))
+        value = _refang(cell(row, at_value))
         where = (str(path), number)
         if not value:
             raise ConfigError("the indicator value is empty", source=where)
-        given = cell(at_type).lower()
+        given = cell(row, at_type).lower()
         if given and given not in _TYPE_ALIASES:
             raise ConfigError(f"unknown indicator type {given!r}; use ip, cidr, account, hash or hostname",
                               source=where)
         kind = _TYPE_ALIASES[given] if given else _guess(value)
-        out.append((kind, value, cell(at_label) or value, f"{path.name}:{number}", where))
+        out.append((kind, value, cell(row, at_label) or value, f"{path.name}:{number}", where))
     return out
 
 
@@ -138,7 +156,7 @@ def _guess(value: str) -> str:
     return "account"
 
 
-def _validated(rows: list[tuple[str, str, str, str, tuple[str, int | None]]]) -> pl.DataFrame:
+def _validated(rows: list[_Row]) -> pl.DataFrame:
     """Check each value against its kind and normalize it (a few hundred indicators, not events)."""
     out = []
     for kind, value, label, origin, where in rows:

@@ -25,8 +25,18 @@ from typing import Final
 import polars as pl
 
 from detector.errors import ConfigError
-from detector.hunts.common import (EVIDENCE_CAP, TimeWindow, as_lazy, elapsed, evidence_line, finish_table,
-                                   hunt_findings, short_host, summary_lines, utc_text)
+from detector.hunts.common import (
+    EVIDENCE_CAP,
+    TimeWindow,
+    as_lazy,
+    elapsed,
+    evidence_line,
+    finish_table,
+    hunt_findings,
+    short_host,
+    summary_lines,
+    utc_text,
+)
 
 NAME: Final = "log-tamper"
 BASELINE_DAYS: Final = 7  # days before --since needed to learn a stream's normal from them alone
@@ -34,11 +44,11 @@ AUDIT_SETTING: Final = r"(?i)(audit|eventlog|event[ _.]log|syslog|logging|log[ _
 
 COLUMNS: Final = ("kind", "stream", "host", "account", "src_ip", "first_seen", "last_seen", "silence_hours",
                   "normal_silence_hours", "detail")
-_ROW_SCHEMA: Final = {"kind": pl.String, "stream": pl.String, "host": pl.String, "account": pl.String,
-                      "src_ip": pl.String, "first_seen": pl.Datetime("us", "UTC"),
-                      "last_seen": pl.Datetime("us", "UTC"), "silence_hours": pl.Float64,
-                      "normal_silence_hours": pl.Float64, "detail": pl.String, "reasons": pl.List(pl.String),
-                      "description": pl.String, "event_count": pl.Int64, "evidence": pl.List(pl.String)}
+_ROW_SCHEMA: Final = pl.Schema({
+    "kind": pl.String(), "stream": pl.String(), "host": pl.String(), "account": pl.String(), "src_ip": pl.String(),
+    "first_seen": pl.Datetime("us", "UTC"), "last_seen": pl.Datetime("us", "UTC"), "silence_hours": pl.Float64(),
+    "normal_silence_hours": pl.Float64(), "detail": pl.String(), "reasons": pl.List(pl.String),
+    "description": pl.String(), "event_count": pl.Int64(), "evidence": pl.List(pl.String)})
 
 
 def hunt_log_tamper(events: pl.DataFrame | pl.LazyFrame, *, since: datetime | date | str | None = None,

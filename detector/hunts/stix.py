@@ -75,7 +75,7 @@ def _values(op: str, text: str) -> tuple[str, ...]:
 
 def _path(object_type: str, steps: list[Any]) -> str:
     """``type:prop.sub`` as written in patterns; a step that is not a plain name is quoted."""
-    parts = []
+    parts: list[str] = []
     for step in steps:
         if isinstance(step, int) or step == "*":
             parts[-1] += f"[{step}]"
@@ -231,7 +231,7 @@ def _indicator_rows(obj: dict[str, Any], ident: str, label: str, notes: list[str
         comparisons = parse_pattern(pattern)
     except ValueError as exc:
         raise ConfigError(f"indicator {ident}: invalid STIX pattern {pattern!r}: {exc}", source=where) from None
-    rows = []
+    rows: list[tuple[str, str, str, str]] = []
     for comparison in comparisons:
         found = indicator_of(comparison)
         if found is None:

@@ -21,10 +21,30 @@ from typing import Final
 import polars as pl
 
 from detector.errors import ConfigError
-from detector.hunts.common import (EVIDENCE_CAP, TimeWindow, WeeklyWindow, as_lazy, check_zone, clusters, counted,
-                                   describe_windows, distinct, evidence_agg, evidence_line, finish_table,
-                                   hunt_findings, in_weekly_windows, match_networks, match_patterns, parse_networks,
-                                   parse_windows, sentences, short_host, summary_lines, utc_text)
+from detector.hunts.common import (
+    EVIDENCE_CAP,
+    TimeWindow,
+    WeeklyWindow,
+    as_lazy,
+    check_zone,
+    clusters,
+    counted,
+    describe_windows,
+    distinct,
+    evidence_agg,
+    evidence_line,
+    finish_table,
+    hunt_findings,
+    in_weekly_windows,
+    match_networks,
+    match_patterns,
+    parse_networks,
+    parse_windows,
+    sentences,
+    short_host,
+    summary_lines,
+    utc_text,
+)
 
 NAME: Final = "vendor-access"
 DEFAULT_BUSINESS_HOURS: Final = ("Mon-Fri 07:00-18:00",)
@@ -143,7 +163,7 @@ def hunt_vendor_access(events: pl.DataFrame | pl.LazyFrame, *, accounts: Sequenc
     sessions = clusters(vendor, ["_key"], gap, start="time", end="_end", name="_session").sort(
         "_key", "_session", "time", "raw_file", "raw_line")
     keys = ["_key", "_session"]
-    table = sessions.group_by(keys, maintain_order=True).agg(
+    grouped = sessions.group_by(keys, maintain_order=True).agg(
         account=pl.col("account").drop_nulls().first(),
         first_seen=pl.col("time").min(),
         last_seen=pl.col("_end").max(),
@@ -165,7 +185,7 @@ def hunt_vendor_access(events: pl.DataFrame | pl.LazyFrame, *, accounts: Sequenc
                .group_by(keys, maintain_order=True)
                .agg(actions=pl.concat_str([pl.col("action").cast(pl.String), pl.lit(" ("), pl.col("n").cast(pl.String),
                                            pl.lit(")")])))
-    table = (table.join(actions, on=keys, how="left")
+    table = (grouped.join(actions, on=keys, how="left")
              .filter(period.overlaps("first_seen", "last_seen"))
              .with_columns(hosts=pl.concat_list("_hosts", "_servers").list.unique(maintain_order=True),
                            duration_minutes=((pl.col("last_seen") - pl.col("first_seen")).dt.total_milliseconds()

@@ -13,12 +13,8 @@ incidents.
 from detector.simulate.catalogue import ALL_KINDS, BENIGN_KINDS, EXTENDED_KINDS
 from detector.simulate.fleet import FLEET_KINDS, FleetSettings, simulate_fleet
 from detector.simulate.incidents import CATALOGUE, Label
-from detector.simulate.settings import Settings
+from detector.simulate.settings import DEFAULT_METERS, DEFAULT_OPERATORS, DEFAULT_START, DEFAULT_TZ, Settings
 from detector.simulate.simulator import (
-    DEFAULT_METERS,
-    DEFAULT_OPERATORS,
-    DEFAULT_START,
-    DEFAULT_TZ,
     SimulationSummary,
     World,
     build_world,

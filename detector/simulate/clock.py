@@ -8,8 +8,9 @@ hours), which real exports also have to live with.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -24,7 +25,7 @@ class DayClock:
     """One local calendar day of the simulation."""
 
     index: int  # 0 for the first simulated day
-    date: date
+    date: dt.date  # (qualified: the field's name hides the type inside the class)
     tz: str
     start_us: int  # local midnight, as UTC epoch microseconds
     end_us: int  # next local midnight
@@ -33,10 +34,11 @@ class DayClock:
     offset1_s: int
 
     @classmethod
-    def of(cls, index: int, day: date, tz: str) -> DayClock:
+    def of(cls, index: int, day: dt.date, tz: str) -> DayClock:
         zone = ZoneInfo(tz)
         midnight = datetime.combine(day, time(), zone)
         following = datetime.combine(day + timedelta(days=1), time(), zone)
+        # An aware datetime always has an offset (utcoffset() is typed as optional).
         offsets = [int(datetime.combine(day, time(h), zone).utcoffset().total_seconds())  # type: ignore[union-attr]
                    for h in range(24)]
         switch = next((h * HOUR for h in range(1, 24) if offsets[h] != offsets[0]), DAY)
@@ -68,7 +70,7 @@ class DayClock:
     @property
     def naive_start_us(self) -> int:
         """This date's midnight read as if it were UTC."""
-        return _epoch_us(datetime.combine(self.date, time(), timezone.utc))
+        return _epoch_us(datetime.combine(self.date, time(), UTC))
 
 
 def _epoch_us(moment: datetime) -> int:
@@ -77,5 +79,5 @@ def _epoch_us(moment: datetime) -> int:
 
 def iso_utc(us: int) -> str:
     """An epoch-microsecond time as ISO 8601 UTC with milliseconds, as the logs write it."""
-    moment = datetime.fromtimestamp(us // US, timezone.utc).replace(microsecond=us % US)
+    moment = datetime.fromtimestamp(us // US, UTC).replace(microsecond=us % US)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -85,7 +85,11 @@ class Dialect:
             uids = np.random.default_rng([pop.seed, 0xD1A1]).choice(90_000, size=len(pop.people) + 64,
                                                                     replace=False) + 10_000
             taken: dict[str, int] = {}
-            people = [(p.account, p.win_name, *p.full_name.split(" ", 1), False) for p in pop.people]
+            # (account, Windows name, first name, last name, administrator)
+            people: list[tuple[str, str, str, str, bool]] = []
+            for p in pop.people:
+                first, _, last = p.full_name.partition(" ")
+                people.append((p.account, p.win_name, first, last, False))
             people += [(a, a, first, last, admin) for a, (first, last, admin) in PLANTED_PEOPLE.items()]
             for k, (account, win, first, last, admin) in enumerate(people):
                 hes, ad = person_name(first, last, scheme, int(uids[k]), admin=admin)

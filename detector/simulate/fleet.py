@@ -376,8 +376,8 @@ def _incidents(seed: int, s: FleetSettings, fleet: Fleet, clocks: list[DayClock]
         # (b) other users' PCs, with a thumb drive.
         u = int(next(chosen))
         day = day_of(k + 1, weekdays)
-        others = rng.choice(np.flatnonzero(fleet.kind != ADMIN), size=3, replace=False)
-        others = [o for o in others if o != u][:2] or [int(others[0])]
+        drawn = rng.choice(np.flatnonzero(fleet.kind != ADMIN), size=3, replace=False)
+        others = [o for o in drawn if o != u][:2] or [int(drawn[0])]
         drive = _usb_id(rng)
         h = fleet.start_h[u] + float(rng.uniform(2.0, 5.0))
         first = last = 0
@@ -492,6 +492,7 @@ def simulate_fleet(out_dir: Path | str, *, seed: int, settings: FleetSettings | 
         part.select(json_lines(part, fields).alias("line")).write_csv(
             path, include_header=False, quote_style="never", line_terminator="\n")
         files.append(path)
+    incidents = [label.as_json() for label in labels]
     document = {
         "generator": {
             "tool": "detector.simulate.fleet", "seed": seed, "days": s.days, "start": s.start.isoformat(),
@@ -500,11 +501,11 @@ def simulate_fleet(out_dir: Path | str, *, seed: int, settings: FleetSettings | 
             "files_per": "local day (file dates are local dates; times carry their UTC offset)",
             "settings": {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(s).items()},
         },
-        "incidents": [label.as_json() for label in labels],
+        "incidents": incidents,
     }
     path = out / "labels.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
-    return FleetSummary(out, tuple(sorted(files)), events.height, path, tuple(document["incidents"]))
+    return FleetSummary(out, tuple(sorted(files)), events.height, path, tuple(incidents))
 
 
 __all__ = ["FLEET_BENIGN_KINDS", "FLEET_KINDS", "Fleet", "FleetSettings", "FleetSummary", "build_fleet", "simulate_fleet"]

@@ -13,9 +13,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from detector.simulate.settings import Settings, shift_hours
+from detector.simulate.settings import Settings, Shift, shift_hours
 
-Shift = Literal["day", "evening", "night"]
 PersonKind = Literal["operator", "admin", "dms_operator", "dms_engineer"]
 
 REGIONS = ("NORTH", "SOUTH", "EAST", "WEST")
@@ -149,7 +148,7 @@ class Population:
     # Meter indices sorted by route, and where each route starts in that order (route r at r - 1).
     route_order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     route_bounds: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    shift_hours: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(SHIFT_HOURS))
+    shift_hours: dict[Shift, tuple[float, float]] = field(default_factory=lambda: dict(SHIFT_HOURS))
     office_start: float = 7.5  # administrators arrive in the 1.5 hours after this
     vendors: tuple[str, ...] = ("svc_vendor_support",)  # accounts of the vendor's support desk
 
@@ -243,7 +242,8 @@ def build_population(seed: int, *, meters: int, operators: int, days: int, start
     shifts: list[Shift] = ["day", "evening", "night"]
     # Most of the desk works days; a third of each shift (at least one person) covers weekends.
     n_night, n_evening = max(1, round(operators * 0.15)), max(1, round(operators * 0.25))
-    shift_of: list[Shift] = ["night"] * n_night + ["evening"] * n_evening + ["day"] * (operators - n_night - n_evening)
+    desk: dict[Shift, int] = {"night": n_night, "evening": n_evening, "day": operators - n_night - n_evening}
+    shift_of = [shift for shift, n in desk.items() for _ in range(n)]
     shift_of = [shift_of[int(k)] for k in rng.permutation(operators)]
     if settings.shifts == "office":
         shift_of = ["day"] * operators

@@ -14,7 +14,7 @@ import polars as pl
 Source = Literal["hes_audit", "hes_commands", "dms", "winsec", "vpn", "jumphost"]
 SOURCES: Final[tuple[Source, ...]] = ("hes_audit", "hes_commands", "dms", "winsec", "vpn", "jumphost")
 
-S, I = pl.String, pl.Int64
+S, I = pl.String(), pl.Int64()
 
 _CEF = {"t": I, "sig": S, "name": S, "sev": I, "suser": S, "src": S, "dst": S, "dhost": S, "shost": S,
         "app": S, "outcome": S, "reason": S, "cs1Label": S, "cs1": S, "cs2Label": S, "cs2": S, "cn1Label": S,

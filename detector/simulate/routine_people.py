@@ -110,7 +110,7 @@ def hes_operators(ctx: DayContext, buf: DayBuffer) -> None:
         t = ctx.utc(np.concatenate(times))
         people = np.concatenate(who)
         kind = np.concatenate(what)
-        m = np.concatenate(meters)
+        targets = np.concatenate(meters)
         accounts = pl.Series([p.account for p in pop.people])
         ips = pl.Series([p.ip for p in pop.people])
         ok = np.where(kind == 0, 0.94, 0.96)
@@ -120,7 +120,7 @@ def hes_operators(ctx: DayContext, buf: DayBuffer) -> None:
             "client": ips.gather(people),
             "command": np.where(kind == 0, "OnDemandRead", "PingByEndpoints"),
             "targetType": pl.repeat("ElectricMeter", len(t), eager=True),
-            "targetId": pop.meter_ids.gather(m),
+            "targetId": pop.meter_ids.gather(targets),
             "status": np.where(rng.random(len(t)) < ok, "Succeeded", "Failed"),
         }))
 

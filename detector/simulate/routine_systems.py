@@ -96,16 +96,16 @@ def service_accounts(ctx: DayContext, buf: DayBuffer) -> None:
         other = rng.integers(0, M, rng.binomial(M, 0.015))
         meters = np.concatenate([poor, other])
         span = 600 + 900 * min(1.0, len(meters) / 20_000)
-        t = ctx.utc(t0 + 20 + np.sort(rng.uniform(0, span, len(meters))))
+        reads = ctx.utc(t0 + 20 + np.sort(rng.uniform(0, span, len(meters))))
         ok = np.concatenate([np.full(len(poor), 0.7), np.full(len(other), 0.97)])
-        buf.add_frame("hes_commands", meter_commands(ctx, mdm, "OnDemandRead", t, meters, ok, rng))
+        buf.add_frame("hes_commands", meter_commands(ctx, mdm, "OnDemandRead", reads, meters, ok, rng))
         _api_session(buf, mdm, ctx.clock.at(t0 / HOUR), ctx.clock.at((t0 + span + 80) / HOUR))
 
     # Connectivity check of every poor-comm meter, early morning.
     t0 = CONNECTIVITY_CHECK * HOUR + rng.uniform(0, 30)
     span = 900 + 1200 * min(1.0, len(pop.poor_comm) / 50_000)
-    t = ctx.utc(t0 + 10 + np.sort(rng.uniform(0, span, len(pop.poor_comm))))
-    buf.add_frame("hes_commands", meter_commands(ctx, mdm, "PingByEndpoints", t, pop.poor_comm, 0.62, rng))
+    pings = ctx.utc(t0 + 10 + np.sort(rng.uniform(0, span, len(pop.poor_comm))))
+    buf.add_frame("hes_commands", meter_commands(ctx, mdm, "PingByEndpoints", pings, pop.poor_comm, 0.62, rng))
     _api_session(buf, mdm, ctx.clock.at(t0 / HOUR), ctx.clock.at((t0 + span + 60) / HOUR))
 
     # Billing demand resets, one billing cycle per business day.

@@ -144,7 +144,7 @@ def retention_cut(ctx: DayContext, buf: DayBuffer, rng: np.random.Generator, hou
 def local_admin_night(ctx: DayContext, buf: DayBuffer, rng: np.random.Generator, hour: float) -> Facts:
     """At night an administrator creates a local administrator on a server; it is used within hours."""
     p = _pick_admin(ctx, 8)
-    me, pool = _from_home(ctx, buf, p, hour, 0.5, rng)  # onto HES-APP01
+    _, pool = _from_home(ctx, buf, p, hour, 0.5, rng)  # onto HES-APP01
     server = "HES-APP01"
     fqdn = HOSTS[server].fqdn
     t = ctx.t(hour + 0.15)

@@ -46,7 +46,7 @@ class Actor:
 
 
 def sec(seconds: float) -> int:
-    return int(round(seconds * US))
+    return round(seconds * US)
 
 
 # ---- Windows -------------------------------------------------------------------------------------

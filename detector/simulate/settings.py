@@ -11,11 +11,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
 ShiftPattern = Literal["rotating", "two_shift", "office"]
+Shift = Literal["day", "evening", "night"]
 AccountNames = Literal["flast", "first.last", "LAST_F", "uid"]
 HostNames = Literal["short", "fqdn"]
 
@@ -122,8 +123,7 @@ class Settings:
         scored = between("scored_days")
         meters, operators = between("meters"), between("operators")
         admins, dms, vendors = between("admins"), between("dms_operators"), between("vendors")
-        shifts: ShiftPattern = str(  # type: ignore[assignment]
-            rng.choice(["rotating", "rotating", "two_shift", "office"]))
+        shifts = cast(ShiftPattern, str(rng.choice(["rotating", "rotating", "two_shift", "office"])))
         shift_start = float(rng.choice([5.0, 6.0, 7.0, 7.5, 8.0])) if shifts != "rotating" else float(
             rng.choice([5.0, 6.0, 7.0]))
         office_start = float(rng.uniform(6.5, 8.5))
@@ -190,7 +190,7 @@ class Settings:
         return self == base
 
 
-def shift_hours(settings: Settings) -> dict[str, tuple[float, float]]:
+def shift_hours(settings: Settings) -> dict[Shift, tuple[float, float]]:
     """Local hours each HES shift covers (the night shift runs past midnight)."""
     s = settings.shift_start
     if settings.shifts == "office":

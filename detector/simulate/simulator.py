@@ -19,21 +19,15 @@ import polars as pl
 
 from detector.errors import ConfigError
 from detector.simulate import routine_people, routine_systems
-from detector.simulate.clock import DayClock, iso_utc
 from detector.simulate.catalogue import ALL_PLANTERS, select
+from detector.simulate.clock import DayClock, iso_utc
 from detector.simulate.context import DayContext, RoutinePlan, plan_routine
 from detector.simulate.dialect import Dialect
 from detector.simulate.incidents import Label, PlannedIncident, plan_incidents, plant
 from detector.simulate.population import Population, build_population, new_hire_start
 from detector.simulate.records import SOURCES, DayBuffer, Source
 from detector.simulate.scenarios import ROUTINE_EXTRAS
-from detector.simulate.settings import (  # the defaults are re-exported: today's utility
-    DEFAULT_METERS as DEFAULT_METERS,
-    DEFAULT_OPERATORS as DEFAULT_OPERATORS,
-    DEFAULT_START as DEFAULT_START,
-    DEFAULT_TZ as DEFAULT_TZ,
-    Settings,
-)
+from detector.simulate.settings import Settings
 from detector.simulate.writers import FORMAT_OF, write_day
 
 # In this order; each draws from its own random stream.
@@ -135,7 +129,7 @@ def generate_day(world: World, day: int) -> tuple[dict[Source, pl.DataFrame], li
     frames = {source: buf.frame(source) for source in SOURCES}
     audit = frames["hes_audit"]
     gaps = ctx.rng("audit_ids").integers(1, 6, audit.height)  # the id sequence is shared with other tables
-    frames["hes_audit"] = audit.with_columns(AuditId=pl.Series((88_000_000 + day * 1_000_000 + gaps.cumsum())))
+    frames["hes_audit"] = audit.with_columns(AuditId=pl.Series(88_000_000 + day * 1_000_000 + gaps.cumsum()))
     frames["hes_commands"] = frames["hes_commands"].with_columns(
         jobId=pl.lit(f"J-{clock.date:%m%d}-") + pl.int_range(1, pl.len() + 1).cast(pl.String).str.zfill(6))
     return world.dialect.apply(frames), [_spelled(label, world.dialect) for label in labels]

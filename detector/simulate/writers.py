@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
-from typing import Final
+from typing import IO, Final, cast
 
 import polars as pl
 
@@ -157,7 +157,7 @@ def write_day(source: Source, frame: pl.DataFrame, out_dir: Path, clock: DayCloc
     path = out_dir / name
     if source == "hes_audit":
         rendered = frame.select(ISO_MS.alias("EventTimeUTC"), pl.col("AuditId"), *AUDIT_HEADER[2:])
-        options: dict[str, object] = {"quote_style": "necessary"}
+        header = True
     else:
         frame = frame.with_columns(_ts=ISO_MS)
         if source == "hes_commands":
@@ -169,12 +169,15 @@ def write_day(source: Source, frame: pl.DataFrame, out_dir: Path, clock: DayCloc
         else:
             line = render_cef(source)
         rendered = frame.select(line.alias("line"))
-        options = {"include_header": False, "quote_style": "never"}
+        header = False
     with path.open("wb") as raw:
         if compress:
             # mtime=0 and no file name in the header keep compressed output byte-identical across runs.
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
-                rendered.write_csv(packed, line_terminator="\n", **options)  # type: ignore[arg-type]
+                # A GzipFile is a binary file, but typeshed does not derive it from IO[bytes].
+                rendered.write_csv(cast(IO[bytes], packed), line_terminator="\n", include_header=header,
+                                   quote_style="necessary" if header else "never")
         else:
-            rendered.write_csv(raw, line_terminator="\n", **options)  # type: ignore[arg-type]
+            rendered.write_csv(raw, line_terminator="\n", include_header=header,
+                               quote_style="necessary" if header else "never")
     return path

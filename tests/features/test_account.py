@@ -10,8 +10,6 @@ from typing import Any
 import polars as pl
 import pytest
 
-from detector.features.common import RARITY_PRIOR_EVENTS
-
 from detector.features import (
     ACCOUNT_CONTEXT,
     FeatureConfig,
@@ -20,6 +18,7 @@ from detector.features import (
     build_profiles,
     feature_columns,
 )
+from detector.features.common import RARITY_PRIOR_EVENTS
 from tests.features.events import make_events, t
 
 CONFIG = FeatureConfig()

@@ -25,8 +25,8 @@ from detector.features import (
     parse_duration,
 )
 from detector.features.account import ACCOUNT_CONTEXT
-from detector.features.profiles import PROFILE_KEYS
 from detector.features.device import DEVICE_CONTEXT
+from detector.features.profiles import PROFILE_KEYS
 from tests.features.events import make_events, t
 from tests.features.test_account import BASELINE, CONFIG
 

@@ -61,9 +61,9 @@ def test_creations_grants_and_wake_ups() -> None:
     assert new["new_actions"] == ["login_success", "setting_changed"]
     assert new["evidence"] == ["test.log:4", "test.log:5", "test.log:6", "test.log:7"] and new["event_count"] == 4
     assert new["reasons"] == [
-        "newguy was created (Role=Operator) at 2026-03-10 12:00:00 UTC by admin; used 30 minutes later "
-        "(2 events within 24 h: login_success (1), setting_changed (1)), including actions it had never done "
-        "before: login_success, setting_changed"]
+        ("newguy was created (Role=Operator) at 2026-03-10 12:00:00 UTC by admin; used 30 minutes later "
+         "(2 events within 24 h: login_success (1), setting_changed (1)), including actions it had never done "
+         "before: login_success, setting_changed")]
 
     grant = rows[("privilege_granted", "bob")]
     assert (grant["uses"], grant["new_actions"]) == (2, ["setting_changed"])  # reads were routine for bob

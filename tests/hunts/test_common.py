@@ -10,10 +10,23 @@ from hypothesis import strategies as st
 
 from detector.errors import ConfigError, InputError
 from detector.findings import FINDINGS_SCHEMA
-from detector.hunts.common import (TimeWindow, WeeklyWindow, as_utc, check_zone, csv_frame, hunt_findings,
-                                   in_weekly_windows, match_networks, match_patterns, merge_findings,
-                                   normalized_account, output_paths, parse_networks, short_host, write_table)
-
+from detector.hunts.common import (
+    TimeWindow,
+    WeeklyWindow,
+    as_utc,
+    check_zone,
+    csv_frame,
+    hunt_findings,
+    in_weekly_windows,
+    match_networks,
+    match_patterns,
+    merge_findings,
+    normalized_account,
+    output_paths,
+    parse_networks,
+    short_host,
+    write_table,
+)
 
 # ---- weekly windows ----------------------------------------------------------------------------
 

@@ -66,8 +66,8 @@ def test_groups_by_image_and_calls_out_the_new_push() -> None:
     assert new["first_seen"] == datetime(2026, 3, 20, 3, 0, tzinfo=UTC)
     assert new["reasons"] == [
         f"image hash {B} of nic_7.2.1.bin was never seen before 2026-03-20 03:00:00 UTC",
-        "2 of 2 pushes were outside the maintenance windows Wed 00:00-04:00 (America/Chicago), "
-        "the first on Thu 2026-03-19 22:00 CDT",
+        ("2 of 2 pushes were outside the maintenance windows Wed 00:00-04:00 (America/Chicago), "
+         "the first on Thu 2026-03-19 22:00 CDT"),
         "pushed by bob, who had never pushed firmware before",
     ]
     assert new["timeline"] == [

@@ -59,8 +59,8 @@ def test_each_kind_matches_its_columns() -> None:
     first = table.row(0, named=True)
     assert first["evidence"] == ["test.log:1"] and first["accounts"] == ["svc_vendor_support"]
     assert first["first_seen"] == datetime(2026, 3, 25, 6, 13, tzinfo=UTC) and first["systems"] == ["vpn"]
-    assert first["reasons"] == ["indicator 192.0.2.0/24 matches src_ip in 1 event from "
-                                "2026-03-25 06:13:00 to 2026-03-25 06:13:00 UTC"]
+    assert first["reasons"] == [("indicator 192.0.2.0/24 matches src_ip in 1 event from "
+                                 "2026-03-25 06:13:00 to 2026-03-25 06:13:00 UTC")]
     assert table.row(-1, named=True)["description"] == "ip 203.0.113.9: no match"
 
 
@@ -155,8 +155,8 @@ def test_stix_bundle_indicators(tmp_path: Path) -> None:
     ]
     assert table.row(0, named=True)["label"] == "C2"
     assert notes == [
-        "indicator indicator--b: network-traffic:dst_port = ... is not matched (only addresses, accounts, file hashes "
-        "and host names)",
+        ("indicator indicator--b: network-traffic:dst_port = ... is not matched (only addresses, accounts, file hashes "
+         "and host names)"),
         "indicator indicator--f: pattern_type 'snort' is not matched (only stix)",
         "indicator indicator--g is revoked and was not used",
         "file--i: hash algorithm TLSH is not matched (only SHA-256, SHA-1, MD5, SHA-512)",
@@ -219,7 +219,7 @@ def test_sample_logs_indicator_hits(sample_events: pl.DataFrame, tmp_path: Path)
     path = tmp_path / "advisory.csv"
     path.write_text(f"type,value,description\nip,192.0.2.61,C2\nhash,{H},implant\nip,203.0.113.250,unused\n")
     table = hunt_ioc(sample_events, path)
-    hit = table.filter((pl.col("indicator") == "192.0.2.61")).row(0, named=True)
+    hit = table.filter(pl.col("indicator") == "192.0.2.61").row(0, named=True)
     assert (hit["field"], hit["event_count"], hit["accounts"], hit["called_out"]) == (
         "src_ip", 2, ["svc_vendor_support"], True)
     assert [e.rsplit("/", 1)[-1] for e in hit["evidence"]] == ["vpn_2026-03-25.cef:1", "vpn_2026-03-25.cef:2"]

@@ -56,8 +56,8 @@ def test_clears_tampering_silences_and_stops() -> None:
     rows = {row["kind"]: row for row in table.iter_rows(named=True)}
     gap = rows["gap"]
     assert (gap["silence_hours"], gap["normal_silence_hours"]) == (5.0, 0.17)
-    assert gap["reasons"] == ["no events from hes_commands_jsonl hes for 5.0 hours (2026-03-05 10:00:00 to "
-                              "2026-03-05 15:00:00 UTC), 30.0 times its usual longest silence of a day (10 minutes)"]
+    assert gap["reasons"] == [("no events from hes_commands_jsonl hes for 5.0 hours (2026-03-05 10:00:00 to "
+                               "2026-03-05 15:00:00 UTC), 30.0 times its usual longest silence of a day (10 minutes)")]
     assert len(gap["evidence"]) == 2 and gap["event_count"] == 2
     assert rows["log_cleared"]["description"] == "eprice cleared the audit log (1102) on HES-APP01 at 2026-03-05 10:05:00 UTC"
     assert rows["logging_tampered"]["detail"] == "The event logging service has shut down (1100)"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+from pathlib import Path
 
 import polars as pl
 import pytest
