@@ -25,8 +25,8 @@ import polars as pl
 from detector.config import Config
 from detector.detection import profiles_of
 from detector.evidence import EVIDENCE_FILE, cited_events, evidence_locations, read_raw_lines
-from detector.features import build_profiles
 from detector.features import build_features as _build_features
+from detector.features import build_profiles
 from detector.model_store import Model, load_model
 from detector.result import Explanation, FindingNotFound, Findings, ProgressCallback
 from detector.runner import plan, read_logs, read_with_reports, scan, train
@@ -39,8 +39,8 @@ __all__ = [
     "TIMELINE_FILE",
     "TIMELINE_SCHEMA",
     "Explanation",
-    "Findings",
     "FindingNotFound",
+    "Findings",
     "ProgressCallback",
     "build_features",
     "cited_events",

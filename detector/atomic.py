@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -83,7 +84,7 @@ class AtomicParquet:
         self._writer: pq.ParquetWriter | None = None
         self._tmp = temporary_name(path) if path else None
 
-    def __enter__(self) -> AtomicParquet:
+    def __enter__(self) -> Self:
         if self._tmp is not None:
             self._tmp.parent.mkdir(parents=True, exist_ok=True)
             arrow_schema = pl.DataFrame(schema=self.schema).to_arrow().schema

@@ -11,8 +11,8 @@ from typing import Final
 
 import polars as pl
 
-from detector.errors import DetectorError
 from detector.atomic import atomic_write
+from detector.errors import DetectorError
 from detector.overlap import two_at_a_time
 from detector.parsers.reader import detached, read_line_chunks
 from detector.schema import REJECT_RAW_BYTES
@@ -58,8 +58,8 @@ def read_raw_lines(locations: pl.DataFrame, *, max_chars: int = REJECT_RAW_BYTES
             for chunk in read_line_chunks(str(path)):
                 hit = chunk.lines.filter(pl.col("raw_line").is_in(numbers.implode()))
                 if hit.height:
-                    raw = detached(hit.get_column("raw").str.slice(0, max_chars + 1))
-                    found.append(hit.with_columns(raw, raw_file=pl.lit(path, pl.String)))
+                    text = detached(hit.get_column("raw").str.slice(0, max_chars + 1))
+                    found.append(hit.with_columns(text, raw_file=pl.lit(path, pl.String)))
                 if chunk.lines.height and chunk.lines.get_column("raw_line").max() >= last:  # type: ignore[operator]
                     break
         except (DetectorError, OSError):

@@ -18,7 +18,7 @@ _WEEKDAYS = ("", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturd
 
 
 def _count(value: float) -> int:
-    return int(round(value))
+    return round(value)
 
 
 def _plural(n: int, label: str, singular: str | None = None) -> str:

@@ -24,16 +24,16 @@ from typing import Any, Final, Protocol
 
 import polars as pl
 
-from detector.evidence import events_at, evidence_locations, read_raw_lines
-from detector.saved import INCIDENTS_FILE, read_saved
-from detector.safe_text import escape_html
-from detector.timelines import CATEGORY_COLORS, CONTEXT, entity_timeline, timeline_counts
-from detector.errors import InputError
-from detector.features import FEATURE_DESCRIPTIONS
 from detector.atomic import atomic_write
+from detector.errors import InputError
+from detector.evidence import events_at, evidence_locations, read_raw_lines
+from detector.features import FEATURE_DESCRIPTIONS
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES
 from detector.report_data import DisplayZone, feature_view, prepare
+from detector.safe_text import escape_html
+from detector.saved import INCIDENTS_FILE, read_saved
 from detector.schema import CATEGORIES
+from detector.timelines import CATEGORY_COLORS, CONTEXT, entity_timeline, timeline_counts
 
 __all__ = ["CSP", "INCIDENTS_FILE", "findings_chart_svg", "render_report", "timeline_svg", "write_report"]
 

@@ -18,21 +18,37 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from detector.atomic import atomic_write
 from detector.config import Config
 from detector.errors import DetectorError
-from detector.atomic import atomic_write
-from detector.evidence import EVIDENCE_FILE, cited_events, events_at, evidence_locations, read_raw_lines, write_cited_events
+from detector.evidence import (
+    EVIDENCE_FILE,
+    cited_events,
+    events_at,
+    evidence_locations,
+    read_raw_lines,
+    write_cited_events,
+)
 from detector.features import FEATURE_DESCRIPTIONS
 from detector.findings import SEVERITIES, TOP_FEATURE, conform, rank, severity_at_least, write_findings
 from detector.incidents import incidents_of
 from detector.model_store import Model
 from detector.pipeline import FileReport, ProgressCallback
-from detector.saved import read_saved
 from detector.safe_text import escape_html, for_terminal
+from detector.saved import read_saved
 from detector.schema import CATEGORIES, EVENT_SCHEMA, empty_rejects
 from detector.spill import EventSpill
-from detector.timelines import (CATEGORY_COLORS, CONTEXT, TIMELINE_FILE, TIMELINE_SCHEMA, bucket_days, entity_filter,
-                                entity_timeline, flagged_runs, timeline_counts)
+from detector.timelines import (
+    CATEGORY_COLORS,
+    CONTEXT,
+    TIMELINE_FILE,
+    TIMELINE_SCHEMA,
+    bucket_days,
+    entity_filter,
+    entity_timeline,
+    flagged_runs,
+    timeline_counts,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -89,8 +105,8 @@ class Explanation:
 
     def __str__(self) -> str:
         f = self.finding
-        lines = [f"{f['severity']} {f['score']:.4f}  {f['entity_kind']} {for_terminal(f['entity_id'])}  "
-                 f"{f['window_start']:%Y-%m-%d %H:%M}-{f['window_end']:%H:%M} UTC  ({f['event_count']} events)"]
+        lines = [(f"{f['severity']} {f['score']:.4f}  {f['entity_kind']} {for_terminal(f['entity_id'])}  "
+                  f"{f['window_start']:%Y-%m-%d %H:%M}-{f['window_end']:%H:%M} UTC  ({f['event_count']} events)")]
         lines += [f"  - {for_terminal(r)}" for r in self.reasons]
         lines.append("evidence:")
         for row in self.raw_lines.iter_rows(named=True):

@@ -233,9 +233,9 @@ def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: d
     inside = scored.filter(pl.col("time") <= end).select(pl.len()).collect().item()
     if not inside:
         return []
-    return [f"{inside:,} of the scored events lie inside the model's baseline ({start:%Y-%m-%d} to {end:%Y-%m-%d}): "
-            f"they are judged against a history that already holds them; give --baseline-until "
-            f"{end:%Y-%m-%dT%H:%M:%SZ} to score only what came after"]
+    return [(f"{inside:,} of the scored events lie inside the model's baseline ({start:%Y-%m-%d} to {end:%Y-%m-%d}): "
+             f"they are judged against a history that already holds them; give --baseline-until "
+             f"{end:%Y-%m-%dT%H:%M:%SZ} to score only what came after")]
 
 
 def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | None, since: datetime | None,

@@ -9,6 +9,7 @@ this process (:mod:`detector.engines.local`); ``"spark"`` runs them on Apache Sp
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -61,8 +62,9 @@ def engine_named(name: str, **options: Any) -> Engine:
         return LocalEngine(**options)
     if name == "spark":
         try:
-            from detector.engines.spark import SparkEngine
+            spark = importlib.import_module("detector.engines.spark")
         except ImportError as exc:
             raise DetectorError(f"the spark engine needs pyspark: pip install 'ami-detector[spark]' ({exc})") from None
-        return SparkEngine(**options)
+        engine: Engine = spark.SparkEngine(**options)
+        return engine
     raise DetectorError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
