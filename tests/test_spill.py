@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from detector import api
-from detector.engines import local
 from detector.cli import main
 from detector.detection import lean_windows, profiles_of, score
+from detector.engines import local
 from detector.features import Profiles, entity_of
 from detector.model_store import load_model
 from detector.schema import EVENT_SCHEMA
