@@ -481,7 +481,7 @@ class Findings:
         InputError
             When there is no readable findings table.
         """
-        saved = read_saved(directory)
+        saved = read_saved(directory, incidents=False)  # Findings.incidents derives them from the findings
         return cls(saved.findings, events=saved.evidence, timelines=saved.timelines)
 
 

@@ -30,8 +30,9 @@ class SavedFindings:
     incidents: pl.DataFrame | None
 
 
-def read_saved(source: str | Path) -> SavedFindings:
-    """The findings of a scan's output directory, or of a ``findings.parquet`` file.
+def read_saved(source: str | Path, *, incidents: bool = True) -> SavedFindings:
+    """The findings of a scan's output directory, or of a ``findings.parquet`` file (and, with
+    *incidents*, its incidents table when there is one).
 
     Raises
     ------
@@ -44,9 +45,14 @@ def read_saved(source: str | Path) -> SavedFindings:
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(f"not a findings table (missing {', '.join(missing)})", source=(str(path), None))
-    beside = {name: path.parent / file for name, file in
-              (("evidence", EVIDENCE_FILE), ("timelines", TIMELINE_FILE), ("incidents", INCIDENTS_FILE))}
-    return SavedFindings(frame, **{name: _read(p, name) if p.exists() else None for name, p in beside.items()})
+    beside = path.parent
+
+    def optional(name: str, what: str) -> pl.DataFrame | None:
+        return _read(beside / name, what) if (beside / name).exists() else None
+
+    return SavedFindings(frame, evidence=optional(EVIDENCE_FILE, "evidence"),
+                         timelines=optional(TIMELINE_FILE, "timelines"),
+                         incidents=optional(INCIDENTS_FILE, "incidents") if incidents else None)
 
 
 def _read(path: Path, what: str) -> pl.DataFrame:

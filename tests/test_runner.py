@@ -87,3 +87,20 @@ def test_one_read_logs_refuses_an_input_without_log_files(tmp_path) -> None:
         api.read_logs(tmp_path)
     with pytest.raises(InputError, match="no log files found"):
         api.scan(tmp_path, load_model(MODEL))
+
+
+def test_saved_findings_are_read_back_whole_or_refused(tmp_path) -> None:
+    from detector.findings import FINDINGS_SCHEMA, write_findings
+    from detector.saved import read_saved
+
+    write_findings(pl.DataFrame(schema=FINDINGS_SCHEMA), tmp_path)
+    saved = read_saved(tmp_path)
+    assert saved.findings.columns == list(FINDINGS_SCHEMA) and saved.incidents is not None
+    assert saved.evidence is None and saved.timelines is None
+    assert read_saved(tmp_path / "findings.parquet", incidents=False).incidents is None
+    (tmp_path / "evidence.parquet").write_text("not parquet")
+    with pytest.raises(InputError, match="cannot read evidence"):
+        read_saved(tmp_path)
+    pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "findings.parquet")
+    with pytest.raises(InputError, match="not a findings table"):
+        read_saved(tmp_path)
