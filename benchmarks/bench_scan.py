@@ -233,7 +233,7 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
     from detector.spill import EventSpill, slice_length
 
     trained = load_model(model_dir)
-    config = api._config_of(trained)
+    config = trained.settings
     times: dict[str, float] = {}
 
     def add(stage: str, began: float) -> float:

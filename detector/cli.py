@@ -23,7 +23,8 @@ import polars as pl
 
 from detector import api
 from detector.config import Config, check_display_tz
-from detector.findings import SEVERITIES, atomic_write, rank, severity_at_least
+from detector.atomic import atomic_write
+from detector.findings import SEVERITIES, rank, severity_at_least
 from detector.hunts.cli import hunt
 from detector.model_store import load_model, save_model
 from detector.nightly_cli import nightly
@@ -427,7 +428,8 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     _print_summary(found.reports, quiet=quiet or as_json)
     for note in getattr(found, "notes", []):
         click.echo(f"ami-detector: note: {for_terminal(note)}", err=True)
-    alert = (config or Config()).alert_severity
+    # The scan's settings: --config, else the model's (its [alerts] too), else the defaults.
+    alert = (found.settings or Config()).alert_severity
     alerts = severity_at_least(found.df, alert)
     failed = any(r.error for r in found.reports)
     # Alerts win over unreadable files (issue 16): the files are named on stderr and in the JSON.

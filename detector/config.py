@@ -82,6 +82,12 @@ class Config:
         )
 
     @classmethod
+    def of_model(cls, kept: Mapping[str, Any]) -> Config:
+        """The settings a model was trained with, from the table it keeps (:meth:`to_dict`): its
+        features, scoring and alerts; the report's display settings are not kept, so the defaults."""
+        return cls.from_dict({k: v for k, v in kept.items() if k in ("features", "scoring", "alerts")})
+
+    @classmethod
     def from_toml(cls, path: str | Path) -> Config:
         try:
             doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,7 +1,7 @@
 """Training and scoring: events in, a model or ranked and explained findings out.
 
 ``train`` builds baseline profiles and fits one scorer per entity kind on the baseline's own
-windows; ``score`` turns the windows of new events into findings per the DESIGN.md contract.
+windows; ``score`` turns the windows of new events into findings per the ARCHITECTURE.md contract.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def profiles_of(model: Model) -> Profiles:
     return Profiles(
         **{name: model.tables[name] for name in PROFILE_SCHEMAS},
         baseline_start=when("baseline_start"), baseline_end=when("baseline_end"),
-        window=scalars.get("window", "1h"), event_count=int(scalars.get("event_count", 0)),
+        window=scalars.get("window", model.settings.features.window), event_count=int(scalars.get("event_count", 0)),
     )
 
 
@@ -216,10 +216,6 @@ def _top_features(scorer: WindowScorer, matrix: np.ndarray, lead: np.ndarray, to
                         baseline=scorer.feature_median_[chosen].astype(np.float64), contribution=credit[present])
 
 
-def _settings(model: Model, config: Config | None) -> Config:
-    return config or Config.from_dict({k: v for k, v in model.config.items() if k in ("features", "scoring")})
-
-
 def lean_windows(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Config | None = None, *,
                  profiles: Profiles | None = None,
                  earlier: Mapping[str, pl.DataFrame] | None = None) -> dict[str, pl.DataFrame]:
@@ -233,7 +229,7 @@ def lean_windows(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Conf
     from them); *earlier* is the entities' last activity in logs scanned before *events* (see
     :func:`~detector.features.build_features`).
     """
-    config = _settings(model, config)
+    config = config or model.settings
     profiles = profiles if profiles is not None else profiles_of(model)
     frames = build_features(events.lazy(), profiles, config.features, earlier, detail=False,
                             kinds=sorted(model.scorers))
@@ -320,7 +316,7 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
     earlier slices of a scan (accounts created so far). With *links*, each finding keeps a ``_links``
     column (the accounts behind a device's commands) for :func:`~detector.incidents.assign_incidents`.
     """
-    config = _settings(model, config)
+    config = config or model.settings
     profiles = profiles if profiles is not None else profiles_of(model)
     thresholds = SeverityThresholds.from_dict(model.config.get("scoring", {}).get("severity", {}))
     frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events

@@ -8,18 +8,17 @@ of baseline"). The sentences follow the order of the finding's top features.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from detector.features import FEATURE_MEASURE, LOG1P_FEATURES, MEASURE_LABELS
-from detector.features.catalog import MEASURE_SINGULAR
+from detector.features.catalog import FEATURES, MEASURES, Feature, FeatureKind
 
 _WEEKDAYS = ("", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 def _count(value: float) -> int:
-    return int(round(value))
+    return round(value)
 
 
 def _plural(n: int, label: str, singular: str | None = None) -> str:
@@ -44,70 +43,74 @@ def _typical(value: float | None) -> str:
 
 def feature_sentence(feature: str, value: float, row: Mapping[str, Any]) -> str | None:
     """One sentence for one feature of a window, or None when the feature says nothing worth reading
-    (a count no higher than usual, an empty list, an hour the entity is often active in)."""
+    (a count no higher than usual, an empty list, an hour the entity is often active in).
+
+    What the sentence says comes from the feature's entry in the registry
+    (:data:`detector.features.catalog.FEATURES`): its template, or the writer of its kind.
+    """
+    spec = FEATURES.get(feature)
+    if spec is None:
+        return None
     days = row.get("baseline_days") or 0.0
     span = f"{days:.0f} days of baseline" if days >= 1 else "the baseline"
-    shown = math.expm1(value) if feature in LOG1P_FEATURES else value
-    if feature in FEATURE_MEASURE:
-        measure = FEATURE_MEASURE[feature]
-        count = (row.get("counts") or {}).get(measure)
-        typical = (row.get("typical") or {}).get(measure)
-        if not count or (typical and count <= typical):
-            return None
-        label = MEASURE_LABELS.get(measure, measure)
-        one = MEASURE_SINGULAR.get(measure, label)
-        who = "its peers" if row.get("typical_source") == "peers" else "it"
-        text = _typical(typical).replace("it does", f"{who} do" if who == "its peers" else "it does")
-        return f"{_plural(_count(count), label, one)} in the window ({text})"
-    if feature == "new_src_ip_events":
-        listed = _list(row.get("new_src_ips"))
-        return f"{_plural(_count(shown), 'events')} from {listed}, never seen for this account in {span}" if listed else None
-    if feature == "new_src_net_events":
-        listed = _list(row.get("new_src_nets"))
-        return (f"{_plural(_count(shown), 'events')} from network {listed}, never seen for this account in {span}"
-                if listed else None)
-    if feature == "new_src_host_events":
-        listed = _list(row.get("new_src_hosts"))
-        return (f"{_plural(_count(shown), 'events')} from host {listed}, never seen for this account in {span}"
-                if listed else None)
-    if feature == "new_global_src_ip_events":
-        listed = _list(row.get("new_global_src_ips"))
-        return f"source address {listed} was never used by any account in {span}" if listed else None
-    if feature == "new_action_count":
-        listed = _list(row.get("new_actions"))
-        return f"first time doing {listed} (never in {span})" if listed else None
-    if feature == "new_image_hash_count":
-        hashes = [h[:16] + "…" for h in (row.get("new_image_hashes") or []) if h]
-        return f"firmware image hash {_list(hashes)} never seen in {span}" if hashes else None
-    if feature == "new_setting_count":
-        listed = _list(row.get("new_settings"))
-        return f"changed {listed}, which nobody changed in {span}" if listed else None
-    if feature == "weakened_setting_count":
-        listed = _list(row.get("weakened_settings"))
-        return f"weakened a security control: {listed}" if listed else None
-    if feature == "new_issuer_count":
-        listed = _list(row.get("new_issuers"))
-        return f"commands from {listed}, never seen issuing to this device in {span}" if listed else None
-    if feature == "hour_rarity":
-        hour, share = row.get("rarest_hour"), row.get("hour_share")
-        if hour is None or share is None or value < 0.5:
-            return None
-        zone = row.get("_zone") or "UTC"
-        return f"active at {hour:02d}:00 {zone}, an hour with {share:.1%} of its usual activity"
-    if feature == "weekday_rarity":
-        day, share = row.get("rarest_weekday"), row.get("weekday_share")
-        if day is None or share is None or value < 0.5:
-            return None
-        return f"active on a {_WEEKDAYS[int(day)]}, a day with {share:.1%} of its usual activity"
-    if feature == "dormancy_days":
-        if shown < 1:
-            return None
-        previous = row.get("previous_activity")
-        when = f" (last seen {previous:%Y-%m-%d})" if isinstance(previous, datetime) else ""
-        return f"first activity after {shown:.0f} days of silence{when}"
-    if feature == "failure_ratio":
-        return f"{value:.0%} of its events in the window failed" if value > 0 else None
-    return None
+    shown = math.expm1(value) if spec.log1p else value
+    return _WRITERS[spec.kind](spec, value, shown, span, row)
+
+
+def _excess(spec: Feature, _value: float, _shown: float, _span: str, row: Mapping[str, Any]) -> str | None:
+    measure = spec.measure or ""
+    count = (row.get("counts") or {}).get(measure)
+    typical = (row.get("typical") or {}).get(measure)
+    if not count or (typical and count <= typical):
+        return None
+    known = MEASURES.get(measure)
+    label = known.label if known else measure
+    one = known.singular if known else label
+    who = "its peers" if row.get("typical_source") == "peers" else "it"
+    text = _typical(typical).replace("it does", f"{who} do" if who == "its peers" else "it does")
+    return f"{_plural(_count(count), label, one)} in the window ({text})"
+
+
+def _novelty(spec: Feature, _value: float, shown: float, span: str, row: Mapping[str, Any]) -> str | None:
+    values = [v for v in (row.get(spec.listed) if spec.listed else None) or [] if v]
+    if spec.clip is not None:
+        values = [v[:spec.clip] + "…" for v in values]
+    listed = _list(values)
+    if not listed:
+        return None
+    return spec.sentence.format(events=_plural(_count(shown), "events"), listed=listed, span=span)
+
+
+def _hour(_spec: Feature, value: float, _shown: float, _span: str, row: Mapping[str, Any]) -> str | None:
+    hour, share = row.get("rarest_hour"), row.get("hour_share")
+    if hour is None or share is None or value < 0.5:
+        return None
+    zone = row.get("_zone") or "UTC"
+    return f"active at {hour:02d}:00 {zone}, an hour with {share:.1%} of its usual activity"
+
+
+def _weekday(_spec: Feature, value: float, _shown: float, _span: str, row: Mapping[str, Any]) -> str | None:
+    day, share = row.get("rarest_weekday"), row.get("weekday_share")
+    if day is None or share is None or value < 0.5:
+        return None
+    return f"active on a {_WEEKDAYS[int(day)]}, a day with {share:.1%} of its usual activity"
+
+
+def _dormancy(_spec: Feature, _value: float, shown: float, _span: str, row: Mapping[str, Any]) -> str | None:
+    if shown < 1:
+        return None
+    previous = row.get("previous_activity")
+    when = f" (last seen {previous:%Y-%m-%d})" if isinstance(previous, datetime) else ""
+    return f"first activity after {shown:.0f} days of silence{when}"
+
+
+def _ratio(_spec: Feature, value: float, _shown: float, _span: str, _row: Mapping[str, Any]) -> str | None:
+    return f"{value:.0%} of its events in the window failed" if value > 0 else None
+
+
+_Writer = Callable[[Feature, float, float, str, Mapping[str, Any]], "str | None"]
+_WRITERS: dict[FeatureKind, _Writer] = {"excess": _excess, "novelty": _novelty, "hour": _hour, "weekday": _weekday,
+                                        "dormancy": _dormancy, "ratio": _ratio}
 
 
 def reasons(row: Mapping[str, Any], top_features: Sequence[Mapping[str, Any]], score: float | None,

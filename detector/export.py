@@ -38,7 +38,8 @@ from typing import Any, Final, Literal
 import polars as pl
 
 from detector.errors import ConfigError, InputError
-from detector.findings import SEVERITIES, atomic_write, rank, severity_at_least
+from detector.atomic import atomic_write
+from detector.findings import SEVERITIES, rank, severity_at_least
 
 TLP_LEVELS: Final = ("clear", "white", "green", "amber", "red")
 IndicatorKind = Literal["ipv4", "ipv6", "sha256", "account"]

@@ -1,4 +1,4 @@
-"""The findings contract (DESIGN.md): schema, stable ids, and writing Parquet / JSON lines / CSV.
+"""The findings contract (ARCHITECTURE.md): schema, stable ids, and writing Parquet / JSON lines / CSV.
 
 Finding text comes from log content, which an attacker controls; the CSV writer defuses
 spreadsheet formulas and the terminal renderer escapes control characters.
@@ -7,13 +7,13 @@ spreadsheet formulas and the terminal renderer escapes control characters.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
+from detector.atomic import atomic_write
 from detector.safe_text import for_terminal
 
 SEVERITIES: Final = ("low", "medium", "high", "critical")
@@ -111,15 +111,6 @@ def read_ranked(paths: Sequence[Path], extra: Sequence[str] = ()) -> pl.DataFram
     order = _ranking(pl.read_parquet(paths, columns=list(_RANK_KEYS)))
     return pl.DataFrame([pl.read_parquet(paths, columns=[name]).to_series().gather(order)
                          for name in (*FINDINGS_SCHEMA, *extra)])
-
-
-def atomic_write(path: Path, write) -> None:  # type: ignore[no-untyped-def]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def defuse_formula(column: pl.Expr) -> pl.Expr:

@@ -23,7 +23,8 @@ from typing import Final
 
 import polars as pl
 
-from detector.findings import SEVERITIES, atomic_write, rank
+from detector.atomic import atomic_write
+from detector.findings import SEVERITIES, rank
 
 GAP: Final = timedelta(hours=8)
 # Signals whose words name another account (see detector.signals): linked to that account too.

@@ -28,6 +28,7 @@ import shutil
 import stat
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -37,6 +38,8 @@ import numpy as np
 import polars as pl
 import sklearn
 
+from detector.atomic import fsync_dir
+from detector.config import Config
 from detector.errors import ConfigError, DetectorError
 from detector.scoring import STATE_ARRAYS, ScoringError, SeverityThresholds, WindowScorer
 
@@ -97,6 +100,12 @@ class Model:
     metadata: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     library_versions: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def settings(self) -> Config:
+        """The typed settings of :attr:`config` (features, scoring, alerts), resolved once: what a scan
+        with this model uses unless it is given a configuration of its own."""
+        return Config.of_model(self.config)
 
     @property
     def thresholds(self) -> SeverityThresholds:
@@ -197,19 +206,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,7 +341,7 @@ def save_model(model: Model, directory: Path | str) -> Path:
         _write_bytes(staging / MODEL_FILE, json.dumps(document, indent=1, sort_keys=True,
                                                       ensure_ascii=True, allow_nan=False).encode() + b"\n")
         for sub in (FOREST_DIR, PROFILE_DIR, "."):
-            _fsync_dir(staging / sub)
+            fsync_dir(staging / sub)
         if directory.exists():
             # POSIX rename cannot replace a non-empty directory: move the old one aside first, and
             # put it back if the second rename fails.
@@ -359,7 +355,7 @@ def save_model(model: Model, directory: Path | str) -> Path:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, directory)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -7,14 +7,13 @@ every line is an event, a reject, or blank, and every unreadable file is named w
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
+from detector.atomic import AtomicParquet
 from detector.errors import DetectorError, InputError, ParseError
 from detector.model_store import Model
 from detector.overlap import ahead
@@ -141,44 +140,131 @@ def collect_run(run: ParseRun, *, strict: bool = False) -> tuple[pl.DataFrame, p
     return pl.concat(events).rechunk(), pl.concat(rejects)
 
 
-def _parse_all(paths: Sequence[str | Path], *, format: str | None, mappings: Sequence[str | Path],
-               tz: str | None, strict: bool = False) -> tuple[pl.DataFrame, pl.DataFrame, list[FileReport]]:
-    """Every event and reject of *paths* in memory, with the per-file reports."""
-    run = plan_parse(paths, format=format, mappings=mappings, tz=tz)
-    if not run.files:
-        raise InputError("no log files found in the given paths")
-    events, rejects = collect_run(run, strict=strict)
-    return events, rejects, run.reports
+ProgressCallback = Callable[[str, float, float | None], None]
+"""``progress(stage, done, total)``: *total* is None for a stage whose length is unknown.
+
+Stages are ``"parsing"`` (done and total in bytes of input), ``"training"``, ``"scoring"`` and
+``"report"`` (0 of None when they start, 1 of 1 when they end).
+"""
 
 
-def read_logs(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
-              mappings: Sequence[str | Path] = (), tz: str | None = None, strict: bool = False,
-              ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Parse log exports into normalized events and rejects.
+@dataclass
+class _TrackedRun(ParseRun):
+    """A :class:`ParseRun` that reports progress in bytes as it finishes each file."""
+
+    progress: ProgressCallback | None = None
+
+    def chunks(self) -> Iterator[ParsedChunk]:
+        if self.progress is None:
+            yield from super().chunks()
+            return
+        sizes = [_size(p) for p in self.files]
+        total, done, finished = float(sum(sizes)), 0.0, 0
+        self.progress("parsing", 0.0, total)
+        for chunk in super().chunks():
+            # A file's report is appended when it starts, so every file before the last is done.
+            while finished < len(self.reports) - 1:
+                done += sizes[finished]
+                finished += 1
+                self.progress("parsing", done, total)
+            yield chunk
+        self.progress("parsing", total, total)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def plan(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
+         mappings: Sequence[str | Path] = (), tz: str | None = None,
+         progress: ProgressCallback | None = None) -> ParseRun:
+    """Resolve inputs into a :class:`ParseRun` that reports *progress*.
 
     Parameters
     ----------
     paths
-        Files and directories, of any mix of known formats (sniffed per file).
+        Files and directories of log exports.
+    format, mappings, tz
+        As for :func:`read_logs`.
+    progress
+        Called with ``("parsing", bytes_done, bytes_total)`` as files are finished.
+
+    Returns
+    -------
+    ParseRun
+        Iterate ``run.chunks()`` to parse; ``run.reports`` then says what happened to each file.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    run = plan_parse(paths, format=format, mappings=mappings, tz=tz)
+    return _TrackedRun(**{f.name: getattr(run, f.name) for f in fields(ParseRun)}, progress=progress)
+
+
+def read_logs(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
+              mappings: Sequence[str | Path] = (), tz: str | None = None, strict: bool = False,
+              progress: ProgressCallback | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse log exports into normalized events and the lines that could not be parsed.
+
+    Parameters
+    ----------
+    paths
+        Files and directories, any mix of the known formats (sniffed per file); gzip is read
+        transparently, and ``*.mapping.toml`` files inside a directory describe exports beside them.
     format
         Force one format for every file instead of sniffing.
     mappings
         Mapping files (TOML) describing other CSV / JSON-lines exports.
     tz
-        IANA time zone for timestamps written without an offset.
+        IANA time zone of timestamps written without an offset (e.g. ``"America/Chicago"``).
     strict
-        Raise :class:`ParseError` on the first rejected line or unreadable file instead of
-        returning rejects.
+        Raise :class:`~detector.errors.ParseError` on the first rejected line or unreadable file
+        instead of returning it as a reject.
+    progress
+        Optional :data:`ProgressCallback`.
 
     Returns
     -------
-    events, rejects : polars.DataFrame
-        In the normalized event schema and the rejects schema.
+    events : polars.DataFrame
+        In the normalized event schema (:data:`detector.schema.EVENT_SCHEMA`).
+    rejects : polars.DataFrame
+        ``raw_file``, ``raw_line``, ``source_format``, ``reason``, ``raw``.
+
+    Raises
+    ------
+    DetectorError
+        For an unknown format, a bad mapping file or time zone, or when *paths* hold no log file;
+        in strict mode :class:`~detector.errors.ParseError` for the first reject.
+
+    Examples
+    --------
+    >>> events, rejects = read_logs("sample_logs/", tz="UTC")  # doctest: +SKIP
+    >>> events.group_by("source_format").len()                # doctest: +SKIP
     """
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    events, rejects, _ = _parse_all(paths, format=format, mappings=mappings, tz=tz, strict=strict)
+    events, rejects, _ = read_with_reports(paths, format=format, mappings=mappings, tz=tz, strict=strict,
+                                           progress=progress)
     return events, rejects
+
+
+def read_with_reports(paths: str | Path | Sequence[str | Path], *, format: str | None = None,
+                      mappings: Sequence[str | Path] = (),
+                      tz: str | None = None, strict: bool = False, progress: ProgressCallback | None = None
+                      ) -> tuple[pl.DataFrame, pl.DataFrame, list[FileReport]]:
+    """:func:`read_logs` that also returns a report per input file, and refuses an empty input.
+
+    Raises
+    ------
+    InputError
+        When *paths* hold no log file at all.
+    """
+    run = plan(paths, format=format, mappings=mappings, tz=tz, progress=progress)
+    if not run.files:
+        raise InputError("no log files found in the given paths")
+    events, rejects = collect_run(run, strict=strict)
+    return events, rejects, run.reports
+
 
 
 def parse_to_spill(run: ParseRun, spill: EventSpill) -> pl.DataFrame:
@@ -194,41 +280,11 @@ def parse_to_spill(run: ParseRun, spill: EventSpill) -> pl.DataFrame:
 
 def parse_to_parquet(run: ParseRun, events_out: Path, rejects_out: Path | None) -> list[FileReport]:
     """Stream a parse into Parquet files, written under temporary names and renamed when complete."""
-    with _AtomicParquet(events_out, EVENT_SCHEMA) as events, _AtomicParquet(rejects_out, REJECT_SCHEMA) as rejects:
+    with AtomicParquet(events_out, EVENT_SCHEMA) as events, AtomicParquet(rejects_out, REJECT_SCHEMA) as rejects:
         for chunk in run.chunks():
             events.write(chunk.events)
             rejects.write(chunk.rejects)
     return run.reports
-
-
-class _AtomicParquet:
-    """A Parquet file that appears at its path only once it has been completely written."""
-
-    def __init__(self, path: Path | None, schema: pl.Schema) -> None:
-        self.path = path
-        self.schema = schema
-        self._writer: pq.ParquetWriter | None = None
-        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp") if path else None
-
-    def __enter__(self) -> _AtomicParquet:
-        if self._tmp is not None:
-            self._tmp.parent.mkdir(parents=True, exist_ok=True)
-            arrow_schema = pl.DataFrame(schema=self.schema).to_arrow().schema
-            self._writer = pq.ParquetWriter(self._tmp, arrow_schema, compression="zstd")
-        return self
-
-    def write(self, frame: pl.DataFrame) -> None:
-        if self._writer is not None and frame.height:
-            self._writer.write_table(frame.to_arrow())
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
-        if self._writer is None or self._tmp is None or self.path is None:
-            return
-        self._writer.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
 
 
 # ---- models ------------------------------------------------------------------------------------

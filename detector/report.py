@@ -20,32 +20,23 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import polars as pl
 
-from detector.api import (
-    CATEGORY_COLORS,
-    CONTEXT,
-    EVIDENCE_FILE,
-    TIMELINE_FILE,
-    Findings,
-    entity_timeline,
-    escape_html,
-    events_at,
-    evidence_locations,
-    read_raw_lines,
-    timeline_counts,
-)
+from detector.atomic import atomic_write
 from detector.errors import InputError
+from detector.evidence import events_at, evidence_locations, read_raw_lines
 from detector.features import FEATURE_DESCRIPTIONS
-from detector.findings import FINDINGS_SCHEMA, SEVERITIES, atomic_write
-from detector.report_data import DisplayZone, ReportData, feature_view, prepare
+from detector.findings import FINDINGS_SCHEMA, SEVERITIES
+from detector.report_data import DisplayZone, feature_view, prepare
+from detector.safe_text import escape_html
+from detector.saved import INCIDENTS_FILE, read_saved
 from detector.schema import CATEGORIES
+from detector.timelines import CATEGORY_COLORS, CONTEXT, entity_timeline, timeline_counts
 
 __all__ = ["CSP", "INCIDENTS_FILE", "findings_chart_svg", "render_report", "timeline_svg", "write_report"]
 
-INCIDENTS_FILE: Final = "incidents.parquet"
 
 CSP: Final = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'; "
               "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -176,7 +167,7 @@ def _axis(parts: list[str], labels: Sequence[str], left: float, step: float, hei
 
 def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width: int = 1000,
                  height: int = 150) -> str:
-    """A stacked bar chart of an :func:`~detector.api.entity_timeline` table as inline SVG.
+    """A stacked bar chart of an :func:`~detector.timelines.entity_timeline` table as inline SVG.
 
     Bars are event counts per bucket and category; buckets that overlap a finding window are
     shaded, and buckets outside the recorded context (a ``covered`` column that is false) are
@@ -517,7 +508,20 @@ def _raw_lines(events: pl.DataFrame | pl.LazyFrame | None, cited: pl.DataFrame) 
     return behind, raw
 
 
-def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | pl.LazyFrame | None = None,
+class ScanResult(Protocol):
+    """What the report reads of a scan's result (:class:`detector.result.Findings`)."""
+
+    df: pl.DataFrame
+    events: pl.DataFrame | pl.LazyFrame | None
+    timelines: pl.DataFrame | None
+
+    @property
+    def incidents(self) -> pl.DataFrame: ...
+
+    def summary(self) -> dict[str, object]: ...
+
+
+def render_report(findings: pl.DataFrame | ScanResult, *, events: pl.DataFrame | pl.LazyFrame | None = None,
                   timelines: pl.DataFrame | None = None, incidents: pl.DataFrame | None = None,
                   title: str = "ami-detector findings", generated_at: datetime | None = None,
                   summary: Mapping[str, object] | None = None, detail_limit: int = 1000, evidence_limit: int = 25,
@@ -528,14 +532,14 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
     ----------
     findings
         Findings in the contract schema (with ``incident_id`` and ``signals`` when the scan gives
-        them), or a :class:`~detector.api.Findings` (whose events, timelines and ``incidents`` are
+        them), or a :class:`~detector.result.Findings` (whose events, timelines and ``incidents`` are
         then used unless given here).
     events
         Events to show beside the evidence and, without *timelines*, to draw timelines from: the
         scanned events, or the cited events of ``evidence.parquet``. A ``raw`` column, if present,
         supplies the raw lines; otherwise they are read from the log files by line number.
     timelines
-        Hourly activity in :data:`~detector.api.TIMELINE_SCHEMA` (``timeline.parquet``). Without it
+        Hourly activity in :data:`~detector.timelines.TIMELINE_SCHEMA` (``timeline.parquet``). Without it
         or *events* there is no timeline.
     incidents
         The incidents table (``incidents.parquet``). Without it, findings are grouped by their
@@ -573,7 +577,7 @@ def render_report(findings: pl.DataFrame | Findings, *, events: pl.DataFrame | p
         For an unknown *display_tz*.
     """
     zone = DisplayZone(display_tz)
-    if isinstance(findings, Findings):
+    if not isinstance(findings, pl.DataFrame):  # a scan's result (detector.result.Findings)
         events = findings.events if events is None else events
         timelines = findings.timelines if timelines is None else timelines
         incidents = getattr(findings, "incidents", None) if incidents is None else incidents
@@ -699,22 +703,7 @@ def _incident_table(rows: pl.DataFrame, first: int, sectioned: set[str], zone: D
             "<th class='num'>findings</th></tr>" + "".join(body) + "</table></div>")
 
 
-def _read_dir(source: Path) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, pl.DataFrame | None]:
-    """Findings (every column), evidence, timelines and incidents of a findings directory or file."""
-    checked = Findings.read(source)  # validates the table, and reads evidence and timelines
-    path = source / "findings.parquet" if source.is_dir() else source
-    frame = pl.read_parquet(path)
-    incidents_path = path.parent / INCIDENTS_FILE
-    incidents = None
-    if incidents_path.exists():
-        try:
-            incidents = pl.read_parquet(incidents_path)
-        except (OSError, pl.exceptions.PolarsError) as exc:
-            raise InputError(f"cannot read incidents: {exc}", source=(str(incidents_path), None)) from None
-    return frame, checked.events, checked.timelines, incidents  # type: ignore[return-value]
-
-
-def write_report(findings: str | Path | pl.DataFrame | Findings, out_path: str | Path, *,
+def write_report(findings: str | Path | pl.DataFrame | ScanResult, out_path: str | Path, *,
                  events: pl.DataFrame | pl.LazyFrame | None = None, timelines: pl.DataFrame | None = None,
                  incidents: pl.DataFrame | None = None, title: str | None = None,
                  generated_at: datetime | None = None, summary: Mapping[str, object] | None = None,
@@ -726,7 +715,7 @@ def write_report(findings: str | Path | pl.DataFrame | Findings, out_path: str |
     findings
         A findings directory (``findings.parquet``, with ``evidence.parquet``,
         ``timeline.parquet`` and ``incidents.parquet`` when present), a ``findings.parquet``
-        file, a findings DataFrame, or a :class:`~detector.api.Findings`.
+        file, a findings DataFrame, or a :class:`~detector.result.Findings`.
     out_path
         The HTML file to write; it appears only once complete.
     events, timelines, incidents, title, generated_at, summary, detail_limit, evidence_limit, display_tz
@@ -749,11 +738,11 @@ def write_report(findings: str | Path | pl.DataFrame | Findings, out_path: str |
         source = Path(findings)
         if not source.exists():
             raise InputError("no such findings directory or file", source=(str(source), None))
-        frame, saved_events, saved_timelines, saved_incidents = _read_dir(source)
-        events = saved_events if events is None else events
-        timelines = saved_timelines if timelines is None else timelines
-        incidents = saved_incidents if incidents is None else incidents
-        findings = frame
+        saved = read_saved(source)
+        events = saved.evidence if events is None else events
+        timelines = saved.timelines if timelines is None else timelines
+        incidents = saved.incidents if incidents is None else incidents
+        findings = saved.findings
         title = title or f"ami-detector findings: {(source if source.is_dir() else source.parent).resolve().name}"
     text = render_report(findings, events=events, timelines=timelines, incidents=incidents,
                          title=title or "ami-detector findings", generated_at=generated_at, summary=summary,

@@ -2,7 +2,7 @@
 the reader's zone, and model features in the units a person reads (counts, days, shares).
 
 :mod:`detector.report` turns these into HTML. Nothing here formats HTML or escapes; everything here
-works on the findings contract (DESIGN.md) and its wave-2 additions when they are present:
+works on the findings contract (ARCHITECTURE.md) and its wave-2 additions when they are present:
 
 - ``incident_id`` and ``signals`` columns of the findings, and an incidents table
   (``incidents.parquet`` / ``Findings.incidents``). Findings without an incident (an old findings

@@ -1,4 +1,4 @@
-"""The normalized event schema and the rejects schema (see DESIGN.md), as polars dtypes.
+"""The normalized event schema and the rejects schema (see ARCHITECTURE.md), as polars dtypes.
 
 Every parser's output passes :func:`validate_events`; later stages trust it without checking again.
 """

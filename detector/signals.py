@@ -593,9 +593,6 @@ def window_novelty(windows: pl.DataFrame, kind: str) -> pl.DataFrame:
     ).with_columns(pl.col("^_s_.*$").cast(pl.Int8))
 
 
-NOVELTY: Final = ("new_network", "unusual_hour", "unusual_weekday", "dormant_account")
-
-
 def novelty_detail(signal: str, row: Mapping[str, object]) -> str:
     """The words of a window novelty signal, from the window's detail columns."""
     def listed(name: str) -> str:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 import detector
-from detector import api
+from detector import api, result
 from detector.detection import score
 from detector.features import feature_columns
 from detector.findings import FINDINGS_SCHEMA
@@ -190,7 +190,7 @@ def test_written_findings_read_back_and_explain_without_the_logs(tmp_path, findi
     def no_files(*_args, **_kwargs):
         raise AssertionError("raw lines should come from evidence.parquet")
 
-    monkeypatch.setattr(api, "read_raw_lines", no_files)
+    monkeypatch.setattr(result, "read_raw_lines", no_files)
     after = again.explain(account_finding["finding_id"])
     assert after.raw_lines.select("raw_file", "raw_line", "raw").equals(before.raw_lines.select(
         "raw_file", "raw_line", "raw"))

@@ -292,3 +292,23 @@ def test_findings_table_and_json_escape_log_content() -> None:
     text = json.dumps(findings_json(frame), ensure_ascii=True)
     assert "\x1b" not in text and "\\u001b" in text and "\\u202e" in text
     assert json.loads(text)[0]["entity_id"] == evil  # escaped, not altered
+
+
+def test_scan_with_a_model_alone_keeps_the_models_alert_severity(hostile_logs, tmp_path) -> None:
+    # A model trained with [alerts] severity = "critical" keeps it; `scan --model` without --config uses it.
+    from detector.model_store import load_model, save_model
+
+    model = load_model(MODEL)
+    model.config = {**model.config, "alerts": {"severity": "critical"}}
+    assert model.settings.alert_severity == "critical"
+    save_model(model, tmp_path / "model")
+    result = CliRunner().invoke(main, ["scan", str(hostile_logs), "--model", str(tmp_path / "model"),
+                                       "--out", str(tmp_path / "out"), "--json"])
+    doc = json.loads(result.stdout)
+    assert doc["alert_severity"] == "critical"
+    assert result.exit_code == (1 if doc["by_severity"]["critical"] else 0), result.stderr
+    config = tmp_path / "config.toml"
+    config.write_text('[alerts]\nseverity = "low"\n')
+    given = CliRunner().invoke(main, ["scan", str(hostile_logs), "--model", str(tmp_path / "model"), "--config",
+                                      str(config), "--out", str(tmp_path / "out2"), "--json"])
+    assert json.loads(given.stdout)["alert_severity"] == "low" and given.exit_code == 1  # --config wins

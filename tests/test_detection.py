@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 from detector.cli import main
-from detector.detection import _settings, _with_detail, lean_windows, profiles_of, score, train
+from detector.detection import _with_detail, lean_windows, profiles_of, score, train
 from detector.features import DETAIL_COLUMNS, build_features
 from detector.findings import FINDINGS_SCHEMA
 from detector.model_store import load_model
@@ -47,7 +47,7 @@ def _matches(finding: dict, incident: dict) -> bool:
 
 def test_flagged_lean_windows_regain_exactly_the_detail_of_full_windows(events, model) -> None:
     scanned = events.filter(pl.col("time") >= UNTIL)
-    config = _settings(model, None)
+    config = model.settings
     full = {kind: frame.collect() for kind, frame in build_features(scanned, profiles_of(model), config.features).items()}
     lean = lean_windows(scanned, model)
     for kind, windows in lean.items():

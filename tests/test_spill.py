@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from detector import api
 from detector.cli import main
 from detector.detection import lean_windows, profiles_of, score
+from detector.engines import local
 from detector.features import Profiles, entity_of
 from detector.model_store import load_model
 from detector.schema import EVENT_SCHEMA
@@ -114,7 +115,7 @@ def test_a_scan_leaves_no_parsed_events_behind(tmp_path, monkeypatch) -> None:
     # Also when scoring fails after parsing.
     def broken(*args, **kwargs):
         raise RuntimeError("scoring failed")
-    monkeypatch.setattr(api, "score_slices", broken)
+    monkeypatch.setattr(local, "score_slices", broken)
     with pytest.raises(RuntimeError):
         api.scan(logs, MODEL)
     assert list((tmp_path / "tmp").iterdir()) == []

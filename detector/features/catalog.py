@@ -16,6 +16,7 @@ suspicious, hence the clip at 0. The raw counts and typical values are in the ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from detector.schema import CATEGORIES
@@ -24,7 +25,7 @@ EntityKind = Literal["account", "device"]
 ENTITY_KINDS: Final[tuple[EntityKind, ...]] = ("account", "device")
 
 # Commands that change a device's state or trust (as opposed to reads, pings and clock syncs):
-# the ones whose bursts matter (DESIGN.md: disconnects, firmware pushes, key changes).
+# the ones whose bursts matter (ARCHITECTURE.md: disconnects, firmware pushes, key changes).
 CONTROL_ACTIONS: Final = (
     "remote_disconnect", "remote_connect", "load_limit_set", "demand_reset", "fw_download", "fw_activate",
     "key_renewal", "breaker_open", "breaker_close", "tag_placed", "tag_removed",
@@ -36,69 +37,61 @@ DEVICE_COMMAND_ACTIONS: Final = (
     "tag_removed", "status_change",
 )
 
-MEASURE_LABELS: Final[dict[str, str]] = {
-    "events": "events",
-    "authentication": "authentication events",
-    "account_mgmt": "account-management events",
-    "privilege": "privilege events",
-    "config_change": "configuration changes",
-    "device_command": "device commands",
-    "firmware": "firmware events",
-    "key_mgmt": "key-management events",
-    "remote_access": "remote-access (VPN) events",
-    "log_tamper": "audit-log clearing and audit-policy events",
-    "device_event": "device-originated events",
-    "system": "other system events",
-    "execution": "programs started",
-    "persistence": "services and scheduled tasks installed or changed",
-    "endpoint": "removable-media, file, network and registry events on a host",
-    "account_created": "accounts created",
-    "privilege_grant": "roles granted and group memberships added",
-    "remote_disconnect": "remote disconnects",
-    "remote_connect": "remote connects",
-    "load_limit_set": "load-limit settings",
-    "demand_reset": "demand resets",
-    "time_sync": "time synchronizations",
-    "on_demand_read": "on-demand reads",
-    "ping": "pings",
-    "fw_download": "firmware downloads",
-    "fw_activate": "firmware activations",
-    "key_renewal": "key renewals",
-    "breaker_open": "breaker/recloser opens",
-    "breaker_close": "breaker/recloser closes",
-    "tag_placed": "safety tags placed",
-    "tag_removed": "safety tags removed",
-    "status_change": "status changes reported by the device",
-    "commands": "commands received",
-    "failures": "failed events",
-    "targets": "distinct targets acted on",
-    "devices": "devices reached by control commands",
-    "burst_commands": "control commands in the busiest burst",
-    "src_ips": "distinct source IPs",
-    "src_hosts": "distinct source hosts",
-    "issuers": "distinct issuing accounts",
-}
+@dataclass(frozen=True)
+class Measure:
+    """A count per window (see the module docstring) and how a sentence names it."""
 
-# The same labels for a count of one ("1 remote disconnect").
-MEASURE_SINGULAR: Final[dict[str, str]] = {
-    "events": "event", "authentication": "authentication event", "account_mgmt": "account-management event",
-    "privilege": "privilege event", "config_change": "configuration change", "device_command": "device command",
-    "firmware": "firmware event", "key_mgmt": "key-management event", "remote_access": "remote-access (VPN) event",
-    "log_tamper": "audit-log clearing or audit-policy event", "device_event": "device-originated event",
-    "system": "other system event", "execution": "program started",
-    "persistence": "service or scheduled task installed or changed",
-    "endpoint": "removable-media, file, network or registry event on a host", "account_created": "account created",
-    "privilege_grant": "role granted or group membership added", "remote_disconnect": "remote disconnect",
-    "remote_connect": "remote connect", "load_limit_set": "load-limit setting", "demand_reset": "demand reset",
-    "time_sync": "time synchronization", "on_demand_read": "on-demand read", "ping": "ping",
-    "fw_download": "firmware download", "fw_activate": "firmware activation", "key_renewal": "key renewal",
-    "breaker_open": "breaker/recloser open", "breaker_close": "breaker/recloser close",
-    "tag_placed": "safety tag placed", "tag_removed": "safety tag removed",
-    "status_change": "status change reported by the device", "commands": "command received",
-    "failures": "failed event", "targets": "distinct target acted on", "devices": "device reached by control commands",
-    "burst_commands": "control command in the busiest burst", "src_ips": "distinct source IP",
-    "src_hosts": "distinct source host", "issuers": "distinct issuing account",
-}
+    name: str
+    label: str  # for any count but one ("remote disconnects")
+    singular: str  # for a count of one ("remote disconnect")
+
+
+MEASURES: Final[dict[str, Measure]] = {m.name: m for m in (
+    Measure("events", "events", "event"),
+    Measure("authentication", "authentication events", "authentication event"),
+    Measure("account_mgmt", "account-management events", "account-management event"),
+    Measure("privilege", "privilege events", "privilege event"),
+    Measure("config_change", "configuration changes", "configuration change"),
+    Measure("device_command", "device commands", "device command"),
+    Measure("firmware", "firmware events", "firmware event"),
+    Measure("key_mgmt", "key-management events", "key-management event"),
+    Measure("remote_access", "remote-access (VPN) events", "remote-access (VPN) event"),
+    Measure("log_tamper", "audit-log clearing and audit-policy events", "audit-log clearing or audit-policy event"),
+    Measure("device_event", "device-originated events", "device-originated event"),
+    Measure("system", "other system events", "other system event"),
+    Measure("execution", "programs started", "program started"),
+    Measure("persistence", "services and scheduled tasks installed or changed",
+            "service or scheduled task installed or changed"),
+    Measure("endpoint", "removable-media, file, network and registry events on a host",
+            "removable-media, file, network or registry event on a host"),
+    Measure("account_created", "accounts created", "account created"),
+    Measure("privilege_grant", "roles granted and group memberships added", "role granted or group membership added"),
+    Measure("remote_disconnect", "remote disconnects", "remote disconnect"),
+    Measure("remote_connect", "remote connects", "remote connect"),
+    Measure("load_limit_set", "load-limit settings", "load-limit setting"),
+    Measure("demand_reset", "demand resets", "demand reset"),
+    Measure("time_sync", "time synchronizations", "time synchronization"),
+    Measure("on_demand_read", "on-demand reads", "on-demand read"),
+    Measure("ping", "pings", "ping"),
+    Measure("fw_download", "firmware downloads", "firmware download"),
+    Measure("fw_activate", "firmware activations", "firmware activation"),
+    Measure("key_renewal", "key renewals", "key renewal"),
+    Measure("breaker_open", "breaker/recloser opens", "breaker/recloser open"),
+    Measure("breaker_close", "breaker/recloser closes", "breaker/recloser close"),
+    Measure("tag_placed", "safety tags placed", "safety tag placed"),
+    Measure("tag_removed", "safety tags removed", "safety tag removed"),
+    Measure("status_change", "status changes reported by the device", "status change reported by the device"),
+    Measure("commands", "commands received", "command received"),
+    Measure("failures", "failed events", "failed event"),
+    Measure("targets", "distinct targets acted on", "distinct target acted on"),
+    Measure("devices", "devices reached by control commands", "device reached by control commands"),
+    Measure("burst_commands", "control commands in the busiest burst", "control command in the busiest burst"),
+    Measure("src_ips", "distinct source IPs", "distinct source IP"),
+    Measure("src_hosts", "distinct source hosts", "distinct source host"),
+    Measure("issuers", "distinct issuing accounts", "distinct issuing account"),
+)}
+
+MEASURE_LABELS: Final[dict[str, str]] = {name: m.label for name, m in MEASURES.items()}
 
 # Every measure is one more feature for the forest to pick at random, which dilutes the others,
 # so the lists leave out what adds nothing: device_event for accounts (status changes come from
@@ -123,48 +116,86 @@ _ACCOUNT_OTHER: Final = (
 )
 _DEVICE_OTHER: Final = ("failure_ratio", "new_issuer_count", "new_image_hash_count", "dormancy_days")
 
+FeatureKind = Literal["excess", "novelty", "ratio", "hour", "weekday", "dormancy"]
+"""How a feature is computed and explained: ``excess`` of a measure over its typical count; ``novelty``,
+what the baseline never held (stored as log1p of a count); a ``ratio``; the rarity of the window's
+``hour`` or ``weekday``; ``dormancy`` (log1p of days)."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One model input: its name, kind, meaning, and the sentence a finding's reasons make of it.
+
+    *sentence* is a template for :mod:`detector.explain`: ``{events}`` (the count, "3 events"),
+    ``{listed}`` (the values of the row's *listed* column, the ones never seen) and ``{span}``
+    ("21 days of baseline"). Excess, ratio, hour, weekday and dormancy features have one sentence per
+    kind, written there.
+    """
+
+    name: str
+    kind: FeatureKind
+    description: str
+    sentence: str = ""
+    listed: str | None = None  # the window column holding the values a novelty sentence names
+    clip: int | None = None  # values longer than this are shown cut, with an ellipsis (hashes)
+    baseline: str | None = None  # the window column holding what the feature was compared with
+
+    @property
+    def measure(self) -> str | None:
+        return self.name.removeprefix("excess_") if self.kind == "excess" else None
+
+    @property
+    def log1p(self) -> bool:
+        """Stored as log1p(x); explanations show expm1(value) to get the count (or days) back."""
+        return self.kind in ("novelty", "dormancy")
+
+
+_NEVER_FOR_ACCOUNT = "never seen for this account in {span}"
+
 # Every feature, in one table shared by both entity kinds (a name means the same thing for both).
-FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {
-    **{f"excess_{m}": f"{label}, beyond the usual (0 = not more than usual)"
-       for m, label in MEASURE_LABELS.items() if m in ACCOUNT_MEASURES or m in DEVICE_MEASURES},
-    "failure_ratio": "share of the window's events that failed",
-    "new_src_ip_events": "events from a source IP never seen for this account in the baseline",
-    "new_src_net_events": "events from a source network (/24, IPv6 /64) never seen for this account in the baseline",
-    "new_src_host_events": "events from a source host never seen for this account in the baseline",
-    "new_global_src_ip_events": "events from a source IP never seen for any account in the baseline",
-    "new_action_count": "distinct actions this account never performed in the baseline",
-    "new_image_hash_count": "distinct firmware image hashes never seen in the baseline",
-    "new_setting_count": "distinct settings (configuration targets) nobody changed in the baseline",
-    "weakened_setting_count": "distinct settings changed so as to weaken a security control (switched off, "
-                              "or a limit loosened tenfold; see detector.features.controls)",
-    "hour_rarity": "rarity of the hour in the account's own history (0 = its busiest hour, 1 = never active then)",
-    "weekday_rarity": "rarity of the weekday in the account's own history (0 = its busiest day, 1 = never active then)",
-    "dormancy_days": "days since the entity's previous activity",
-    "new_issuer_count": "issuing accounts never seen for this device in the baseline",
-}
+FEATURES: Final[dict[str, Feature]] = {f.name: f for f in (
+    *(Feature(f"excess_{m.name}", "excess", f"{m.label}, beyond the usual (0 = not more than usual)")
+      for m in MEASURES.values() if m.name in ACCOUNT_MEASURES or m.name in DEVICE_MEASURES),
+    Feature("failure_ratio", "ratio", "share of the window's events that failed"),
+    Feature("new_src_ip_events", "novelty", "events from a source IP never seen for this account in the baseline",
+            "{events} from {listed}, " + _NEVER_FOR_ACCOUNT, "new_src_ips", baseline="baseline_days"),
+    Feature("new_src_net_events", "novelty",
+            "events from a source network (/24, IPv6 /64) never seen for this account in the baseline",
+            "{events} from network {listed}, " + _NEVER_FOR_ACCOUNT, "new_src_nets", baseline="baseline_days"),
+    Feature("new_src_host_events", "novelty", "events from a source host never seen for this account in the baseline",
+            "{events} from host {listed}, " + _NEVER_FOR_ACCOUNT, "new_src_hosts", baseline="baseline_days"),
+    Feature("new_global_src_ip_events", "novelty", "events from a source IP never seen for any account in the baseline",
+            "source address {listed} was never used by any account in {span}", "new_global_src_ips"),
+    Feature("new_action_count", "novelty", "distinct actions this account never performed in the baseline",
+            "first time doing {listed} (never in {span})", "new_actions", baseline="baseline_days"),
+    Feature("new_image_hash_count", "novelty", "distinct firmware image hashes never seen in the baseline",
+            "firmware image hash {listed} never seen in {span}", "new_image_hashes", clip=16),
+    Feature("new_setting_count", "novelty", "distinct settings (configuration targets) nobody changed in the baseline",
+            "changed {listed}, which nobody changed in {span}", "new_settings"),
+    Feature("weakened_setting_count", "novelty",
+            "distinct settings changed so as to weaken a security control (switched off, or a limit loosened "
+            "tenfold; see detector.features.controls)",
+            "weakened a security control: {listed}", "weakened_settings"),
+    Feature("hour_rarity", "hour",
+            "rarity of the hour in the account's own history (0 = its busiest hour, 1 = never active then)",
+            baseline="hour_share"),
+    Feature("weekday_rarity", "weekday",
+            "rarity of the weekday in the account's own history (0 = its busiest day, 1 = never active then)",
+            baseline="weekday_share"),
+    Feature("dormancy_days", "dormancy", "days since the entity's previous activity", baseline="previous_activity"),
+    Feature("new_issuer_count", "novelty", "issuing accounts never seen for this device in the baseline",
+            "commands from {listed}, never seen issuing to this device in {span}", "new_issuers",
+            baseline="baseline_days"),
+)}
 
-# Features stored as log1p(x); explanations show expm1(value) to get the count (or days) back.
-LOG1P_FEATURES: Final[frozenset[str]] = frozenset(
-    name for name in FEATURE_DESCRIPTIONS
-    if name.startswith("new_") or name in ("dormancy_days", "weakened_setting_count"))
-
+# The registry's columns, by feature, as the rest of the package reads them.
+FEATURE_DESCRIPTIONS: Final[dict[str, str]] = {name: f.description for name, f in FEATURES.items()}
+LOG1P_FEATURES: Final[frozenset[str]] = frozenset(name for name, f in FEATURES.items() if f.log1p)
 # excess_<m> features and their measure: the window's count is ``counts[m]``, the baseline it was
 # compared with ``typical[m]`` (both struct columns of the window row).
-FEATURE_MEASURE: Final[dict[str, str]] = {
-    name: name.removeprefix("excess_") for name in FEATURE_DESCRIPTIONS if name.startswith("excess_")}
-
-# Other features and the context column of the same row that holds the baseline they were
-# compared with.
-FEATURE_BASELINE: Final[dict[str, str]] = {
-    "new_src_ip_events": "baseline_days",
-    "new_src_net_events": "baseline_days",
-    "new_src_host_events": "baseline_days",
-    "new_action_count": "baseline_days",
-    "new_issuer_count": "baseline_days",
-    "hour_rarity": "hour_share",
-    "weekday_rarity": "weekday_share",
-    "dormancy_days": "previous_activity",
-}
+FEATURE_MEASURE: Final[dict[str, str]] = {name: f.measure for name, f in FEATURES.items() if f.measure}
+# Other features and the context column of the same row that holds the baseline they were compared with.
+FEATURE_BASELINE: Final[dict[str, str]] = {name: f.baseline for name, f in FEATURES.items() if f.baseline}
 
 
 def measures(kind: EntityKind) -> tuple[str, ...]:

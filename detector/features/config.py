@@ -6,10 +6,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import timedelta
-from typing import Any, Self
+from typing import Any, Final, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from detector.errors import ConfigError
+
+# The one default window length: features, profiles and models without a window of their own use it.
+DEFAULT_WINDOW: Final = "1h"
 
 _UNITS: dict[str, timedelta] = {
     "us": timedelta(microseconds=1),
@@ -73,7 +76,7 @@ class FeatureConfig:
         and a night shift's hours straddle two UTC days. Windows stay epoch-aligned in UTC.
     """
 
-    window: str = "1h"
+    window: str = DEFAULT_WINDOW
     burst: str = "5m"
     evidence_cap: int = 200
     context_cap: int = 20

@@ -8,7 +8,6 @@ import polars as pl
 
 from detector.features.catalog import DEVICE_MEASURES, feature_columns
 from detector.features.common import (
-    KEY,
     as_lazy,
     check_window,
     dormancy,

@@ -36,7 +36,7 @@ from detector.features.common import (
     typical_aggs,
     window_measures,
 )
-from detector.features.config import FeatureConfig
+from detector.features.config import DEFAULT_WINDOW, FeatureConfig
 from detector.schema import UTC_US
 
 FORMAT: Final = "ami-detector-profiles"
@@ -147,7 +147,7 @@ class Profiles:
     config_targets: pl.DataFrame
     baseline_start: datetime | None = None
     baseline_end: datetime | None = None
-    window: str = "1h"
+    window: str = DEFAULT_WINDOW
     event_count: int = 0
 
     # Tables computed from the ones above, kept on first use: see derived().
@@ -158,7 +158,7 @@ class Profiles:
     TABLES: ClassVar[tuple[str, ...]] = tuple(PROFILE_SCHEMAS)
 
     @classmethod
-    def empty(cls, window: str = "1h") -> Self:
+    def empty(cls, window: str = DEFAULT_WINDOW) -> Self:
         """Profiles with no baseline at all: every entity is a cold start."""
         return cls(**{name: pl.DataFrame(schema=schema) for name, schema in PROFILE_SCHEMAS.items()},
                    window=window)
@@ -265,7 +265,7 @@ class Profiles:
             **tables,
             baseline_start=_parse_time(scalars.get("baseline_start")),
             baseline_end=_parse_time(scalars.get("baseline_end")),
-            window=str(scalars.get("window", "1h")),
+            window=str(scalars.get("window", DEFAULT_WINDOW)),
             event_count=int(scalars.get("event_count", 0)),
         )
 

@@ -276,7 +276,7 @@ def identity_aliases(events: pl.LazyFrame) -> pl.DataFrame:
                .select("raw_file", "raw_line").unique().collect())
     if located.is_empty():
         return pl.DataFrame(schema=schema)
-    from detector.api import read_raw_lines
+    from detector.evidence import read_raw_lines
 
     try:
         raw = read_raw_lines(located).get_column("raw").drop_nulls().to_list()

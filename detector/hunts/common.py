@@ -19,13 +19,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
+from detector.atomic import atomic_write
 from detector.errors import ConfigError, InputError
 from detector.findings import (
     FINDINGS_SCHEMA,
     REQUIRED_COLUMNS,
     SEVERITIES,
     TOP_FEATURE,
-    atomic_write,
     conform,
     defuse_formula,
     empty_findings,

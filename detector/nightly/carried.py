@@ -28,9 +28,9 @@ from typing import Final
 
 import polars as pl
 
+from detector.atomic import fsync_dir, fsync_file
 from detector.attribution import SESSION_HOURS, SESSIONS
 from detector.features import ENTITY_KINDS
-from detector.nightly.files import fsync_dir, fsync_file
 from detector.nightly.state import NightlyError
 from detector.schema import UTC_US
 from detector.signals import SignalState

@@ -1,4 +1,4 @@
-"""Small file helpers of the nightly job: clock, JSON, atomic writes, removal by rename."""
+"""Small file helpers of the nightly job: clock, JSON, durable writes (:mod:`detector.atomic`), removal by rename."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detector.model_store import _fsync_dir as fsync_dir
+from detector.atomic import atomic_bytes
 
 
 def utc_now() -> datetime:
@@ -21,23 +21,9 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def write_atomic(path: Path, data: bytes, tmp_dir: Path | None = None) -> None:
-    """Write *data* to *path* by temp file, fsync and rename, then fsync the directory."""
-    tmp = (tmp_dir or path.parent) / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    """Write *data* to *path* durably: temp file, fsync, rename, fsync of the directory."""
+    atomic_bytes(path, data, tmp_dir=tmp_dir, durable=True)
 
 
 def json_bytes(value: Any) -> bytes:

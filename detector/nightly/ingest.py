@@ -12,7 +12,8 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from detector.nightly.files import fsync_dir, iso, json_bytes, write_atomic
+from detector.atomic import fsync_dir
+from detector.nightly.files import iso, json_bytes, write_atomic
 from detector.nightly.inbox import Candidate, discover, new_id
 from detector.nightly.state import Layout, Night
 from detector.pipeline import plan_parse

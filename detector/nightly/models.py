@@ -12,12 +12,13 @@ from typing import Any
 
 import polars as pl
 
+from detector.atomic import fsync_dir
 from detector.detection import NoBaselineError, train
 from detector.errors import DetectorError
 from detector.features.common import is_device_target
 from detector.model_store import Model, load_model, save_model
 from detector.nightly.config import _format_duration
-from detector.nightly.files import fsync_dir, iso, remove_tree, utc_now
+from detector.nightly.files import iso, remove_tree, utc_now
 from detector.nightly.lock import Lock
 from detector.nightly.state import (
     Layout,

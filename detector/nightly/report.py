@@ -7,6 +7,7 @@ import shutil
 
 import polars as pl
 
+from detector.atomic import fsync_dir, fsync_file
 from detector.config import Config
 from detector.findings import (
     SEVERITIES,
@@ -16,7 +17,7 @@ from detector.findings import (
     summary_lines,
     write_findings,
 )
-from detector.nightly.files import fsync_dir, fsync_file, iso, json_bytes
+from detector.nightly.files import iso, json_bytes
 from detector.nightly.state import Night
 from detector.nightly.summary import waiting_notes
 from detector.safe_text import for_terminal

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from detector.atomic import fsync_dir, fsync_file
 from detector.attribution import attribute
 from detector.detection import findings_of, lean_windows
 from detector.features import ENTITY_KINDS
@@ -23,7 +24,7 @@ from detector.findings import SEVERITIES, rank, severity_at_least
 from detector.incidents import assign_incidents
 from detector.model_store import Model
 from detector.nightly.carried import Carried
-from detector.nightly.files import fsync_dir, fsync_file, remove_tree
+from detector.nightly.files import remove_tree
 from detector.nightly.report import write_day_report
 from detector.nightly.state import Layout, Night, committed_parts, scan_events
 from detector.signals import SignalState

@@ -1,4 +1,4 @@
-"""ArcSight Common Event Format from VPN concentrators, jump hosts and firewalls (DESIGN.md format 5).
+"""ArcSight Common Event Format from VPN concentrators, jump hosts and firewalls (ARCHITECTURE.md format 5).
 
 A record is ``CEF:Version|Vendor|Product|DeviceVersion|SignatureID|Name|Severity|Extension``, optionally
 behind an RFC 3164 or RFC 5424 syslog header a SIEM or relay put in front of it. Escaping follows

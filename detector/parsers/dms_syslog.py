@@ -1,5 +1,5 @@
 """DMS/ADMS events as syslog: RFC 5424 with structured data, or RFC 3164 with ``key="value"`` pairs
-(DESIGN.md format 3).
+(ARCHITECTURE.md format 3).
 
 What is accepted
 ----------------

@@ -1,4 +1,4 @@
-"""HES operator audit trail, CSV with a header (DESIGN.md format 1).
+"""HES operator audit trail, CSV with a header (ARCHITECTURE.md format 1).
 
 Columns are found by header name, case-insensitively, so exports that reorder columns or add their
 own still parse; the required ones must be there.

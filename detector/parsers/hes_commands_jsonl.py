@@ -1,4 +1,4 @@
-"""HES command log: one JSON object per command, to one device or to a group (DESIGN.md format 2).
+"""HES command log: one JSON object per command, to one device or to a group (ARCHITECTURE.md format 2).
 
 Commands follow IEC 61968-9 EndDeviceControl naming; the controlType code, when present, is kept as
 the native code so an analyst can match it against the standard's tables.

@@ -1,4 +1,4 @@
-"""Windows Security events of the HES/DMS servers as JSON lines (DESIGN.md format 4).
+"""Windows Security events of the HES/DMS servers as JSON lines (ARCHITECTURE.md format 4).
 
 Three shapes are read, mixed freely within one file:
 
@@ -216,7 +216,7 @@ AUDIT_CHANGES: Final[dict[str, str]] = {
 START_TYPES: Final[dict[str, str]] = {"0": "boot start", "1": "system start", "2": "auto start",
                                       "3": "demand start", "4": "disabled"}
 
-# target_type of the events whose object is not an account (DESIGN.md's list, extended here).
+# target_type of the events whose object is not an account (ARCHITECTURE.md's list, extended here).
 TARGET_TYPES: Final[dict[str, str]] = {
     "service_installed": "service", "service_config_changed": "service", "task_created": "task",
     "task_modified": "task", "process_created": "process", "audit_policy_changed": "audit_policy",

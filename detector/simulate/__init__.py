@@ -1,7 +1,7 @@
 """A utility in a box: realistic, labelled HES, DMS, Windows and VPN logs to develop and test against.
 
 :func:`simulate` writes days of routine (shifts, service-account schedules, vendor support,
-maintenance windows, storms) in the five reference formats of DESIGN.md, plants incidents after a
+maintenance windows, storms) in the five reference formats of ARCHITECTURE.md, plants incidents after a
 clean baseline, and labels them in ``labels.json``. Deterministic from the seed.
 
 :class:`Settings` shapes the utility (sizes, shifts, naming, time zone, incident timing and sizes, the

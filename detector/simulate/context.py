@@ -12,12 +12,11 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from detector.simulate.clock import HOUR, DayClock
+from detector.simulate.clock import DayClock
 from detector.simulate.population import Person, Population
 from detector.simulate.settings import Settings
 
 MAINTENANCE_WEEKDAY = 2  # Wednesday
-MAINTENANCE_HOURS = (0.0, 4.0)  # local; firmware and key changes happen only here
 BUSINESS_HOURS = (8.0, 17.0)
 
 ROUTINE_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -156,5 +155,3 @@ def plan_routine(pop: Population, *, days: int, start: date, seed: int, new_hire
     return RoutinePlan(settings, campaigns, role_grants, created)
 
 
-def hour_s(hours: float | np.ndarray) -> np.ndarray:
-    return np.asarray(hours, dtype=np.float64) * HOUR

@@ -379,7 +379,7 @@ def storm_day(ctx: DayContext, buf: DayBuffer, rng: np.random.Generator, hour: f
         start = hour + float(rng.uniform(0, 6))
         for device in (d for d in feeder.devices if "-R" in d):
             t = ctx.t(start)
-            for shot in range(int(rng.integers(1, 4))):  # reclose attempts
+            for _ in range(int(rng.integers(1, 4))):  # reclose attempts
                 dms_alarm(buf, t, device, feeder.rtu, "OPEN", commanded=False)
                 t += sec(rng.uniform(2, 15))
                 dms_alarm(buf, t, device, feeder.rtu, "CLOSED", commanded=False)

@@ -50,10 +50,6 @@ def collector_id(region: int, k: int) -> str:
     return f"COL{REGIONS[region][0]}{k:04d}"
 
 
-def _status(rng: np.random.Generator, n: int, ok: float) -> np.ndarray:
-    return np.where(rng.random(n) < ok, "Succeeded", "Failed")
-
-
 def hes_operators(ctx: DayContext, buf: DayBuffer) -> None:
     """Customer-service and meter-operations desks: logins, calls (reads and pings), the odd
     non-payment disconnect or reconnect in business hours, mistyped passwords and lockouts."""

@@ -1,4 +1,4 @@
-"""Rendering one day's events as the raw lines of each reference format (DESIGN.md), vectorised.
+"""Rendering one day's events as the raw lines of each reference format (ARCHITECTURE.md), vectorised.
 
 Lines are built with polars string expressions, never per event in Python, and follow each
 format's escaping rules: CSV quoting, JSON string escapes, RFC 5424 SD-PARAM escapes (``"``,

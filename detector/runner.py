@@ -1,0 +1,281 @@
+"""The scan runner: parse -> spill -> baseline -> score (-> explain, inside scoring) -> a result.
+
+Each stage is a plain function over polars tables; an engine (:mod:`detector.engines`) runs the
+two heavy ones, parsing and scoring, and the runner does the rest the same way whatever the engine.
+The result, :class:`~detector.result.Findings`, writes the outputs (findings, evidence, timelines,
+report) when asked.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from detector.config import Config
+from detector.detection import NoBaselineError, signals_only
+from detector.detection import train as _train
+from detector.engines import Engine, engine_named
+from detector.errors import DetectorError, InputError
+from detector.findings import SEVERITIES
+from detector.model_store import Model, load_model
+from detector.pipeline import FileReport, ParseRun, ProgressCallback, plan, read_logs, read_with_reports
+from detector.result import Findings, _tick
+from detector.schema import empty_rejects
+from detector.slices import SliceSource
+from detector.spill import EventSpill, in_memory_slices, slice_length
+from detector.timelines import aware as _aware
+
+__all__ = ["Scanned", "baseline", "parse", "plan", "read_logs", "read_with_reports", "scan", "score", "take_events",
+           "train"]
+
+
+def _before(events: pl.DataFrame | pl.LazyFrame, until: datetime | None) -> pl.DataFrame | pl.LazyFrame:
+    return events if until is None else events.filter(pl.col("time") < _aware(until))
+
+
+
+def train(events: pl.DataFrame | pl.LazyFrame, *, config: Config | None = None, baseline_until: datetime | None = None,
+          metadata: Mapping[str, Any] | None = None, progress: ProgressCallback | None = None) -> Model:
+    """Learn a baseline from *events* (those before *baseline_until*, if given).
+
+    Parameters
+    ----------
+    events
+        Events in the normalized schema, from a period you trust.
+    config
+        Feature, scoring and alert settings (:class:`~detector.config.Config`); defaults otherwise.
+    baseline_until
+        Only events before this time (UTC if naive) are learned from.
+    metadata
+        Extra JSON-ready facts to keep in the model (e.g. which files it was trained on).
+    progress
+        Optional :data:`ProgressCallback` (stage ``"training"``).
+
+    Returns
+    -------
+    Model
+        Save it with :func:`detector.model_store.save_model`; its ``model_id`` is set on saving.
+
+    Raises
+    ------
+    detector.detection.NoBaselineError
+        When the events hold too few windows to learn from.
+    """
+    history = _before(events, baseline_until)
+    meta = {"training_events": history.lazy().select(pl.len()).collect().item(), **(metadata or {})}
+    _tick(progress, "training", 0.0, None)
+    model = _train(history, config, metadata=meta)
+    _tick(progress, "training", 1.0, 1.0)
+    return model
+
+
+
+
+def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFrame,
+         model: Model | str | Path | None = None, *, config: Config | None = None,
+         baseline_until: datetime | None = None, min_severity: str = "low", format: str | None = None,
+         mappings: Sequence[str | Path] = (), tz: str | None = None,
+         progress: ProgressCallback | None = None, engine: str | Engine = "local") -> Findings:
+    """Score the behaviour windows of log files or of events, and return explained findings.
+
+    Parameters
+    ----------
+    paths_or_events
+        Log files / directories (parsed as by :func:`read_logs`), or events already in the
+        normalized schema (a DataFrame or LazyFrame).
+    model
+        A :class:`~detector.model_store.Model` or the directory of one. Without a model, the
+        baseline is learned from the events themselves: from those before *baseline_until* (which
+        are then not scored), or from all of them.
+    config
+        Settings; by default the model's (:attr:`~detector.model_store.Model.settings`).
+    baseline_until
+        With a model, only events from this time on are scored; without one, the events before it
+        are the baseline. Naive times are UTC.
+    min_severity
+        Lowest severity kept (``"low"``, ``"medium"``, ``"high"``, ``"critical"``).
+    format, mappings, tz
+        As for :func:`read_logs`, when *paths_or_events* are paths.
+    progress
+        Optional :data:`ProgressCallback`.
+    engine
+        ``"local"`` (this process), ``"spark"``, or an :class:`~detector.engines.Engine` made by the
+        caller (who then closes it); an engine named here is closed when the scan ends.
+
+    Returns
+    -------
+    Findings
+        Most anomalous first, with the events they were scored from.
+
+    Examples
+    --------
+    >>> findings = scan("sample_logs/", load_model("models/default"))  # doctest: +SKIP
+    >>> findings.at_least("high").df.select("entity_id", "severity", "reasons")  # doctest: +SKIP
+    """
+    if min_severity not in SEVERITIES:
+        raise DetectorError(f"min_severity must be one of {', '.join(SEVERITIES)}, not {min_severity!r}")
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
+    length = slice_length((config or (model.settings if model is not None else Config())).features.window_length)
+    runner = engine_named(engine) if isinstance(engine, str) else engine
+    try:
+        if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
+            scanned = take_events(paths_or_events, length, spill=runner.name != "local")
+        else:
+            run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
+            scanned = parse(run, runner, length)
+        try:
+            since = _aware(baseline_until) if baseline_until is not None else None
+            model, notes = baseline(scanned.events, model, config, since, progress)
+            frame, count = score(scanned, runner, model, config, min_severity=min_severity, scored_from=since,
+                                 progress=progress)
+        except BaseException:
+            if scanned.spill is not None:
+                scanned.spill.remove()
+            raise
+    finally:
+        if runner is not engine:
+            runner.close()
+    found = Findings(frame, events=scanned.events, model=model, rejects=scanned.rejects, reports=scanned.reports,
+                     events_scored=count, scored_from=since, spill=scanned.spill, settings=config or model.settings)
+    found.notes = notes
+    return found
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """The events of a scan, parsed or given, and how they came."""
+
+    events: pl.DataFrame | pl.LazyFrame  # all of them (a LazyFrame over the spill when parsed)
+    slices: SliceSource | EventSpill  # what the engine scores
+    total: int  # how many
+    rejects: pl.DataFrame
+    reports: list[FileReport]
+    spill: EventSpill | None  # the events on disk, kept for explain() until Findings.close()
+
+
+def parse(run: ParseRun, engine: Engine, length: timedelta) -> Scanned:
+    """Parse *run* with *engine* into a temporary spill of slices of *length*.
+
+    The spill stays for ``explain()`` and ``timeline()`` until :meth:`Findings.close` or the end of
+    the process; it is removed at once if parsing fails.
+
+    Raises
+    ------
+    InputError
+        When *run* has no file to parse.
+    """
+    if not run.files:
+        raise InputError("no log files found in the given paths")
+    spill = EventSpill.temporary(length)
+    atexit.register(spill.remove)
+    try:
+        rejects = engine.parse(run, spill)
+    except BaseException:
+        spill.remove()
+        raise
+    return Scanned(spill.scan(), spill, spill.events, rejects, run.reports, spill)
+
+
+def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill: bool = False) -> Scanned:
+    """Events already parsed, cut into slices of *length* in memory (or, with *spill*, on disk, for an
+    engine that reads its slices from files)."""
+    # A LazyFrame is collected once here, not once for the count and again for the slices.
+    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    if not spill:
+        return Scanned(frame, in_memory_slices(frame, length), frame.height, empty_rejects(), [], None)
+    disk = EventSpill.temporary(length)
+    atexit.register(disk.remove)
+    try:
+        disk.add(frame)
+    except BaseException:
+        disk.remove()
+        raise
+    return Scanned(frame, disk, frame.height, empty_rejects(), [], disk)
+
+
+def baseline(events: pl.DataFrame | pl.LazyFrame, model: Model | None, config: Config | None,
+             since: datetime | None, progress: ProgressCallback | None) -> tuple[Model, list[str]]:
+    """The model to score with (*model*, or one learned from *events* before *since*), and what the
+    analyst must know about its baseline."""
+    if model is None:
+        return _learn_during_scan(events, config, since, progress)
+    return model, _inside_training(events, model, since)
+
+
+def score(scanned: Scanned, engine: Engine, model: Model, config: Config | None, *, min_severity: str,
+          scored_from: datetime | None, progress: ProgressCallback | None) -> tuple[pl.DataFrame, int]:
+    """The ranked, explained findings of *scanned* (with incident ids) and the number of events scored."""
+    done = 0.0
+
+    def tick(count: int) -> None:
+        nonlocal done
+        done += count
+        _tick(progress, "scoring", done, float(scanned.total))
+
+    _tick(progress, "scoring", 0.0, float(scanned.total))
+    return engine.score(scanned.slices, model, config, min_severity=min_severity, scored_from=scored_from,
+                        on_slice=tick)
+
+
+def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: datetime | None) -> list[str]:
+    """A note when scored events lie inside the model's own baseline: they are judged against a
+    history that already holds them (nothing in them can look new)."""
+    start, end = model.training_span
+    scored = events.lazy() if since is None else events.lazy().filter(pl.col("time") >= since)
+    inside = scored.filter(pl.col("time") <= end).select(pl.len()).collect().item()
+    if not inside:
+        return []
+    return [(f"{inside:,} of the scored events lie inside the model's baseline ({start:%Y-%m-%d} to {end:%Y-%m-%d}): "
+             f"they are judged against a history that already holds them; give --baseline-until "
+             f"{end:%Y-%m-%dT%H:%M:%SZ} to score only what came after")]
+
+
+def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | None, since: datetime | None,
+                       progress: ProgressCallback | None) -> tuple[Model, list[str]]:
+    """The baseline a scan without ``--model`` learns from its own logs, and what the analyst must
+    know about it: that it overlaps what is scored, or that it is too thin for the forest (then
+    security signals alone make the findings)."""
+    notes = []
+    if since is None:
+        notes.append("the baseline was learned from the same logs that were scored, so an attack in them is part "
+                      "of what counts as normal; give --baseline-until TIME (the end of a period you trust) or "
+                      "train a model on older logs with `ami-detector train`")
+    try:
+        model = train(events, config=config, baseline_until=since, metadata={"learned_during_scan": True},
+                      progress=progress)
+    except NoBaselineError as exc:
+        history = _before(events, since)
+        model = signals_only(history, config, reason=str(exc))
+        days = _baseline_days(model)
+        why = re.sub(r";? ?train on a longer span.*?severity\)|, at least \d+ are needed to calibrate scores", "",
+                     str(exc)).removeprefix("not enough baseline windows to train any scorer: ")
+        notes.append(f"the baseline ({days}) is too thin for the anomaly model ({why}); findings come from "
+                     "security signals alone")
+        return model, notes
+    skipped = model.metadata.get("skipped_kinds") or {}
+    for kind, why in skipped.items():
+        notes.append(f"{kind} windows are judged by security signals alone: {why}")
+    days = _baseline_days(model)
+    if days.startswith(("0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "6 ")):
+        notes.append(f"the baseline covers only {days}; with less than a week, hours and weekdays an account "
+                     "keeps are compared with everyone's, and severities stay conservative")
+    return model, notes
+
+
+def _baseline_days(model: Model) -> str:
+    span = model.metadata.get("profiles", {})
+    start, end = span.get("baseline_start"), span.get("baseline_end")
+    if not start or not end:
+        return "an empty baseline"
+    days = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 86_400
+    return f"{days:.0f} day{'s' if round(days) != 1 else ''} of baseline"
+
+

@@ -1,0 +1,106 @@
+"""The scan runner and its engines: the same findings whichever way the stages are run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from detector import api, pipeline, runner
+from detector.engines import Engine, engine_named
+from detector.engines.local import LocalEngine
+from detector.errors import DetectorError, InputError
+from detector.model_store import load_model
+from detector.spill import EventSpill
+
+ROOT = Path(__file__).parent.parent
+SAMPLE = ROOT / "sample_logs"
+MODEL = ROOT / "models" / "default"
+
+
+class Recording(LocalEngine):
+    """The local engine under another name, noting what it was given."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.scored: list[object] = []
+        self.closed = False
+
+    def score(self, slices, model, config, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.scored.append(slices)
+        return super().score(slices, model, config, **kwargs)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[pl.DataFrame, object]:
+    # Two days of the sample's files: enough for findings, and quick to parse.
+    files = sorted(p for day in ("2026-03-27", "2026-03-28") for p in SAMPLE.glob(f"*{day}*"))
+    events, _ = api.read_logs(files)
+    return events, load_model(MODEL)
+
+
+def test_engines_by_name() -> None:
+    assert isinstance(engine_named("local"), LocalEngine)
+    with pytest.raises(DetectorError, match="unknown engine 'dask'; known: local, spark"):
+        engine_named("dask")
+
+
+def test_a_caller_made_engine_gives_the_same_findings_and_stays_open(sample) -> None:
+    events, model = sample
+    plain = runner.scan(events, model)
+    assert plain.df.height > 0
+    engine = Recording()
+    assert isinstance(engine, Engine)  # structurally: what the runner needs
+    other = runner.scan(events, model, engine=engine)
+    assert_frame_equal(other.df, plain.df)
+    assert other.settings == model.settings and not engine.closed
+    # Not the local engine: in-memory events are spilled to disk first, as a cluster engine reads files.
+    assert len(engine.scored) == 1 and isinstance(engine.scored[0], EventSpill)
+    other.close()
+    assert not engine.scored[0].directory.exists()
+
+
+def test_the_stages_compose_into_the_scan(sample) -> None:
+    events, model = sample
+    engine = LocalEngine()
+    length = timedelta(days=1)
+    scanned = runner.take_events(events.lazy(), length)
+    assert scanned.total == events.height and scanned.spill is None
+    found_model, notes = runner.baseline(scanned.events, model, None, None, None)
+    assert found_model is model and notes == []  # days after the model's baseline: nothing to warn about
+    frame, scored = runner.score(scanned, engine, model, None, min_severity="low", scored_from=None, progress=None)
+    assert scored == events.height
+    assert_frame_equal(api.Findings(frame).df, runner.scan(events, model).df)
+
+
+def test_one_read_logs_refuses_an_input_without_log_files(tmp_path) -> None:
+    assert api.read_logs is pipeline.read_logs is runner.read_logs
+    (tmp_path / "README.md").write_text("not a log")
+    with pytest.raises(InputError, match="no log files found"):
+        api.read_logs(tmp_path)
+    with pytest.raises(InputError, match="no log files found"):
+        api.scan(tmp_path, load_model(MODEL))
+
+
+def test_saved_findings_are_read_back_whole_or_refused(tmp_path) -> None:
+    from detector.findings import FINDINGS_SCHEMA, write_findings
+    from detector.saved import read_saved
+
+    write_findings(pl.DataFrame(schema=FINDINGS_SCHEMA), tmp_path)
+    saved = read_saved(tmp_path)
+    assert saved.findings.columns == list(FINDINGS_SCHEMA) and saved.incidents is not None
+    assert saved.evidence is None and saved.timelines is None
+    assert read_saved(tmp_path / "findings.parquet", incidents=False).incidents is None
+    (tmp_path / "evidence.parquet").write_text("not parquet")
+    with pytest.raises(InputError, match="cannot read evidence"):
+        read_saved(tmp_path)
+    pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "findings.parquet")
+    with pytest.raises(InputError, match="not a findings table"):
+        read_saved(tmp_path)
