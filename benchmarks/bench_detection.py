@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -65,8 +66,8 @@ import polars as pl
 from sklearn.ensemble import IsolationForest
 
 from detector.config import Config
-from detector.features import FeatureConfig
 from detector.detection import score, train
+from detector.features import FeatureConfig
 from detector.pipeline import read_logs
 from detector.schema import ACTIONS, CATEGORIES, OUTCOMES, SOURCE_SYSTEMS
 from detector.simulate import simulate
@@ -78,7 +79,7 @@ WINDOW = timedelta(hours=1)
 
 
 def _ts(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -352,11 +353,11 @@ def run_world(world: str, seed: int, *, quick: bool = False, baselines: bool = T
 
 
 def _pct(x: float) -> str:
-    return "n/a" if x != x else f"{100 * x:.0f}%"
+    return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
 
 
 def _mean(values: list[float]) -> float:
-    vals = [v for v in values if v == v]
+    vals = [v for v in values if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else float("nan")
 
 
@@ -370,13 +371,13 @@ def _row(label: str, x: dict[str, Any]) -> str:
             f"{_benign(x)} |")
 
 
-HEADER = ["| world | recall medium+ | any finding | precision | precision (malicious) | P@20 | medium+ /10k events "
-          "| medium+ | benign max severity |", "|---|---|---|---|---|---|---|---|---|"]
+HEADER = [("| world | recall medium+ | any finding | precision | precision (malicious) | P@20 | medium+ /10k events "
+          "| medium+ | benign max severity |"), "|---|---|---|---|---|---|---|---|---|"]
 
 
 def report(runs: list[dict[str, Any]], verbose: bool) -> str:
-    lines = ["| world | seed | settings | events (baseline / scored) | scenarios malicious (benign) | rejects "
-             "| simulate s | parse s | train s | score s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| world | seed | settings | events (baseline / scored) | scenarios malicious (benign) | rejects "
+             "| simulate s | parse s | train s | score s |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         t = r["times"]
         lines.append(f"| {r['world']} | {r['seed']} | {r['note']} | {r['baseline_events']} / {r['test_events']} | "
@@ -434,7 +435,7 @@ def _jsonable(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return {k: clean(v) for k, v in x.items() if k != "unmatched_medium"}
         if isinstance(x, list):
             return [clean(v) for v in x]
-        if isinstance(x, float) and x != x:
+        if isinstance(x, float) and math.isnan(x):
             return None
         if isinstance(x, datetime):
             return x.isoformat()

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-import bench_parse  # noqa: E402
+import bench_parse
 
 FORMATS = bench_parse.FORMATS
 _ISO_Z = re.compile(rb"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?)Z")
@@ -118,7 +118,7 @@ def main() -> None:
     for path in args.evtx:
         rows.append(_child("evtx", str(path)))
         print(json.dumps(rows[-1]), file=sys.stderr)
-    print(f"| format | file | MiB | non-blank lines | events | rejects | accounted | stopped early | peak RSS MiB |")
+    print("| format | file | MiB | non-blank lines | events | rejects | accounted | stopped early | peak RSS MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---|---:|")
     for r in rows:
         lines = "" if r["lines"] is None else f"{r['lines']:,}"

@@ -37,8 +37,8 @@ from typing import Any, Final, Literal
 
 import polars as pl
 
-from detector.errors import ConfigError, InputError
 from detector.atomic import atomic_write
+from detector.errors import ConfigError, InputError
 from detector.findings import SEVERITIES, rank, severity_at_least
 
 TLP_LEVELS: Final = ("clear", "white", "green", "amber", "red")

@@ -19,28 +19,28 @@ from detector.safe_text import for_terminal
 SEVERITIES: Final = ("low", "medium", "high", "critical")
 Severity = pl.Enum(SEVERITIES)
 
-TOP_FEATURE = pl.Struct({"feature": pl.String, "value": pl.Float64, "baseline": pl.Float64,
-                         "contribution": pl.Float64})
+TOP_FEATURE = pl.Struct({"feature": pl.String(), "value": pl.Float64(), "baseline": pl.Float64(),
+                         "contribution": pl.Float64()})
 # A security signal of the window (see detector.signals): its name, impact (a severity) and words.
-SIGNAL = pl.Struct({"signal": pl.String, "impact": pl.String, "detail": pl.String})
+SIGNAL = pl.Struct({"signal": pl.String(), "impact": pl.String(), "detail": pl.String()})
 
 FINDINGS_SCHEMA: Final = pl.Schema(
     {
-        "finding_id": pl.String,
-        "entity_kind": pl.String,
-        "entity_id": pl.String,
+        "finding_id": pl.String(),
+        "entity_kind": pl.String(),
+        "entity_id": pl.String(),
         "window_start": pl.Datetime("us", "UTC"),
         "window_end": pl.Datetime("us", "UTC"),
-        "score": pl.Float64,
+        "score": pl.Float64(),
         "severity": Severity,
-        "detector": pl.String,
-        "reasons": pl.List(pl.String),
+        "detector": pl.String(),
+        "reasons": pl.List(pl.String()),
         "signals": pl.List(SIGNAL),
         "top_features": pl.List(TOP_FEATURE),
-        "event_count": pl.Int64,
-        "evidence": pl.List(pl.String),
-        "model_id": pl.String,
-        "incident_id": pl.String,
+        "event_count": pl.Int64(),
+        "evidence": pl.List(pl.String()),
+        "model_id": pl.String(),
+        "incident_id": pl.String(),
     }
 )
 
@@ -56,7 +56,7 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
         frame = frame.with_columns(pl.lit([], dtype=pl.List(SIGNAL)).alias("signals"))
     if "incident_id" not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias("incident_id"))
-    return frame.select(list(FINDINGS_SCHEMA)).cast(dict(FINDINGS_SCHEMA))
+    return frame.select(list(FINDINGS_SCHEMA)).cast(FINDINGS_SCHEMA)
 
 
 def empty_findings() -> pl.DataFrame:
@@ -94,7 +94,7 @@ def rank(findings: pl.DataFrame) -> pl.DataFrame:
     each rank them, and a copy of a scan's hundreds of thousands of findings is not free.
     """
     order = _ranking(findings)
-    if order.equals(pl.int_range(findings.height, dtype=order.dtype, eager=True), check_names=False):
+    if order.equals(pl.int_range(findings.height, dtype=pl.UInt32(), eager=True), check_names=False):
         return findings
     return findings[order]
 
@@ -108,8 +108,9 @@ def read_ranked(paths: Sequence[Path], extra: Sequence[str] = ()) -> pl.DataFram
     """
     if not paths:
         return empty_findings()
-    order = _ranking(pl.read_parquet(paths, columns=list(_RANK_KEYS)))
-    return pl.DataFrame([pl.read_parquet(paths, columns=[name]).to_series().gather(order)
+    files = list(paths)
+    order = _ranking(pl.read_parquet(files, columns=list(_RANK_KEYS)))
+    return pl.DataFrame([pl.read_parquet(files, columns=[name]).to_series().gather(order)
                          for name in (*FINDINGS_SCHEMA, *extra)])
 
 

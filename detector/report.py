@@ -184,8 +184,8 @@ def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width:
     every = (times[1] - times[0]) if n > 1 else timedelta(hours=1)
     peak = max(1, int(table.get_column("total").max() or 0))  # type: ignore[arg-type]
     cats = [c for c in CATEGORIES if c in table.columns]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="events per bucket">']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="events per bucket">')]
     has_cover = "covered" in table.columns
     for i, row in enumerate(table.iter_rows(named=True)):
         x = left + i * step
@@ -240,13 +240,13 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
     zone = zone or DisplayZone()
     if findings.height == 0:
         return ""
-    lo, hi = findings.get_column("window_start").min(), findings.get_column("window_start").max()
-    every, length = _bucket(hi - lo + timedelta(hours=1), 120, _CHART_BUCKETS)  # type: ignore[operator]
+    lo, hi = findings.select(lo=pl.col("window_start").min(), hi=pl.col("window_start").max()).row(0)
+    every, length = _bucket(hi - lo + timedelta(hours=1), 120, _CHART_BUCKETS)
     # Buckets of wall-clock time in the display zone (a day is a local day, also across DST).
     local = pl.col("window_start").dt.convert_time_zone(zone.name).dt.replace_time_zone(None).dt.truncate(every)
     counts = (findings.group_by(bucket=local, severity=pl.col("severity").cast(pl.String)).agg(n=pl.len())
               .pivot("severity", index="bucket", values="n"))
-    start, end = counts.get_column("bucket").min(), counts.get_column("bucket").max()
+    start, end = counts.select(start=pl.col("bucket").min(), end=pl.col("bucket").max()).row(0)
     buckets = pl.DataFrame({"bucket": pl.datetime_range(start, end, every, eager=True, time_unit="us")})
     present = [s for s in SEVERITIES if s in counts.columns]
     table = buckets.join(counts, on="bucket", how="left").with_columns(
@@ -259,12 +259,12 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / n
     peak = max(1, int(table.get_column("total").max() or 0))  # type: ignore[arg-type]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="findings per {every} by severity">']
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" role="img" aria-label="findings per {every} by severity">')]
     for i, row in enumerate(table.iter_rows(named=True)):
         x, y = left + i * step, float(top + plot_h)
-        tip = [f"{row['bucket']:%Y-%m-%d %H:%M} {'UTC' if zone.is_utc else zone.name}, {every}: "
-               f"{row['total']} findings"]
+        tip = [(f"{row['bucket']:%Y-%m-%d %H:%M} {'UTC' if zone.is_utc else zone.name}, {every}: "
+               f"{row['total']} findings")]
         for sev in present:
             count = row[sev]
             if not count:
@@ -454,11 +454,11 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
     if len(entities) > 1:
         facts.append(f"{len(entities):,} entities")
     facts.append(f"incident <code>{_esc(inc['incident_id'])}</code>")
-    parts = [f'<section class="incident {severity if severity in SEVERITIES else ""}" '
+    parts = [(f'<section class="incident {severity if severity in SEVERITIES else ""}" '
              f'id="{_anchor("i-", inc["incident_id"])}"><header><h3>#{rank_no} {_esc(inc["lead_kind"])} '
              f'{_clip(inc["lead_entity"])}</h3>{_sev(severity)}<span>score {_num(inc["score"], 4)}</span>'
              f"<span class='muted'>{' &middot; '.join(facts)}</span></header>"
-             f'<p class="summary">{_esc(inc["summary"])}</p>']
+             f'<p class="summary">{_esc(inc["summary"])}</p>')]
     if str(inc["own_severity"]) != severity:
         parts.append(f"<p class='muted'>raised from {_sev(inc['own_severity'])} by a hunt call-out below</p>")
     if len(entities) > 1:

@@ -30,8 +30,8 @@ from typing import Final
 
 import polars as pl
 
-from detector.features.catalog import CONTROL_ACTIONS, EntityKind, measures
 from detector.errors import ConfigError
+from detector.features.catalog import CONTROL_ACTIONS, EntityKind, measures
 from detector.features.config import FeatureConfig, parse_duration
 from detector.schema import ACTIONS, CATEGORIES, UTC_US
 
