@@ -63,6 +63,7 @@ from detector.spill import EventSpill, in_memory_slices, slice_length
 from detector.schema import CATEGORIES, EVENT_SCHEMA, REJECT_RAW_BYTES, UTC_US, empty_rejects
 
 if TYPE_CHECKING:
+    from detector.engines import Engine
     import pyarrow as pa
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -329,7 +330,7 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
          model: Model | str | Path | None = None, *, config: Config | None = None,
          baseline_until: datetime | None = None, min_severity: str = "low", format: str | None = None,
          mappings: Sequence[str | Path] = (), tz: str | None = None,
-         progress: ProgressCallback | None = None) -> Findings:
+         progress: ProgressCallback | None = None, engine: str | Engine = "local") -> Findings:
     """Score the behaviour windows of log files or of events, and return explained findings.
 
     Parameters
@@ -352,6 +353,10 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         As for :func:`read_logs`, when *paths_or_events* are paths.
     progress
         Optional :data:`ProgressCallback`.
+    engine
+        What parses and scores: ``"local"`` (this process), ``"spark"`` (a local Spark session,
+        ``local[*]``) or an engine object such as :class:`detector.engines.spark.SparkEngine`
+        (which the caller closes). The findings are the same.
 
     Returns
     -------
@@ -385,9 +390,10 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         # stay there for explain() and timeline() until Findings.close() or the end of the process.
         spill = EventSpill.temporary(length)
         atexit.register(spill.remove)
+    runner, owned = _engine(engine)
     try:
         if spill is not None:
-            rejects = parse_to_spill(run, spill)
+            rejects = runner.parse(run, spill) if runner is not None else parse_to_spill(run, spill)
             events, reports, slices, total = spill.scan(), run.reports, spill.slices(), spill.events
         since = _aware(baseline_until) if baseline_until is not None else None
         notes: list[str] = []
@@ -403,16 +409,45 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
             _tick(progress, "scoring", done, float(total))
 
         _tick(progress, "scoring", 0.0, float(total))
-        frame, scored = score_slices(slices, model, config, min_severity=min_severity, scored_from=since,
-                                     on_slice=tick)
+        if runner is None:
+            frame, scored = score_slices(slices, model, config, min_severity=min_severity, scored_from=since,
+                                         on_slice=tick)
+        else:
+            frame, scored = _score_on(runner, spill, events, length, model, config, min_severity=min_severity,
+                                      scored_from=since, on_slice=tick)
     except BaseException:
         if spill is not None:
             spill.remove()
         raise
+    finally:
+        if owned and runner is not None:
+            runner.close()
     found = Findings(frame, events=events, model=model, rejects=rejects, reports=reports, events_scored=scored,
                      scored_from=since, spill=spill)
     found.notes = notes
     return found
+
+
+def _engine(engine: str | Engine) -> tuple[Engine | None, bool]:
+    """The engine to run the scan on (None: this process) and whether the scan made it (and closes it)."""
+    if not isinstance(engine, str):
+        return engine, False
+    if engine == "local":
+        return None, False
+    if engine == "spark":
+        from detector.engines.spark import SparkEngine
+        return SparkEngine(), True
+    raise DetectorError(f"engine must be 'local' or 'spark', not {engine!r}")
+
+
+def _score_on(runner: Engine, spill: EventSpill | None, events: pl.DataFrame | pl.LazyFrame, length: timedelta,
+              model: Model, config: Config | None, **options: Any) -> tuple[pl.DataFrame, int]:
+    """Score on *runner*, which reads a spill: events given in memory are spilled first."""
+    if spill is not None:
+        return runner.score(spill, model, config, **options)
+    with EventSpill.temporary(length) as spilled:
+        spilled.add(events.lazy().collect())
+        return runner.score(spilled, model, config, **options)
 
 
 def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: datetime | None) -> list[str]:
