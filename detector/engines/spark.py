@@ -94,7 +94,7 @@ class SparkEngine:
     @property
     def session(self) -> SparkSession:
         if self._session is None:
-            self._session = _build_session(self.master, self.conf)
+            self._session, self._own = _build_session(self.master, self.conf)
         return self._session
 
     def close(self) -> None:
@@ -106,12 +106,12 @@ class SparkEngine:
 
     def parse(self, run: ParseRun, spill: EventSpill) -> pl.DataFrame:
         """Parse *run.files* into *spill* in Spark tasks (one per file); fill *run.reports*; return the rejects."""
-        files = [(i, str(path)) for i, path in enumerate(run.files)]
-        if not files:
+        if not run.files:
             return empty_rejects()
         parse_files = _parse_task(run, str(spill.directory), spill.length)
-        frame = (self.session.createDataFrame(files, "file long, path string")
-                 .repartition(len(files), "file").mapInArrow(parse_files, _ddl(_PARSED)))
+        # A few files per task: a task costs a few tens of milliseconds however small its file.
+        tasks = min(len(run.files), 4 * self.session.sparkContext.defaultParallelism)
+        frame = self.session.range(len(run.files), numPartitions=tasks).mapInArrow(parse_files, _ddl(_PARSED))
         rows = sorted(_collect(frame, "parsing"), key=lambda row: row["file"])
         _raise_first(rows, "parsing")
         rejects = [empty_rejects()]
@@ -141,8 +141,11 @@ class SparkEngine:
             job = _ScoreJob(str(spill.directory), spill.length, str(model_dir), model.model_id, config,
                             min_severity, scored_from)
             spark = self.session
-            indices = spark.createDataFrame([(i,) for i in sorted(counts)], "slice long").repartition(
-                len(counts), "slice")
+            # The two passes over the slices are light: a few slices per task. Scoring groups by slice
+            # (one slice, a day of events, is the unit of work and must fit one task).
+            order = sorted(counts)
+            tasks = min(len(order), 2 * spark.sparkContext.defaultParallelism)
+            indices = spark.createDataFrame([(i,) for i in order], "slice long").repartition(tasks)
 
             # Sessions: every slice's interactive logons and last event, then what each slice carries in.
             summary = _collect(indices.mapInArrow(job.summary, _ddl(_SUMMARY)), "reading the slices")
@@ -181,11 +184,16 @@ class SparkEngine:
             return ranked_findings(parts), scored
 
 
-def _build_session(master: str | None, conf: Mapping[str, str]) -> SparkSession:
+def _build_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSession, bool]:
+    """A Spark session, and whether it is ours to stop (not when one was already running in this
+    process, as in a notebook on Databricks: it is used as it is)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise DetectorError(INSTALL_HINT) from exc
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active, False
     # The workers must run this interpreter (with this package and its dependencies).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("ami-detector")
@@ -193,6 +201,7 @@ def _build_session(master: str | None, conf: Mapping[str, str]) -> SparkSession:
         builder = builder.master(master)
     # Arrow batches between the JVM and the Python workers; a slice's findings can be large.
     builder = builder.config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    builder = builder.config("spark.ui.showConsoleProgress", "false")
     # Times cross between the JVM and the workers as instants; UTC keeps them as the events have them.
     builder = builder.config("spark.sql.session.timeZone", "UTC")
     for key, value in conf.items():
@@ -203,7 +212,7 @@ def _build_session(master: str | None, conf: Mapping[str, str]) -> SparkSession:
         raise DetectorError(f"could not start Spark ({_first_line(exc)}); {INSTALL_HINT}") from None
     # Failures reach the caller as one DetectorError; the JVM's own log of them would bury it.
     session.sparkContext.setLogLevel("FATAL")
-    return session
+    return session, True
 
 
 def _collect(frame: SparkFrame, stage: str) -> list[dict[str, Any]]:
@@ -254,11 +263,12 @@ def _batch(schema: pa.Schema, row: dict[str, Any]) -> pa.RecordBatch:
 def _parse_task(run: ParseRun, directory: str, length: Any) -> Callable[[Iterator[pa.RecordBatch]],
                                                                          Iterator[pa.RecordBatch]]:
     """The function each parse task runs on its batch of ``(file, path)`` rows."""
-    parsers, forced, options = run.parsers, run.forced, run.options
+    parsers, forced, options, paths = run.parsers, run.forced, run.options, [str(path) for path in run.files]
 
     def parse_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for item in batch.to_pylist():
+            for index in batch.column("id").to_pylist():
+                item = {"file": index, "path": paths[index]}
                 try:
                     one = ParseRun(files=[Path(item["path"])], parsers=parsers, forced=forced, options=options)
                     # Named by file, the parts are read in the order a local scan writes them.
