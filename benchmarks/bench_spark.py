@@ -54,8 +54,9 @@ def _time(text: str):  # type: ignore[no-untyped-def]
 
 def _local(logs: Path, model_dir: Path, out: Path) -> float:
     start = time.perf_counter()
-    done = subprocess.run([str(Path(sys.executable).parent / "ami-detector"), "scan", str(logs), "--model", str(model_dir),
-                           "--out", str(out), "-q"], check=False)
+    command = Path(sys.executable).parent / "ami-detector"
+    done = subprocess.run([str(command), "scan", str(logs), "--model", str(model_dir), "--out", str(out), "-q"],
+                          check=False)
     if done.returncode not in (0, 1):
         raise SystemExit(f"local scan failed ({done.returncode})")
     return time.perf_counter() - start

@@ -32,15 +32,10 @@ from detector.incidents import LINKS_COLUMN, assign_incidents
 from detector.model_store import Model
 from detector.overlap import ahead
 from detector.parsers.reader import detached_frame
-from detector.schema import UTC_US
 from detector.signals import CREATED_SCHEMA, SignalState, event_signals
 
 SliceSource = Iterable[tuple[datetime, int, pl.LazyFrame]]
 """``(slice start, events in it, its events)`` in time order (see :mod:`detector.spill`)."""
-
-LAST_SEEN: dict[str, pl.DataType] = {"entity_id": pl.String, "last_seen": UTC_US}
-"""An entity kind's last activity (:attr:`Carried.last_seen`)."""
-
 
 @dataclasses.dataclass
 class Carried:
@@ -196,7 +191,7 @@ def carried_sessions(logons: pl.DataFrame, ends: Mapping[int, datetime | None]) 
             continue
         cut = end - timedelta(hours=SESSION_HOURS)
         carried[current] = (rows.filter((pl.col("slice") <= previous) & (pl.col("time") > cut))
-                            .select(*SESSIONS).cast(dict(SESSIONS)))
+                            .select(*SESSIONS).cast(SESSIONS))
     return carried
 
 
@@ -220,6 +215,6 @@ def carried_created(created: pl.DataFrame, slices: Iterable[int]) -> dict[int, p
     for index in sorted(slices):
         before = created.filter(pl.col("slice") < index).sort("slice", maintain_order=True).drop("slice")
         carried[index] = (before.group_by("account").agg(pl.all().sort_by("created_at").first())
-                          .sort("account").cast(dict(CREATED_SCHEMA)))
+                          .sort("account").cast(CREATED_SCHEMA))
     return carried
 

@@ -74,7 +74,8 @@ class EventSpill:
             folder = self.directory / f"slice={index}"
             folder.mkdir(exist_ok=True)
             self._parts += 1
-            part.write_parquet(folder / f"part-{self._prefix}{self._parts:06d}.parquet", compression="lz4", statistics=False)
+            name = f"part-{self._prefix}{self._parts:06d}.parquet"
+            part.write_parquet(folder / name, compression="lz4", statistics=False)
             self._counts[index] = self._counts.get(index, 0) + part.height
         self.events += events.height
 

@@ -7,6 +7,7 @@ when pyspark is not installed (``pip install -e '.[spark]'``, which CI does).
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -127,3 +128,22 @@ def test_spark_options_need_the_spark_engine(tmp_path) -> None:
 def test_spark_submit_entry_implies_the_spark_engine() -> None:
     assert arguments(["scan", "logs/", "--out", "o"]) == ["scan", "--engine", "spark", "logs/", "--out", "o"]
     assert arguments(["scan", "--engine", "local", "logs/"]) == ["scan", "--engine", "local", "logs/"]
+
+
+def test_events_in_memory_are_spilled_for_spark(engine) -> None:
+    from detector import api
+    events, _ = api.read_logs(ROOT / "sample_logs")
+    start = datetime(2026, 3, 24, tzinfo=UTC)
+    two_days = events.filter((pl.col("time") >= start) & (pl.col("time") < start + timedelta(days=2)))
+    model = load_model(MODEL)
+    local = api.scan(two_days, model, engine="local")
+    spark = api.scan(two_days, model, engine=engine)
+    assert local.df.height and spark.df.drop("score").equals(local.df.drop("score"))
+    assert (spark.df.get_column("score") - local.df.get_column("score")).abs().max() <= 1e-9
+    assert spark.events_scored == local.events_scored == two_days.height
+
+
+def test_without_pyspark_the_error_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(DetectorError, match=r"pip install 'ami-detector\[spark\]'"):
+        SparkEngine("local[1]").session  # noqa: B018

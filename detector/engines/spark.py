@@ -279,7 +279,7 @@ def _parse_task(run: ParseRun, directory: str, length: Any) -> Callable[[Iterato
                         rejects.append(chunk.rejects)
                     yield _batch(_PARSED, {
                         "file": item["file"], "report": json.dumps(dataclasses.asdict(one.reports[0])),
-                        "rejects": _to_ipc(pl.concat(rejects).cast(dict(REJECT_SCHEMA))),
+                        "rejects": _to_ipc(pl.concat(rejects).cast(REJECT_SCHEMA)),
                         "counts": json.dumps({str(k): v for k, v in spill.counts.items()}), "error": None})
                 except Exception as exc:  # noqa: BLE001 - reported to the driver as one error
                     yield _batch(_PARSED, {"file": item["file"], "report": "{}", "rejects": b"", "counts": "{}",
@@ -383,8 +383,8 @@ class _ScoreJob:
                               created=_from_ipc(self.created[index]))
             events = self._events(index)
             found = score_slice(events, carried, model, profiles, self.config, min_severity=self.min_severity)
-            row = {"slice": index, "events": events.height, "findings": _to_ipc(found) if found.height else None,
-                   "error": None}
+            row: dict[str, Any] = {"slice": index, "events": events.height, "error": None,
+                                   "findings": _to_ipc(found) if found.height else None}
         except Exception as exc:  # noqa: BLE001
             row = {"slice": index, "events": 0, "findings": None, "error": f"slice {index}: {_task_error(exc)}"}
         return pa.Table.from_pylist([row], schema=_SCORED)
