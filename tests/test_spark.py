@@ -41,7 +41,7 @@ def engine():
 def month(tmp_path_factory) -> tuple[Path, str]:
     """A small simulated month with one malformed line, and the time its baseline ends."""
     out = tmp_path_factory.mktemp("month")
-    simulate(out, days=21, seed=11, meters=150)
+    simulate(out, days=14, seed=11, meters=150)
     labels = json.loads((out / "labels.json").read_text())
     hes = sorted(out.glob("hes_*"))[3]
     with hes.open("a") as f:
