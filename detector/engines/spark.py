@@ -1,8 +1,8 @@
 """The scan's heavy stages on Apache Spark: the same parsers and the same per-slice scoring, run in tasks.
 
-* **parse**: the file list is distributed (one task per file); each task runs the existing parsers
-  on its file and writes the events into the scan's spill directory (:mod:`detector.spill` layout,
-  so the driver's ``Findings`` reads evidence and timelines as in a local scan), and returns its
+* **parse**: the file list is spread over tasks; each task runs the existing parsers on its files,
+  one at a time, and writes the events into the scan's spill directory (:mod:`detector.spill` layout,
+  so the driver's ``Findings`` reads evidence and timelines as in a local scan), and returns each
   file's report and rejects.
 * **score**: what a slice carries in from the slices before it (:class:`detector.slices.Carried`) is
   computed first: the open logon sessions and the accounts created from two small passes over the
@@ -105,7 +105,7 @@ class SparkEngine:
     # ---- parse -----------------------------------------------------------------------------------
 
     def parse(self, run: ParseRun, spill: EventSpill) -> pl.DataFrame:
-        """Parse *run.files* into *spill* in Spark tasks (one per file); fill *run.reports*; return the rejects."""
+        """Parse *run.files* into *spill* in Spark tasks; fill *run.reports* (in file order); return the rejects."""
         if not run.files:
             return empty_rejects()
         parse_files = _parse_task(run, str(spill.directory), spill.length)
@@ -126,62 +126,67 @@ class SparkEngine:
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,
               min_severity: str = "low", scored_from: datetime | None = None,
               on_slice: Callable[[int], None] | None = None) -> tuple[pl.DataFrame, int]:
-        """Ranked findings of every slice of *slices* (an :class:`EventSpill`; in-memory slices are
-        spilled first) and the number of events scored."""
-        from detector.slices import carried_created, carried_sessions, ranked_findings
+        """Ranked findings of every slice of *slices* and the number of events scored.
 
+        *slices* must be an :class:`EventSpill` on storage the executors see (events in memory are
+        spilled first by the caller, as :func:`detector.api.scan` does).
+        """
+        from detector.slices import ranked_findings
+
+        if not isinstance(slices, EventSpill):
+            raise TypeError("the Spark engine scores an EventSpill (spill in-memory slices first)")
+        counts = slices.counts
+        if not counts:
+            return ranked_findings([]), 0
+        job = _ScoreJob(str(slices.directory), slices.length, str(_model_directory(model, slices.directory)),
+                        model.model_id, config, min_severity, scored_from)
+        # The two passes before scoring are light: a few slices per task.
+        order = sorted(counts)
+        tasks = min(len(order), 2 * self.session.sparkContext.defaultParallelism)
+        indices = self.session.createDataFrame([(i,) for i in order], "slice long").repartition(tasks)
+        job.sessions = _carried_sessions(indices, job)
+        rows = _scored_slices(indices, job, order)
         with tempfile.TemporaryDirectory(prefix="ami-detector-spark-") as work:
-            if not isinstance(slices, EventSpill):
-                raise TypeError("the Spark engine scores an EventSpill (spill in-memory slices first)")
-            spill = slices
-            counts = spill.counts
-            if not counts:
-                return ranked_findings([]), 0
-            model_dir = _model_directory(model, spill.directory)
-            job = _ScoreJob(str(spill.directory), spill.length, str(model_dir), model.model_id, config,
-                            min_severity, scored_from)
-            spark = self.session
-            # The two passes over the slices are light: a few slices per task. Scoring groups by slice
-            # (one slice, a day of events, is the unit of work and must fit one task).
-            order = sorted(counts)
-            tasks = min(len(order), 2 * spark.sparkContext.defaultParallelism)
-            indices = spark.createDataFrame([(i,) for i in order], "slice long").repartition(tasks)
-
-            # Sessions: every slice's interactive logons and last event, then what each slice carries in.
-            summary = _collect(indices.mapInArrow(job.summary, _ddl(_SUMMARY)), "reading the slices")
-            _raise_first(summary, "reading the slices")
-            ends = {row["slice"]: _EPOCH + timedelta(microseconds=row["end"]) if row["end"] is not None else None
-                    for row in summary}
-            logons = pl.concat([_from_ipc(row["logons"]).with_columns(slice=pl.lit(row["slice"], pl.Int64))
-                                for row in sorted(summary, key=lambda r: r["slice"])])
-            sessions = carried_sessions(logons, ends)
-            job.sessions = {index: _to_ipc(frame) if frame is not None else None for index, frame in sessions.items()}
-
-            # Last activity per entity and accounts created, per slice (after attribution).
-            activity = indices.mapInArrow(job.activity, _ddl(_ACTIVITY)).cache()
-            try:
-                notes = _collect(activity.filter("kind is null"), "attributing the slices")
-                _raise_first(notes, "attributing the slices")
-                created = pl.concat([_from_ipc(row["created"]).with_columns(slice=pl.lit(row["slice"], pl.Int64))
-                                     for row in notes])
-                job.created = {index: _to_ipc(frame) for index, frame in carried_created(created, counts).items()}
-                earlier = _earlier_activity(activity.filter("kind is not null"), indices)
-                scored_rows = _collect(earlier.groupBy("slice").applyInArrow(job.score_group, _ddl(_SCORED)), "scoring")
-            finally:
-                activity.unpersist()
-            _raise_first(scored_rows, "scoring")
             parts: list[Path] = []
-            scored = 0
-            for row in sorted(scored_rows, key=lambda r: r["slice"]):
-                scored += row["events"]
+            for row in rows:
                 if row["findings"] is not None:
-                    found = _from_ipc(row["findings"])
-                    if found.height:
-                        parts.append(Path(work) / f"{len(parts):06d}.parquet")
-                        found.write_parquet(parts[-1], compression="lz4", statistics=False)
+                    parts.append(Path(work) / f"{len(parts):06d}.parquet")
+                    _from_ipc(row["findings"]).write_parquet(parts[-1], compression="lz4", statistics=False)
                 if on_slice is not None:
                     on_slice(counts[row["slice"]])
-            return ranked_findings(parts), scored
+            return ranked_findings(parts), sum(row["events"] for row in rows)
+
+
+def _carried_sessions(indices: SparkFrame, job: _ScoreJob) -> dict[int, bytes | None]:
+    """The logon sessions each slice carries in (Arrow IPC), from every slice's logons and last event."""
+    from detector.slices import carried_sessions
+    summary = _collect(indices.mapInArrow(job.summary, _ddl(_SUMMARY)), "reading the slices")
+    _raise_first(summary, "reading the slices")
+    ends = {row["slice"]: _EPOCH + timedelta(microseconds=row["end"]) if row["end"] is not None else None
+            for row in summary}
+    logons = pl.concat([_from_ipc(row["logons"]).with_columns(slice=pl.lit(row["slice"], pl.Int64))
+                        for row in sorted(summary, key=lambda r: r["slice"])])
+    return {index: _to_ipc(frame) if frame is not None else None
+            for index, frame in carried_sessions(logons, ends).items()}
+
+
+def _scored_slices(indices: SparkFrame, job: _ScoreJob, order: list[int]) -> list[dict[str, Any]]:
+    """Each slice's scored row (in slice order): the accounts created and each entity's last activity
+    are computed per slice (after attribution), carried forward, and every slice scored in its own task."""
+    from detector.slices import carried_created
+    activity = indices.mapInArrow(job.activity, _ddl(_ACTIVITY)).cache()
+    try:
+        notes = _collect(activity.filter("kind is null"), "attributing the slices")
+        _raise_first(notes, "attributing the slices")
+        created = pl.concat([_from_ipc(row["created"]).with_columns(slice=pl.lit(row["slice"], pl.Int64))
+                             for row in notes])
+        job.created = {index: _to_ipc(frame) for index, frame in carried_created(created, order).items()}
+        earlier = _earlier_activity(activity.filter("kind is not null"), indices)
+        rows = _collect(earlier.groupBy("slice").applyInArrow(job.score_group, _ddl(_SCORED)), "scoring")
+    finally:
+        activity.unpersist()
+    _raise_first(rows, "scoring")
+    return sorted(rows, key=lambda row: row["slice"])
 
 
 def _build_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSession, bool]:
