@@ -32,7 +32,7 @@ from detector.parsers import PARSERS
 from detector.pipeline import FileReport, parse_to_parquet, write_model_card
 from detector.population import Population, known_share, population_note
 from detector.cli_support import (EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, F, MainGroup, UtcTime, _fail, examples,
-                                  global_options, handle_errors, parse_options)
+                                  engine_of, engine_options, global_options, handle_errors, parse_options)
 from detector.safe_text import for_terminal
 
 # ---- progress on stderr ------------------------------------------------------------------------------
@@ -398,11 +398,13 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
               "[default: [report] display_tz of --config, else UTC]")
 @model_options
 @parse_options
+@engine_options
 @global_options
 @handle_errors
 def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity: str, with_csv: bool,
          rejects_out: Path | None, top: int, display_tz: str | None, config_path: Path | None, baseline_until: Any,
-         format_name: str | None, mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
+         format_name: str | None, mappings: tuple[str, ...], tz: str | None, engine: str, master: str | None,
+         spark_conf: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Score LOGS and write ranked, explained findings and an HTML report to --out.
 
     A ranked table of the findings goes to stdout (with --json, a JSON document instead); notes
@@ -414,9 +416,15 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     display_tz = check_display_tz(display_tz) if display_tz else (config or Config()).report.display_tz
     model = load_model(model_dir) if model_dir else None
     population: Population | None = None
+    runner = engine_of(engine, master, spark_conf)
     with progress_for(quiet) as progress:
-        found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until), min_severity=min_severity,
-                         format=format_name, mappings=mappings, tz=tz, progress=progress)
+        try:
+            found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until),
+                             min_severity=min_severity, format=format_name, mappings=mappings, tz=tz,
+                             progress=progress, engine=runner)
+        finally:
+            if not isinstance(runner, str):
+                runner.close()
         try:
             if model is not None and found.events is not None:
                 population = known_share(found.events, model, since=found.scored_from)

@@ -117,6 +117,39 @@ def parse_options(command: F) -> F:
     return command
 
 
+def engine_options(command: F) -> F:
+    """``--engine``, ``--master`` and ``--spark-conf``: where the heavy stages run."""
+    for option in reversed([
+        click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
+                     help="Run parsing and scoring in this process, or on Apache Spark (needs the "
+                          "ami-detector[spark] extra and Java 17+). The findings are the same."),
+        click.option("--master", metavar="URL", help="Spark master URL (local[*], yarn, spark://HOST:7077, "
+                     "k8s://...)  [default: local[*], or what spark-submit gives]"),
+        click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
+                     help="A Spark setting, e.g. spark.executor.memory=8g. Repeatable."),
+    ]):
+        command = option(command)
+    return command
+
+
+def engine_of(name: str, master: str | None, spark_conf: Sequence[str]) -> Any:
+    """The engine the options name: ``"local"``, or a :class:`~detector.engines.spark.SparkEngine` (the
+    caller closes it)."""
+    if name == "local":
+        if master or spark_conf:
+            raise click.UsageError("--master and --spark-conf need --engine spark")
+        return "local"
+    conf: dict[str, str] = {}
+    for item in spark_conf:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--spark-conf")
+        conf[key.strip()] = value.strip()
+    from detector.engines.spark import SparkEngine
+    # Under spark-submit the session's master comes from spark-submit.
+    return SparkEngine(master or ("local[*]" if "SPARK_ENV_LOADED" not in os.environ else None), conf)
+
+
 def examples(*lines: str) -> str:
     """A help epilog of real examples, kept as written (click does not rewrap it)."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

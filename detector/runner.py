@@ -140,6 +140,9 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
             if scanned.spill is not None:
                 scanned.spill.remove()
             raise
+        finally:
+            if isinstance(scanned.slices, EventSpill) and scanned.slices is not scanned.spill:
+                scanned.slices.remove()  # events given in memory, spilled only for the engine to read
     finally:
         if runner is not engine:
             runner.close()
@@ -198,7 +201,8 @@ def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill
     except BaseException:
         disk.remove()
         raise
-    return Scanned(frame, disk, frame.height, empty_rejects(), [], disk)
+    # The findings keep the events in memory: the spill is only the engine's input (removed after scoring).
+    return Scanned(frame, disk, frame.height, empty_rejects(), [], None)
 
 
 def baseline(events: pl.DataFrame | pl.LazyFrame, model: Model | None, config: Config | None,

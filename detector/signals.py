@@ -317,20 +317,43 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
             .select(list(SIGNAL_ROW)))
 
 
+def _first_time_what() -> pl.Expr:
+    """What an event does that can be a first (:data:`FIRSTS_SCHEMA` ``_what``), else null."""
+    action = pl.col("action")
+    return (pl.when(action.is_in(FIRST_TIME_ACTIONS)).then(action)
+            .when((action == "login_success") & pl.col("host").is_not_null())
+            .then(pl.format("logon {}", pl.col("host").str.to_lowercase())))
+
+
+def _firsts(frame: pl.DataFrame) -> pl.DataFrame:
+    """The first window of each (account, what) in *frame* (``_actor``, ``_what``, ``window_start``)."""
+    return (frame.lazy().filter(pl.col("_actor").is_not_null() & pl.col("_what").is_not_null())
+            .group_by("_actor", "_what").agg(_first_window=pl.col("window_start").min())
+            .collect().cast(FIRSTS_SCHEMA))
+
+
+def first_times(events: pl.DataFrame, window: str) -> pl.DataFrame:
+    """What each account of *events* (attributed) does that can be a first, and the first window it
+    does it in (:data:`FIRSTS_SCHEMA`): what :class:`SignalState` learns from a slice, for engines
+    that compute each slice's carried state ahead."""
+    action = pl.col("action").cast(pl.String)
+    return _firsts(events.select(_actor=actor(), action=action, host=pl.col("host"),
+                                 window_start=pl.col("time").dt.truncate(window))
+                   .with_columns(_what=_first_time_what()))
+
+
+def merge_firsts(*tables: pl.DataFrame) -> pl.DataFrame:
+    """Firsts of several slices as one (the earliest window of each)."""
+    return (pl.concat([t.cast(FIRSTS_SCHEMA) for t in tables]).group_by("_actor", "_what")
+            .agg(pl.col("_first_window").min()).sort("_actor", "_what"))
+
+
 def _mark_repeats(cand: pl.DataFrame, state: SignalState) -> pl.DataFrame:
     """``_repeat``: the account already did this (a first-time action, or a logon to this host) in an
     earlier window of the scan; *state* learns this slice's firsts."""
-    action = pl.col("action")
-    what = (pl.when(action.is_in(FIRST_TIME_ACTIONS)).then(action)
-            .when((action == "login_success") & pl.col("host").is_not_null())
-            .then(pl.format("logon {}", pl.col("host").str.to_lowercase())))
-    cand = cand.with_columns(_what=what)
-    now = (cand.filter(pl.col("_what").is_not_null()).group_by("_actor", "_what")
-           .agg(_first_window=pl.col("window_start").min()))
-    firsts = (pl.concat([state.firsts, now.cast(FIRSTS_SCHEMA)]).group_by("_actor", "_what")
-              .agg(pl.col("_first_window").min()).sort("_actor", "_what"))
-    state.firsts = firsts
-    return (cand.join(firsts, on=["_actor", "_what"], how="left", maintain_order="left")
+    cand = cand.with_columns(_what=_first_time_what())
+    state.firsts = merge_firsts(state.firsts, _firsts(cand))
+    return (cand.join(state.firsts, on=["_actor", "_what"], how="left", maintain_order="left")
             .with_columns(_repeat=(pl.col("_first_window") < pl.col("window_start")).fill_null(False))
             .drop("_what", "_first_window"))
 

@@ -1,22 +1,28 @@
 """Scoring one time slice at a time, so that memory follows the size of a slice, not of the logs.
 
-Window features depend on the window's own events and the model's baseline profiles, with one
-exception: dormancy, the time since the entity was last active. Across slices that is carried
-forward as each entity's last event so far, which the next slice's windows read as their earlier
-activity. Scored slice by slice, the findings are those of scoring everything at once.
+Window features depend on the window's own events and the model's baseline profiles, with a few
+exceptions carried from the slices before (:class:`Carried`): dormancy, the time since the entity was
+last active (each entity's last event so far), attribution (the logon sessions still open) and the
+signals' accounts created so far. Scored slice by slice, the findings are those of scoring everything
+at once.
+
+:func:`score_slice` scores one slice given what it carries in; the local scan (:func:`score_slices`)
+carries it from slice to slice, the Spark engine (:mod:`detector.engines.spark`) computes it for
+every slice first (:func:`carried_sessions`, :func:`carried_created`, :func:`last_activity`) and
+scores the slices side by side.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from detector.attribution import attribute
+from detector.attribution import SESSION_HOURS, SESSIONS, attribute, interactive_logons
 from detector.config import Config
 from detector.detection import findings_of, lean_windows, profiles_of
 from detector.features import ENTITY_KINDS, Profiles
@@ -26,10 +32,30 @@ from detector.incidents import LINKS_COLUMN, assign_incidents
 from detector.model_store import Model
 from detector.overlap import ahead
 from detector.parsers.reader import detached_frame
-from detector.signals import SignalState
+from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA, SignalState, event_signals, first_times, merge_firsts
 
 SliceSource = Iterable[tuple[datetime, int, pl.LazyFrame]]
 """``(slice start, events in it, its events)`` in time order (see :mod:`detector.spill`)."""
+
+@dataclasses.dataclass
+class Carried:
+    """What a slice reads from the slices before it.
+
+    last_seen
+        Per entity kind, each entity's latest event (``entity_id, last_seen``; only the entities of
+        the slice are needed).
+    sessions
+        Interactive logons that may still be open (:data:`detector.attribution.SESSIONS`).
+    created
+        Accounts created so far (:data:`detector.signals.CREATED_SCHEMA`).
+    firsts
+        The first window of each first-time thing each account did so far (:data:`detector.signals.FIRSTS_SCHEMA`).
+    """
+
+    last_seen: dict[str, pl.DataFrame] = dataclasses.field(default_factory=dict)
+    sessions: pl.DataFrame | None = None
+    created: pl.DataFrame = dataclasses.field(default_factory=lambda: pl.DataFrame(schema=CREATED_SCHEMA))
+    firsts: pl.DataFrame = dataclasses.field(default_factory=lambda: pl.DataFrame(schema=FIRSTS_SCHEMA))
 
 
 def score_slices(slices: SliceSource, model: Model, config: Config | None = None, *, min_severity: str = "low",
@@ -60,45 +86,151 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
                     found.write_parquet(parts[-1], compression="lz4", statistics=False)
             if on_slice is not None:
                 on_slice(windowed.count)
-        return assign_incidents(read_ranked(parts, extra=[LINKS_COLUMN])), scored
+        return ranked_findings(parts), scored
+
+
+def ranked_findings(parts: list[Path]) -> pl.DataFrame:
+    """The findings of every slice (Parquet files of :func:`score_slice`'s tables), ranked, with incidents."""
+    return assign_incidents(read_ranked(parts, extra=[LINKS_COLUMN]))
+
+
+def score_slice(events: pl.DataFrame, carried: Carried, model: Model, profiles: Profiles,
+                config: Config | None = None, *, min_severity: str = "low") -> pl.DataFrame:
+    """The findings of one slice's *events* (from ``scored_from`` on), given what it carries in
+    from the slices before; not ranked, with the ``_links`` column (see :func:`ranked_findings`).
+
+    *profiles* are the model's (:func:`~detector.detection.profiles_of`, computed once per scan).
+    """
+    windowed = slice_windows(events, carried.sessions, carried.last_seen, model, profiles, config)
+    if not windowed.events.height:
+        return pl.DataFrame()
+    state = SignalState(carried.created, carried.firsts)
+    return findings_of(windowed.windows, windowed.events, model, config, min_severity,
+                       profiles=windowed.profiles, state=state, links=True)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Windowed:
+class Windowed:
+    """One slice ready to score."""
+
     count: int  # events in the slice, before scored_from
-    events: pl.DataFrame  # its events from scored_from on
+    events: pl.DataFrame  # its events from scored_from on, attributed
     windows: dict[str, pl.DataFrame]  # lean windows, by entity kind
     profiles: Profiles  # the model's, cut to the slice's devices (Profiles.restricted)
+    sessions: pl.DataFrame  # the logon sessions to carry to the next slice
+
+
+def slice_windows(frame: pl.DataFrame, sessions: pl.DataFrame | None, last_seen: Mapping[str, pl.DataFrame],
+                  model: Model, profiles: Profiles, config: Config | None, count: int | None = None) -> Windowed:
+    """A slice's events attributed (:mod:`detector.attribution`) and their lean windows."""
+    frame, carried = attribute(frame, sessions)
+    count = frame.height if count is None else count
+    if not frame.height:
+        return Windowed(count, frame, {}, profiles, carried)
+    # The day's devices are a fraction of the fleet's: joins with the cut tables follow the events.
+    own = profiles.restricted(frame)
+    windows = lean_windows(frame, model, config, profiles=own, earlier=last_seen)
+    return Windowed(count, frame, windows, own, carried)
 
 
 def _lean_windows(slices: SliceSource, model: Model, profiles: Profiles, config: Config | None,
-                  scored_from: datetime | None) -> Iterator[_Windowed]:
-    """Each slice's events (attributed, see :mod:`detector.attribution`) and lean windows, the entities'
-    last activity and the open logon sessions carried from slice to slice."""
+                  scored_from: datetime | None) -> Iterator[Windowed]:
+    """Each slice's events and lean windows, the entities' last activity and the open logon sessions
+    carried from slice to slice."""
     last_seen: dict[str, pl.DataFrame] = {}
     sessions: pl.DataFrame | None = None
     for _, count, events in slices:
-        if scored_from is not None:
-            events = events.filter(pl.col("time") >= scored_from)
-        frame = events.collect()
-        frame, sessions = attribute(frame, sessions)
-        if not frame.height:
-            yield _Windowed(count, frame, {}, profiles)
-            continue
-        # The day's devices are a fraction of the fleet's: joins with the cut tables follow the events.
-        own = profiles.restricted(frame)
-        windows = lean_windows(frame, model, config, profiles=own, earlier=last_seen)
-        remember(last_seen, frame)
-        yield _Windowed(count, frame, windows, own)
+        windowed = slice_windows(slice_events(events, scored_from), sessions, last_seen, model, profiles, config,
+                                 count)
+        sessions = windowed.sessions
+        if windowed.events.height:
+            remember(last_seen, windowed.events)
+        yield windowed
+
+
+def slice_events(events: pl.LazyFrame, scored_from: datetime | None) -> pl.DataFrame:
+    """A slice's events to score: those from *scored_from* on."""
+    if scored_from is not None:
+        events = events.filter(pl.col("time") >= scored_from)
+    return events.collect()
 
 
 def remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:
     """Fold the latest event time per entity of *events* into *last_seen* (by entity kind:
     ``entity_id, last_seen``), as the next slice's earlier activity."""
-    for kind in ENTITY_KINDS:
-        latest = (events.lazy().select(entity_of(kind).alias("entity_id"), "time").drop_nulls("entity_id")
-                  .group_by("entity_id").agg(last_seen=pl.col("time").max()))
+    for kind, latest in latest_activity(events).items():
         if kind in last_seen:
-            latest = pl.concat([last_seen[kind].lazy(), latest]).group_by("entity_id").agg(pl.col("last_seen").max())
+            latest = pl.concat([last_seen[kind], latest]).group_by("entity_id").agg(pl.col("last_seen").max())
         # Detached: the keys would otherwise keep each slice's text buffers alive to the end.
-        last_seen[kind] = detached_frame(latest.collect())
+        last_seen[kind] = detached_frame(latest)
+
+
+def latest_activity(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each entity's latest event in *events* (attributed), by entity kind (``entity_id, last_seen``)."""
+    return {kind: (events.lazy().select(entity_of(kind).alias("entity_id"), "time").drop_nulls("entity_id")
+                   .group_by("entity_id").agg(last_seen=pl.col("time").max()).collect())
+            for kind in ENTITY_KINDS}
+
+
+# ---- carried state computed ahead (for engines that score slices side by side) -------------------
+
+def carried_sessions(logons: pl.DataFrame, ends: Mapping[int, datetime | None]) -> dict[int, pl.DataFrame | None]:
+    """The sessions each slice carries in, from every slice's interactive logons.
+
+    *logons*: ``slice`` and the :data:`~detector.attribution.SESSIONS` columns, each slice's rows in
+    its own order (as :func:`slice_logons` gives them); *ends*: each slice's latest event (None for a
+    slice with none from ``scored_from`` on). A slice carries in the logons of the slices before it
+    that started less than :data:`~detector.attribution.SESSION_HOURS` before the previous slice's
+    end: what the local scan keeps from slice to slice, since a logon an earlier slice's cut dropped
+    is older than any later cut.
+    """
+    order = sorted(ends)
+    rows = logons.sort("slice", maintain_order=True)
+    carried: dict[int, pl.DataFrame | None] = {order[0]: None} if order else {}
+    for previous, current in zip(order, order[1:], strict=False):
+        end = ends[previous]
+        if end is None:
+            carried[current] = pl.DataFrame(schema=SESSIONS)
+            continue
+        cut = end - timedelta(hours=SESSION_HOURS)
+        carried[current] = (rows.filter((pl.col("slice") <= previous) & (pl.col("time") > cut))
+                            .select(*SESSIONS).cast(SESSIONS))
+    return carried
+
+
+def slice_logons(events: pl.DataFrame) -> pl.DataFrame:
+    """A slice's interactive logons as :func:`carried_sessions` reads them (without ``slice``)."""
+    return interactive_logons(events).collect()
+
+
+def created_accounts(events: pl.DataFrame, profiles: Profiles, window: str) -> pl.DataFrame:
+    """The accounts a slice's attributed *events* create (:data:`~detector.signals.CREATED_SCHEMA`), as the
+    signals record them: only its ``account_created`` events are read."""
+    state = SignalState.empty()
+    event_signals(events.filter(pl.col("action") == "account_created"), profiles, window, state)
+    return state.created
+
+
+def carried_created(created: pl.DataFrame, slices: Iterable[int]) -> dict[int, pl.DataFrame]:
+    """The accounts created before each of *slices*, from every slice's :func:`created_accounts`
+    (with a ``slice`` column), the earliest creation of each account kept as the signals keep it."""
+    carried: dict[int, pl.DataFrame] = {}
+    for index in sorted(slices):
+        before = created.filter(pl.col("slice") < index).sort("slice", maintain_order=True).drop("slice")
+        carried[index] = (before.group_by("account").agg(pl.all().sort_by("created_at").first())
+                          .sort("account").cast(CREATED_SCHEMA))
+    return carried
+
+
+def slice_firsts(events: pl.DataFrame, window: str) -> pl.DataFrame:
+    """What a slice's attributed *events* do for the first time in the slice, and in which window
+    (:func:`detector.signals.first_times`)."""
+    return first_times(events, window)
+
+
+def carried_firsts(firsts: pl.DataFrame, slices: Iterable[int]) -> dict[int, pl.DataFrame]:
+    """The firsts each of *slices* carries in, from every slice's :func:`slice_firsts` (with a
+    ``slice`` column): the earliest window of each (account, what) in the slices before it."""
+    return {index: merge_firsts(pl.DataFrame(schema=FIRSTS_SCHEMA),
+                                firsts.filter(pl.col("slice") < index).drop("slice"))
+            for index in sorted(slices)}

@@ -46,14 +46,18 @@ class EventSpill:
         :meth:`remove` (or leaving a ``with`` block) deletes.
     length
         The slice length (see :func:`slice_length`).
+    part_prefix
+        Put in the name of each part file, so that several writers (the Spark engine's tasks, one
+        per input file) can fill one directory; parts are read in name order.
     """
 
-    def __init__(self, directory: Path, length: timedelta) -> None:
+    def __init__(self, directory: Path, length: timedelta, *, part_prefix: str = "") -> None:
         self.directory = Path(directory)
         self.length = length
         self.events = 0
         self._counts: dict[int, int] = {}
         self._parts = 0
+        self._prefix = part_prefix
         self.directory.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -70,9 +74,25 @@ class EventSpill:
             folder = self.directory / f"slice={index}"
             folder.mkdir(exist_ok=True)
             self._parts += 1
-            part.write_parquet(folder / f"part-{self._parts:06d}.parquet", compression="lz4", statistics=False)
+            name = f"part-{self._prefix}{self._parts:06d}.parquet"
+            part.write_parquet(folder / name, compression="lz4", statistics=False)
             self._counts[index] = self._counts.get(index, 0) + part.height
         self.events += events.height
+
+    @property
+    def counts(self) -> dict[int, int]:
+        """Events per slice index."""
+        return dict(self._counts)
+
+    def record(self, counts: dict[int, int]) -> None:
+        """Count parts another writer put in this directory (events per slice index)."""
+        for index, n in counts.items():
+            self._counts[index] = self._counts.get(index, 0) + n
+            self.events += n
+
+    def read_slice(self, index: int) -> pl.LazyFrame:
+        """The events of one slice (by index)."""
+        return self._scan(f"slice={index}/*.parquet")
 
     def _scan(self, pattern: str) -> pl.LazyFrame:
         return pl.scan_parquet(self.directory / pattern, schema=EVENT_SCHEMA, hive_partitioning=False)
@@ -80,7 +100,7 @@ class EventSpill:
     def slices(self) -> Iterator[tuple[datetime, int, pl.LazyFrame]]:
         """``(slice start, events, the slice's events)`` in time order."""
         for index in sorted(self._counts):
-            yield slice_start(index, self.length), self._counts[index], self._scan(f"slice={index}/*.parquet")
+            yield slice_start(index, self.length), self._counts[index], self.read_slice(index)
 
     def scan(self) -> pl.LazyFrame:
         """Every event of the spill (lazily)."""

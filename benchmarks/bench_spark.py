@@ -1,0 +1,137 @@
+"""The scan on Spark in local mode against the single-machine scan, on one simulated corpus.
+
+A corpus is simulated once (``--days`` of ``--meters`` meters), a model trained on its baseline days
+and saved; then, alternating for ``--runs`` rounds:
+
+* ``local``: ``ami-detector scan LOGS --model M --out D -q`` in its own process (wall time);
+* ``spark``: the same scan through :func:`detector.api.scan` on a :class:`SparkEngine` (``--master``,
+  ``local[2]`` by default) in this process, the session started once and timed apart (start-up), the
+  parse and score stages timed separately (progress callbacks), the outputs written as the command does.
+
+The findings of both are checked to be the same. Results go to ``results.json`` in the work directory
+and a table to stdout.
+
+    python benchmarks/bench_spark.py --workdir /tmp/bench_spark --days 14 --meters 20000 --runs 2
+    python benchmarks/bench_spark.py --workdir /tmp/bench_spark --masters 'local[1]' 'local[2]'
+
+Needs the ``spark`` extra and Java 17+: ``pip install -e '.[spark]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+
+def _corpus(workdir: Path, days: int, meters: int, seed: int) -> tuple[Path, Path]:
+    """The simulated logs and the model trained on their baseline days."""
+    from detector import api
+    from detector.model_store import save_model
+    from detector.simulate import simulate
+
+    logs, model_dir = workdir / "logs", workdir / "model"
+    if not (logs / "labels.json").exists():
+        simulate(logs, days=days, seed=seed, meters=meters)
+    until = json.loads((logs / "labels.json").read_text())["generator"]["baseline_until"]
+    if not model_dir.exists():
+        events, _ = api.read_logs(logs)
+        save_model(api.train(events, baseline_until=_time(until)), model_dir)
+    return logs, model_dir
+
+
+def _time(text: str):  # type: ignore[no-untyped-def]
+    from datetime import datetime
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _local(logs: Path, model_dir: Path, out: Path) -> float:
+    start = time.perf_counter()
+    command = Path(sys.executable).parent / "ami-detector"
+    done = subprocess.run([str(command), "scan", str(logs), "--model", str(model_dir), "--out", str(out), "-q"],
+                          check=False)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"local scan failed ({done.returncode})")
+    return time.perf_counter() - start
+
+
+def _spark(engine, logs: Path, model_dir: Path, out: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from detector import api
+    from detector.model_store import load_model
+
+    marks: dict[str, float] = {}
+
+    def progress(stage: str, done: float, total: float | None) -> None:
+        marks.setdefault(stage, time.perf_counter())
+
+    start = time.perf_counter()
+    found = api.scan(logs, load_model(model_dir), engine=engine, progress=progress)
+    scored = time.perf_counter()
+    try:
+        found.write(out)
+    finally:
+        found.close()
+    end = time.perf_counter()
+    # The scan reports "scoring" when parsing is done; what is before it is the parse.
+    parse_end = marks.get("scoring", scored)
+    return {"total": end - start, "parse": parse_end - start, "score": scored - parse_end, "write": end - scored,
+            "events": found.events_scored}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--meters", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--masters", nargs="+", default=["local[2]"])
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    logs, model_dir = _corpus(args.workdir, args.days, args.meters, args.seed)
+
+    from detector.engines.spark import SparkEngine
+
+    results: dict[str, object] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_start": os.getloadavg(), "corpus": {"days": args.days, "meters": args.meters},
+        "local": [], "spark": {}}
+    for master in args.masters:
+        start = time.perf_counter()
+        engine = SparkEngine(master)
+        engine.session  # noqa: B018 - started here, timed apart
+        startup = time.perf_counter() - start
+        runs = []
+        for run in range(args.runs):
+            results["local"].append(_local(logs, model_dir, args.workdir / "out-local"))  # type: ignore[union-attr]
+            runs.append(_spark(engine, logs, model_dir, args.workdir / "out-spark"))
+            print(f"{master} run {run + 1}: local {results['local'][-1]:.1f} s, spark {runs[-1]}", flush=True)  # type: ignore[index]
+        engine.close()
+        results["spark"][master] = {"startup": startup, "runs": runs}  # type: ignore[index]
+        same = pl.read_parquet(args.workdir / "out-local" / "findings.parquet").drop("score").equals(
+            pl.read_parquet(args.workdir / "out-spark" / "findings.parquet").drop("score"))
+        if not same:
+            raise SystemExit("the Spark scan's findings differ from the local scan's")
+    results["load_average_at_end"] = os.getloadavg()
+    (args.workdir / "results.json").write_text(json.dumps(results, indent=2))
+
+    events = results["spark"][args.masters[0]]["runs"][0]["events"]  # type: ignore[index]
+    best_local = min(results["local"])  # type: ignore[type-var, arg-type]
+    print(f"\n{events:,} events; local scan (best of {len(results['local'])}): {best_local:.1f} s, "  # type: ignore[arg-type]
+          f"{events / best_local:,.0f} events/s")
+    for master, spark in results["spark"].items():  # type: ignore[union-attr]
+        best = min(spark["runs"], key=lambda r: r["total"])
+        print(f"{master}: start-up {spark['startup']:.1f} s; scan (best) {best['total']:.1f} s = parse "
+              f"{best['parse']:.1f} + score {best['score']:.1f} + write {best['write']:.1f}; "
+              f"{events / best['total']:,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The scan on Apache Spark (detector.engines.spark) against the single-machine scan, in local mode.
+
+One Spark session for the module (it takes about 20 s to start on two cores); the module is skipped
+when pyspark is not installed (``pip install -e '.[spark]'``, which CI does).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("pyspark", reason="the Spark engine needs the spark extra: pip install -e '.[spark]'")
+
+from detector.cli import main  # noqa: E402
+from detector.engines.spark import SparkEngine, _first_line  # noqa: E402
+from detector.engines.spark_submit import arguments  # noqa: E402
+from detector.errors import DetectorError  # noqa: E402
+from detector.model_store import load_model  # noqa: E402
+from detector.simulate import simulate  # noqa: E402
+from detector.spill import EventSpill  # noqa: E402
+
+ROOT = Path(__file__).parent.parent
+MODEL = ROOT / "models" / "default"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    spark = SparkEngine("local[2]", {"spark.sql.shuffle.partitions": "4"})
+    assert spark.session is not None  # started here: the command line's scans use this session
+    yield spark
+    spark.close()
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory) -> tuple[Path, str]:
+    """A small simulated month with one malformed line, and the time its baseline ends."""
+    out = tmp_path_factory.mktemp("month")
+    simulate(out, days=14, seed=11, meters=150)
+    labels = json.loads((out / "labels.json").read_text())
+    hes = sorted(out.glob("hes_*"))[3]
+    with hes.open("a") as f:
+        f.write("this line is not an export line\n")
+    return out, labels["generator"]["baseline_until"]
+
+
+@pytest.fixture(scope="module")
+def scans(month, engine, tmp_path_factory) -> dict[str, Path]:
+    """The same scan through the command line, on this process and on Spark."""
+    logs, until = month
+    outs = {}
+    for name in ("local", "spark"):
+        out = tmp_path_factory.mktemp(name)
+        args = ["scan", str(logs), "--baseline-until", until, "--out", str(out / "found"),
+                "--rejects", str(out / "rejects.parquet"), "--json", "--engine", name]
+        if name == "spark":
+            args += ["--master", "local[2]"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code in (0, 1), result.output
+        (out / "stdout.json").write_text(result.stdout)
+        outs[name] = out
+    return outs
+
+
+def _read(out: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(out / "found" / name)
+
+
+def test_spark_finds_what_the_local_scan_finds(scans) -> None:
+    local, spark = _read(scans["local"], "findings.parquet"), _read(scans["spark"], "findings.parquet")
+    assert local.height > 5  # the planted incidents are found
+    assert spark.get_column("finding_id").to_list() == local.get_column("finding_id").to_list()
+    assert spark.get_column("incident_id").to_list() == local.get_column("incident_id").to_list()
+    assert (spark.get_column("score") - local.get_column("score")).abs().max() <= 1e-9
+    assert spark.drop("score").equals(local.drop("score"))
+    summary = {name: json.loads((out / "stdout.json").read_text()) for name, out in scans.items()}
+    assert summary["spark"]["events_scored"] == summary["local"]["events_scored"] > 0
+    assert summary["spark"]["files"] == summary["local"]["files"]
+
+
+@pytest.mark.parametrize("name", ["evidence.parquet", "timeline.parquet", "incidents.parquet"])
+def test_spark_writes_the_same_evidence_and_timelines(scans, name) -> None:
+    local, spark = _read(scans["local"], name), _read(scans["spark"], name)
+    assert local.height and spark.equals(local)
+
+
+def test_a_malformed_line_is_kept_as_a_reject(scans) -> None:
+    local = pl.read_parquet(scans["local"] / "rejects.parquet")
+    spark = pl.read_parquet(scans["spark"] / "rejects.parquet")
+    assert spark.height == 1 and spark.equals(local)
+    row = spark.row(0, named=True)
+    assert Path(row["raw_file"]).name.startswith("hes_") and row["raw_line"] > 1
+    assert json.loads((scans["spark"] / "stdout.json").read_text())["rejects"] == 1
+
+
+def test_a_failing_task_is_one_clear_error(engine, tmp_path) -> None:
+    spill = EventSpill(tmp_path / "spill", timedelta(days=1))
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    index = int((day - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(days=1))
+    (spill.directory / f"slice={index}").mkdir()
+    (spill.directory / f"slice={index}" / "part-000001.parquet").write_bytes(b"not parquet at all")
+    spill.record({index: 10})
+    with pytest.raises(DetectorError, match=rf"Spark task failed while reading the slices: slice {index}: ") as info:
+        engine.score(spill, load_model(MODEL), None)
+    assert "Traceback" not in str(info.value) and "at org.apache" not in str(info.value)
+
+
+def test_a_failed_job_is_named_by_its_python_error() -> None:
+    text = ("An exception was thrown from the Python worker.\nTraceback (most recent call last):\n"
+            '  File "x.py", line 1, in f\nValueError: bad value\n\tat org.apache.spark.api.python.X(X.scala:1)')
+    assert _first_line(Exception(text)) == "ValueError: bad value"
+
+
+def test_spark_options_need_the_spark_engine(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["scan", str(ROOT / "sample_logs"), "--out", str(tmp_path / "o"),
+                                       "--master", "local[1]"])
+    assert result.exit_code == 2 and "--master and --spark-conf need --engine spark" in result.output
+    bad = CliRunner().invoke(main, ["scan", str(ROOT / "sample_logs"), "--out", str(tmp_path / "o"),
+                                    "--engine", "spark", "--spark-conf", "novalue"])
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.output and not (tmp_path / "o").exists()
+
+
+def test_spark_submit_entry_implies_the_spark_engine() -> None:
+    assert arguments(["scan", "logs/", "--out", "o"]) == ["scan", "--engine", "spark", "logs/", "--out", "o"]
+    assert arguments(["scan", "--engine", "local", "logs/"]) == ["scan", "--engine", "local", "logs/"]
+
+
+def test_events_in_memory_are_spilled_for_spark(engine) -> None:
+    from detector import api
+    events, _ = api.read_logs(ROOT / "sample_logs")
+    start = datetime(2026, 3, 24, tzinfo=UTC)
+    two_days = events.filter((pl.col("time") >= start) & (pl.col("time") < start + timedelta(days=2)))
+    model = load_model(MODEL)
+    local = api.scan(two_days, model, engine="local")
+    spark = api.scan(two_days, model, engine=engine)
+    assert local.df.height and spark.df.drop("score").equals(local.df.drop("score"))
+    assert (spark.df.get_column("score") - local.df.get_column("score")).abs().max() <= 1e-9
+    assert spark.events_scored == local.events_scored == two_days.height
+
+
+def test_without_pyspark_the_error_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    with pytest.raises(DetectorError, match=r"pip install 'ami-detector\[spark\]'"):
+        SparkEngine("local[1]").session  # noqa: B018
