@@ -49,7 +49,7 @@ def _corpus(workdir: Path, days: int, meters: int, seed: int) -> tuple[Path, Pat
 
 def _time(text: str):  # type: ignore[no-untyped-def]
     from datetime import datetime
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 def _local(logs: Path, model_dir: Path, out: Path) -> float:

@@ -22,8 +22,23 @@ import click
 import polars as pl
 
 from detector import api
-from detector.config import Config, check_display_tz
 from detector.atomic import atomic_write
+from detector.cli_support import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    F,
+    MainGroup,
+    UtcTime,
+    _fail,
+    engine_of,
+    engine_options,
+    examples,
+    global_options,
+    handle_errors,
+    parse_options,
+)
+from detector.config import Config, check_display_tz
 from detector.findings import SEVERITIES, rank, severity_at_least
 from detector.hunts.cli import hunt
 from detector.model_store import load_model, save_model
@@ -31,8 +46,6 @@ from detector.nightly_cli import nightly
 from detector.parsers import PARSERS
 from detector.pipeline import FileReport, parse_to_parquet, write_model_card
 from detector.population import Population, known_share, population_note
-from detector.cli_support import (EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, F, MainGroup, UtcTime, _fail, examples,
-                                  engine_of, engine_options, global_options, handle_errors, parse_options)
 from detector.safe_text import for_terminal
 
 # ---- progress on stderr ------------------------------------------------------------------------------

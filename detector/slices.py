@@ -15,6 +15,7 @@ scores the slices side by side.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -187,7 +188,7 @@ def carried_sessions(logons: pl.DataFrame, ends: Mapping[int, datetime | None]) 
     order = sorted(ends)
     rows = logons.sort("slice", maintain_order=True)
     carried: dict[int, pl.DataFrame | None] = {order[0]: None} if order else {}
-    for previous, current in zip(order, order[1:], strict=False):
+    for previous, current in itertools.pairwise(order):
         end = ends[previous]
         if end is None:
             carried[current] = pl.DataFrame(schema=SESSIONS)

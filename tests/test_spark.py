@@ -17,13 +17,13 @@ from click.testing import CliRunner
 
 pytest.importorskip("pyspark", reason="the Spark engine needs the spark extra: pip install -e '.[spark]'")
 
-from detector.cli import main  # noqa: E402
-from detector.engines.spark import SparkEngine, _first_line  # noqa: E402
-from detector.engines.spark_submit import arguments  # noqa: E402
-from detector.errors import DetectorError  # noqa: E402
-from detector.model_store import load_model  # noqa: E402
-from detector.simulate import simulate  # noqa: E402
-from detector.spill import EventSpill  # noqa: E402
+from detector.cli import main
+from detector.engines.spark import SparkEngine, _first_line
+from detector.engines.spark_submit import arguments
+from detector.errors import DetectorError
+from detector.model_store import load_model
+from detector.simulate import simulate
+from detector.spill import EventSpill
 
 ROOT = Path(__file__).parent.parent
 MODEL = ROOT / "models" / "default"

@@ -50,17 +50,17 @@ if TYPE_CHECKING:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 INSTALL_HINT = "the Spark engine needs pyspark and Java 17+: pip install 'ami-detector[spark]'"
 
-_PARSED = pa.schema([("file", pa.int64()), ("report", pa.string()), ("rejects", pa.binary()),
-                     ("counts", pa.string()), ("error", pa.string())])
+def _schema(**columns: pa.DataType) -> pa.Schema:
+    return pa.schema([pa.field(name, kind) for name, kind in columns.items()])
+
+
+_PARSED = _schema(file=pa.int64(), report=pa.string(), rejects=pa.binary(), counts=pa.string(), error=pa.string())
 # Times the driver collects go as microseconds since the epoch: Spark hands timestamps to Python as
 # naive local times.
-_SUMMARY = pa.schema([("slice", pa.int64()), ("events", pa.int64()), ("end", pa.int64()),
-                      ("logons", pa.binary()), ("error", pa.string())])
-_ACTIVITY = pa.schema([("slice", pa.int64()), ("kind", pa.string()), ("entity_id", pa.string()),
-                       ("last_seen", pa.timestamp("us", "UTC")), ("created", pa.binary()), ("firsts", pa.binary()),
-                       ("error", pa.string())])
-_SCORED = pa.schema([("slice", pa.int64()), ("events", pa.int64()), ("findings", pa.binary()),
-                     ("error", pa.string())])
+_SUMMARY = _schema(slice=pa.int64(), events=pa.int64(), end=pa.int64(), logons=pa.binary(), error=pa.string())
+_ACTIVITY = _schema(slice=pa.int64(), kind=pa.string(), entity_id=pa.string(), last_seen=pa.timestamp("us", "UTC"),
+                    created=pa.binary(), firsts=pa.binary(), error=pa.string())
+_SCORED = _schema(slice=pa.int64(), events=pa.int64(), findings=pa.binary(), error=pa.string())
 _DDL = {pa.int64(): "long", pa.string(): "string", pa.binary(): "binary", pa.timestamp("us", "UTC"): "timestamp"}
 
 
@@ -217,7 +217,7 @@ def _build_session(master: str | None, conf: Mapping[str, str]) -> tuple[SparkSe
         builder = builder.config(key, value)
     try:
         session = builder.getOrCreate()
-    except Exception as exc:  # Java missing or too old, a bad master URL, a bad setting
+    except Exception as exc:  # noqa: BLE001 - Java missing or too old, a bad master URL, a bad setting
         raise DetectorError(f"could not start Spark ({_first_line(exc)}); {INSTALL_HINT}") from None
     # Failures reach the caller as one DetectorError; the JVM's own log of them would bury it.
     session.sparkContext.setLogLevel("FATAL")
@@ -230,7 +230,7 @@ def _collect(frame: SparkFrame, stage: str) -> list[dict[str, Any]]:
         return [row.asDict() for row in frame.collect()]
     except DetectorError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure inside Spark becomes one clear error
         raise DetectorError(f"Spark job failed while {stage}: {_first_line(exc)}") from None
 
 
@@ -277,11 +277,13 @@ def _parse_task(run: ParseRun, directory: str, length: Any) -> Callable[[Iterato
     def parse_files(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for index in batch.column("id").to_pylist():
+                if index is None:
+                    continue
                 item = {"file": index, "path": paths[index]}
                 try:
-                    one = ParseRun(files=[Path(item["path"])], parsers=parsers, forced=forced, options=options)
+                    one = ParseRun(files=[Path(paths[index])], parsers=parsers, forced=forced, options=options)
                     # Named by file, the parts are read in the order a local scan writes them.
-                    spill = EventSpill(Path(directory), length, part_prefix=f"f{item['file']:08d}-")
+                    spill = EventSpill(Path(directory), length, part_prefix=f"f{index:08d}-")
                     rejects = [empty_rejects()]
                     for chunk in one.chunks():
                         spill.add(chunk.events)
@@ -404,7 +406,7 @@ class _ScoreJob:
 
 def _slices_of(batches: Iterator[pa.RecordBatch]) -> Iterator[int]:
     for batch in batches:
-        yield from (int(v) for v in batch.column("slice").to_pylist())
+        yield from (int(v) for v in batch.column("slice").to_pylist() if v is not None)
 
 
 def _earlier_activity(activity: SparkFrame, indices: SparkFrame) -> SparkFrame:

@@ -3,6 +3,7 @@ account without one, against its peers)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import polars as pl
@@ -152,7 +153,7 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
     hours = p.account_hours.lazy().rename({"account": "entity_id"})
     for unit, prefix in (("hour", "hr"), ("weekday", "wd")):
         histogram = hours.group_by("entity_id", unit).agg(_b=pl.col("events").sum())
-        prior = p.derived(f"account_{unit}_prior", lambda q, u=unit: _everyone(q, u)).lazy()
+        prior = p.derived(f"account_{unit}_prior", functools.partial(_everyone, unit=unit)).lazy()
         frame = frame.join(prefixed(rarity(prepared, unit, histogram, prior), prefix), on=list(KEY), how="left")
     frame = frame.join(p.account_activity.lazy().select(
         pl.col("account").alias("entity_id"), _baseline_events=pl.col("events"), _active_days=pl.col("active_days"),
