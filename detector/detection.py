@@ -6,7 +6,7 @@ windows; ``score`` turns the windows of new events into findings per the DESIGN.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,10 +32,13 @@ from detector.features import (
     feature_columns,
 )
 from detector.features.common import KEY
+from detector.features.partial import PartialProfiles
 from detector.findings import FINDINGS_SCHEMA, empty_findings, finding_ids, rank
 from detector.incidents import assign_incidents
 from detector.model_store import Model
+from detector.parsers.reader import detached_frame
 from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer
+from detector.spill import in_memory_slices, slice_length
 from detector.signals import (
     FAMILY,
     LEVELS,
@@ -82,38 +85,14 @@ def profiles_of(model: Model) -> Profiles:
 
 
 # The baseline is cut into this many + 1 equal parts; each part after the first is turned into
-# training windows against the profiles of everything before it (see _training_windows).
+# training windows against the profiles of everything before it (see train_slices).
 TRAINING_FOLDS = 3
-
-
-def _training_windows(events: pl.LazyFrame, start: datetime, end: datetime, config: Config
-                      ) -> list[dict[str, pl.LazyFrame]]:
-    """Training windows that meet their baseline the way scanned windows will: from the outside.
-
-    Scored windows are compared with profiles of an earlier period, so a meter's first disconnect,
-    an account's first new address or a first-ever setting change look new. Training windows
-    compared with profiles that contain them would never look new, and the model would learn that
-    novelty does not happen. So the baseline is split in time: each later part is featurized
-    against the profiles of all the parts before it (an expanding window), and the scorer learns
-    how often novelty happens in ordinary weeks.
-    """
-    span = end - start
-    cuts = [start + span * k / (TRAINING_FOLDS + 1) for k in range(1, TRAINING_FOLDS + 1)] + [None]
-    folds = []
-    for lower, upper in zip(cuts, cuts[1:], strict=False):
-        history = events.filter(pl.col("time") < lower)
-        part = events.filter(pl.col("time") >= lower)
-        if upper is not None:
-            part = part.filter(pl.col("time") < upper)
-        profiles = build_profiles(history, config.features)
-        if profiles.has_baseline:
-            folds.append(build_features(part, profiles, config.features))
-    return folds
 
 
 def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
           metadata: dict[str, Any] | None = None) -> Model:
-    """Learn baseline profiles and fit a scorer per entity kind on the baseline's windows.
+    """Learn baseline profiles and fit a scorer per entity kind on the baseline's windows
+    (:func:`train_slices` of the events cut into a scan's slices).
 
     Raises
     ------
@@ -121,21 +100,75 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
         When the events hold no entity kind with enough windows to calibrate a scorer.
     """
     config = config or Config()
-    events = attribute(events.lazy().collect())[0].lazy()
-    profiles = build_profiles(events, config.features)
-    if not profiles.has_baseline:
+    frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
+    return train_slices(in_memory_slices(frame, slice_length(config.features.window_length)), config, metadata)
+
+
+def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: Config | None = None,
+                 metadata: dict[str, Any] | None = None) -> Model:
+    """:func:`train` reading its baseline one slice at a time (the slices of a spill, in time order),
+    so that memory follows a slice and the profile tables, not the baseline's length.
+
+    Training windows meet their baseline the way scanned windows will: from the outside. Scored
+    windows are compared with profiles of an earlier period, so a meter's first disconnect, an
+    account's first new address or a first-ever setting change look new. Training windows compared
+    with profiles that contain them would never look new, and the model would learn that novelty does
+    not happen. So the baseline is cut in time into TRAINING_FOLDS + 1 equal parts: each later part is
+    featurized against the profiles of all the parts before it (an expanding window), and the scorer
+    learns how often novelty happens in ordinary weeks.
+
+    The profiles are merged from per-slice partial aggregates (:mod:`detector.features.partial`);
+    a fold's history is the merge of the slices before its cut and of the part of the cut's slice
+    before it. Events are attributed slice by slice with the open sessions carried, windows built
+    with each entity's last activity carried (as a scan does), and each fold's windows put back in
+    the order of building them all at once (entity, window), so the model is the one :func:`train`
+    gave when it read everything at once.
+
+    Raises
+    ------
+    NoBaselineError
+        When the events hold no entity kind with enough windows to calibrate a scorer.
+    """
+    config = config or Config()
+    slices = list(slices)
+    spans = pl.concat(pl.collect_all([lf.select(start=pl.col("time").min(), end=pl.col("time").max())
+                                      for _, _, lf in slices])) if slices else pl.DataFrame()
+    start = spans["start"].min() if spans.height else None
+    end = spans["end"].max() if spans.height else None
+    if start is None or end is None:
         raise NoBaselineError("no events to learn a baseline from")
-    assert profiles.baseline_start is not None and profiles.baseline_end is not None
-    folds = _training_windows(events, profiles.baseline_start, profiles.baseline_end, config)
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    folds = [_Fold(lower, upper) for lower, upper in _fold_bounds(start, end)]
+    whole: PartialProfiles | None = None
+    sessions: pl.DataFrame | None = None
+    for _, _, lazy in slices:
+        frame, sessions = attribute(lazy.collect(), sessions)
+        if not frame.height:
+            continue
+        latest = frame["time"].max()
+        for fold in folds:
+            if not fold.started and latest >= fold.lower:  # the fold starts in this slice
+                before = PartialProfiles.of(frame.filter(pl.col("time") < fold.lower), config.features)
+                fold.start((before if whole is None else whole.merged(before)).finish())
+            fold.add(frame, config)
+        part = PartialProfiles.of(frame, config.features)
+        whole = part if whole is None else whole.merged(part)
+    assert whole is not None
+    profiles = whole.finish()
+    del whole
     scorers = {}
     skipped = {}
     for kind in ENTITY_KINDS:
-        windows = pl.concat(_collect(*[fold[kind].select(feature_columns(kind)) for fold in folds]))
+        parts = [part for fold in folds for part in fold.windows(kind)]
+        matrix = (pl.concat(parts) if parts else pl.DataFrame(schema={c: pl.Float64 for c in feature_columns(kind)})
+                  ).to_numpy()
+        del parts
         try:
             scorers[kind] = config.scoring.make_scorer().fit(
-                windows.to_numpy(), feature_columns(kind), tail_features=TAIL_FEATURES[kind])
+                matrix, feature_columns(kind), tail_features=TAIL_FEATURES[kind])
         except ColdStartError as exc:
             skipped[kind] = exc.message
+        del matrix
     if not scorers:
         raise NoBaselineError("not enough baseline windows to train any scorer: " + "; ".join(
             f"{kind}: {why}" for kind, why in skipped.items()))
@@ -150,6 +183,62 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
             "training_windows": {k: s.n_training_windows for k, s in scorers.items()}},
         tables={name: getattr(profiles, name) for name in PROFILE_SCHEMAS},
     )
+
+
+def _fold_bounds(start: datetime, end: datetime) -> list[tuple[datetime, datetime | None]]:
+    """Each fold's [lower, upper) (the last one open-ended)."""
+    cuts = [start + (end - start) * k / (TRAINING_FOLDS + 1) for k in range(1, TRAINING_FOLDS + 1)]
+    return list(zip(cuts, [*cuts[1:], None], strict=True))
+
+
+class _Fold:
+    """One later part of the baseline, [lower, upper), featurized against the profiles of everything before it."""
+
+    def __init__(self, lower: datetime, upper: datetime | None) -> None:
+        self.lower, self.upper = lower, upper
+        self.profiles: Profiles | None = None  # set when the slice holding `lower` is reached, dropped after `upper`
+        self.started = self.has_baseline = False
+        self._last_seen: dict[str, pl.DataFrame] = {}
+        self._parts: dict[str, list[pl.DataFrame]] = {kind: [] for kind in ENTITY_KINDS}
+
+    def start(self, history: Profiles) -> None:
+        """Begin the fold with the profiles of everything before it (folds without any are left out)."""
+        self.started, self.has_baseline = True, history.has_baseline
+        self.profiles = history if history.has_baseline else None
+
+    def add(self, frame: pl.DataFrame, config: Config) -> None:
+        """Build the windows of the events of *frame* (a slice, attributed) that lie in this fold."""
+        if self.profiles is None:
+            return
+        inside = pl.col("time") >= self.lower
+        if self.upper is not None:
+            inside &= pl.col("time") < self.upper
+        piece = frame.filter(inside)
+        if piece.height:
+            built = build_features(piece.lazy(), self.profiles.restricted(piece), config.features, self._last_seen,
+                                   detail=False)
+            for kind, table in zip(built, _collect(*[f.select(*KEY, *feature_columns(kind))
+                                                     for kind, f in built.items()]), strict=True):
+                self._parts[kind].append(detached_frame(table))
+            _remember(self._last_seen, piece)
+        if self.upper is not None and frame["time"].max() >= self.upper:  # the fold is complete
+            self.profiles, self._last_seen = None, {}
+
+    def windows(self, kind: EntityKind) -> list[pl.DataFrame]:
+        """The fold's windows of *kind* in the order of building them all at once (by entity, then
+        window), without their keys; none if it built no window of that kind."""
+        parts, self._parts[kind] = self._parts[kind], []
+        return [pl.concat(parts).sort(*KEY).select(feature_columns(kind))] if parts else []
+
+
+def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:
+    """Fold the latest event time per entity of *events* into *last_seen* (the next slice's earlier activity)."""
+    for kind in ENTITY_KINDS:
+        latest = (events.lazy().select(entity_of(kind).alias("entity_id"), "time").drop_nulls("entity_id")
+                  .group_by("entity_id").agg(last_seen=pl.col("time").max()))
+        if kind in last_seen:
+            latest = pl.concat([last_seen[kind].lazy(), latest]).group_by("entity_id").agg(pl.col("last_seen").max())
+        last_seen[kind] = detached_frame(latest.collect())
 
 
 def signals_only(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None, reason: str = "") -> Model:
