@@ -159,10 +159,7 @@ def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: C
     scorers = {}
     skipped = {}
     for kind in ENTITY_KINDS:
-        parts = [part for fold in folds for part in fold.windows(kind)]
-        matrix = (pl.concat(parts) if parts else pl.DataFrame(schema={c: pl.Float64 for c in feature_columns(kind)})
-                  ).to_numpy()
-        del parts
+        matrix = _training_matrix(folds, kind)
         try:
             scorers[kind] = config.scoring.make_scorer().fit(
                 matrix, feature_columns(kind), tail_features=TAIL_FEATURES[kind])
@@ -224,11 +221,27 @@ class _Fold:
         if self.upper is not None and frame["time"].max() >= self.upper:  # the fold is complete
             self.profiles, self._last_seen = None, {}
 
-    def windows(self, kind: EntityKind) -> list[pl.DataFrame]:
-        """The fold's windows of *kind* in the order of building them all at once (by entity, then
-        window), without their keys; none if it built no window of that kind."""
+    def rows(self, kind: EntityKind) -> int:
+        return sum(part.height for part in self._parts[kind])
+
+    def move_to(self, kind: EntityKind, out: np.ndarray) -> None:
+        """Write the fold's windows of *kind* into *out* (``rows(kind)`` rows) in the order of building
+        them all at once (by entity, then window), and let them go."""
         parts, self._parts[kind] = self._parts[kind], []
-        return [pl.concat(parts).sort(*KEY).select(feature_columns(kind))] if parts else []
+        if parts:
+            out[:] = pl.concat(parts).sort(*KEY).select(feature_columns(kind)).to_numpy()
+
+
+def _training_matrix(folds: list[_Fold], kind: EntityKind) -> np.ndarray:
+    """The training windows of *kind*, fold after fold, filled into one array (the largest thing
+    training holds: millions of device windows of a large fleet)."""
+    sizes = [fold.rows(kind) for fold in folds]
+    matrix = np.empty((sum(sizes), len(feature_columns(kind))), dtype=np.float64)
+    offset = 0
+    for fold, size in zip(folds, sizes, strict=True):
+        fold.move_to(kind, matrix[offset:offset + size])
+        offset += size
+    return matrix
 
 
 def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:

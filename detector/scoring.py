@@ -695,10 +695,11 @@ class WindowScorer(BaseEstimator):
         if matrix.ndim != 2 or matrix.shape[1] != len(names):
             raise ScoringError(f"expected a matrix with {len(names)} feature columns, got shape {matrix.shape}")
         # The forest sees float32 (as sklearn does); a float64 beyond its range would become inf.
+        # Column by column: a float32 copy of a training matrix of millions of windows is large.
         with np.errstate(over="ignore"):
-            finite = np.isfinite(matrix.astype(np.float32))
-        if not finite.all():
-            bad = [names[j] for j in np.flatnonzero(~finite.all(axis=0))]
+            finite = [bool(np.isfinite(matrix[:, j].astype(np.float32)).all()) for j in range(matrix.shape[1])]
+        if not all(finite):
+            bad = [names[j] for j, ok in enumerate(finite) if not ok]
             raise ScoringError(f"feature(s) {bad} hold NaN, null or infinite values (or exceed float32); "
                                "the feature stage must give every window a finite value")
         return matrix
@@ -754,22 +755,27 @@ class WindowScorer(BaseEstimator):
                 "calibrate scores; train on a longer span of logs (or lower "
                 "scoring.min_training_windows, accepting that few windows can reach any severity)",
                 n_windows=n_windows, min_windows=int(self.min_windows))
+        # sklearn grows its trees on float32; one copy serves the fit and the calibration.
+        as_float32 = matrix.astype(np.float32)
         forest = IsolationForest(
             n_estimators=int(self.n_estimators),
             # Capping here rather than letting sklearn do it avoids its warning; the result is the same.
             max_samples=min(int(self.max_samples), n_windows),
             max_features=1.0, bootstrap=False, contamination="auto", random_state=self.random_state,
-        ).fit(matrix)
+        ).fit(as_float32)
         self.forest_ = ForestArrays.from_sklearn(forest)
         self.feature_names_ = names
         self.n_features_in_ = len(names)
         # Calibrating on the training windows themselves (in-sample) is slightly conservative in
         # the upper tail for small baselines (a point helped grow the trees it is scored by) and
         # indistinguishable from held-out calibration from a few thousand windows on.
-        self.train_scores_ = np.sort(self.forest_.score(matrix.astype(np.float32)))
+        self.train_scores_ = np.sort(self.forest_.score(as_float32))
+        del as_float32
         self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
-        self.feature_quantiles_ = np.quantile(matrix, self.quantile_levels_, axis=0)
-        self.feature_median_ = np.median(matrix, axis=0)
+        # Column by column (the same values as along axis 0): numpy sorts a copy of what it is given.
+        columns = range(matrix.shape[1])
+        self.feature_quantiles_ = np.column_stack([np.quantile(matrix[:, j], self.quantile_levels_) for j in columns])
+        self.feature_median_ = np.asarray([np.median(matrix[:, j]) for j in columns], dtype=np.float64)
         unknown = sorted(set(tail_features) - set(names))
         if unknown:
             raise ScoringError(f"tail_features {unknown} are not among the feature names")
