@@ -6,9 +6,11 @@ windows; ``score`` turns the windows of new events into findings per the DESIGN.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,7 +140,14 @@ def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: C
     if start is None or end is None:
         raise NoBaselineError("no events to learn a baseline from")
     assert isinstance(start, datetime) and isinstance(end, datetime)
-    folds = [_Fold(lower, upper) for lower, upper in _fold_bounds(start, end)]
+    with tempfile.TemporaryDirectory(prefix="ami-detector-training-") as directory:
+        return _train_folds(slices, [_Fold(lower, upper, Path(directory) / f"fold{k}")
+                                     for k, (lower, upper) in enumerate(_fold_bounds(start, end))],
+                            config, metadata)
+
+
+def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_Fold], config: Config,
+                 metadata: dict[str, Any] | None) -> Model:
     whole: PartialProfiles | None = None
     sessions: pl.DataFrame | None = None
     for _, _, lazy in slices:
@@ -191,12 +200,16 @@ def _fold_bounds(start: datetime, end: datetime) -> list[tuple[datetime, datetim
 class _Fold:
     """One later part of the baseline, [lower, upper), featurized against the profiles of everything before it."""
 
-    def __init__(self, lower: datetime, upper: datetime | None) -> None:
+    def __init__(self, lower: datetime, upper: datetime | None, directory: Path) -> None:
         self.lower, self.upper = lower, upper
+        # Its windows wait on disk (Parquet, a file per slice and kind) until the forest is fitted:
+        # in memory, millions of device windows of a large fleet would outweigh everything else.
+        self.directory = directory
         self.profiles: Profiles | None = None  # set when the slice holding `lower` is reached, dropped after `upper`
         self.started = self.has_baseline = False
         self._last_seen: dict[str, pl.DataFrame] = {}
-        self._parts: dict[str, list[pl.DataFrame]] = {kind: [] for kind in ENTITY_KINDS}
+        self._parts: dict[str, list[Path]] = {kind: [] for kind in ENTITY_KINDS}
+        self._rows: dict[str, int] = dict.fromkeys(ENTITY_KINDS, 0)
 
     def start(self, history: Profiles) -> None:
         """Begin the fold with the profiles of everything before it (folds without any are left out)."""
@@ -216,20 +229,24 @@ class _Fold:
                                    detail=False)
             for kind, table in zip(built, _collect(*[f.select(*KEY, *feature_columns(kind))
                                                      for kind, f in built.items()]), strict=True):
-                self._parts[kind].append(detached_frame(table))
+                path = self.directory / kind / f"{len(self._parts[kind]):05d}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                table.write_parquet(path, compression="lz4", statistics=False)
+                self._parts[kind].append(path)
+                self._rows[kind] += table.height
             _remember(self._last_seen, piece)
         if self.upper is not None and frame["time"].max() >= self.upper:  # the fold is complete
             self.profiles, self._last_seen = None, {}
 
     def rows(self, kind: EntityKind) -> int:
-        return sum(part.height for part in self._parts[kind])
+        return self._rows[kind]
 
     def move_to(self, kind: EntityKind, out: np.ndarray) -> None:
         """Write the fold's windows of *kind* into *out* (``rows(kind)`` rows) in the order of building
-        them all at once (by entity, then window), and let them go."""
+        them all at once (by entity, then window)."""
         parts, self._parts[kind] = self._parts[kind], []
         if parts:
-            out[:] = pl.concat(parts).sort(*KEY).select(feature_columns(kind)).to_numpy()
+            out[:] = pl.scan_parquet(parts).sort(*KEY).select(feature_columns(kind)).collect().to_numpy()
 
 
 def _training_matrix(folds: list[_Fold], kind: EntityKind) -> np.ndarray:
