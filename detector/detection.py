@@ -17,9 +17,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from detector.attribution import attribute
 from detector.config import Config
 from detector.errors import DetectorError
-from detector.attribution import attribute
 from detector.explain import reasons
 from detector.features import (
     DETAIL_COLUMNS,
@@ -40,7 +40,6 @@ from detector.incidents import assign_incidents
 from detector.model_store import Model
 from detector.parsers.reader import detached_frame
 from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer
-from detector.spill import in_memory_slices, slice_length
 from detector.signals import (
     FAMILY,
     LEVELS,
@@ -53,6 +52,7 @@ from detector.signals import (
     sensitive_windows,
     window_novelty,
 )
+from detector.spill import in_memory_slices, slice_length
 
 DETECTOR = "iforest"
 

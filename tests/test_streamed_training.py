@@ -6,6 +6,7 @@ The reference here is the training as it was before it streamed: profiles built 
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,14 +20,21 @@ from detector.api import train as api_train
 from detector.attribution import attribute
 from detector.config import Config
 from detector.detection import TRAINING_FOLDS, train, train_slices
-from detector.features import ENTITY_KINDS, PROFILE_SCHEMAS, TAIL_FEATURES, build_features, build_profiles, feature_columns
+from detector.features import (
+    ENTITY_KINDS,
+    PROFILE_SCHEMAS,
+    TAIL_FEATURES,
+    build_features,
+    build_profiles,
+    feature_columns,
+)
 from detector.features.partial import PartialProfiles
 from detector.spill import EventSpill, in_memory_slices
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_logs"
 LABELS = json.loads((SAMPLE / "labels.json").read_text())
-UNTIL = datetime.fromisoformat(LABELS["generator"]["baseline_until"].replace("Z", "+00:00"))
+UNTIL = datetime.fromisoformat(LABELS["generator"]["baseline_until"])
 CONFIG = Config()
 
 
@@ -43,7 +51,7 @@ def _reference_train(events: pl.DataFrame) -> tuple[dict[str, np.ndarray], dict[
     assert start is not None and end is not None
     cuts = [start + (end - start) * k / (TRAINING_FOLDS + 1) for k in range(1, TRAINING_FOLDS + 1)] + [None]
     windows: dict[str, list[pl.DataFrame]] = {kind: [] for kind in ENTITY_KINDS}
-    for lower, upper in zip(cuts, cuts[1:], strict=False):
+    for lower, upper in itertools.pairwise(cuts):
         part = events.filter(pl.col("time") >= lower)
         if upper is not None:
             part = part.filter(pl.col("time") < upper)

@@ -25,7 +25,13 @@ from typing import Final, Self
 import polars as pl
 
 from detector.features.catalog import EntityKind, measures
-from detector.features.common import as_lazy, entity_of, is_device_target, prepare, window_measures
+from detector.features.common import (
+    as_lazy,
+    entity_of,
+    is_device_target,
+    prepare,
+    window_measures,
+)
 from detector.features.config import FeatureConfig
 from detector.features.profiles import PROFILE_KEYS, PROFILE_SCHEMAS, Profiles
 
