@@ -163,6 +163,8 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
         part = PartialProfiles.of(frame, config.features)
         whole = part if whole is None else whole.merged(part)
     assert whole is not None
+    for fold in folds:  # the last fold, open-ended, still holds its history's profiles
+        fold.close()
     profiles = whole.finish()
     del whole
     scorers = {}
@@ -236,7 +238,11 @@ class _Fold:
                 self._rows[kind] += table.height
             _remember(self._last_seen, piece)
         if self.upper is not None and frame["time"].max() >= self.upper:  # the fold is complete
-            self.profiles, self._last_seen = None, {}
+            self.close()
+
+    def close(self) -> None:
+        """Let go of what building windows needed (the windows stay)."""
+        self.profiles, self._last_seen = None, {}
 
     def rows(self, kind: EntityKind) -> int:
         return self._rows[kind]
@@ -245,8 +251,13 @@ class _Fold:
         """Write the fold's windows of *kind* into *out* (``rows(kind)`` rows) in the order of building
         them all at once (by entity, then window)."""
         parts, self._parts[kind] = self._parts[kind], []
-        if parts:
-            out[:] = pl.scan_parquet(parts).sort(*KEY).select(feature_columns(kind)).collect().to_numpy()
+        if not parts:
+            return
+        windows = pl.scan_parquet(parts)
+        order = windows.select(*KEY).with_row_index().sort(*KEY).select("index").collect().to_series().to_numpy()
+        # A column at a time: a fold's windows as one frame (and a sorted copy) would be as large as the matrix.
+        for j, name in enumerate(feature_columns(kind)):
+            out[:, j] = windows.select(name).collect().to_series().to_numpy()[order]
 
 
 def _training_matrix(folds: list[_Fold], kind: EntityKind) -> np.ndarray:

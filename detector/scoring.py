@@ -90,6 +90,7 @@ _INT_ARRAYS: Final = frozenset({"tree_offsets", "children_left", "children_right
 # Largest training values kept per tail feature: the tail p-value is exact down to TAIL_KEEP / n,
 # which is all the tail needs (above it a value is not rare enough to matter).
 TAIL_KEEP: Final = 1024
+_TAIL_BLOCK: Final = 1 << 18  # rows per block of the tail component's scores
 
 # sklearn's markers in tree arrays.
 _LEAF: Final = -1  # children_left / children_right of a leaf
@@ -782,7 +783,9 @@ class WindowScorer(BaseEstimator):
         self.tail_index_ = np.asarray([names.index(f) for f in tail_features], dtype=np.int64)
         keep = min(TAIL_KEEP, n_windows)
         # Descending top values per tail feature, shape (keep, n_tail).
-        self.tail_top_ = -np.sort(-matrix[:, self.tail_index_], axis=0)[:keep].astype(np.float64)
+        # A column at a time, like the quantiles above.
+        tops = [-np.sort(-matrix[:, j])[:keep] for j in self.tail_index_]
+        self.tail_top_ = (np.column_stack(tops) if tops else np.empty((keep, 0))).astype(np.float64)
         tail_raw, _ = self._tail(matrix, in_sample=True)
         self.train_tail_ = np.sort(tail_raw)
         self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, matrix.shape[0]))
@@ -798,10 +801,15 @@ class WindowScorer(BaseEstimator):
         itself once instead). Zero is never rare — it is "nothing happened" for these features —
         and values not above the kept top values are not rare enough to matter (p = 1).
         """
-        n = self.train_scores_.shape[0]
         rows = matrix.shape[0]
         if self.tail_index_.shape[0] == 0 or rows == 0:
             return np.zeros(rows), np.full(rows, -1, dtype=np.int64)
+        if rows > _TAIL_BLOCK:
+            # Every step is per row: in blocks, the temporaries of millions of training windows stay small.
+            parts = [self._tail(matrix[start:start + _TAIL_BLOCK], in_sample=in_sample)
+                     for start in range(0, rows, _TAIL_BLOCK)]
+            return np.concatenate([raw for raw, _ in parts]), np.concatenate([rarest for _, rarest in parts])
+        n = self.train_scores_.shape[0]
         values = matrix[:, self.tail_index_]
         top = self.tail_top_
         keep = top.shape[0]
