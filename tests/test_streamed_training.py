@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from detector.api import read_logs
+from detector.api import scan as api_scan
 from detector.api import train as api_train
 from detector.attribution import attribute
 from detector.config import Config
@@ -136,3 +137,19 @@ def test_train_of_log_files_learns_what_train_of_their_events_does(baseline, mod
         assert from_files.tables[name].equals(from_events.tables[name]), name
     for kind in ENTITY_KINDS:
         np.testing.assert_array_equal(from_files.scorers[kind].train_scores_, from_events.scorers[kind].train_scores_)
+
+
+def test_scan_without_a_model_finds_what_train_then_scan_finds(model):
+    learned = api_scan(SAMPLE, baseline_until=UNTIL)
+    trained = api_scan(SAMPLE, model, baseline_until=UNTIL)
+    try:
+        assert learned.model.metadata["learned_during_scan"] is True
+        for kind in ENTITY_KINDS:
+            np.testing.assert_array_equal(learned.model.scorers[kind].train_scores_, model.scorers[kind].train_scores_)
+        # The ids differ only because the learned model has no model id; the rest is the same.
+        different = ["finding_id", "model_id", "incident_id"]
+        assert learned.df.height > 0
+        assert learned.df.drop(different).equals(trained.df.drop(different))
+    finally:
+        learned.close()
+        trained.close()
