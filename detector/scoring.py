@@ -783,9 +783,11 @@ class WindowScorer(BaseEstimator):
         self.tail_index_ = np.asarray([names.index(f) for f in tail_features], dtype=np.int64)
         keep = min(TAIL_KEEP, n_windows)
         # Descending top values per tail feature, shape (keep, n_tail).
-        # A column at a time, like the quantiles above.
-        tops = [-np.sort(-matrix[:, j])[:keep] for j in self.tail_index_]
-        self.tail_top_ = (np.column_stack(tops) if tops else np.empty((keep, 0))).astype(np.float64)
+        # A column at a time, like the quantiles above; column-major, as sorting the tail columns of
+        # the whole matrix along axis 0 gave (the saved model's bytes stay the same).
+        self.tail_top_ = np.empty((keep, self.tail_index_.shape[0]), dtype=np.float64, order="F")
+        for column, j in enumerate(self.tail_index_):
+            self.tail_top_[:, column] = -np.sort(-matrix[:, j])[:keep]
         tail_raw, _ = self._tail(matrix, in_sample=True)
         self.train_tail_ = np.sort(tail_raw)
         self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, matrix.shape[0]))
