@@ -39,7 +39,12 @@ from detector.findings import FINDINGS_SCHEMA, empty_findings, finding_ids, rank
 from detector.incidents import assign_incidents
 from detector.model_store import Model
 from detector.parsers.reader import detached_frame
-from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer
+from detector.scoring import (
+    ColdStartError,
+    SeverityThresholds,
+    TrainingColumns,
+    WindowScorer,
+)
 from detector.signals import (
     FAMILY,
     LEVELS,
@@ -170,13 +175,11 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
     scorers = {}
     skipped = {}
     for kind in ENTITY_KINDS:
-        matrix = _training_matrix(folds, kind)
         try:
             scorers[kind] = config.scoring.make_scorer().fit(
-                matrix, feature_columns(kind), tail_features=TAIL_FEATURES[kind])
+                _training_columns(folds, kind), feature_columns(kind), tail_features=TAIL_FEATURES[kind])
         except ColdStartError as exc:
             skipped[kind] = exc.message
-        del matrix
     if not scorers:
         raise NoBaselineError("not enough baseline windows to train any scorer: " + "; ".join(
             f"{kind}: {why}" for kind, why in skipped.items()))
@@ -212,6 +215,7 @@ class _Fold:
         self._last_seen: dict[str, pl.DataFrame] = {}
         self._parts: dict[str, list[Path]] = {kind: [] for kind in ENTITY_KINDS}
         self._rows: dict[str, int] = dict.fromkeys(ENTITY_KINDS, 0)
+        self._order: dict[str, np.ndarray] = {}  # per kind, the permutation that puts the windows in order
 
     def start(self, history: Profiles) -> None:
         """Begin the fold with the profiles of everything before it (folds without any are left out)."""
@@ -247,29 +251,25 @@ class _Fold:
     def rows(self, kind: EntityKind) -> int:
         return self._rows[kind]
 
-    def move_to(self, kind: EntityKind, out: np.ndarray) -> None:
-        """Write the fold's windows of *kind* into *out* (``rows(kind)`` rows) in the order of building
-        them all at once (by entity, then window)."""
-        parts, self._parts[kind] = self._parts[kind], []
+    def column(self, kind: EntityKind, name: str) -> np.ndarray:
+        """The fold's values of one feature of *kind*, in the order of building its windows all at once
+        (by entity, then window)."""
+        parts = self._parts[kind]
         if not parts:
-            return
+            return np.empty(0, dtype=np.float64)
         windows = pl.scan_parquet(parts)
-        order = windows.select(*KEY).with_row_index().sort(*KEY).select("index").collect().to_series().to_numpy()
-        # A column at a time: a fold's windows as one frame (and a sorted copy) would be as large as the matrix.
-        for j, name in enumerate(feature_columns(kind)):
-            out[:, j] = windows.select(name).collect().to_series().to_numpy()[order]
+        if kind not in self._order:
+            self._order[kind] = (windows.select(*KEY).with_row_index().sort(*KEY).select("index").collect()
+                                 .to_series().to_numpy())
+        return windows.select(name).collect().to_series().to_numpy()[self._order[kind]]
 
 
-def _training_matrix(folds: list[_Fold], kind: EntityKind) -> np.ndarray:
-    """The training windows of *kind*, fold after fold, filled into one array (the largest thing
-    training holds: millions of device windows of a large fleet)."""
-    sizes = [fold.rows(kind) for fold in folds]
-    matrix = np.empty((sum(sizes), len(feature_columns(kind))), dtype=np.float64)
-    offset = 0
-    for fold, size in zip(folds, sizes, strict=True):
-        fold.move_to(kind, matrix[offset:offset + size])
-        offset += size
-    return matrix
+def _training_columns(folds: list[_Fold], kind: EntityKind) -> TrainingColumns:
+    """The training windows of *kind*, fold after fold, read from the folds' files a column at a time:
+    millions of device windows of a large fleet as one float64 matrix would be the largest thing in memory."""
+    names = feature_columns(kind)
+    return TrainingColumns(sum(fold.rows(kind) for fold in folds), len(names),
+                           lambda j: np.concatenate([fold.column(kind, names[j]) for fold in folds]))
 
 
 def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:

@@ -22,7 +22,7 @@ instead of quietly training a scorer that can never flag anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Literal, Self, overload
@@ -640,6 +640,20 @@ class ForestArrays:
 # The estimator
 
 
+@dataclass(frozen=True)
+class TrainingColumns:
+    """Training windows handed to :meth:`WindowScorer.fit` a column at a time (float64, in row order):
+    a baseline's millions of windows need not be one float64 matrix in memory."""
+
+    rows: int
+    width: int
+    column: Callable[[int], np.ndarray]
+
+    @classmethod
+    def of(cls, matrix: np.ndarray) -> TrainingColumns:
+        return cls(matrix.shape[0], matrix.shape[1], lambda j: matrix[:, j])
+
+
 class WindowScorer(BaseEstimator):
     """Isolation-forest anomaly scorer for the windows of one entity kind.
 
@@ -711,7 +725,7 @@ class WindowScorer(BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def fit(self, X: np.ndarray | pl.DataFrame, feature_names: Sequence[str] | None = None,
+    def fit(self, X: np.ndarray | pl.DataFrame | TrainingColumns, feature_names: Sequence[str] | None = None,
             tail_features: Sequence[str] = ()) -> Self:
         """Grow the forest on baseline windows and record the calibration and baseline statistics.
 
@@ -748,16 +762,35 @@ class WindowScorer(BaseEstimator):
             value = getattr(self, param)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
                 raise ScoringError(f"{param} must be an integer >= {minimum}, not {value!r}")
-        matrix = self._matrix(X, names)
-        n_windows = matrix.shape[0]
+        source = X if isinstance(X, TrainingColumns) else TrainingColumns.of(self._matrix(X, names))
+        if source.width != len(names):
+            raise ScoringError(f"expected {len(names)} feature columns, got {source.width}")
+        n_windows = source.rows
         if n_windows < self.min_windows:
             raise ColdStartError(
                 f"only {n_windows} baseline window(s), at least {self.min_windows} are needed to "
                 "calibrate scores; train on a longer span of logs (or lower "
                 "scoring.min_training_windows, accepting that few windows can reach any severity)",
                 n_windows=n_windows, min_windows=int(self.min_windows))
-        # sklearn grows its trees on float32; one copy serves the fit and the calibration.
-        as_float32 = matrix.astype(np.float32)
+        unknown = sorted(set(tail_features) - set(names))
+        if unknown:
+            raise ScoringError(f"tail_features {unknown} are not among the feature names")
+        # sklearn grows its trees on float32; one copy serves the fit and the calibration. Built and
+        # summarized a column at a time: the float64 windows need never be in memory at once.
+        as_float32 = np.empty((n_windows, len(names)), dtype=np.float32)
+        quantiles, medians = [], []
+        self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
+        for j in range(len(names)):
+            column = source.column(j)
+            with np.errstate(over="ignore"):
+                as_float32[:, j] = column.astype(np.float32)
+            if not np.isfinite(as_float32[:, j]).all():
+                raise ScoringError(f"feature(s) {[names[j]]} hold NaN, null or infinite values (or exceed float32); "
+                                   "the feature stage must give every window a finite value")
+            quantiles.append(np.quantile(column, self.quantile_levels_))
+            medians.append(np.median(column))
+        self.feature_quantiles_ = np.column_stack(quantiles)
+        self.feature_median_ = np.asarray(medians, dtype=np.float64)
         forest = IsolationForest(
             n_estimators=int(self.n_estimators),
             # Capping here rather than letting sklearn do it avoids its warning; the result is the same.
@@ -772,25 +805,21 @@ class WindowScorer(BaseEstimator):
         # indistinguishable from held-out calibration from a few thousand windows on.
         self.train_scores_ = np.sort(self.forest_.score(as_float32))
         del as_float32
-        self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
-        # Column by column (the same values as along axis 0): numpy sorts a copy of what it is given.
-        columns = range(matrix.shape[1])
-        self.feature_quantiles_ = np.column_stack([np.quantile(matrix[:, j], self.quantile_levels_) for j in columns])
-        self.feature_median_ = np.asarray([np.median(matrix[:, j]) for j in columns], dtype=np.float64)
-        unknown = sorted(set(tail_features) - set(names))
-        if unknown:
-            raise ScoringError(f"tail_features {unknown} are not among the feature names")
         self.tail_index_ = np.asarray([names.index(f) for f in tail_features], dtype=np.int64)
         keep = min(TAIL_KEEP, n_windows)
-        # Descending top values per tail feature, shape (keep, n_tail).
-        # A column at a time, like the quantiles above; column-major, as sorting the tail columns of
-        # the whole matrix along axis 0 gave (the saved model's bytes stay the same).
+        # Descending top values per tail feature, shape (keep, n_tail); column-major, as sorting the
+        # tail columns of the whole matrix along axis 0 gave (the saved model's bytes stay the same).
+        tail_columns = np.empty((n_windows, self.tail_index_.shape[0]), dtype=np.float64)
         self.tail_top_ = np.empty((keep, self.tail_index_.shape[0]), dtype=np.float64, order="F")
-        for column, j in enumerate(self.tail_index_):
-            self.tail_top_[:, column] = -np.sort(-matrix[:, j])[:keep]
-        tail_raw, _ = self._tail(matrix, in_sample=True)
+        for position, j in enumerate(self.tail_index_):
+            tail_columns[:, position] = source.column(int(j))
+            self.tail_top_[:, position] = -np.sort(-tail_columns[:, position])[:keep]
+        # Column-major blocks, as indexing the tail columns of a matrix gives: the rows' sums of
+        # log p-values then add up in the same order, to the last bit.
+        tail_raw, _ = self._tail_blocks(lambda start, stop: np.asfortranarray(tail_columns[start:stop]), n_windows,
+                                        True)
         self.train_tail_ = np.sort(tail_raw)
-        self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, matrix.shape[0]))
+        self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, n_windows))
         return self
 
     # -- the tail component --------------------------------------------------------------------
@@ -803,16 +832,21 @@ class WindowScorer(BaseEstimator):
         itself once instead). Zero is never rare — it is "nothing happened" for these features —
         and values not above the kept top values are not rare enough to matter (p = 1).
         """
-        rows = matrix.shape[0]
+        return self._tail_blocks(lambda start, stop: matrix[start:stop, self.tail_index_], matrix.shape[0], in_sample)
+
+    def _tail_blocks(self, values_of: Callable[[int, int], np.ndarray], rows: int,
+                     in_sample: bool) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_tail` of rows given by ``values_of(start, stop)`` (their tail columns), in blocks:
+        every step is per row, and in blocks the temporaries of millions of training windows stay small."""
         if self.tail_index_.shape[0] == 0 or rows == 0:
             return np.zeros(rows), np.full(rows, -1, dtype=np.int64)
-        if rows > _TAIL_BLOCK:
-            # Every step is per row: in blocks, the temporaries of millions of training windows stay small.
-            parts = [self._tail(matrix[start:start + _TAIL_BLOCK], in_sample=in_sample)
-                     for start in range(0, rows, _TAIL_BLOCK)]
-            return np.concatenate([raw for raw, _ in parts]), np.concatenate([rarest for _, rarest in parts])
+        parts = [self._tail_of(values_of(start, min(start + _TAIL_BLOCK, rows)), in_sample)
+                 for start in range(0, rows, _TAIL_BLOCK)]
+        return np.concatenate([raw for raw, _ in parts]), np.concatenate([rarest for _, rarest in parts])
+
+    def _tail_of(self, values: np.ndarray, in_sample: bool) -> tuple[np.ndarray, np.ndarray]:
+        rows = values.shape[0]
         n = self.train_scores_.shape[0]
-        values = matrix[:, self.tail_index_]
         top = self.tail_top_
         keep = top.shape[0]
         ge = np.empty_like(values)
