@@ -364,10 +364,11 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
     """
     config = Config.from_toml(config_path) if config_path else Config()
     with progress_for(quiet) as progress:
-        events, _, reports = api.read_with_reports(logs, format=format_name, mappings=mappings, tz=tz,
-                                                   progress=progress)
-        model = api.train(events, config=config, baseline_until=_utc(baseline_until), progress=progress,
-                          metadata={"training_files": len([r for r in reports if not r.error])})
+        # Parsed into a spill on disk and learned from a day at a time: memory follows a day of logs.
+        reports: list[FileReport] = []
+        model = api.train(logs, config=config, baseline_until=_utc(baseline_until), progress=progress,
+                          format=format_name, mappings=mappings, tz=tz, reports=reports)
+        model.metadata["training_files"] = len([r for r in reports if not r.error])
     save_model(model, model_dir)
     command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]
                        + (["--config", str(config_path)] if config_path else [])

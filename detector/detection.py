@@ -6,18 +6,20 @@ windows; ``score`` turns the windows of new events into findings per the ARCHITE
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from detector.attribution import attribute
 from detector.config import Config
 from detector.errors import DetectorError
-from detector.attribution import attribute
 from detector.explain import reasons
 from detector.features import (
     DETAIL_COLUMNS,
@@ -32,10 +34,17 @@ from detector.features import (
     feature_columns,
 )
 from detector.features.common import KEY
+from detector.features.partial import PartialProfiles
 from detector.findings import FINDINGS_SCHEMA, empty_findings, finding_ids, rank
 from detector.incidents import assign_incidents
 from detector.model_store import Model
-from detector.scoring import ColdStartError, SeverityThresholds, WindowScorer
+from detector.parsers.reader import detached_frame
+from detector.scoring import (
+    ColdStartError,
+    SeverityThresholds,
+    TrainingColumns,
+    WindowScorer,
+)
 from detector.signals import (
     FAMILY,
     LEVELS,
@@ -48,6 +57,7 @@ from detector.signals import (
     sensitive_windows,
     window_novelty,
 )
+from detector.spill import in_memory_slices, slice_length
 
 DETECTOR = "iforest"
 
@@ -82,38 +92,14 @@ def profiles_of(model: Model) -> Profiles:
 
 
 # The baseline is cut into this many + 1 equal parts; each part after the first is turned into
-# training windows against the profiles of everything before it (see _training_windows).
+# training windows against the profiles of everything before it (see train_slices).
 TRAINING_FOLDS = 3
-
-
-def _training_windows(events: pl.LazyFrame, start: datetime, end: datetime, config: Config
-                      ) -> list[dict[str, pl.LazyFrame]]:
-    """Training windows that meet their baseline the way scanned windows will: from the outside.
-
-    Scored windows are compared with profiles of an earlier period, so a meter's first disconnect,
-    an account's first new address or a first-ever setting change look new. Training windows
-    compared with profiles that contain them would never look new, and the model would learn that
-    novelty does not happen. So the baseline is split in time: each later part is featurized
-    against the profiles of all the parts before it (an expanding window), and the scorer learns
-    how often novelty happens in ordinary weeks.
-    """
-    span = end - start
-    cuts = [start + span * k / (TRAINING_FOLDS + 1) for k in range(1, TRAINING_FOLDS + 1)] + [None]
-    folds = []
-    for lower, upper in zip(cuts, cuts[1:], strict=False):
-        history = events.filter(pl.col("time") < lower)
-        part = events.filter(pl.col("time") >= lower)
-        if upper is not None:
-            part = part.filter(pl.col("time") < upper)
-        profiles = build_profiles(history, config.features)
-        if profiles.has_baseline:
-            folds.append(build_features(part, profiles, config.features))
-    return folds
 
 
 def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
           metadata: dict[str, Any] | None = None) -> Model:
-    """Learn baseline profiles and fit a scorer per entity kind on the baseline's windows.
+    """Learn baseline profiles and fit a scorer per entity kind on the baseline's windows
+    (:func:`train_slices` of the events cut into a scan's slices).
 
     Raises
     ------
@@ -121,19 +107,77 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
         When the events hold no entity kind with enough windows to calibrate a scorer.
     """
     config = config or Config()
-    events = attribute(events.lazy().collect())[0].lazy()
-    profiles = build_profiles(events, config.features)
-    if not profiles.has_baseline:
+    frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
+    return train_slices(in_memory_slices(frame, slice_length(config.features.window_length)), config, metadata)
+
+
+def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: Config | None = None,
+                 metadata: dict[str, Any] | None = None) -> Model:
+    """:func:`train` reading its baseline one slice at a time (the slices of a spill, in time order),
+    so that memory follows a slice and the profile tables, not the baseline's length.
+
+    Training windows meet their baseline the way scanned windows will: from the outside. Scored
+    windows are compared with profiles of an earlier period, so a meter's first disconnect, an
+    account's first new address or a first-ever setting change look new. Training windows compared
+    with profiles that contain them would never look new, and the model would learn that novelty does
+    not happen. So the baseline is cut in time into TRAINING_FOLDS + 1 equal parts: each later part is
+    featurized against the profiles of all the parts before it (an expanding window), and the scorer
+    learns how often novelty happens in ordinary weeks.
+
+    The profiles are merged from per-slice partial aggregates (:mod:`detector.features.partial`);
+    a fold's history is the merge of the slices before its cut and of the part of the cut's slice
+    before it. Events are attributed slice by slice with the open sessions carried, windows built
+    with each entity's last activity carried (as a scan does), and each fold's windows put back in
+    the order of building them all at once (entity, window), so the model is the one :func:`train`
+    gave when it read everything at once.
+
+    Raises
+    ------
+    NoBaselineError
+        When the events hold no entity kind with enough windows to calibrate a scorer.
+    """
+    config = config or Config()
+    slices = list(slices)
+    spans = pl.concat(pl.collect_all([lf.select(start=pl.col("time").min(), end=pl.col("time").max())
+                                      for _, _, lf in slices])) if slices else pl.DataFrame()
+    start = spans["start"].min() if spans.height else None
+    end = spans["end"].max() if spans.height else None
+    if start is None or end is None:
         raise NoBaselineError("no events to learn a baseline from")
-    assert profiles.baseline_start is not None and profiles.baseline_end is not None
-    folds = _training_windows(events, profiles.baseline_start, profiles.baseline_end, config)
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    with tempfile.TemporaryDirectory(prefix="ami-detector-training-") as directory:
+        return _train_folds(slices, [_Fold(lower, upper, Path(directory) / f"fold{k}")
+                                     for k, (lower, upper) in enumerate(_fold_bounds(start, end))],
+                            config, metadata)
+
+
+def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_Fold], config: Config,
+                 metadata: dict[str, Any] | None) -> Model:
+    whole: PartialProfiles | None = None
+    sessions: pl.DataFrame | None = None
+    for _, _, lazy in slices:
+        frame, sessions = attribute(lazy.collect(), sessions)
+        if not frame.height:
+            continue
+        latest = frame["time"].max()
+        for fold in folds:
+            if not fold.started and latest >= fold.lower:  # the fold starts in this slice
+                before = PartialProfiles.of(frame.filter(pl.col("time") < fold.lower), config.features)
+                fold.start((before if whole is None else whole.merged(before)).finish())
+            fold.add(frame, config)
+        part = PartialProfiles.of(frame, config.features)
+        whole = part if whole is None else whole.merged(part)
+    assert whole is not None
+    for fold in folds:  # the last fold, open-ended, still holds its history's profiles
+        fold.close()
+    profiles = whole.finish()
+    del whole
     scorers = {}
     skipped = {}
     for kind in ENTITY_KINDS:
-        windows = pl.concat(_collect(*[fold[kind].select(feature_columns(kind)) for fold in folds]))
         try:
             scorers[kind] = config.scoring.make_scorer().fit(
-                windows.to_numpy(), feature_columns(kind), tail_features=TAIL_FEATURES[kind])
+                _training_columns(folds, kind), feature_columns(kind), tail_features=TAIL_FEATURES[kind])
         except ColdStartError as exc:
             skipped[kind] = exc.message
     if not scorers:
@@ -150,6 +194,92 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
             "training_windows": {k: s.n_training_windows for k, s in scorers.items()}},
         tables={name: getattr(profiles, name) for name in PROFILE_SCHEMAS},
     )
+
+
+def _fold_bounds(start: datetime, end: datetime) -> list[tuple[datetime, datetime | None]]:
+    """Each fold's [lower, upper) (the last one open-ended)."""
+    cuts = [start + (end - start) * k / (TRAINING_FOLDS + 1) for k in range(1, TRAINING_FOLDS + 1)]
+    return list(zip(cuts, [*cuts[1:], None], strict=True))
+
+
+class _Fold:
+    """One later part of the baseline, [lower, upper), featurized against the profiles of everything before it."""
+
+    def __init__(self, lower: datetime, upper: datetime | None, directory: Path) -> None:
+        self.lower, self.upper = lower, upper
+        # Its windows wait on disk (Parquet, a file per slice and kind) until the forest is fitted:
+        # in memory, millions of device windows of a large fleet would outweigh everything else.
+        self.directory = directory
+        self.profiles: Profiles | None = None  # set when the slice holding `lower` is reached, dropped after `upper`
+        self.started = self.has_baseline = False
+        self._last_seen: dict[str, pl.DataFrame] = {}
+        self._parts: dict[str, list[Path]] = {kind: [] for kind in ENTITY_KINDS}
+        self._rows: dict[str, int] = dict.fromkeys(ENTITY_KINDS, 0)
+        self._order: dict[str, np.ndarray] = {}  # per kind, the permutation that puts the windows in order
+
+    def start(self, history: Profiles) -> None:
+        """Begin the fold with the profiles of everything before it (folds without any are left out)."""
+        self.started, self.has_baseline = True, history.has_baseline
+        self.profiles = history if history.has_baseline else None
+
+    def add(self, frame: pl.DataFrame, config: Config) -> None:
+        """Build the windows of the events of *frame* (a slice, attributed) that lie in this fold."""
+        if self.profiles is None:
+            return
+        inside = pl.col("time") >= self.lower
+        if self.upper is not None:
+            inside &= pl.col("time") < self.upper
+        piece = frame.filter(inside)
+        if piece.height:
+            built = build_features(piece.lazy(), self.profiles.restricted(piece), config.features, self._last_seen,
+                                   detail=False)
+            for kind, table in zip(built, _collect(*[f.select(*KEY, *feature_columns(kind))
+                                                     for kind, f in built.items()]), strict=True):
+                path = self.directory / kind / f"{len(self._parts[kind]):05d}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                table.write_parquet(path, compression="lz4", statistics=False)
+                self._parts[kind].append(path)
+                self._rows[kind] += table.height
+            _remember(self._last_seen, piece)
+        if self.upper is not None and frame["time"].max() >= self.upper:  # the fold is complete
+            self.close()
+
+    def close(self) -> None:
+        """Let go of what building windows needed (the windows stay)."""
+        self.profiles, self._last_seen = None, {}
+
+    def rows(self, kind: EntityKind) -> int:
+        return self._rows[kind]
+
+    def column(self, kind: EntityKind, name: str) -> np.ndarray:
+        """The fold's values of one feature of *kind*, in the order of building its windows all at once
+        (by entity, then window)."""
+        parts = self._parts[kind]
+        if not parts:
+            return np.empty(0, dtype=np.float64)
+        windows = pl.scan_parquet(parts)
+        if kind not in self._order:
+            self._order[kind] = (windows.select(*KEY).with_row_index().sort(*KEY).select("index").collect()
+                                 .to_series().to_numpy())
+        return windows.select(name).collect().to_series().to_numpy()[self._order[kind]]
+
+
+def _training_columns(folds: list[_Fold], kind: EntityKind) -> TrainingColumns:
+    """The training windows of *kind*, fold after fold, read from the folds' files a column at a time:
+    millions of device windows of a large fleet as one float64 matrix would be the largest thing in memory."""
+    names = feature_columns(kind)
+    return TrainingColumns(sum(fold.rows(kind) for fold in folds), len(names),
+                           lambda j: np.concatenate([fold.column(kind, names[j]) for fold in folds]))
+
+
+def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:
+    """Fold the latest event time per entity of *events* into *last_seen* (the next slice's earlier activity)."""
+    for kind in ENTITY_KINDS:
+        latest = (events.lazy().select(entity_of(kind).alias("entity_id"), "time").drop_nulls("entity_id")
+                  .group_by("entity_id").agg(last_seen=pl.col("time").max()))
+        if kind in last_seen:
+            latest = pl.concat([last_seen[kind].lazy(), latest]).group_by("entity_id").agg(pl.col("last_seen").max())
+        last_seen[kind] = detached_frame(latest.collect())
 
 
 def signals_only(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None, reason: str = "") -> Model:

@@ -21,11 +21,20 @@ import polars as pl
 from detector.config import Config
 from detector.detection import NoBaselineError, signals_only
 from detector.detection import train as _train
+from detector.detection import train_slices as _train_slices
 from detector.engines import Engine, engine_named
 from detector.errors import DetectorError, InputError
 from detector.findings import SEVERITIES
 from detector.model_store import Model, load_model
-from detector.pipeline import FileReport, ParseRun, ProgressCallback, plan, read_logs, read_with_reports
+from detector.pipeline import (
+    FileReport,
+    ParseRun,
+    ProgressCallback,
+    parse_to_spill,
+    plan,
+    read_logs,
+    read_with_reports,
+)
 from detector.result import Findings, _tick
 from detector.schema import empty_rejects
 from detector.slices import SliceSource
@@ -41,14 +50,18 @@ def _before(events: pl.DataFrame | pl.LazyFrame, until: datetime | None) -> pl.D
 
 
 
-def train(events: pl.DataFrame | pl.LazyFrame, *, config: Config | None = None, baseline_until: datetime | None = None,
-          metadata: Mapping[str, Any] | None = None, progress: ProgressCallback | None = None) -> Model:
+def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFrame, *, config: Config | None = None,
+          baseline_until: datetime | None = None, metadata: Mapping[str, Any] | None = None,
+          progress: ProgressCallback | None = None, format: str | None = None, mappings: Sequence[str | Path] = (),
+          tz: str | None = None, reports: list[FileReport] | None = None) -> Model:
     """Learn a baseline from *events* (those before *baseline_until*, if given).
 
     Parameters
     ----------
     events
-        Events in the normalized schema, from a period you trust.
+        Events in the normalized schema, from a period you trust; or log files / directories, parsed
+        as by :func:`read_logs` (*format*, *mappings*, *tz*) into a temporary spill on disk and learned
+        from a day at a time, so that memory follows a day of logs and the profiles, not the baseline.
     config
         Feature, scoring and alert settings (:class:`~detector.config.Config`); defaults otherwise.
     baseline_until
@@ -56,7 +69,9 @@ def train(events: pl.DataFrame | pl.LazyFrame, *, config: Config | None = None, 
     metadata
         Extra JSON-ready facts to keep in the model (e.g. which files it was trained on).
     progress
-        Optional :data:`ProgressCallback` (stage ``"training"``).
+        Optional :data:`ProgressCallback` (stages ``"parsing"`` for files, then ``"training"``).
+    reports
+        For log files: a list that receives a :class:`~detector.pipeline.FileReport` per file.
 
     Returns
     -------
@@ -67,11 +82,35 @@ def train(events: pl.DataFrame | pl.LazyFrame, *, config: Config | None = None, 
     ------
     detector.detection.NoBaselineError
         When the events hold too few windows to learn from.
+    detector.errors.InputError
+        When log paths hold no log file at all.
     """
-    history = _before(events, baseline_until)
-    meta = {"training_events": history.lazy().select(pl.len()).collect().item(), **(metadata or {})}
+    if isinstance(events, (pl.DataFrame, pl.LazyFrame)):
+        history = _before(events, baseline_until)
+        meta = {"training_events": history.lazy().select(pl.len()).collect().item(), **(metadata or {})}
+        _tick(progress, "training", 0.0, None)
+        model = _train(history, config, metadata=meta)
+        _tick(progress, "training", 1.0, 1.0)
+        return model
+    run = plan(events, format=format, mappings=mappings, tz=tz, progress=progress)
+    if not run.files:
+        raise InputError("no log files found in the given paths")
+    with EventSpill.temporary(slice_length((config or Config()).features.window_length)) as spill:
+        parse_to_spill(run, spill)
+        if reports is not None:
+            reports.extend(run.reports)
+        return _train_spill(spill, config, baseline_until, metadata, progress)
+
+
+def _train_spill(spill: EventSpill, config: Config | None, until: datetime | None,
+                 metadata: Mapping[str, Any] | None, progress: ProgressCallback | None) -> Model:
+    """:func:`train` on the events of a spill, a slice at a time (:func:`detector.detection.train_slices`)."""
+    since = _aware(until) if until is not None else None
+    slices = [(start, count, _before(events, since)) for start, count, events in spill.slices()
+              if since is None or start < since]
+    training_events = sum(frame.item() for frame in pl.collect_all([lf.select(pl.len()) for _, _, lf in slices]))
     _tick(progress, "training", 0.0, None)
-    model = _train(history, config, metadata=meta)
+    model = _train_slices(slices, config, metadata={"training_events": training_events, **(metadata or {})})
     _tick(progress, "training", 1.0, 1.0)
     return model
 
@@ -133,7 +172,8 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
             scanned = parse(run, runner, length)
         try:
             since = _aware(baseline_until) if baseline_until is not None else None
-            model, notes = baseline(scanned.events, model, config, since, progress)
+            on_disk = scanned.slices if isinstance(scanned.slices, EventSpill) else None
+            model, notes = baseline(scanned.events, model, config, since, progress, on_disk)
             frame, count = score(scanned, runner, model, config, min_severity=min_severity, scored_from=since,
                                  progress=progress)
         except BaseException:
@@ -206,11 +246,12 @@ def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill
 
 
 def baseline(events: pl.DataFrame | pl.LazyFrame, model: Model | None, config: Config | None,
-             since: datetime | None, progress: ProgressCallback | None) -> tuple[Model, list[str]]:
-    """The model to score with (*model*, or one learned from *events* before *since*), and what the
-    analyst must know about its baseline."""
+             since: datetime | None, progress: ProgressCallback | None,
+             spill: EventSpill | None = None) -> tuple[Model, list[str]]:
+    """The model to score with (*model*, or one learned from *events* before *since*, read from
+    *spill* a slice at a time when they are on disk), and what the analyst must know about its baseline."""
     if model is None:
-        return _learn_during_scan(events, config, since, progress)
+        return _learn_during_scan(events, config, since, progress, spill)
     return model, _inside_training(events, model, since)
 
 
@@ -243,18 +284,20 @@ def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: d
 
 
 def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | None, since: datetime | None,
-                       progress: ProgressCallback | None) -> tuple[Model, list[str]]:
-    """The baseline a scan without ``--model`` learns from its own logs, and what the analyst must
-    know about it: that it overlaps what is scored, or that it is too thin for the forest (then
-    security signals alone make the findings)."""
+                       progress: ProgressCallback | None, spill: EventSpill | None = None) -> tuple[Model, list[str]]:
+    """The baseline a scan without ``--model`` learns from its own logs (from *spill* a slice at a
+    time when the logs were parsed into one), and what the analyst must know about it: that it
+    overlaps what is scored, or that it is too thin for the forest (then security signals alone make
+    the findings)."""
     notes = []
     if since is None:
         notes.append("the baseline was learned from the same logs that were scored, so an attack in them is part "
                       "of what counts as normal; give --baseline-until TIME (the end of a period you trust) or "
                       "train a model on older logs with `ami-detector train`")
     try:
-        model = train(events, config=config, baseline_until=since, metadata={"learned_during_scan": True},
-                      progress=progress)
+        metadata = {"learned_during_scan": True}
+        model = (_train_spill(spill, config, since, metadata, progress) if spill is not None else
+                 train(events, config=config, baseline_until=since, metadata=metadata, progress=progress))
     except NoBaselineError as exc:
         history = _before(events, since)
         model = signals_only(history, config, reason=str(exc))

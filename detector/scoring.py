@@ -22,7 +22,7 @@ instead of quietly training a scorer that can never flag anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Final, Literal, Self, overload
@@ -90,6 +90,7 @@ _INT_ARRAYS: Final = frozenset({"tree_offsets", "children_left", "children_right
 # Largest training values kept per tail feature: the tail p-value is exact down to TAIL_KEEP / n,
 # which is all the tail needs (above it a value is not rare enough to matter).
 TAIL_KEEP: Final = 1024
+_TAIL_BLOCK: Final = 1 << 18  # rows per block of the tail component's scores
 
 # sklearn's markers in tree arrays.
 _LEAF: Final = -1  # children_left / children_right of a leaf
@@ -639,6 +640,20 @@ class ForestArrays:
 # The estimator
 
 
+@dataclass(frozen=True)
+class TrainingColumns:
+    """Training windows handed to :meth:`WindowScorer.fit` a column at a time (float64, in row order):
+    a baseline's millions of windows need not be one float64 matrix in memory."""
+
+    rows: int
+    width: int
+    column: Callable[[int], np.ndarray]
+
+    @classmethod
+    def of(cls, matrix: np.ndarray) -> TrainingColumns:
+        return cls(matrix.shape[0], matrix.shape[1], lambda j: matrix[:, j])
+
+
 class WindowScorer(BaseEstimator):
     """Isolation-forest anomaly scorer for the windows of one entity kind.
 
@@ -695,10 +710,11 @@ class WindowScorer(BaseEstimator):
         if matrix.ndim != 2 or matrix.shape[1] != len(names):
             raise ScoringError(f"expected a matrix with {len(names)} feature columns, got shape {matrix.shape}")
         # The forest sees float32 (as sklearn does); a float64 beyond its range would become inf.
+        # Column by column: a float32 copy of a training matrix of millions of windows is large.
         with np.errstate(over="ignore"):
-            finite = np.isfinite(matrix.astype(np.float32))
-        if not finite.all():
-            bad = [names[j] for j in np.flatnonzero(~finite.all(axis=0))]
+            finite = [bool(np.isfinite(matrix[:, j].astype(np.float32)).all()) for j in range(matrix.shape[1])]
+        if not all(finite):
+            bad = [names[j] for j, ok in enumerate(finite) if not ok]
             raise ScoringError(f"feature(s) {bad} hold NaN, null or infinite values (or exceed float32); "
                                "the feature stage must give every window a finite value")
         return matrix
@@ -709,7 +725,7 @@ class WindowScorer(BaseEstimator):
 
     # -- fitting -------------------------------------------------------------------------------
 
-    def fit(self, X: np.ndarray | pl.DataFrame, feature_names: Sequence[str] | None = None,
+    def fit(self, X: np.ndarray | pl.DataFrame | TrainingColumns, feature_names: Sequence[str] | None = None,
             tail_features: Sequence[str] = ()) -> Self:
         """Grow the forest on baseline windows and record the calibration and baseline statistics.
 
@@ -746,40 +762,64 @@ class WindowScorer(BaseEstimator):
             value = getattr(self, param)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
                 raise ScoringError(f"{param} must be an integer >= {minimum}, not {value!r}")
-        matrix = self._matrix(X, names)
-        n_windows = matrix.shape[0]
+        source = X if isinstance(X, TrainingColumns) else TrainingColumns.of(self._matrix(X, names))
+        if source.width != len(names):
+            raise ScoringError(f"expected {len(names)} feature columns, got {source.width}")
+        n_windows = source.rows
         if n_windows < self.min_windows:
             raise ColdStartError(
                 f"only {n_windows} baseline window(s), at least {self.min_windows} are needed to "
                 "calibrate scores; train on a longer span of logs (or lower "
                 "scoring.min_training_windows, accepting that few windows can reach any severity)",
                 n_windows=n_windows, min_windows=int(self.min_windows))
+        unknown = sorted(set(tail_features) - set(names))
+        if unknown:
+            raise ScoringError(f"tail_features {unknown} are not among the feature names")
+        # sklearn grows its trees on float32; one copy serves the fit and the calibration. Built and
+        # summarized a column at a time: the float64 windows need never be in memory at once.
+        as_float32 = np.empty((n_windows, len(names)), dtype=np.float32)
+        quantiles, medians = [], []
+        self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
+        for j in range(len(names)):
+            column = source.column(j)
+            with np.errstate(over="ignore"):
+                as_float32[:, j] = column.astype(np.float32)
+            if not np.isfinite(as_float32[:, j]).all():
+                raise ScoringError(f"feature(s) {[names[j]]} hold NaN, null or infinite values (or exceed float32); "
+                                   "the feature stage must give every window a finite value")
+            quantiles.append(np.quantile(column, self.quantile_levels_))
+            medians.append(np.median(column))
+        self.feature_quantiles_ = np.column_stack(quantiles)
+        self.feature_median_ = np.asarray(medians, dtype=np.float64)
         forest = IsolationForest(
             n_estimators=int(self.n_estimators),
             # Capping here rather than letting sklearn do it avoids its warning; the result is the same.
             max_samples=min(int(self.max_samples), n_windows),
             max_features=1.0, bootstrap=False, contamination="auto", random_state=self.random_state,
-        ).fit(matrix)
+        ).fit(as_float32)
         self.forest_ = ForestArrays.from_sklearn(forest)
         self.feature_names_ = names
         self.n_features_in_ = len(names)
         # Calibrating on the training windows themselves (in-sample) is slightly conservative in
         # the upper tail for small baselines (a point helped grow the trees it is scored by) and
         # indistinguishable from held-out calibration from a few thousand windows on.
-        self.train_scores_ = np.sort(self.forest_.score(matrix.astype(np.float32)))
-        self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
-        self.feature_quantiles_ = np.quantile(matrix, self.quantile_levels_, axis=0)
-        self.feature_median_ = np.median(matrix, axis=0)
-        unknown = sorted(set(tail_features) - set(names))
-        if unknown:
-            raise ScoringError(f"tail_features {unknown} are not among the feature names")
+        self.train_scores_ = np.sort(self.forest_.score(as_float32))
+        del as_float32
         self.tail_index_ = np.asarray([names.index(f) for f in tail_features], dtype=np.int64)
         keep = min(TAIL_KEEP, n_windows)
-        # Descending top values per tail feature, shape (keep, n_tail).
-        self.tail_top_ = -np.sort(-matrix[:, self.tail_index_], axis=0)[:keep].astype(np.float64)
-        tail_raw, _ = self._tail(matrix, in_sample=True)
+        # Descending top values per tail feature, shape (keep, n_tail); column-major, as sorting the
+        # tail columns of the whole matrix along axis 0 gave (the saved model's bytes stay the same).
+        tail_columns = np.empty((n_windows, self.tail_index_.shape[0]), dtype=np.float64)
+        self.tail_top_ = np.empty((keep, self.tail_index_.shape[0]), dtype=np.float64, order="F")
+        for position, j in enumerate(self.tail_index_):
+            tail_columns[:, position] = source.column(int(j))
+            self.tail_top_[:, position] = -np.sort(-tail_columns[:, position])[:keep]
+        # Column-major blocks, as indexing the tail columns of a matrix gives: the rows' sums of
+        # log p-values then add up in the same order, to the last bit.
+        tail_raw, _ = self._tail_blocks(lambda start, stop: np.asfortranarray(tail_columns[start:stop]), n_windows,
+                                        True)
         self.train_tail_ = np.sort(tail_raw)
-        self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, matrix.shape[0]))
+        self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, n_windows))
         return self
 
     # -- the tail component --------------------------------------------------------------------
@@ -792,11 +832,21 @@ class WindowScorer(BaseEstimator):
         itself once instead). Zero is never rare — it is "nothing happened" for these features —
         and values not above the kept top values are not rare enough to matter (p = 1).
         """
-        n = self.train_scores_.shape[0]
-        rows = matrix.shape[0]
+        return self._tail_blocks(lambda start, stop: matrix[start:stop, self.tail_index_], matrix.shape[0], in_sample)
+
+    def _tail_blocks(self, values_of: Callable[[int, int], np.ndarray], rows: int,
+                     in_sample: bool) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_tail` of rows given by ``values_of(start, stop)`` (their tail columns), in blocks:
+        every step is per row, and in blocks the temporaries of millions of training windows stay small."""
         if self.tail_index_.shape[0] == 0 or rows == 0:
             return np.zeros(rows), np.full(rows, -1, dtype=np.int64)
-        values = matrix[:, self.tail_index_]
+        parts = [self._tail_of(values_of(start, min(start + _TAIL_BLOCK, rows)), in_sample)
+                 for start in range(0, rows, _TAIL_BLOCK)]
+        return np.concatenate([raw for raw, _ in parts]), np.concatenate([rarest for _, rarest in parts])
+
+    def _tail_of(self, values: np.ndarray, in_sample: bool) -> tuple[np.ndarray, np.ndarray]:
+        rows = values.shape[0]
+        n = self.train_scores_.shape[0]
         top = self.tail_top_
         keep = top.shape[0]
         ge = np.empty_like(values)

@@ -119,8 +119,11 @@ class EventSpill:
 
 
 def in_memory_slices(events: pl.DataFrame, length: timedelta) -> Iterator[tuple[datetime, int, pl.LazyFrame]]:
-    """Events already in memory cut into the slices an :class:`EventSpill` would hold."""
-    keyed = events.with_columns(_slice=slice_index(length))
-    parts = keyed.partition_by("_slice", as_dict=True, include_key=False)
-    for (index,), part in sorted(parts.items(), key=lambda item: item[0]):
-        yield slice_start(index, length), part.height, part.lazy()
+    """Events already in memory cut into the slices an :class:`EventSpill` would hold.
+
+    Each slice is a filter over *events*, collected only when it is read: cutting them all at once
+    would copy every event while the caller still holds them.
+    """
+    counts = events.select(slice_index(length).alias("_slice")).group_by("_slice").len().sort("_slice")
+    for index, count in counts.iter_rows():
+        yield slice_start(index, length), count, events.lazy().filter(slice_index(length) == index)

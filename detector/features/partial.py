@@ -1,0 +1,203 @@
+"""Baseline profiles as mergeable partial aggregates, so that training can read its baseline a slice at a time.
+
+:func:`~detector.features.profiles.build_profiles` needs every baseline event at once. Everything in
+the profiles is a sum, a minimum, a maximum or a set, except three things, which are kept in forms that
+merge exactly:
+
+- the days an entity was active (distinct dates): slices come in time order and do not overlap, so two
+  partials share at most one date, the last of the earlier and the first of the later;
+- the typical (median) count of each measure over an entity's windows, and an account's 95th percentile
+  of distinct targets: each kept as how many windows had each value (``entity, measure, value, windows``),
+  from which medians and quantiles come out as they would from the windows themselves;
+- the role (the most frequent category): kept as counts per category.
+
+A window must lie in one part only (the spill's slices are whole numbers of windows); a part cut
+inside a window holds the part of the window it saw, which is what a profile of the events before a
+cut time means anyway (see :func:`detector.detection.train_slices`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Self
+
+import polars as pl
+
+from detector.features.catalog import EntityKind, measures
+from detector.features.common import (
+    as_lazy,
+    entity_of,
+    is_device_target,
+    prepare,
+    window_measures,
+)
+from detector.features.config import FeatureConfig
+from detector.features.profiles import PROFILE_KEYS, PROFILE_SCHEMAS, Profiles
+
+# Tables of (key..., events, first_seen, last_seen), merged by sum / min / max.
+_SEEN_TABLES: Final = ("account_ips", "account_hosts", "account_dest_hosts", "account_actions", "device_issuers",
+                       "image_hashes", "config_targets")
+_MERGE_SEEN: Final = (pl.col("events").sum(), pl.col("first_seen").min(), pl.col("last_seen").max())
+
+
+def _seen() -> list[pl.Expr]:
+    return [pl.len().cast(pl.Int64).alias("events"), pl.col("time").min().alias("first_seen"),
+            pl.col("time").max().alias("last_seen")]
+
+
+def _pairs(frame: pl.LazyFrame, key: str, value: str) -> pl.LazyFrame:
+    return frame.filter(pl.col(value).is_not_null()).group_by(key, value).agg(*_seen())
+
+
+def _totals(prepared: pl.LazyFrame, *extra: pl.Expr) -> pl.LazyFrame:
+    return prepared.group_by("entity_id").agg(
+        *_seen(), pl.col("time").dt.date().n_unique().cast(pl.Int64).alias("active_days"), *extra)
+
+
+def _value_counts(prepared: pl.LazyFrame, kind: EntityKind) -> pl.LazyFrame:
+    """How many windows of each entity had each non-zero count of each measure (the measure by its
+    index in :func:`~detector.features.catalog.measures`)."""
+    names = measures(kind)
+    per_window = window_measures(prepared, prepared, kind)
+    return (per_window.select("entity_id", *[pl.col(f"_m_{m}").alias(str(i)) for i, m in enumerate(names)])
+            .unpivot(index="entity_id", variable_name="measure", value_name="value")
+            .filter(pl.col("value") > 0)
+            .group_by("entity_id", pl.col("measure").cast(pl.UInt8), "value").agg(windows=pl.len().cast(pl.Int64)))
+
+
+def _account_targets_per_window(prepared: pl.LazyFrame) -> pl.LazyFrame:
+    """How many windows of each account reached each number of distinct targets (zero included)."""
+    per_window = prepared.group_by("entity_id", "window_start").agg(
+        value=pl.col("target_id").drop_nulls().n_unique().cast(pl.Int64))
+    return per_window.group_by("entity_id", "value").agg(windows=pl.len().cast(pl.Int64))
+
+
+@dataclass(frozen=True)
+class PartialProfiles:
+    """The mergeable aggregates of some baseline events; :meth:`finish` turns them into :class:`Profiles`."""
+
+    tables: dict[str, pl.DataFrame]
+    window: str
+
+    @classmethod
+    def of(cls, events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -> Self:
+        """The partial aggregates of *events* (a slice of a baseline, or all of it)."""
+        lf = as_lazy(events)
+        accounts = prepare(lf, entity_of("account"), config, None, None)
+        devices = prepare(lf, entity_of("device"), config, None, None)
+        device_rows = devices.rename({"entity_id": "device_id"})
+        queries = {
+            "account_ips": _pairs(accounts, "account", "src_ip"),
+            "account_hosts": _pairs(accounts, "account", "src_host"),
+            "account_dest_hosts": _pairs(lf.select(entity_of("account").alias("account"), "host", "time")
+                                         .filter(pl.col("account").is_not_null()), "account", "host"),
+            "account_actions": _pairs(accounts, "account", "action"),
+            "device_issuers": _pairs(device_rows, "device_id", "account"),
+            "image_hashes": (lf.select(pl.col("image_sha256").str.strip_chars().str.to_lowercase(), "time")
+                             .filter(pl.col("image_sha256").is_not_null()).group_by("image_sha256").agg(*_seen())),
+            "config_targets": (lf.filter((pl.col("category") == "config_change") & pl.col("target_id").is_not_null())
+                               .group_by("target_id").agg(*_seen())),
+            "account_targets": (lf.filter(is_device_target()).select(entity_of("account").alias("account"), "target_id")
+                                .drop_nulls("account").unique()),
+            "account_hours": accounts.group_by("account", "weekday", "hour").agg(events=pl.len().cast(pl.Int64)),
+            "account_roles": (accounts.filter(pl.col("category") != "authentication")
+                              .group_by("account", pl.col("category").cast(pl.String)).agg(_n=pl.len().cast(pl.Int64))),
+            "account_totals": _totals(accounts),
+            "device_totals": _totals(devices, pl.col("target_type").min().alias("device_type")),
+            "account_values": _value_counts(accounts, "account"),
+            "device_values": _value_counts(devices, "device"),
+            "account_target_windows": _account_targets_per_window(accounts),
+            "span": lf.select(start=pl.col("time").min(), end=pl.col("time").max(), n=pl.len().cast(pl.Int64)),
+        }
+        return cls(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), config.window)
+
+    @property
+    def event_count(self) -> int:
+        return int(self.tables["span"]["n"].sum())
+
+    def merged(self, later: PartialProfiles) -> PartialProfiles:
+        """These aggregates and those of *later* events (all after these) together."""
+        a, b = self.tables, later.tables
+        both = {name: pl.concat([a[name], b[name]]).lazy() for name in a}
+        queries = {
+            **{name: both[name].group_by(PROFILE_KEYS[name]).agg(*_MERGE_SEEN) for name in _SEEN_TABLES},
+            "account_targets": both["account_targets"].unique(),
+            "account_hours": both["account_hours"].group_by("account", "weekday", "hour").agg(pl.col("events").sum()),
+            "account_roles": both["account_roles"].group_by("account", "category").agg(pl.col("_n").sum()),
+            "account_totals": both["account_totals"].group_by("entity_id").agg(*_merged_totals()),
+            "device_totals": both["device_totals"].group_by("entity_id").agg(
+                *_merged_totals(), pl.col("device_type").min()),
+            **{name: both[name].group_by("entity_id", "measure", "value").agg(pl.col("windows").sum())
+               for name in ("account_values", "device_values")},
+            "account_target_windows": both["account_target_windows"].group_by("entity_id", "value")
+            .agg(pl.col("windows").sum()),
+            "span": both["span"].select(pl.col("start").min(), pl.col("end").max(), pl.col("n").sum()),
+        }
+        return PartialProfiles(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), self.window)
+
+    def finish(self) -> Profiles:
+        """The profiles these aggregates stand for: equal to ``build_profiles`` of the same events."""
+        t = {name: table.lazy() for name, table in self.tables.items()}
+        account_typical, account_windows = _typical(t["account_values"], "account")
+        device_typical, device_windows = _typical(t["device_values"], "device")
+        roles = t["account_roles"].group_by("account").agg(
+            role=pl.col("category").sort_by("_n", "category", descending=[True, False]).first())
+        targets_peak = t["account_target_windows"].group_by("entity_id").agg(
+            targets_peak=pl.col("value").repeat_by("windows").list.explode(keep_nulls=False, empty_as_null=False).quantile(0.95, "higher").cast(pl.Float64))
+        queries = {
+            **{name: t[name].sort(PROFILE_KEYS[name]) for name in _SEEN_TABLES},
+            "account_targets": t["account_targets"].sort("account", "target_id"),
+            "account_hours": t["account_hours"].sort("account", "weekday", "hour"),
+            "account_activity": (
+                t["account_totals"].join(account_windows, on="entity_id", how="left")
+                .join(targets_peak, on="entity_id", how="left")
+                .rename({"entity_id": "account"})
+                .join(roles, on="account", how="left")
+                .with_columns(role=pl.col("role").fill_null("authentication"), role_source=pl.lit("inferred"))
+                .sort("account")),
+            "account_typical": account_typical.rename({"entity_id": "account"}).sort("account"),
+            "device_activity": (t["device_totals"].join(device_windows, on="entity_id", how="left")
+                                .rename({"entity_id": "device_id"}).sort("device_id")),
+            "device_typical": device_typical.rename({"entity_id": "device_id"}).sort("device_id"),
+        }
+        collected = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+        tables = {name: collected[name].select(schema.names()).cast(dict(schema))
+                  for name, schema in PROFILE_SCHEMAS.items()}
+        span = self.tables["span"].row(0, named=True) if self.tables["span"].height else {}
+        start: datetime | None = span.get("start")
+        return Profiles(**tables, baseline_start=start, baseline_end=span.get("end"), window=self.window,
+                        event_count=int(span.get("n") or 0))
+
+
+def _merged_totals() -> list[pl.Expr]:
+    # Parts come in time order without overlapping: two share at most one date, the earlier's last.
+    shared_day = (pl.len() > 1) & (pl.col("last_seen").min().dt.date() == pl.col("first_seen").max().dt.date())
+    return [*_MERGE_SEEN, (pl.col("active_days").sum() - shared_day.cast(pl.Int64)).alias("active_days")]
+
+
+def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Per entity, the median of each measure over its windows where it is non-zero (one column per
+    measure, null if never), and its number of windows (``active_windows``)."""
+    names = measures(kind)
+    # The median of n values in order: the mean of those at 0-based positions (n-1)//2 and n//2.
+    ordered = values.sort("entity_id", "measure", "value")
+    upto = pl.col("windows").cum_sum()
+    total = pl.col("windows").sum()
+    medians = ordered.group_by("entity_id", "measure", maintain_order=True).agg(
+        median=(pl.col("value").filter(upto > (total - 1) // 2).first()
+                + pl.col("value").filter(upto > total // 2).first()).cast(pl.Float64) / 2.0)
+    wide = medians.group_by("entity_id").agg(
+        *[pl.col("median").filter(pl.col("measure") == i).first().alias(m) for i, m in enumerate(names)])
+    # Every window counts at least one event, so the "events" measure counts the windows.
+    events = names.index("events")
+    windows = values.filter(pl.col("measure") == events).group_by("entity_id").agg(
+        active_windows=pl.col("windows").sum().cast(pl.Int64))
+    return wide, windows
+
+
+def empty_partial(config: FeatureConfig) -> PartialProfiles:
+    """The aggregates of no events."""
+    from detector.schema import EVENT_SCHEMA
+
+    return PartialProfiles.of(pl.DataFrame(schema=EVENT_SCHEMA), config)
