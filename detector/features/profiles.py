@@ -300,7 +300,7 @@ def _activity(prepared: pl.LazyFrame, kind: EntityKind, *extra: pl.Expr) -> tupl
         *_seen(), pl.col("time").dt.date().n_unique().cast(pl.Int64).alias("active_days"), *extra)
     per_window = window_measures(prepared, prepared, kind)
     typical = per_window.group_by("entity_id").agg(
-        active_windows=pl.len().cast(pl.Int64), *typical_aggs(kind),
+        *typical_aggs(kind), active_windows=pl.len().cast(pl.Int64),
         _targets_peak=pl.col("_m_targets").quantile(0.95, "higher").cast(pl.Float64) if kind == "account" else pl.lit(None))
     activity = totals.join(typical.select("entity_id", "active_windows", pl.col("_targets_peak").alias("targets_peak")),
                            on="entity_id", how="left")

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import polars as pl
@@ -351,7 +351,7 @@ class Cef(Parser):
         # January); two days of slack absorb any zone difference between the stamp and the reference.
         ref = self.options.reference_time or datetime.now()
         if ref.tzinfo is not None:
-            ref = ref.astimezone(timezone.utc).replace(tzinfo=None)
+            ref = ref.astimezone(UTC).replace(tzinfo=None)
         late = pl.col("_when").str.contains(_YEARLESS) & (
             pl.col("time") > pl.lit(ref + timedelta(days=2)).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
         staged = staged.with_columns(time=pl.when(late).then(pl.col("time").dt.offset_by("-1y")).otherwise("time"))

@@ -116,7 +116,7 @@ class Evtx(WinsecJsonl):
         """The records as numbered lines of flat JSON, :data:`BATCH_RECORDS` at a time, and one bad
         line per damaged chunk."""
         try:
-            import evtx  # noqa: PLC0415 - loaded only when an .evtx file is read
+            import evtx  # loaded only when an .evtx file is read
         except ImportError:
             raise InputError("reading .evtx files needs the 'evtx' package: pip install evtx",
                              source=(self.path, None)) from None
