@@ -253,7 +253,9 @@ def _build(model: Model, root: Path) -> dict[str, Any]:
         if any(array.dtype.kind not in "iuf" for array in state.values()):
             raise ModelError(f"scorer for {kind!r} has non-numeric state arrays")
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **state)
+        # Any: numpy types savez's keyword arrays as its own options (allow_pickle: bool).
+        arrays: dict[str, Any] = state
+        np.savez_compressed(buffer, **arrays)
         data = buffer.getvalue()
         _write_bytes(root / relative, data)
         files[relative] = {"sha256": _sha256(data), "bytes": len(data)}

@@ -198,7 +198,7 @@ def _norm(expr: pl.Expr) -> pl.Expr:
 
 def _matches(expr: pl.Expr, pattern: str) -> pl.Expr:
     """``expr.str.contains(pattern)`` for a column of few distinct values."""
-    return per_distinct(expr, lambda values: values.select(pl.col("v").str.contains(pattern)), pl.Boolean)
+    return per_distinct(expr, lambda values: values.select(pl.col("v").str.contains(pattern)), pl.Boolean())
 
 
 def _unescape(expr: pl.Expr) -> pl.Expr:
