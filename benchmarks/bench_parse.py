@@ -104,7 +104,7 @@ def gen_hes_audit(g: Gen) -> pl.DataFrame:
                                                                           "MeterProgram", 12),
              ("Reports", "ReportExported", "Report", 6), ("Security", "AuditLogCleared", "AuditLog", 0.05)]
     k = g.rng.choice(len(kinds), g.n, p=np.array([w for *_, w in kinds]) / sum(w for *_, w in kinds))
-    col = lambda i: pl.Series([kind[i] for kind in kinds]).gather(k)  # noqa: E731
+    col = lambda i: pl.Series([kind[i] for kind in kinds]).gather(k)
     frame = pl.DataFrame({
         "t": g.times(), "id": pl.Series(np.arange(88_400_000, 88_400_000 + g.n)), "user": g.pick(CASED_USERS),
         "role": g.pick(["Operator", "Administrator", "Engineer", "ReadOnly"], [60, 10, 25, 5]),

@@ -111,7 +111,7 @@ def model(workdir: Path) -> Path:
 
 def timed(command: list[str], log: Path) -> dict[str, float]:
     """Wall seconds, peak RSS (MiB) and events of *command* under /usr/bin/time -v."""
-    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True)
+    result = subprocess.run(["/usr/bin/time", "-v", *command], capture_output=True, text=True, check=False)
     log.write_text(result.stdout + result.stderr)
     if result.returncode not in (0, 1):  # scan exits 1 when it has findings at the alert severity
         raise RuntimeError(f"{command[0]} failed ({result.returncode}); see {log}")
@@ -121,7 +121,7 @@ def timed(command: list[str], log: Path) -> dict[str, float]:
     parts = [float(p) for p in wall.group(1).split(":")]
     seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
     # scan's summary line says "N events scored ..."; the pandas pipeline prints JSON.
-    counted = (re.search(r"^([\d,]+) events scored", result.stdout, re.M) or re.search(r'"events": (\d+)', result.stdout)
+    counted = (re.search(r"^([\d,]+) events scored", result.stdout, re.MULTILINE) or re.search(r'"events": (\d+)', result.stdout)
                or re.search(r'"training_events": (\d+)', result.stdout))
     assert counted, result.stdout[-2000:]
     return {"seconds": seconds, "peak_rss_mib": int(rss.group(1)) / 1024, "events": int(counted.group(1).replace(",", ""))}
@@ -222,12 +222,12 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
     import polars as pl
 
     from detector import api
+    from detector.attribution import attribute
     from detector.detection import findings_of, lean_windows, profiles_of
     from detector.features import feature_columns
     from detector.findings import rank
-    from detector.model_store import load_model
-    from detector.attribution import attribute
     from detector.incidents import assign_incidents
+    from detector.model_store import load_model
     from detector.signals import SignalState, event_signals
     from detector.slices import remember
     from detector.spill import EventSpill, slice_length

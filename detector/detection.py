@@ -159,7 +159,7 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
         frame, sessions = attribute(lazy.collect(), sessions)
         if not frame.height:
             continue
-        latest = frame["time"].max()
+        latest = frame.select(pl.col("time").max()).item()
         for fold in folds:
             if not fold.started and latest >= fold.lower:  # the fold starts in this slice
                 before = PartialProfiles.of(frame.filter(pl.col("time") < fold.lower), config.features)
@@ -172,8 +172,8 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
         fold.close()
     profiles = whole.finish()
     del whole
-    scorers = {}
-    skipped = {}
+    scorers: dict[str, WindowScorer] = {}
+    skipped: dict[str, str] = {}
     for kind in ENTITY_KINDS:
         try:
             scorers[kind] = config.scoring.make_scorer().fit(
@@ -233,15 +233,16 @@ class _Fold:
         if piece.height:
             built = build_features(piece.lazy(), self.profiles.restricted(piece), config.features, self._last_seen,
                                    detail=False)
-            for kind, table in zip(built, _collect(*[f.select(*KEY, *feature_columns(kind))
-                                                     for kind, f in built.items()]), strict=True):
+            for kind, table in zip(ENTITY_KINDS, _collect(*[built[kind].select(*KEY, *feature_columns(kind))
+                                                            for kind in ENTITY_KINDS]), strict=True):
                 path = self.directory / kind / f"{len(self._parts[kind]):05d}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 table.write_parquet(path, compression="lz4", statistics=False)
                 self._parts[kind].append(path)
                 self._rows[kind] += table.height
             _remember(self._last_seen, piece)
-        if self.upper is not None and frame["time"].max() >= self.upper:  # the fold is complete
+        # The fold is complete.
+        if self.upper is not None and frame.select(pl.col("time").max()).item() >= self.upper:
             self.close()
 
     def close(self) -> None:
@@ -324,7 +325,7 @@ class _TopFeatures:
         fields = pa.StructArray.from_arrays(
             [pa.array(self.feature, pa.string()), pa.array(self.value), pa.array(self.baseline),
              pa.array(self.contribution)], names=["feature", "value", "baseline", "contribution"])
-        lists = pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32)), fields)
+        lists = pa.ListArray.from_arrays(pa.array(self.offsets.astype(np.int32), pa.int32()), fields)
         return pl.Series("top_features", pl.from_arrow(lists)).cast(FINDINGS_SCHEMA["top_features"])
 
 
@@ -362,7 +363,7 @@ def lean_windows(events: pl.DataFrame | pl.LazyFrame, model: Model, config: Conf
     config = config or model.settings
     profiles = profiles if profiles is not None else profiles_of(model)
     frames = build_features(events.lazy(), profiles, config.features, earlier, detail=False,
-                            kinds=sorted(model.scorers))
+                            kinds=[kind for kind in ENTITY_KINDS if kind in model.scorers])
     return dict(zip(frames, _collect(*frames.values()), strict=True))
 
 
@@ -501,8 +502,8 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
         flagged = combined.filter(pl.col("_level") >= max(floor, 1))
         if flagged.height == 0:
             continue
-        if matrix is not None:
-            lean = table.drop([c for c in ("entity_kind", "event_count") if c in table.columns] + feature_columns(kind))
+        if matrix is not None and table is not None:
+            lean = table.drop(*[c for c in ("entity_kind", "event_count") if c in table.columns], *feature_columns(kind))
             flagged = flagged.join(table.select(*KEY, "event_count", *[c for c in lean.columns if c not in KEY]),
                                    on=list(KEY), how="left", maintain_order="left")
             flagged = _with_detail(flagged, kind, frame, profiles, config)
@@ -527,7 +528,7 @@ def _findings_frame(flagged: pl.DataFrame, kind: str, novel: list[str], scorer: 
                .to_dicts())
     rows_idx = flagged.get_column("_row").to_numpy()
     forest = scorer is not None and matrix is not None
-    if forest:
+    if scorer is not None and matrix is not None:
         present = ~np.isnan(rows_idx.astype(np.float64)) if rows_idx.dtype.kind == "f" else np.ones(len(rows_idx), bool)
         index = np.where(present, rows_idx, 0).astype(np.int64)
         top = _top_features(scorer, matrix[index], np.where(flagged.get_column("_tail").to_numpy(),

@@ -28,8 +28,8 @@ import shutil
 import stat
 import uuid
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Final
@@ -178,12 +178,13 @@ def _utc_iso(moment: datetime, what: str) -> str:
 
 
 def _parse_utc(text: object, what: str, source: tuple[str, None]) -> datetime:
+    not_iso = f"{what} is not an ISO 8601 time: {text!r}"
+    if not isinstance(text, str):
+        raise ModelError(not_iso, source=source)
     try:
-        if not isinstance(text, str):
-            raise ValueError
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ModelError(f"{what} is not an ISO 8601 time: {text!r}", source=source) from None
+        raise ModelError(not_iso, source=source) from None
     if moment.tzinfo is None:
         raise ModelError(f"{what} has no time zone: {text!r}", source=source)
     return moment.astimezone(UTC)
@@ -244,7 +245,7 @@ def _build(model: Model, root: Path) -> dict[str, Any]:
             raise ModelError(f"scorer for {kind!r} is a {type(scorer).__name__}, not a WindowScorer")
         try:
             state = scorer.get_state()
-        except Exception as exc:  # NotFittedError and friends
+        except Exception as exc:  # noqa: BLE001 - NotFittedError and friends: any failure means not fitted
             raise ModelError(f"scorer for {kind!r} is not fitted: {exc}") from None
         relative = f"{FOREST_DIR}/{kind}.npz"
         # An object array would be saved by pickling it; it would be a bug, and must not reach disk.
@@ -252,7 +253,9 @@ def _build(model: Model, root: Path) -> dict[str, Any]:
         if any(array.dtype.kind not in "iuf" for array in state.values()):
             raise ModelError(f"scorer for {kind!r} has non-numeric state arrays")
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **state)
+        # Any: numpy types savez's keyword arrays as its own options (allow_pickle: bool).
+        arrays: dict[str, Any] = state
+        np.savez_compressed(buffer, **arrays)
         data = buffer.getvalue()
         _write_bytes(root / relative, data)
         files[relative] = {"sha256": _sha256(data), "bytes": len(data)}
@@ -272,7 +275,7 @@ def _build(model: Model, root: Path) -> dict[str, Any]:
             # In one piece: Parquet's bytes follow the frame's chunks, which vary with how polars
             # happened to split the work, and the model id hashes those bytes.
             frame.rechunk().write_parquet(buffer)
-        except Exception as exc:  # e.g. pl.Object columns, which Parquet cannot hold
+        except Exception as exc:  # noqa: BLE001 - e.g. pl.Object columns: any failure is one clear error
             raise ModelError(f"profile table {name!r} cannot be written as Parquet: {exc}") from None
         data = buffer.getvalue()
         _write_bytes(root / relative, data)
@@ -530,7 +533,7 @@ def load_model(directory: Path | str) -> Model:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
                 arrays = {name.removesuffix(".npy"): archive[name] for name in archive.files}
-        except Exception as exc:  # BadZipFile, object arrays (pickle refused), bad headers...
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, object arrays (pickle refused), bad headers...
             raise ModelError(f"cannot read the forest arrays ({type(exc).__name__}: {exc}); {_RETRAIN}",
                              source=file_source) from None
         try:
@@ -548,7 +551,7 @@ def load_model(directory: Path | str) -> Model:
         data = _read_verified(directory, relative, files[relative])
         try:
             frames[name] = pl.read_parquet(io.BytesIO(data))
-        except Exception as exc:  # polars raises several types for a damaged file
+        except Exception as exc:  # noqa: BLE001 - polars raises several types for a damaged file
             raise ModelError(f"cannot read the profile table ({type(exc).__name__}: {exc}); {_RETRAIN}",
                              source=(str(directory / relative), None)) from None
 

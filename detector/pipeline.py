@@ -19,7 +19,7 @@ from detector.model_store import Model
 from detector.overlap import ahead
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
-from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA, REJECT_RAW_BYTES, empty_events, empty_rejects
+from detector.schema import EVENT_SCHEMA, REJECT_RAW_BYTES, REJECT_SCHEMA, empty_events, empty_rejects
 from detector.spill import EventSpill
 
 # Files in a scanned directory that are documentation or labels, not log exports.
@@ -295,8 +295,8 @@ def write_model_card(model: Model, directory: Path, command: str) -> Path:
     lines = [
         f"# Model card: {model.model_id}", "",
         f"- created: {model.created}",
-        f"- trained on events from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC "
-        f"({model.metadata.get('training_events', '?')} events)",
+        (f"- trained on events from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC "
+         f"({model.metadata.get('training_events', '?')} events)"),
         f"- regenerate with: `{command}`",
         "- scorers: " + ", ".join(f"{k} ({s.n_training_windows} training windows, {len(s.feature_names_)} features)"
                                   for k, s in sorted(model.scorers.items())),

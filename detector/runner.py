@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import polars as pl
 
@@ -45,6 +45,11 @@ __all__ = ["Scanned", "baseline", "parse", "plan", "read_logs", "read_with_repor
            "train"]
 
 
+# A lazy frame filtered stays lazy (a spill's slices).
+@overload
+def _before(events: pl.LazyFrame, until: datetime | None) -> pl.LazyFrame: ...
+@overload
+def _before(events: pl.DataFrame | pl.LazyFrame, until: datetime | None) -> pl.DataFrame | pl.LazyFrame: ...
 def _before(events: pl.DataFrame | pl.LazyFrame, until: datetime | None) -> pl.DataFrame | pl.LazyFrame:
     return events if until is None else events.filter(pl.col("time") < _aware(until))
 

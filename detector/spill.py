@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Self
 
 import polars as pl
 
@@ -111,7 +112,7 @@ class EventSpill:
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def __enter__(self) -> EventSpill:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

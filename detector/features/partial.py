@@ -162,7 +162,7 @@ class PartialProfiles:
             "device_typical": device_typical.rename({"entity_id": "device_id"}).sort("device_id"),
         }
         collected = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
-        tables = {name: collected[name].select(schema.names()).cast(dict(schema))
+        tables = {name: collected[name].select(schema.names()).cast(schema)
                   for name, schema in PROFILE_SCHEMAS.items()}
         span = self.tables["span"].row(0, named=True) if self.tables["span"].height else {}
         start: datetime | None = span.get("start")

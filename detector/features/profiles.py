@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
-from typing import ClassVar, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 import polars as pl
 
@@ -43,35 +43,35 @@ FORMAT: Final = "ami-detector-profiles"
 VERSION: Final = 2
 SCALARS_FILE: Final = "profiles.json"
 
-_SEEN = {"events": pl.Int64, "first_seen": UTC_US, "last_seen": UTC_US}
+_SEEN: Final[dict[str, pl.DataType]] = {"events": pl.Int64(), "first_seen": UTC_US, "last_seen": UTC_US}
 
 PROFILE_SCHEMAS: Final[dict[str, pl.Schema]] = {
-    "account_ips": pl.Schema({"account": pl.String, "src_ip": pl.String, **_SEEN}),
-    "account_hosts": pl.Schema({"account": pl.String, "src_host": pl.String, **_SEEN}),
+    "account_ips": pl.Schema({"account": pl.String(), "src_ip": pl.String(), **_SEEN}),
+    "account_hosts": pl.Schema({"account": pl.String(), "src_host": pl.String(), **_SEEN}),
     # The hosts that logged the account's events (where it logged on, worked, installed...).
-    "account_dest_hosts": pl.Schema({"account": pl.String, "host": pl.String, **_SEEN}),
-    "account_actions": pl.Schema({"account": pl.String, "action": pl.String, **_SEEN}),
+    "account_dest_hosts": pl.Schema({"account": pl.String(), "host": pl.String(), **_SEEN}),
+    "account_actions": pl.Schema({"account": pl.String(), "action": pl.String(), **_SEEN}),
     # Every device an account acted on (membership is all that is asked of it).
-    "account_targets": pl.Schema({"account": pl.String, "target_id": pl.String}),
+    "account_targets": pl.Schema({"account": pl.String(), "target_id": pl.String()}),
     # weekday is ISO (1 = Monday), hour 0-23, both in the configured zone ([features] timezone, UTC by default).
-    "account_hours": pl.Schema({"account": pl.String, "weekday": pl.Int8, "hour": pl.Int8, "events": pl.Int64}),
+    "account_hours": pl.Schema({"account": pl.String(), "weekday": pl.Int8(), "hour": pl.Int8(), "events": pl.Int64()}),
     "account_activity": pl.Schema({
-        "account": pl.String, **_SEEN, "active_days": pl.Int64, "active_windows": pl.Int64,
+        "account": pl.String(), **_SEEN, "active_days": pl.Int64(), "active_windows": pl.Int64(),
         # The distinct targets of its busiest windows (95th percentile): how wide it ever reaches.
-        "targets_peak": pl.Float64,
-        "role": pl.String, "role_source": pl.String,
+        "targets_peak": pl.Float64(),
+        "role": pl.String(), "role_source": pl.String(),
     }),
     # Typical count of each measure in a window where it occurs (null: never); see catalog.
-    "account_typical": pl.Schema({"account": pl.String, **{m: pl.Float64 for m in ACCOUNT_MEASURES}}),
-    "device_issuers": pl.Schema({"device_id": pl.String, "account": pl.String, **_SEEN}),
+    "account_typical": pl.Schema({"account": pl.String(), **{m: pl.Float64() for m in ACCOUNT_MEASURES}}),
+    "device_issuers": pl.Schema({"device_id": pl.String(), "account": pl.String(), **_SEEN}),
     "device_activity": pl.Schema({
-        "device_id": pl.String, "device_type": pl.String, **_SEEN, "active_days": pl.Int64,
-        "active_windows": pl.Int64,
+        "device_id": pl.String(), "device_type": pl.String(), **_SEEN, "active_days": pl.Int64(),
+        "active_windows": pl.Int64(),
     }),
-    "device_typical": pl.Schema({"device_id": pl.String, **{m: pl.Float64 for m in DEVICE_MEASURES}}),
-    "image_hashes": pl.Schema({"image_sha256": pl.String, **_SEEN}),
+    "device_typical": pl.Schema({"device_id": pl.String(), **{m: pl.Float64() for m in DEVICE_MEASURES}}),
+    "image_hashes": pl.Schema({"image_sha256": pl.String(), **_SEEN}),
     # Targets of configuration changes (settings, meter programs...), whoever changed them.
-    "config_targets": pl.Schema({"target_id": pl.String, **_SEEN}),
+    "config_targets": pl.Schema({"target_id": pl.String(), **_SEEN}),
 }
 
 
@@ -160,8 +160,9 @@ class Profiles:
     @classmethod
     def empty(cls, window: str = DEFAULT_WINDOW) -> Self:
         """Profiles with no baseline at all: every entity is a cold start."""
-        return cls(**{name: pl.DataFrame(schema=schema) for name, schema in PROFILE_SCHEMAS.items()},
-                   window=window)
+        # Any: the tables are keyword arguments by name, which mypy cannot match to the fields.
+        tables: dict[str, Any] = {name: pl.DataFrame(schema=schema) for name, schema in PROFILE_SCHEMAS.items()}
+        return cls(**tables, window=window)
 
     @property
     def has_baseline(self) -> bool:
@@ -207,7 +208,8 @@ class Profiles:
         cut = {name: getattr(self, name).lazy().filter(pl.col("device_id").is_in(devices))
                for name in ("device_issuers", "device_activity", "device_typical")}
         cut["account_targets"] = self.account_targets.lazy().filter(pl.col("target_id").is_in(devices))
-        restricted = replace(self, **dict(zip(cut, pl.collect_all(list(cut.values())), strict=True)))
+        tables: dict[str, Any] = dict(zip(cut, pl.collect_all(list(cut.values())), strict=True))
+        restricted = replace(self, **tables)
         object.__setattr__(restricted, "_whole", whole)
         return restricted
 
@@ -300,7 +302,7 @@ def _activity(prepared: pl.LazyFrame, kind: EntityKind, *extra: pl.Expr) -> tupl
         *_seen(), pl.col("time").dt.date().n_unique().cast(pl.Int64).alias("active_days"), *extra)
     per_window = window_measures(prepared, prepared, kind)
     typical = per_window.group_by("entity_id").agg(
-        active_windows=pl.len().cast(pl.Int64), *typical_aggs(kind),
+        *typical_aggs(kind), active_windows=pl.len().cast(pl.Int64),
         _targets_peak=pl.col("_m_targets").quantile(0.95, "higher").cast(pl.Float64) if kind == "account" else pl.lit(None))
     activity = totals.join(typical.select("entity_id", "active_windows", pl.col("_targets_peak").alias("targets_peak")),
                            on="entity_id", how="left")
@@ -367,7 +369,7 @@ def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -
     }
     collected = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
     span = collected.pop("_span").row(0, named=True)
-    tables = {name: collected[name].select(schema.names()).cast(dict(schema)) for name, schema in
+    tables = {name: collected[name].select(schema.names()).cast(schema) for name, schema in
               PROFILE_SCHEMAS.items()}
     return Profiles(**tables, baseline_start=span["_start"], baseline_end=span["_end"],
                     window=config.window, event_count=int(span["_n"] or 0))

@@ -98,7 +98,7 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
                                    source_system=parser.source_system)
         unreadable = unreadable.select(
             raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
-            raw="raw").cast(dict(REJECT_SCHEMA))
+            raw="raw").cast(REJECT_SCHEMA)
         rejects = pl.concat([unreadable, rejects]).sort("raw_line")
         return ParsedChunk(events, rejects.with_columns(detached(rejects.get_column("raw"))) if rejects.height else rejects,
                            time_fields)

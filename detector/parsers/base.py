@@ -243,8 +243,8 @@ def parse_times(text: pl.Series, *, year: int) -> tuple[pl.Series, pl.Series]:
     for kind, fmt in _FAST_PATHS:
         if todo.height == 0:
             break
-        target = aware if kind == "aware" else naive
-        values = todo.get_column("_t").str.strptime(target.dtype, fmt, strict=False)
+        target, dtype = (aware, UTC_US) if kind == "aware" else (naive, pl.Datetime("us"))
+        values = todo.get_column("_t").str.strptime(dtype, fmt, strict=False)
         found = values.is_not_null()
         target.scatter(todo.get_column("_pos").filter(found), values.filter(found))
         todo = todo.filter(~found)
@@ -347,8 +347,11 @@ def clean(expr: pl.Expr) -> pl.Expr:
     return expr.cast(pl.String).str.strip_chars().replace(_NO_VALUE_ANY_CASE, None)
 
 
+_STRING = pl.String()
+
+
 def per_distinct(expr: pl.Expr, fn: Callable[[pl.LazyFrame], pl.LazyFrame],
-                 dtype: pl.DataType = pl.String) -> pl.Expr:
+                 dtype: pl.DataType = _STRING) -> pl.Expr:
     """*fn* applied once per distinct value of *expr* instead of once per row.
 
     Accounts, addresses, host names and the exporters' own action and status words repeat thousands
@@ -435,25 +438,25 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
     if "details" in missing:
         missing["details"] = pl.lit(None, DETAILS)
     # Lazy: each query reads only the columns it needs of a staged frame that may hold dozens.
-    staged = staged.lazy().with_columns(**missing).with_columns(
+    lazy = staged.lazy().with_columns(**missing).with_columns(
         _error=pl.coalesce(
             pl.col("_error"),
             pl.when(pl.col("time").is_null()).then(pl.lit("missing or unparseable timestamp")),
         )
     )
-    rejects = staged.filter(pl.col("_error").is_not_null()).select(
+    rejected = lazy.filter(pl.col("_error").is_not_null()).select(
         raw_file=pl.lit(raw_file),
         raw_line=pl.col("raw_line").cast(pl.Int64),
         source_format=pl.lit(source_format),
         reason=pl.col("_error"),
         raw=pl.col("raw").str.head(REJECT_RAW_BYTES),
     ).sort("raw_line", maintain_order=True)
-    rejects = collect(rejects)
+    rejects = collect(rejected)
     action = clean(pl.col("action")).replace_strict(
         {a: a for a in ACTIONS}, default="other", return_dtype=Action)
     # One lazy query, not eager steps: polars then computes each sub-expression the columns share
     # (a cleaned column, the action) once, and the independent columns in parallel.
-    events = collect(staged.filter(pl.col("_error").is_null()).with_columns(
+    events = collect(lazy.filter(pl.col("_error").is_null()).with_columns(
         [clean(pl.col(c)).alias(c) for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN)]
         # Values are kept as written: a group may be called "None" (every local user's primary group),
         # a setting may be set to "null"; only an empty value or Windows' "-" means there is none.
@@ -481,11 +484,11 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
         ),
         raw_file=pl.lit(raw_file),
         raw_line=pl.col("raw_line").cast(pl.Int64),
-    ).select(list(EVENT_SCHEMA)).cast(dict(EVENT_SCHEMA)))
+    ).select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA))
     # A parser may stage lines out of order (decoded apart by their shape); events leave in line order.
     if not events.get_column("raw_line").is_sorted():
         events = events.sort("raw_line", maintain_order=True)
-    return events, rejects.cast(dict(REJECT_SCHEMA))
+    return events, rejects.cast(REJECT_SCHEMA)
 
 
 def reject_long_lines(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

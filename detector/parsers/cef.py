@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import polars as pl
@@ -127,7 +127,7 @@ def _split_records(lines: pl.DataFrame) -> pl.DataFrame:
     raw = pl.col("raw")
     after = pl.col("_after")
     version = pl.col("_version")
-    cut = (
+    query = (
         lines.lazy()
         .with_columns(raw.str.splitn("CEF:", 2).struct.rename_fields(["_prefix", "_after"]).alias("_s")).unnest("_s")
         .with_columns(_version=after.str.extract(r"^\d+", 0))
@@ -142,7 +142,7 @@ def _split_records(lines: pl.DataFrame) -> pl.DataFrame:
                       & ~pl.any_horizontal([pl.col(c).str.contains("\\", literal=True)
                                             for c in _RECORD_FIELDS[2:8]]))
     )
-    cut = collect(cut)
+    cut = collect(query)
     by_path = cut.partition_by("_fast", as_dict=True, include_key=False)
     fast = by_path.get((True,), cut.clear().drop("_fast")).select(*lines.columns, *_RECORD_FIELDS)
     slow = by_path.get((False,), cut.clear().drop("_fast")).select(lines.columns)
@@ -333,8 +333,8 @@ class Cef(Parser):
             z.str.to_uppercase().replace_strict(ZONE_ABBREVIATIONS, default=None, return_dtype=pl.Int32),
             pl.when((hours <= 14) & (minutes < 60)).then(sign * (hours * 60 + minutes)),
         )
-        _, naive = parse_any_time(staged.get_column("_stamp").str.strip_chars(), year=self._year())
-        staged = staged.with_columns(_off=z.str.extract_groups(_OFFSET), _naive_zoned=naive).with_columns(
+        _, naive_times = parse_any_time(staged.get_column("_stamp").str.strip_chars(), year=self._year())
+        staged = staged.with_columns(_off=z.str.extract_groups(_OFFSET), _naive_zoned=naive_times).with_columns(
             _offset=fixed).with_columns(
             _zone_id=pl.when(pl.col("_offset").is_null() & z.str.contains(_IANA)).then(z)).drop("_off")
         zone_ids = [zid for zid in staged.get_column("_zone_id").drop_nulls().unique().sort().to_list()
@@ -351,7 +351,7 @@ class Cef(Parser):
         # January); two days of slack absorb any zone difference between the stamp and the reference.
         ref = self.options.reference_time or datetime.now()
         if ref.tzinfo is not None:
-            ref = ref.astimezone(timezone.utc).replace(tzinfo=None)
+            ref = ref.astimezone(UTC).replace(tzinfo=None)
         late = pl.col("_when").str.contains(_YEARLESS) & (
             pl.col("time") > pl.lit(ref + timedelta(days=2)).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
         staged = staged.with_columns(time=pl.when(late).then(pl.col("time").dt.offset_by("-1y")).otherwise("time"))

@@ -57,7 +57,7 @@ native_code is ``MSGID`` or ``MSGID:ACTION`` (plus ``:SBO-STEP`` for SCADA contr
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Final
 
 import polars as pl
@@ -198,7 +198,7 @@ def _norm(expr: pl.Expr) -> pl.Expr:
 
 def _matches(expr: pl.Expr, pattern: str) -> pl.Expr:
     """``expr.str.contains(pattern)`` for a column of few distinct values."""
-    return per_distinct(expr, lambda values: values.select(pl.col("v").str.contains(pattern)), pl.Boolean)
+    return per_distinct(expr, lambda values: values.select(pl.col("v").str.contains(pattern)), pl.Boolean())
 
 
 def _unescape(expr: pl.Expr) -> pl.Expr:
@@ -380,7 +380,7 @@ class DmsSyslog(Parser):
         staged = self.with_time(staged, "_ts")
         ref = self.options.reference_time or datetime.now()
         if ref.tzinfo is not None:
-            ref = ref.astimezone(timezone.utc).replace(tzinfo=None)
+            ref = ref.astimezone(UTC).replace(tzinfo=None)
         # A yearless stamp after the reference time belongs to the year before (December logs read in
         # January); two days of slack absorb any zone difference between the stamp and the reference.
         late = pl.col("_ts").str.contains(_YEARLESS) & (pl.col("time") > pl.lit(ref + timedelta(days=2)).cast(

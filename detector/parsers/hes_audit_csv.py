@@ -6,6 +6,8 @@ own still parse; the required ones must be there.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from detector.errors import InputError
@@ -69,7 +71,7 @@ class HesAuditCsv(Parser):
     description = "HES operator audit trail, CSV with header (logins, accounts, roles, settings, log clearing)"
     source_system = "hes"
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._names: list[str] | None = None
         self._pending = pl.DataFrame(schema={"raw_line": pl.Int64, "raw": pl.String})

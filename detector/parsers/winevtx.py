@@ -81,10 +81,11 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     document = json.loads(record["data"])
     event = document.get("Event") if isinstance(document, dict) else None
     event = event if isinstance(event, dict) else {}
-    system = event.get("System") if isinstance(event.get("System"), dict) else {}
+    system_node = event.get("System")
+    system: dict[str, Any] = system_node if isinstance(system_node, dict) else {}
     flat: dict[str, Any] = {
         "EventID": _text(system.get("EventID")),
-        "TimeCreated": _attribute(system.get("TimeCreated"), "SystemTime") or _text(record.get("timestamp") or "").removesuffix(" UTC") or None,
+        "TimeCreated": _attribute(system.get("TimeCreated"), "SystemTime") or (_text(record.get("timestamp") or "") or "").removesuffix(" UTC") or None,
         "Computer": _text(system.get("Computer")),
         "Channel": _text(system.get("Channel")),
         "ProviderName": _attribute(system.get("Provider"), "Name"),
@@ -116,7 +117,7 @@ class Evtx(WinsecJsonl):
         """The records as numbered lines of flat JSON, :data:`BATCH_RECORDS` at a time, and one bad
         line per damaged chunk."""
         try:
-            import evtx  # noqa: PLC0415 - loaded only when an .evtx file is read
+            import evtx  # loaded only when an .evtx file is read
         except ImportError:
             raise InputError("reading .evtx files needs the 'evtx' package: pip install evtx",
                              source=(self.path, None)) from None
@@ -141,6 +142,8 @@ class Evtx(WinsecJsonl):
                 continue
             position += 1
             try:
+                if not isinstance(record, dict):  # the iterator's type allows None
+                    raise TypeError(f"not a record: {record!r}")
                 line = json.dumps(flatten(record), ensure_ascii=False)
             except (ValueError, TypeError, AttributeError) as exc:
                 damage.append(f"record {position}: cannot be read ({exc})")

@@ -24,13 +24,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import polars as pl
 
 from detector.parsers.base import ParseOptions, Parser, account_expr, clean, collect, parse_times
 from detector.parsers.jsonlines import decode_json_parts
 from detector.schema import DETAILS
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 Actor = Literal["target", "subject", "lockout"]
 TargetKind = Literal["account", "member", "none"]
@@ -518,7 +521,7 @@ class WinsecJsonl(Parser):
             live = [(n, d) for n, d in pairs if all(_live(decoded, e) for e in (n,))]
             if not live:
                 return pl.lit(None, pl.String), pl.lit(None, pl.String)
-            domain = pl.when(live[0][0].is_not_null()).then(live[0][1])
+            domain: Then | ChainedThen = pl.when(live[0][0].is_not_null()).then(live[0][1])
             for name, dom in live[1:]:
                 domain = domain.when(name.is_not_null()).then(dom)
             return pl.coalesce([n for n, _ in live]), domain
