@@ -354,10 +354,12 @@ def model_options(command: F) -> F:
               help="Directory to write the model to (replaced only once the new one is complete).")
 @model_options
 @parse_options
+@engine_options
 @global_options
 @handle_errors
 def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, baseline_until: Any,
-          format_name: str | None, mappings: tuple[str, ...], tz: str | None, quiet: bool, as_json: bool) -> None:
+          format_name: str | None, mappings: tuple[str, ...], tz: str | None, engine: str, master: str | None,
+          spark_conf: tuple[str, ...], quiet: bool, as_json: bool) -> None:
     """Learn the baseline of LOGS (before --baseline-until, if given) and save a model.
 
     The model id goes to stdout (with --json, a JSON document); the per-format summary to stderr.
@@ -366,8 +368,13 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
     with progress_for(quiet) as progress:
         # Parsed into a spill on disk and learned from a day at a time: memory follows a day of logs.
         reports: list[FileReport] = []
-        model = api.train(logs, config=config, baseline_until=_utc(baseline_until), progress=progress,
-                          format=format_name, mappings=mappings, tz=tz, reports=reports)
+        runner = engine_of(engine, master, spark_conf)
+        try:
+            model = api.train(logs, config=config, baseline_until=_utc(baseline_until), progress=progress,
+                              format=format_name, mappings=mappings, tz=tz, reports=reports, engine=runner)
+        finally:
+            if not isinstance(runner, str):
+                runner.close()
         model.metadata["training_files"] = len([r for r in reports if not r.error])
     save_model(model, model_dir)
     command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]

@@ -121,8 +121,8 @@ def engine_options(command: F) -> F:
     """``--engine``, ``--master`` and ``--spark-conf``: where the heavy stages run."""
     for option in reversed([
         click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
-                     help="Run parsing and scoring in this process, or on Apache Spark (needs the "
-                          "ami-detector[spark] extra and Java 17+). The findings are the same."),
+                     help="Where parsing (and for scan, scoring) runs: this process, or Apache Spark "
+                          "(needs the ami-detector[spark] extra and Java 17+). The results are the same."),
         click.option("--master", metavar="URL", help="Spark master URL (local[*], yarn, spark://HOST:7077, "
                      "k8s://...)  [default: local[*], or what spark-submit gives]"),
         click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",

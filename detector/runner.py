@@ -30,7 +30,6 @@ from detector.pipeline import (
     FileReport,
     ParseRun,
     ProgressCallback,
-    parse_to_spill,
     plan,
     read_logs,
     read_with_reports,
@@ -58,7 +57,7 @@ def _before(events: pl.DataFrame | pl.LazyFrame, until: datetime | None) -> pl.D
 def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFrame, *, config: Config | None = None,
           baseline_until: datetime | None = None, metadata: Mapping[str, Any] | None = None,
           progress: ProgressCallback | None = None, format: str | None = None, mappings: Sequence[str | Path] = (),
-          tz: str | None = None, reports: list[FileReport] | None = None) -> Model:
+          tz: str | None = None, reports: list[FileReport] | None = None, engine: str | Engine = "local") -> Model:
     """Learn a baseline from *events* (those before *baseline_until*, if given).
 
     Parameters
@@ -77,6 +76,9 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
         Optional :data:`ProgressCallback` (stages ``"parsing"`` for files, then ``"training"``).
     reports
         For log files: a list that receives a :class:`~detector.pipeline.FileReport` per file.
+    engine
+        What parses log files: ``"local"``, ``"spark"`` or an :class:`~detector.engines.Engine` (as for
+        :func:`scan`). Learning itself runs here, a slice at a time, whatever the engine.
 
     Returns
     -------
@@ -100,11 +102,16 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
     run = plan(events, format=format, mappings=mappings, tz=tz, progress=progress)
     if not run.files:
         raise InputError("no log files found in the given paths")
-    with EventSpill.temporary(slice_length((config or Config()).features.window_length)) as spill:
-        parse_to_spill(run, spill)
-        if reports is not None:
-            reports.extend(run.reports)
-        return _train_spill(spill, config, baseline_until, metadata, progress)
+    runner = engine_named(engine) if isinstance(engine, str) else engine
+    try:
+        with EventSpill.temporary(slice_length((config or Config()).features.window_length)) as spill:
+            runner.parse(run, spill)
+            if reports is not None:
+                reports.extend(run.reports)
+            return _train_spill(spill, config, baseline_until, metadata, progress)
+    finally:
+        if runner is not engine:
+            runner.close()
 
 
 def _train_spill(spill: EventSpill, config: Config | None, until: datetime | None,

@@ -147,3 +147,21 @@ def test_without_pyspark_the_error_says_what_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)
     with pytest.raises(DetectorError, match=r"pip install 'ami-detector\[spark\]'"):
         SparkEngine("local[1]").session  # noqa: B018
+
+
+def test_train_on_spark_learns_the_model_a_local_train_learns(month, engine, tmp_path) -> None:
+    """Parsed on Spark, learned here a slice at a time: the same profiles and forests, byte for byte."""
+    logs, until = month
+    dirs = {}
+    for name in ("local", "spark"):
+        dirs[name] = tmp_path / name
+        args = ["train", str(logs), "--model-dir", str(dirs[name]), "--baseline-until", until, "-q", "--engine", name]
+        result = CliRunner().invoke(main, args + (["--master", "local[2]"] if name == "spark" else []))
+        assert result.exit_code == 0, result.output
+    files = sorted(p.relative_to(dirs["local"]) for p in dirs["local"].rglob("*")
+                   if p.is_file() and p.suffix in (".parquet", ".npz"))
+    assert files and any(f.parts[0] == "forests" for f in files)
+    for name in files:
+        assert (dirs["spark"] / name).read_bytes() == (dirs["local"] / name).read_bytes(), name
+    spark, local = load_model(dirs["spark"]), load_model(dirs["local"])
+    assert spark.model_id == local.model_id and spark.metadata["training_files"] == local.metadata["training_files"]
