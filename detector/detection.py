@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from detector.activity import remember
 from detector.attribution import attribute
 from detector.config import Config
 from detector.errors import DetectorError
@@ -38,7 +39,6 @@ from detector.features.partial import PartialProfiles
 from detector.findings import FINDINGS_SCHEMA, empty_findings, finding_ids, rank
 from detector.incidents import assign_incidents
 from detector.model_store import Model
-from detector.parsers.reader import detached_frame
 from detector.scoring import (
     ColdStartError,
     SeverityThresholds,
@@ -240,7 +240,7 @@ class _Fold:
                 table.write_parquet(path, compression="lz4", statistics=False)
                 self._parts[kind].append(path)
                 self._rows[kind] += table.height
-            _remember(self._last_seen, piece)
+            remember(self._last_seen, piece)
         # The fold is complete.
         if self.upper is not None and frame.select(pl.col("time").max()).item() >= self.upper:
             self.close()
@@ -271,16 +271,6 @@ def _training_columns(folds: list[_Fold], kind: EntityKind) -> TrainingColumns:
     names = feature_columns(kind)
     return TrainingColumns(sum(fold.rows(kind) for fold in folds), len(names),
                            lambda j: np.concatenate([fold.column(kind, names[j]) for fold in folds]))
-
-
-def _remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:
-    """Fold the latest event time per entity of *events* into *last_seen* (the next slice's earlier activity)."""
-    for kind in ENTITY_KINDS:
-        latest = (events.lazy().select(entity_of(kind).alias("entity_id"), "time").drop_nulls("entity_id")
-                  .group_by("entity_id").agg(last_seen=pl.col("time").max()))
-        if kind in last_seen:
-            latest = pl.concat([last_seen[kind].lazy(), latest]).group_by("entity_id").agg(pl.col("last_seen").max())
-        last_seen[kind] = detached_frame(latest.collect())
 
 
 def signals_only(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None, reason: str = "") -> Model:

@@ -23,16 +23,15 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.activity import remember
 from detector.attribution import SESSION_HOURS, SESSIONS, attribute, interactive_logons
 from detector.config import Config
 from detector.detection import findings_of, lean_windows, profiles_of
-from detector.features import ENTITY_KINDS, Profiles
-from detector.features.common import entity_of
+from detector.features import Profiles
 from detector.findings import read_ranked
 from detector.incidents import LINKS_COLUMN, assign_incidents
 from detector.model_store import Model
 from detector.overlap import ahead
-from detector.parsers.reader import detached_frame
 from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA, SignalState, event_signals, first_times, merge_firsts
 
 SliceSource = Iterable[tuple[datetime, int, pl.LazyFrame]]
@@ -154,23 +153,6 @@ def slice_events(events: pl.LazyFrame, scored_from: datetime | None) -> pl.DataF
     if scored_from is not None:
         events = events.filter(pl.col("time") >= scored_from)
     return events.collect()
-
-
-def remember(last_seen: dict[str, pl.DataFrame], events: pl.DataFrame) -> None:
-    """Fold the latest event time per entity of *events* into *last_seen* (by entity kind:
-    ``entity_id, last_seen``), as the next slice's earlier activity."""
-    for kind, latest in latest_activity(events).items():
-        if kind in last_seen:
-            latest = pl.concat([last_seen[kind], latest]).group_by("entity_id").agg(pl.col("last_seen").max())
-        # Detached: the keys would otherwise keep each slice's text buffers alive to the end.
-        last_seen[kind] = detached_frame(latest)
-
-
-def latest_activity(events: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Each entity's latest event in *events* (attributed), by entity kind (``entity_id, last_seen``)."""
-    return {kind: (events.lazy().select(entity_of(kind).alias("entity_id"), "time").drop_nulls("entity_id")
-                   .group_by("entity_id").agg(last_seen=pl.col("time").max()).collect())
-            for kind in ENTITY_KINDS}
 
 
 # ---- carried state computed ahead (for engines that score slices side by side) -------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.activity import latest_activity
 from detector.attribution import attribute
 from detector.detection import profiles_of
 from detector.model_store import load_model
@@ -19,7 +20,6 @@ from detector.slices import (
     carried_firsts,
     carried_sessions,
     created_accounts,
-    latest_activity,
     ranked_findings,
     score_slice,
     score_slices,

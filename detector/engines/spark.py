@@ -352,9 +352,10 @@ class _ScoreJob:
 
     def activity(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """Each slice's entities' last activity (one row each) and accounts created (one row, no kind)."""
+        from detector.activity import latest_activity
         from detector.attribution import attribute
         from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA
-        from detector.slices import created_accounts, latest_activity, slice_firsts
+        from detector.slices import created_accounts, slice_firsts
         for index in _slices_of(batches):
             try:
                 model, profiles = self._model()

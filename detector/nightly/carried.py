@@ -3,7 +3,7 @@
 A single scan over many days carries small tables across its slices (see :mod:`detector.slices`):
 the open logon sessions (:func:`detector.attribution.attribute`), the signals' state
 (:class:`detector.signals.SignalState`: the accounts created so far, the first window of each
-account's new habits) and each entity's last activity (:func:`detector.slices.remember`, for
+account's new habits) and each entity's last activity (:func:`detector.activity.remember`, for
 dormancy). The nightly job scores each night on its own, so
 it keeps the same tables in the state directory and hands them to the next night: an account
 created on Monday and used on Tuesday is ``created_account_used`` on Tuesday, as in one scan over
@@ -28,13 +28,13 @@ from typing import Final
 
 import polars as pl
 
+from detector.activity import remember
 from detector.atomic import fsync_dir, fsync_file
 from detector.attribution import SESSION_HOURS, SESSIONS
 from detector.features import ENTITY_KINDS
 from detector.nightly.state import NightlyError
 from detector.schema import UTC_US
 from detector.signals import SignalState
-from detector.slices import remember
 
 LAST_SEEN: Final = pl.Schema({"entity_id": pl.String(), "last_seen": UTC_US})
 
