@@ -13,7 +13,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -368,13 +368,9 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
     with progress_for(quiet) as progress:
         # Parsed into a spill on disk and learned from a day at a time: memory follows a day of logs.
         reports: list[FileReport] = []
-        runner = engine_of(engine, master, spark_conf)
-        try:
+        with closing(engine_of(engine, master, spark_conf)) as runner:
             model = api.train(logs, config=config, baseline_until=_utc(baseline_until), progress=progress,
                               format=format_name, mappings=mappings, tz=tz, reports=reports, engine=runner)
-        finally:
-            if not isinstance(runner, str):
-                runner.close()
         model.metadata["training_files"] = len([r for r in reports if not r.error])
     save_model(model, model_dir)
     command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]
@@ -437,15 +433,11 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     display_tz = check_display_tz(display_tz) if display_tz else (config or Config()).report.display_tz
     model = load_model(model_dir) if model_dir else None
     population: Population | None = None
-    runner = engine_of(engine, master, spark_conf)
     with progress_for(quiet) as progress:
-        try:
+        with closing(engine_of(engine, master, spark_conf)) as runner:
             found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until),
                              min_severity=min_severity, format=format_name, mappings=mappings, tz=tz,
                              progress=progress, engine=runner)
-        finally:
-            if not isinstance(runner, str):
-                runner.close()
         try:
             if model is not None and found.events is not None:
                 population = known_share(found.events, model, since=found.scored_from)

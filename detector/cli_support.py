@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from detector.engines import Engine, engine_named
 from detector.errors import DetectorError
 from detector.safe_text import for_terminal
 
@@ -132,22 +133,21 @@ def engine_options(command: F) -> F:
     return command
 
 
-def engine_of(name: str, master: str | None, spark_conf: Sequence[str]) -> Any:
-    """The engine the options name: ``"local"``, or a :class:`~detector.engines.spark.SparkEngine` (the
-    caller closes it)."""
+def engine_of(name: str, master: str | None, spark_conf: Sequence[str]) -> Engine:
+    """The engine the options name (the caller closes it)."""
     if name == "local":
         if master or spark_conf:
             raise click.UsageError("--master and --spark-conf need --engine spark")
-        return "local"
+        return engine_named("local")
     conf: dict[str, str] = {}
     for item in spark_conf:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--spark-conf")
         conf[key.strip()] = value.strip()
-    from detector.engines.spark import SparkEngine
     # Under spark-submit the session's master comes from spark-submit.
-    return SparkEngine(master or ("local[*]" if "SPARK_ENV_LOADED" not in os.environ else None), conf)
+    return engine_named("spark", master=master or ("local[*]" if "SPARK_ENV_LOADED" not in os.environ else None),
+                        conf=conf)
 
 
 def examples(*lines: str) -> str:

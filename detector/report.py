@@ -152,6 +152,24 @@ def _tick_labels(local: Sequence[datetime], every: timedelta) -> list[str]:
     return [f"{t:%m-%d}" if every >= timedelta(days=1) else f"{t:%m-%d %H:%M}" for t in local]
 
 
+def _stacked_column(parts: list[str], tip: list[str], x: float, step: float, top: int, plot_h: int, peak: int,
+                    stacks: list[tuple[str, int, str]]) -> None:
+    """One column of a stacked bar chart: a segment per ``(label, count, colour)`` from the baseline up,
+    each named in the column's tooltip *tip*, then a transparent cover the width of the column that
+    carries the tooltip."""
+    y = float(top + plot_h)
+    for label, count, colour in stacks:
+        if not count:
+            continue
+        h = plot_h * count / peak
+        y -= h
+        parts.append(f'<rect x="{x + step * 0.1:.1f}" y="{y:.1f}" width="{max(step * 0.8, 0.5):.1f}" '
+                     f'height="{h:.1f}" fill="{colour}"/>')
+        tip.append(f"{label} {count}")
+    parts.append(f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" fill="transparent">'
+                 f'<title>{_esc(", ".join(tip))}</title></rect>')
+
+
 def _axis(parts: list[str], labels: Sequence[str], left: float, step: float, height: int, peak: int, top: int,
           axis_y: float, right_x: float) -> None:
     parts.append(f'<line x1="{left}" y1="{axis_y}" x2="{right_x}" y2="{axis_y}" stroke="#888"/>')
@@ -195,23 +213,13 @@ def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width:
             parts.append(f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" fill="#d62728" '
                          f'fill-opacity="0.15"/><rect x="{x:.1f}" y="{top + plot_h + 1}" width="{step:.1f}" '
                          f'height="4" fill="#d62728"/>')
-        y = top + plot_h
         when = row["time"]
         tip = [f"{zone.text(when)}" + ("" if zone.is_utc else f" ({DisplayZone.utc(when)})")
                + f": {row['total']} events"]
         if has_cover and not row["covered"]:
             tip.append("not recorded this far from a finding")
-        for cat in cats:
-            count = row[cat]
-            if not count:
-                continue
-            h = plot_h * count / peak
-            y -= h
-            parts.append(f'<rect x="{x + step * 0.1:.1f}" y="{y:.1f}" width="{max(step * 0.8, 0.5):.1f}" '
-                         f'height="{h:.1f}" fill="{CATEGORY_COLORS[cat]}"/>')
-            tip.append(f"{cat} {count}")
-        parts.append(f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" fill="transparent">'
-                     f'<title>{_esc(", ".join(tip))}</title></rect>')
+        _stacked_column(parts, tip, x, step, top, plot_h, peak,
+                        [(cat, row[cat], CATEGORY_COLORS[cat]) for cat in cats])
     _axis(parts, _tick_labels([zone.local(t) for t in times], every), left, step, height, peak, top, top + plot_h,
           width - right)
     parts.append("</svg>")
@@ -262,20 +270,11 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
     parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
              f'height="{height}" role="img" aria-label="findings per {every} by severity">')]
     for i, row in enumerate(table.iter_rows(named=True)):
-        x, y = left + i * step, float(top + plot_h)
+        x = left + i * step
         tip = [(f"{row['bucket']:%Y-%m-%d %H:%M} {'UTC' if zone.is_utc else zone.name}, {every}: "
                f"{row['total']} findings")]
-        for sev in present:
-            count = row[sev]
-            if not count:
-                continue
-            h = plot_h * count / peak
-            y -= h
-            parts.append(f'<rect x="{x + step * 0.1:.1f}" y="{y:.1f}" width="{max(step * 0.8, 0.5):.1f}" '
-                         f'height="{h:.1f}" fill="{SEVERITY_COLORS[sev]}"/>')
-            tip.append(f"{sev} {count}")
-        parts.append(f'<rect x="{x:.1f}" y="{top}" width="{step:.1f}" height="{plot_h}" fill="transparent">'
-                     f'<title>{_esc(", ".join(tip))}</title></rect>')
+        _stacked_column(parts, tip, x, step, top, plot_h, peak,
+                        [(sev, row[sev], SEVERITY_COLORS[sev]) for sev in present])
     _axis(parts, _tick_labels(table.get_column("bucket").to_list(), length), left, step, height, peak, top,
           top + plot_h, width - right)
     parts.append("</svg>")

@@ -22,7 +22,7 @@ from detector.config import Config
 from detector.detection import NoBaselineError, signals_only
 from detector.detection import train as _train
 from detector.detection import train_slices as _train_slices
-from detector.engines import Engine, engine_named
+from detector.engines import Engine, running
 from detector.errors import DetectorError, InputError
 from detector.findings import SEVERITIES
 from detector.model_store import Model, load_model
@@ -102,16 +102,12 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
     run = plan(events, format=format, mappings=mappings, tz=tz, progress=progress)
     if not run.files:
         raise InputError("no log files found in the given paths")
-    runner = engine_named(engine) if isinstance(engine, str) else engine
-    try:
-        with EventSpill.temporary(slice_length((config or Config()).features.window_length)) as spill:
-            runner.parse(run, spill)
-            if reports is not None:
-                reports.extend(run.reports)
-            return _train_spill(spill, config, baseline_until, metadata, progress)
-    finally:
-        if runner is not engine:
-            runner.close()
+    length = slice_length((config or Config()).features.window_length)
+    with running(engine) as runner, EventSpill.temporary(length) as spill:
+        runner.parse(run, spill)
+        if reports is not None:
+            reports.extend(run.reports)
+        return _train_spill(spill, config, baseline_until, metadata, progress)
 
 
 def _train_spill(spill: EventSpill, config: Config | None, until: datetime | None,
@@ -175,8 +171,7 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     if isinstance(model, (str, Path)):
         model = load_model(model)
     length = slice_length((config or (model.settings if model is not None else Config())).features.window_length)
-    runner = engine_named(engine) if isinstance(engine, str) else engine
-    try:
+    with running(engine) as runner:
         if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
             scanned = take_events(paths_or_events, length, spill=runner.name != "local")
         else:
@@ -195,9 +190,6 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         finally:
             if isinstance(scanned.slices, EventSpill) and scanned.slices is not scanned.spill:
                 scanned.slices.remove()  # events given in memory, spilled only for the engine to read
-    finally:
-        if runner is not engine:
-            runner.close()
     found = Findings(frame, events=scanned.events, model=model, rejects=scanned.rejects, reports=scanned.reports,
                      events_scored=count, scored_from=since, spill=scanned.spill, settings=config or model.settings)
     found.notes = notes

@@ -32,7 +32,7 @@ from detector.findings import read_ranked
 from detector.incidents import LINKS_COLUMN, assign_incidents
 from detector.model_store import Model
 from detector.overlap import ahead
-from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA, SignalState, event_signals, first_times, merge_firsts
+from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA, SignalState, event_signals, merge_firsts
 
 SliceSource = Iterable[tuple[datetime, int, pl.LazyFrame]]
 """``(slice start, events in it, its events)`` in time order (see :mod:`detector.spill`)."""
@@ -205,15 +205,7 @@ def carried_created(created: pl.DataFrame, slices: Iterable[int]) -> dict[int, p
     return carried
 
 
-def slice_firsts(events: pl.DataFrame, window: str) -> pl.DataFrame:
-    """What a slice's attributed *events* do for the first time in the slice, and in which window
-    (:func:`detector.signals.first_times`)."""
-    return first_times(events, window)
-
-
 def carried_firsts(firsts: pl.DataFrame, slices: Iterable[int]) -> dict[int, pl.DataFrame]:
-    """The firsts each of *slices* carries in, from every slice's :func:`slice_firsts` (with a
+    """The firsts each of *slices* carries in, from every slice's :func:`detector.signals.first_times` (with a
     ``slice`` column): the earliest window of each (account, what) in the slices before it."""
-    return {index: merge_firsts(pl.DataFrame(schema=FIRSTS_SCHEMA),
-                                firsts.filter(pl.col("slice") < index).drop("slice"))
-            for index in sorted(slices)}
+    return {index: merge_firsts(firsts.filter(pl.col("slice") < index).drop("slice")) for index in sorted(slices)}

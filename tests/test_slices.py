@@ -14,6 +14,7 @@ from detector.attribution import attribute
 from detector.detection import profiles_of
 from detector.model_store import load_model
 from detector.pipeline import parse_to_spill, plan_parse
+from detector.signals import first_times
 from detector.slices import (
     Carried,
     carried_created,
@@ -24,7 +25,6 @@ from detector.slices import (
     score_slice,
     score_slices,
     slice_events,
-    slice_firsts,
     slice_logons,
 )
 from detector.spill import EventSpill, slice_length
@@ -56,7 +56,7 @@ def test_slices_scored_side_by_side_from_state_computed_ahead_match_the_scan(tmp
     created = pl.concat([created_accounts(attributed[i], profiles.restricted(attributed[i]), config.features.window)
                          .with_columns(slice=pl.lit(i, pl.Int64)) for i in order])
     created_before = carried_created(created, order)
-    firsts = pl.concat([slice_firsts(attributed[i], config.features.window).with_columns(slice=pl.lit(i, pl.Int64))
+    firsts = pl.concat([first_times(attributed[i], config.features.window).with_columns(slice=pl.lit(i, pl.Int64))
                         for i in order])
     firsts_before = carried_firsts(firsts, order)
     assert sum(frame.height for frame in firsts_before.values())  # firsts cross slices

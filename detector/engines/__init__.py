@@ -10,7 +10,8 @@ this process (:mod:`detector.engines.local`); ``"spark"`` runs them on Apache Sp
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -68,3 +69,17 @@ def engine_named(name: str, **options: Any) -> Engine:
         engine: Engine = spark.SparkEngine(**options)
         return engine
     raise DetectorError(f"unknown engine {name!r}; known: {', '.join(ENGINES)}")
+
+
+@contextmanager
+def running(engine: str | Engine, **options: Any) -> Iterator[Engine]:
+    """*engine*, or the engine it names (made with *options*); one made here is closed on leaving,
+    one given is the caller's to close."""
+    if not isinstance(engine, str):
+        yield engine
+        return
+    made = engine_named(engine, **options)
+    try:
+        yield made
+    finally:
+        made.close()

@@ -354,15 +354,15 @@ class _ScoreJob:
         """Each slice's entities' last activity (one row each) and accounts created (one row, no kind)."""
         from detector.activity import latest_activity
         from detector.attribution import attribute
-        from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA
-        from detector.slices import created_accounts, slice_firsts
+        from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA, first_times
+        from detector.slices import created_accounts
         for index in _slices_of(batches):
             try:
                 model, profiles = self._model()
                 events, _ = attribute(self._events(index), self._sessions(index))
                 window = (self.config or model.settings).features.window
                 created = created_accounts(events, profiles.restricted(events), window) if events.height else None
-                firsts = slice_firsts(events, window) if events.height else pl.DataFrame(schema=FIRSTS_SCHEMA)
+                firsts = first_times(events, window) if events.height else pl.DataFrame(schema=FIRSTS_SCHEMA)
                 for kind, latest in (latest_activity(events).items() if events.height else ()):
                     table = latest.select(pl.lit(index, pl.Int64).alias("slice"), pl.lit(kind).alias("kind"),
                                           "entity_id", "last_seen", pl.lit(None, pl.Binary).alias("created"),
