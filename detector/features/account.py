@@ -34,7 +34,7 @@ from detector.features.common import (
 )
 from detector.features.config import FeatureConfig
 from detector.features.controls import weakened_change
-from detector.features.profiles import Profiles
+from detector.features.profiles import Profiles, habit_histogram
 
 UNKNOWN_ROLE: Final = "unknown"
 
@@ -68,10 +68,17 @@ def _peers(profiles: Profiles) -> pl.LazyFrame:
 
 def _everyone(profiles: Profiles, unit: str) -> pl.LazyFrame:
     """Everyone's share of baseline activity per hour (weekday): the habits a short history is blended with."""
-    return (profiles.account_hours.lazy().group_by(unit).agg(_n=pl.col("events").sum())
+    # Sorted before summing: the activity is fractional where sessions count, and a float sum's
+    # order would make windows differ by an ulp from one run to the next.
+    return (_habits(profiles).lazy().group_by(unit).agg(_n=pl.col("activity").sort().sum()).sort(unit)
             .with_columns(_p=pl.col("_n") / pl.col("_n").sum()).select(unit, "_p")
             # Summed once here, not per window: a float sum's order would make windows differ by an ulp.
             .with_columns(_p_total=pl.col("_p").sum()))
+
+
+def _habits(profiles: Profiles) -> pl.DataFrame:
+    """Each account's activity per weekday and hour, logged-on hours included (computed once per profiles)."""
+    return profiles.derived("account_habits", habit_histogram)
 
 
 def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
@@ -150,9 +157,9 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
     weak = (in_time_order(changes) if detail else changes).group_by(*KEY).agg(*value_aggs("_weakened", "weak", {}, cap))
     frame = frame.join(weak, on=list(KEY), how="left").with_columns(
         pl.col("_weak_distinct").fill_null(0), pl.col("_weak_values").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-    hours = p.account_hours.lazy().rename({"account": "entity_id"})
+    hours = _habits(p).lazy().rename({"account": "entity_id"})
     for unit, prefix in (("hour", "hr"), ("weekday", "wd")):
-        histogram = hours.group_by("entity_id", unit).agg(_b=pl.col("events").sum())
+        histogram = hours.group_by("entity_id", unit).agg(_b=pl.col("activity").sort().sum())
         prior = p.derived(f"account_{unit}_prior", functools.partial(_everyone, unit=unit)).lazy()
         frame = frame.join(prefixed(rarity(prepared, unit, histogram, prior), prefix), on=list(KEY), how="left")
     frame = frame.join(p.account_activity.lazy().select(

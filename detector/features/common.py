@@ -386,7 +386,8 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
     unit
         ``"hour"`` or ``"weekday"``.
     histogram
-        Baseline counts, columns ``entity_id, <unit>, _b``.
+        Baseline activity, columns ``entity_id, <unit>, _b`` (events, and logged-on hours weighted
+        as events: :func:`~detector.features.profiles.habit_histogram`).
     prior
         Everyone's share per unit, columns ``<unit>, _p`` (summing to 1) and ``_p_total`` (that sum),
         or None for no blending.
@@ -411,7 +412,9 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
         .join(prior, on=unit, how="left")
         .with_columns(_b_out=(pl.col("_b").fill_null(0) - pl.col("_n_in").fill_null(0)).clip(lower_bound=0),
                       _p=pl.col("_p").fill_null(0.0), _p_total=pl.col("_p_total").max().fill_null(0.0))
-        .with_columns(_total=pl.col("_b_out").sum().over(*KEY))
+        # Sorted before summing: logged-on hours make the counts fractional, and a float sum's order
+        # would make windows differ by an ulp from one run to the next.
+        .with_columns(_total=pl.col("_b_out").sort().sum().over(*KEY))
         .with_columns(_share=pl.when(pl.col("_total") > 0).then(
             (pl.col("_b_out") + weight * pl.col("_p")) / (pl.col("_total") + weight * pl.col("_p_total"))))
         .with_columns(_peak=pl.col("_share").max().over(*KEY))

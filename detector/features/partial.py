@@ -9,7 +9,13 @@ merge exactly:
 - the typical (median) count of each measure over an entity's windows, and an account's 95th percentile
   of distinct targets: each kept as how many windows had each value (``entity, measure, value, windows``),
   from which medians and quantiles come out as they would from the windows themselves;
-- the role (the most frequent category): kept as counts per category.
+- the role (the most frequent category): kept as counts per category;
+- the hours an account was logged on without logging anything (``account_session_hours``): a session
+  may start in one part and end in another, so what sessions are made of is kept as it is, the logons
+  and logoffs (``session_marks``) and the clock hours each account logged an event in, per host
+  (``presence``), and the sessions are found when the profiles are finished
+  (:mod:`detector.features.sessions`). Both are small: a row per logon or logoff, and at most one per
+  account, host and hour.
 
 A window must lie in one part only (the spill's slices are whole numbers of windows); a part cut
 inside a window holds the part of the window it saw, which is what a profile of the events before a
@@ -34,6 +40,7 @@ from detector.features.common import (
 )
 from detector.features.config import FeatureConfig
 from detector.features.profiles import PROFILE_KEYS, PROFILE_SCHEMAS, Profiles
+from detector.features.sessions import active_hours, idle_session_hours, presence, session_marks
 
 # Tables of (key..., events, first_seen, last_seen), merged by sum / min / max.
 _SEEN_TABLES: Final = ("account_ips", "account_hosts", "account_dest_hosts", "account_actions", "device_issuers",
@@ -78,7 +85,11 @@ class PartialProfiles:
     """The mergeable aggregates of some baseline events; :meth:`finish` turns them into :class:`Profiles`."""
 
     tables: dict[str, pl.DataFrame]
-    window: str
+    config: FeatureConfig
+
+    @property
+    def window(self) -> str:
+        return self.config.window
 
     @classmethod
     def of(cls, events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -> Self:
@@ -101,6 +112,8 @@ class PartialProfiles:
             "account_targets": (lf.filter(is_device_target()).select(entity_of("account").alias("account"), "target_id")
                                 .drop_nulls("account").unique()),
             "account_hours": accounts.group_by("account", "weekday", "hour").agg(events=pl.len().cast(pl.Int64)),
+            "session_marks": session_marks(lf),
+            "presence": presence(lf),
             "account_roles": (accounts.filter(pl.col("category") != "authentication")
                               .group_by("account", pl.col("category").cast(pl.String)).agg(_n=pl.len().cast(pl.Int64))),
             "account_totals": _totals(accounts),
@@ -110,7 +123,7 @@ class PartialProfiles:
             "account_target_windows": _account_targets_per_window(accounts),
             "span": lf.select(start=pl.col("time").min(), end=pl.col("time").max(), n=pl.len().cast(pl.Int64)),
         }
-        return cls(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), config.window)
+        return cls(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), config)
 
     @property
     def event_count(self) -> int:
@@ -124,6 +137,9 @@ class PartialProfiles:
             **{name: both[name].group_by(PROFILE_KEYS[name]).agg(*_MERGE_SEEN) for name in _SEEN_TABLES},
             "account_targets": both["account_targets"].unique(),
             "account_hours": both["account_hours"].group_by("account", "weekday", "hour").agg(pl.col("events").sum()),
+            "session_marks": both["session_marks"],
+            # A clock hour cut between two parts (a cut inside an hour) is one hour.
+            "presence": both["presence"].unique(),
             "account_roles": both["account_roles"].group_by("account", "category").agg(pl.col("_n").sum()),
             "account_totals": both["account_totals"].group_by("entity_id").agg(*_merged_totals()),
             "device_totals": both["device_totals"].group_by("entity_id").agg(
@@ -134,7 +150,7 @@ class PartialProfiles:
             .agg(pl.col("windows").sum()),
             "span": both["span"].select(pl.col("start").min(), pl.col("end").max(), pl.col("n").sum()),
         }
-        return PartialProfiles(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), self.window)
+        return PartialProfiles(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), self.config)
 
     def finish(self) -> Profiles:
         """The profiles these aggregates stand for: equal to ``build_profiles`` of the same events."""
@@ -149,8 +165,11 @@ class PartialProfiles:
             **{name: t[name].sort(PROFILE_KEYS[name]) for name in _SEEN_TABLES},
             "account_targets": t["account_targets"].sort("account", "target_id"),
             "account_hours": t["account_hours"].sort("account", "weekday", "hour"),
+            "account_session_hours": idle_session_hours(t["session_marks"], t["presence"], self.config)
+            .sort("account", "weekday", "hour"),
             "account_activity": (
                 t["account_totals"].join(account_windows, on="entity_id", how="left")
+                .join(active_hours(t["presence"]).rename({"account": "entity_id"}), on="entity_id", how="left")
                 .join(targets_peak, on="entity_id", how="left")
                 .rename({"entity_id": "account"})
                 .join(roles, on="account", how="left")

@@ -37,10 +37,11 @@ from detector.features.common import (
     window_measures,
 )
 from detector.features.config import DEFAULT_WINDOW, FeatureConfig
+from detector.features.sessions import active_hours, idle_session_hours, presence, session_marks
 from detector.schema import UTC_US
 
 FORMAT: Final = "ami-detector-profiles"
-VERSION: Final = 2
+VERSION: Final = 3
 SCALARS_FILE: Final = "profiles.json"
 
 _SEEN: Final[dict[str, pl.DataType]] = {"events": pl.Int64(), "first_seen": UTC_US, "last_seen": UTC_US}
@@ -55,8 +56,13 @@ PROFILE_SCHEMAS: Final[dict[str, pl.Schema]] = {
     "account_targets": pl.Schema({"account": pl.String(), "target_id": pl.String()}),
     # weekday is ISO (1 = Monday), hour 0-23, both in the configured zone ([features] timezone, UTC by default).
     "account_hours": pl.Schema({"account": pl.String(), "weekday": pl.Int8(), "hour": pl.Int8(), "events": pl.Int64()}),
+    # Clock hours it was logged on interactively without logging anything (see features.sessions), by weekday and hour.
+    "account_session_hours": pl.Schema({"account": pl.String(), "weekday": pl.Int8(), "hour": pl.Int8(),
+                                        "hours": pl.Int64()}),
     "account_activity": pl.Schema({
         "account": pl.String(), **_SEEN, "active_days": pl.Int64(), "active_windows": pl.Int64(),
+        # Clock hours in which it logged an event (what an idle logged-on hour weighs: events / active_hours).
+        "active_hours": pl.Int64(),
         # The distinct targets of its busiest windows (95th percentile): how wide it ever reaches.
         "targets_peak": pl.Float64(),
         "role": pl.String(), "role_source": pl.String(),
@@ -83,6 +89,7 @@ PROFILE_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "account_actions": ("account", "action"),
     "account_targets": ("account", "target_id"),
     "account_hours": ("account", "weekday", "hour"),
+    "account_session_hours": ("account", "weekday", "hour"),
     "account_activity": ("account",),
     "account_typical": ("account",),
     "device_issuers": ("device_id", "account"),
@@ -107,8 +114,13 @@ class Profiles:
     account_hours
         Per account, ISO weekday (1 = Monday) and hour (in ``[features] timezone``): ``events``. Both the hour-of-day and
         the weekday histograms are its margins.
+    account_session_hours
+        Per account, ISO weekday and hour as ``account_hours``: ``hours``, the clock hours it was logged
+        on interactively without logging any event (:mod:`detector.features.sessions`). The hour
+        habits count each as an hour of its usual activity (:func:`habit_histogram`).
     account_activity
         Per account: ``events``, ``first_seen``, ``last_seen``, ``active_days``, ``active_windows``,
+        ``active_hours`` (clock hours with an event),
         ``role`` and ``role_source`` (see the module docstring).
     account_typical
         Per account, one column per measure (:data:`~detector.features.catalog.ACCOUNT_MEASURES`):
@@ -138,6 +150,7 @@ class Profiles:
     account_actions: pl.DataFrame
     account_targets: pl.DataFrame
     account_hours: pl.DataFrame
+    account_session_hours: pl.DataFrame
     account_activity: pl.DataFrame
     account_typical: pl.DataFrame
     device_issuers: pl.DataFrame
@@ -339,6 +352,9 @@ def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -
     accounts = prepare(lf, entity_of("account"), config, None, None)
     devices = prepare(lf, entity_of("device"), config, None, None)
     account_activity, account_typical = _activity(accounts, "account")
+    present = presence(lf)
+    account_activity = account_activity.join(active_hours(present).rename({"account": "entity_id"}),
+                                             on="entity_id", how="left")
     device_activity, device_typical = _activity(devices, "device", pl.col("target_type").min().alias("device_type"))
     devices = devices.rename({"entity_id": "device_id"})
     queries = {
@@ -351,6 +367,8 @@ def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -
                             .drop_nulls("account").unique().sort("account", "target_id")),
         "account_hours": (accounts.group_by("account", "weekday", "hour")
                           .agg(events=pl.len().cast(pl.Int64)).sort("account", "weekday", "hour")),
+        "account_session_hours": idle_session_hours(session_marks(lf), present, config)
+        .sort("account", "weekday", "hour"),
         "account_activity": (
             account_activity.rename({"entity_id": "account"})
             .join(_roles(accounts), on="account", how="left")
@@ -373,3 +391,22 @@ def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -
               PROFILE_SCHEMAS.items()}
     return Profiles(**tables, baseline_start=span["_start"], baseline_end=span["_end"],
                     window=config.window, event_count=int(span["_n"] or 0))
+
+
+def habit_histogram(profiles: Profiles) -> pl.LazyFrame:
+    """Per account, ISO weekday and hour: how much it is active then (``account, weekday, hour, activity``).
+
+    Its events there, plus each clock hour it was logged on there without logging anything
+    (``account_session_hours``) counted as an hour of its usual activity: as many events as it logs
+    in an average hour with any (``events / active_hours``). A night-shift worker whose logs hold a
+    21:00 logon and a 06:00 logoff is then active through the night, as the sessions say. Without
+    interactive sessions this is ``account_hours``.
+    """
+    per_hour = profiles.account_activity.lazy().select(
+        "account", _rate=pl.col("events") / pl.col("active_hours").cast(pl.Float64))
+    logged_on = (profiles.account_session_hours.lazy().join(per_hour, on="account", how="inner")
+                 .select("account", "weekday", "hour", activity=pl.col("hours") * pl.col("_rate")))
+    return (pl.concat([profiles.account_hours.lazy().select("account", "weekday", "hour",
+                                                            activity=pl.col("events").cast(pl.Float64)),
+                       logged_on])
+            .group_by("account", "weekday", "hour").agg(pl.col("activity").sum()))
