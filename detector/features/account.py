@@ -67,10 +67,14 @@ def _peers(profiles: Profiles) -> pl.LazyFrame:
 
 
 def _everyone(profiles: Profiles, unit: str) -> pl.LazyFrame:
-    """Everyone's share of baseline activity per hour (weekday): the habits a short history is blended with."""
-    # Sorted before summing: the activity is fractional where sessions count, and a float sum's
-    # order would make windows differ by an ulp from one run to the next.
-    return (_habits(profiles).lazy().group_by(unit).agg(_n=pl.col("activity").sort().sum()).sort(unit)
+    """Everyone's share of baseline events per hour (weekday): the habits a short history is blended with.
+
+    Events only, not the hours people were logged on: the blend stands for the events an entity's
+    short history lacks (RARITY_PRIOR_EVENTS of them), and a few night workers' sessions must not
+    make 03:00 an ordinary hour for everyone else. An entity's own logged-on hours count in its own
+    habits (:func:`~detector.features.profiles.habit_histogram`).
+    """
+    return (profiles.account_hours.lazy().group_by(unit).agg(_n=pl.col("events").sum()).sort(unit)
             .with_columns(_p=pl.col("_n") / pl.col("_n").sum()).select(unit, "_p")
             # Summed once here, not per window: a float sum's order would make windows differ by an ulp.
             .with_columns(_p_total=pl.col("_p").sum()))

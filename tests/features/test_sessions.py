@@ -6,8 +6,10 @@ from dataclasses import replace
 from datetime import timedelta
 
 import polars as pl
+import pytest
 
 from detector.features import FeatureConfig, account_windows, build_profiles
+from detector.features.common import RARITY_PRIOR_EVENTS
 from detector.features.partial import PartialProfiles
 from detector.features.profiles import PROFILE_SCHEMAS, habit_histogram
 from detector.spill import in_memory_slices
@@ -97,16 +99,17 @@ def test_a_night_shift_worker_is_not_rare_at_night() -> None:
     events_only = replace(profiles, account_session_hours=pl.DataFrame(schema=PROFILE_SCHEMAS["account_session_hours"]))
     alone = account_windows(scanned.lazy(), events_only, CONFIG).collect().row(0, named=True)
     assert alone["hour_rarity"] > 0.9
-    # Logged on every night, a logged-on hour weighs as her average hour with events: 3 events in 2
-    # hours, 1.5 against the 2 events of her 21:00 (rarity about 1 - 1.5 / 2).
-    assert 0.2 < night["hour_rarity"] < 0.3
+    # Logged on every night, a logged-on hour weighs as her average hour with events (3 events in 2
+    # hours): 14 nights x 1.5 at 02:00, against her 28 events at 21:00 blended with everyone's
+    # (RARITY_PRIOR_EVENTS x 28 of the 70 events).
+    assert night["hour_rarity"] == pytest.approx(1 - 14 * 1.5 / (28 + RARITY_PRIOR_EVENTS * 28 / 70))
     # Her logons at 21:00 still make it her peak hour: 2 events a night against 1 logged-on hour's worth.
     peak = account_windows(make_events([_logon("2026-04-22 21:05", "nina")]).lazy(), profiles, CONFIG).collect()
     assert peak.row(0, named=True)["hour_rarity"] == 0.0
-    # The day worker's 02:00 stays rare: only the blend with everyone's habits (half of them nights
-    # here) moves it from 1.
+    # Her sessions are hers: the day worker's 02:00 stays as rare as ever (everyone's habits, which a
+    # short history is blended with, are events only).
     dan = make_events([{"time": "2026-04-22 02:20", "account": "dan", "host": "pc-2", "action": "removable_media"}])
-    assert account_windows(dan.lazy(), profiles, CONFIG).collect().row(0, named=True)["hour_rarity"] >= 0.85
+    assert account_windows(dan.lazy(), profiles, CONFIG).collect().row(0, named=True)["hour_rarity"] == 1.0
 
 
 def test_sessions_crossing_slices_merge_into_the_profiles_of_everything() -> None:
