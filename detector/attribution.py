@@ -24,6 +24,13 @@ from typing import Final
 
 import polars as pl
 
+from detector.features.sessions import (
+    INTERACTIVE_LOGON_TYPES,
+    MACHINE_ACCOUNTS,
+    SESSION_HOURS,
+    is_interactive_logon,
+    is_machine,
+)
 from detector.schema import UTC_US, detail
 
 # Actions a person's session causes but the machine logs.
@@ -33,26 +40,16 @@ ATTRIBUTABLE: Final = (
     # Windows writes some of these without a user (a 104 for a cleared channel often has none).
     "log_cleared", "audit_policy_changed",
 )
-# Accounts that stand for the machine itself.
-MACHINE_ACCOUNTS: Final = ("system", "local service", "network service", "localsystem", "anonymous logon")
-INTERACTIVE_LOGON_TYPES: Final = ("2", "10", "11")
-SESSION_HOURS: Final = 12
+__all__ = ["ATTRIBUTABLE", "INTERACTIVE_LOGON_TYPES", "MACHINE_ACCOUNTS", "SESSIONS", "SESSION_HOURS", "attribute",
+           "interactive_logons", "is_machine"]
 
 SESSIONS: Final = pl.Schema({"host": pl.String(), "time": UTC_US, "user": pl.String(), "logon_id": pl.String()})
 
 
-def is_machine(account: pl.Expr) -> pl.Expr:
-    """Whether an account names the machine rather than a person (``NAME$``, ``SYSTEM``...)."""
-    return account.str.ends_with("$") | account.is_in(MACHINE_ACCOUNTS)
-
-
 def interactive_logons(events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     """Interactive logons of people, as sessions (:data:`SESSIONS`)."""
-    logon_type = pl.coalesce(detail("logon_type"), pl.col("message").str.extract(r"LogonType (\d+)", 1))
     return (events.lazy()
-            .filter((pl.col("action") == "login_success") & pl.col("host").is_not_null()
-                    & pl.col("account").is_not_null() & ~is_machine(pl.col("account"))
-                    & logon_type.is_in(INTERACTIVE_LOGON_TYPES))
+            .filter(is_interactive_logon())
             .select("host", "time", pl.col("account").alias("user"),
                     pl.coalesce(detail("target_logon_id"), detail("logon_id")).str.to_lowercase().alias("logon_id"))
             .cast(SESSIONS))

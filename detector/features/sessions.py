@@ -67,14 +67,14 @@ def session_marks(events: pl.LazyFrame) -> pl.LazyFrame:
               & ~is_machine(pl.col("account")) & (kind.is_null() | kind.is_in(INTERACTIVE_LOGON_TYPES)))
     return (events.filter(is_interactive_logon() | logoff)
             .select("account", "host", "time", logon=pl.col("action") == "login_success")
-            .cast(MARKS))  # type: ignore[arg-type]
+            .cast(MARKS))
 
 
 def presence(events: pl.LazyFrame) -> pl.LazyFrame:
     """The clock hours in which each account logged an event, per host (:data:`PRESENCE`, host may be null)."""
     return (events.select(account=entity_of("account"), host=pl.col("host"), slot=pl.col("time").dt.truncate(_SLOT))
             .filter(pl.col("account").is_not_null()).unique()
-            .cast(PRESENCE))  # type: ignore[arg-type]
+            .cast(PRESENCE))
 
 
 def active_hours(present: pl.LazyFrame) -> pl.LazyFrame:

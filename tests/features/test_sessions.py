@@ -130,7 +130,7 @@ def test_sessions_crossing_slices_merge_into_the_profiles_of_everything() -> Non
     assert merged.finish() == whole
     # The profiles of a part: the session open at its end lasts to its last event so far.
     cut = events.get_column("time").min() + timedelta(days=3, hours=2)
-    before = merged = None
+    merged = None
     for piece in pieces:
         piece = piece.filter(pl.col("time") < cut)
         part = PartialProfiles.of(piece, CONFIG)
