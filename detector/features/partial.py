@@ -14,8 +14,11 @@ merge exactly:
   may start in one part and end in another, so what sessions are made of is kept as it is, the logons
   and logoffs (``session_marks``) and the clock hours each account logged an event in, per host
   (``presence``), and the sessions are found when the profiles are finished
-  (:mod:`detector.features.sessions`). Both are small: a row per logon or logoff, and at most one per
-  account, host and hour.
+  (:mod:`detector.features.sessions`). Merged, the hours with events are kept only for accounts with a
+  logon or logoff so far (no other account has a session to end or fill) and for the last hour (which
+  the next part may share), so that they follow the people who log on interactively, not every
+  account's every hour of the baseline; each account's count of hours with events (``active_hours``)
+  is kept as a sum, less the hours two parts share.
 
 A window must lie in one part only (the spill's slices are whole numbers of windows); a part cut
 inside a window holds the part of the window it saw, which is what a profile of the events before a
@@ -41,6 +44,7 @@ from detector.features.common import (
 from detector.features.config import FeatureConfig
 from detector.features.profiles import PROFILE_KEYS, PROFILE_SCHEMAS, Profiles
 from detector.features.sessions import active_hours, idle_session_hours, presence, session_marks
+from detector.schema import UTC_US
 
 # Tables of (key..., events, first_seen, last_seen), merged by sum / min / max.
 _SEEN_TABLES: Final = ("account_ips", "account_hosts", "account_dest_hosts", "account_actions", "device_issuers",
@@ -97,6 +101,7 @@ class PartialProfiles:
         lf = as_lazy(events)
         accounts = prepare(lf, entity_of("account"), config, None, None)
         devices = prepare(lf, entity_of("device"), config, None, None)
+        present = presence(lf)
         device_rows = devices.rename({"entity_id": "device_id"})
         queries = {
             "account_ips": _pairs(accounts, "account", "src_ip"),
@@ -113,7 +118,8 @@ class PartialProfiles:
                                 .drop_nulls("account").unique()),
             "account_hours": accounts.group_by("account", "weekday", "hour").agg(events=pl.len().cast(pl.Int64)),
             "session_marks": session_marks(lf),
-            "presence": presence(lf),
+            "presence": present,
+            "active_hours": active_hours(present),
             "account_roles": (accounts.filter(pl.col("category") != "authentication")
                               .group_by("account", pl.col("category").cast(pl.String)).agg(_n=pl.len().cast(pl.Int64))),
             "account_totals": _totals(accounts),
@@ -133,13 +139,26 @@ class PartialProfiles:
         """These aggregates and those of *later* events (all after these) together."""
         a, b = self.tables, later.tables
         both = {name: pl.concat([a[name], b[name]]).lazy() for name in a}
+        end = pl.concat([a["span"], b["span"]]).get_column("end").max()
+        last_hour = pl.lit(end, UTC_US).dt.truncate("1h") if end is not None else pl.lit(None, UTC_US)
+        # The hours with events both parts hold (the earlier's last, when the later starts inside it).
+        shared = (a["presence"].lazy().select("account", "slot").unique()
+                  .join(b["presence"].lazy().select("account", "slot").unique(), on=["account", "slot"])
+                  .group_by("account").agg(_n=pl.len().cast(pl.Int64)))
         queries = {
             **{name: both[name].group_by(PROFILE_KEYS[name]).agg(*_MERGE_SEEN) for name in _SEEN_TABLES},
             "account_targets": both["account_targets"].unique(),
             "account_hours": both["account_hours"].group_by("account", "weekday", "hour").agg(pl.col("events").sum()),
             "session_marks": both["session_marks"],
-            # A clock hour cut between two parts (a cut inside an hour) is one hour.
-            "presence": both["presence"].unique(),
+            "presence": both["presence"].unique().filter(
+                pl.col("account").is_in(both["session_marks"].select("account").unique().collect().to_series().implode())
+                | (pl.col("slot") >= last_hour)),
+            # An hour cut between two parts (a cut inside an hour) is one hour.
+            "active_hours": (pl.concat([b["active_hours"].lazy(), shared.select("account", active_hours=-pl.col("_n"))])
+                             .group_by("account").agg(pl.col("active_hours").sum())
+                             .join(a["active_hours"].lazy(), on="account", how="full", coalesce=True, suffix="_a")
+                             .select("account", active_hours=pl.col("active_hours").fill_null(0)
+                                     + pl.col("active_hours_a").fill_null(0))),
             "account_roles": both["account_roles"].group_by("account", "category").agg(pl.col("_n").sum()),
             "account_totals": both["account_totals"].group_by("entity_id").agg(*_merged_totals()),
             "device_totals": both["device_totals"].group_by("entity_id").agg(
@@ -169,7 +188,7 @@ class PartialProfiles:
             .sort("account", "weekday", "hour"),
             "account_activity": (
                 t["account_totals"].join(account_windows, on="entity_id", how="left")
-                .join(active_hours(t["presence"]).rename({"account": "entity_id"}), on="entity_id", how="left")
+                .join(t["active_hours"].rename({"account": "entity_id"}), on="entity_id", how="left")
                 .join(targets_peak, on="entity_id", how="left")
                 .rename({"entity_id": "account"})
                 .join(roles, on="account", how="left")

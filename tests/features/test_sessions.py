@@ -113,7 +113,10 @@ def test_a_night_shift_worker_is_not_rare_at_night() -> None:
 
 
 def test_sessions_crossing_slices_merge_into_the_profiles_of_everything() -> None:
-    events = make_events(_night_shift())
+    # And a service account that reads a meter every hour and never logs on interactively.
+    reads = [{"time": f"2026-04-{day:02d} {hour:02d}:30", "account": "svc_read", "host": "hes-1", "action": "ping",
+              "target_type": "meter", "target_id": "M1"} for day in range(6, 21) for hour in range(24)]
+    events = make_events(_night_shift() + reads).sort("time")
     # Day slices cut every night shift at midnight; one is cut again inside an hour (a training fold's cut).
     pieces = []
     for _, _, day in in_memory_slices(events, timedelta(days=1)):
@@ -128,6 +131,10 @@ def test_sessions_crossing_slices_merge_into_the_profiles_of_everything() -> Non
     whole = build_profiles(events, CONFIG)
     assert whole.account_session_hours.get_column("hours").sum() == 14 * 8 + 14 * 7
     assert merged.finish() == whole
+    assert whole.account_activity.filter(pl.col("account") == "svc_read").get_column("active_hours").item() == 15 * 24
+    # Merged, the hours with events are kept for those who log on, and for the last hour only for the others.
+    kept = merged.tables["presence"].filter(pl.col("account") == "svc_read")
+    assert kept.get_column("slot").to_list() == [events.get_column("time").max().replace(minute=0)]
     # The profiles of a part: the session open at its end lasts to its last event so far.
     cut = events.get_column("time").min() + timedelta(days=3, hours=2)
     merged = None
