@@ -5,6 +5,8 @@ A window is scored when it holds at least one new event, rebuilt from all its ev
 whole store would have had: the events of the touched windows, each touched entity's last event
 before its window (searched ``history`` back in the store), and the state carried from the nights
 before (:mod:`detector.nightly.carried`: open logon sessions, accounts created, last activity).
+They are scored by the scan's own stage (:func:`detector.runner.score`, as one slice); the findings
+of the touched windows are kept.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from detector.attribution import attribute
 from detector.engines import running
 from detector.features import ENTITY_KINDS
 from detector.features.common import entity_of
-from detector.features.config import FeatureConfig
 from detector.findings import SEVERITIES, rank, severity_at_least
 from detector.model_store import Model
 from detector.nightly.carried import Carried
@@ -89,9 +90,7 @@ def _previous(night: Night, touched: pl.DataFrame, length: timedelta) -> pl.Lazy
 
 def _window_length(night: Night, model: Model | None) -> timedelta:
     """The model's window length (the job's settings before there is a model)."""
-    if model is None:
-        return night.config.detector.features.window_length
-    return FeatureConfig.from_dict(model.config.get("features", {})).window_length
+    return (model.settings if model is not None else night.config.detector).features.window_length
 
 
 def _score(night: Night, model: Model, events: pl.DataFrame, carried: slices.Carried,
