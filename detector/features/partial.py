@@ -183,9 +183,14 @@ def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.L
     # The median of n values in order: the mean of those at 0-based positions (n-1)//2 and n//2. A row
     # of (value, windows) holds the positions [upto - windows, upto); each position's row is found by a
     # filter over all groups at once (a filter inside a group-by runs group by group: millions of them).
-    upto = pl.col("windows").cum_sum().over("entity_id", "measure")
-    ordered = values.sort("entity_id", "measure", "value").with_columns(
-        _upto=upto, _total=pl.col("windows").sum().over("entity_id", "measure"))
+    ordered = values.sort("entity_id", "measure", "value").with_columns(_upto=pl.col("windows").cum_sum())
+    # Running and total counts within each (entity, measure), from the sorted rows' running count:
+    # boundaries carried forward and back, cheaper than a window over string keys.
+    first = (pl.col("entity_id") != pl.col("entity_id").shift(1)) | (pl.col("measure") != pl.col("measure").shift(1))
+    last = (pl.col("entity_id") != pl.col("entity_id").shift(-1)) | (pl.col("measure") != pl.col("measure").shift(-1))
+    before = pl.when(first.fill_null(True)).then(pl.col("_upto") - pl.col("windows")).forward_fill()
+    ordered = ordered.with_columns(_upto=pl.col("_upto") - before).with_columns(
+        _total=pl.when(last.fill_null(True)).then(pl.col("_upto")).backward_fill())
 
     def at(position: pl.Expr, name: str) -> pl.LazyFrame:
         holds = (pl.col("_upto") - pl.col("windows") <= position) & (pl.col("_upto") > position)
