@@ -18,6 +18,7 @@ cut time means anyway (see :func:`detector.detection.train_slices`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Self
@@ -118,23 +119,7 @@ class PartialProfiles:
 
     def merged(self, later: PartialProfiles) -> PartialProfiles:
         """These aggregates and those of *later* events (all after these) together."""
-        a, b = self.tables, later.tables
-        both = {name: pl.concat([a[name], b[name]]).lazy() for name in a}
-        queries = {
-            **{name: both[name].group_by(PROFILE_KEYS[name]).agg(*_MERGE_SEEN) for name in _SEEN_TABLES},
-            "account_targets": both["account_targets"].unique(),
-            "account_hours": both["account_hours"].group_by("account", "weekday", "hour").agg(pl.col("events").sum()),
-            "account_roles": both["account_roles"].group_by("account", "category").agg(pl.col("_n").sum()),
-            "account_totals": both["account_totals"].group_by("entity_id").agg(*_merged_totals()),
-            "device_totals": both["device_totals"].group_by("entity_id").agg(
-                *_merged_totals(), pl.col("device_type").min()),
-            **{name: both[name].group_by("entity_id", "measure", "value").agg(pl.col("windows").sum())
-               for name in ("account_values", "device_values")},
-            "account_target_windows": both["account_target_windows"].group_by("entity_id", "value")
-            .agg(pl.col("windows").sum()),
-            "span": both["span"].select(pl.col("start").min(), pl.col("end").max(), pl.col("n").sum()),
-        }
-        return PartialProfiles(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), self.window)
+        return merge([self, later])
 
     def finish(self) -> Profiles:
         """The profiles these aggregates stand for: equal to ``build_profiles`` of the same events."""
@@ -170,10 +155,35 @@ class PartialProfiles:
                         event_count=int(span.get("n") or 0))
 
 
-def _merged_totals() -> list[pl.Expr]:
-    # Parts come in time order without overlapping: two share at most one date, the earlier's last.
-    shared_day = (pl.len() > 1) & (pl.col("last_seen").min().dt.date() == pl.col("first_seen").max().dt.date())
-    return [*_MERGE_SEEN, (pl.col("active_days").sum() - shared_day.cast(pl.Int64)).alias("active_days")]
+def merge(parts: Sequence[PartialProfiles]) -> PartialProfiles:
+    """The aggregates of *parts* together: parts of events in time order, none overlapping another.
+
+    Merging several at once costs one pass over the merged tables instead of one per part."""
+    both = {name: pl.concat([part.tables[name] for part in parts]).lazy() for name in parts[0].tables}
+    queries = {
+        **{name: both[name].group_by(PROFILE_KEYS[name]).agg(*_MERGE_SEEN) for name in _SEEN_TABLES},
+        "account_targets": both["account_targets"].unique(),
+        "account_hours": both["account_hours"].group_by("account", "weekday", "hour").agg(pl.col("events").sum()),
+        "account_roles": both["account_roles"].group_by("account", "category").agg(pl.col("_n").sum()),
+        "account_totals": _merged_totals(both["account_totals"]),
+        "device_totals": _merged_totals(both["device_totals"], pl.col("device_type").min()),
+        **{name: both[name].group_by("entity_id", "measure", "value").agg(pl.col("windows").sum())
+           for name in ("account_values", "device_values")},
+        "account_target_windows": both["account_target_windows"].group_by("entity_id", "value")
+        .agg(pl.col("windows").sum()),
+        "span": both["span"].select(pl.col("start").min(), pl.col("end").max(), pl.col("n").sum()),
+    }
+    return PartialProfiles(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), parts[0].window)
+
+
+def _merged_totals(totals: pl.LazyFrame, *extra: pl.Expr) -> pl.LazyFrame:
+    # Parts come in time order without overlapping: an entity's parts, in order, share at most one date
+    # with the part before, its last date being the next one's first.
+    ordered = totals.sort("entity_id", "first_seen")
+    shared = ((pl.col("entity_id") == pl.col("entity_id").shift(1))
+              & (pl.col("first_seen").dt.date() == pl.col("last_seen").shift(1).dt.date())).fill_null(False)
+    return ordered.with_columns(_shared=shared.cast(pl.Int64)).group_by("entity_id").agg(
+        *_MERGE_SEEN, (pl.col("active_days").sum() - pl.col("_shared").sum()).alias("active_days"), *extra)
 
 
 def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.LazyFrame]:
