@@ -10,7 +10,7 @@ import pytest
 
 from detector.features import FeatureConfig, account_windows, build_profiles
 from detector.features.common import RARITY_PRIOR_EVENTS
-from detector.features.partial import PartialProfiles
+from detector.features.partial import PartialProfiles, merge
 from detector.features.profiles import PROFILE_SCHEMAS, habit_histogram
 from detector.spill import in_memory_slices
 from tests.features.events import make_events
@@ -131,6 +131,9 @@ def test_sessions_crossing_slices_merge_into_the_profiles_of_everything() -> Non
     whole = build_profiles(events, CONFIG)
     assert whole.account_session_hours.get_column("hours").sum() == 14 * 8 + 14 * 7
     assert merged.finish() == whole
+    # Several at once, as training merges a few days at a time; a cut hour's two halves in different merges.
+    parts = [PartialProfiles.of(piece, CONFIG) for piece in pieces]
+    assert merge([merge(parts[:5]), *parts[5:10], merge(parts[10:])]).finish() == whole
     assert whole.account_activity.filter(pl.col("account") == "svc_read").get_column("active_hours").item() == 15 * 24
     # Merged, the hours with events are kept for those who log on, and for the last hour only for the others.
     kept = merged.tables["presence"].filter(pl.col("account") == "svc_read")
