@@ -359,7 +359,7 @@ def model_options(command: F) -> F:
 @handle_errors
 def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, baseline_until: Any,
           format_name: str | None, mappings: tuple[str, ...], tz: str | None, engine: str, master: str | None,
-          spark_conf: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+          spark_conf: tuple[str, ...], spill_dir: Path | None, quiet: bool, as_json: bool) -> None:
     """Learn the baseline of LOGS (before --baseline-until, if given) and save a model.
 
     The model id goes to stdout (with --json, a JSON document); the per-format summary to stderr.
@@ -370,7 +370,8 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
         reports: list[FileReport] = []
         with closing(engine_of(engine, master, spark_conf)) as runner:
             model = api.train(logs, config=config, baseline_until=_utc(baseline_until), progress=progress,
-                              format=format_name, mappings=mappings, tz=tz, reports=reports, engine=runner)
+                              format=format_name, mappings=mappings, tz=tz, reports=reports, engine=runner,
+                              spill_dir=spill_dir)
         model.metadata["training_files"] = len([r for r in reports if not r.error])
     save_model(model, model_dir)
     command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]
@@ -421,7 +422,7 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
 def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity: str, with_csv: bool,
          rejects_out: Path | None, top: int, display_tz: str | None, config_path: Path | None, baseline_until: Any,
          format_name: str | None, mappings: tuple[str, ...], tz: str | None, engine: str, master: str | None,
-         spark_conf: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+         spark_conf: tuple[str, ...], spill_dir: Path | None, quiet: bool, as_json: bool) -> None:
     """Score LOGS and write ranked, explained findings and an HTML report to --out.
 
     A ranked table of the findings goes to stdout (with --json, a JSON document instead); notes
@@ -437,7 +438,7 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
         with closing(engine_of(engine, master, spark_conf)) as runner:
             found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until),
                              min_severity=min_severity, format=format_name, mappings=mappings, tz=tz,
-                             progress=progress, engine=runner)
+                             progress=progress, engine=runner, spill_dir=spill_dir)
         try:
             if model is not None and found.events is not None:
                 population = known_share(found.events, model, since=found.scored_from)

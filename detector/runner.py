@@ -57,7 +57,8 @@ def _before(events: pl.DataFrame | pl.LazyFrame, until: datetime | None) -> pl.D
 def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFrame, *, config: Config | None = None,
           baseline_until: datetime | None = None, metadata: Mapping[str, Any] | None = None,
           progress: ProgressCallback | None = None, format: str | None = None, mappings: Sequence[str | Path] = (),
-          tz: str | None = None, reports: list[FileReport] | None = None, engine: str | Engine = "local") -> Model:
+          tz: str | None = None, reports: list[FileReport] | None = None, engine: str | Engine = "local",
+          spill_dir: str | Path | None = None) -> Model:
     """Learn a baseline from *events* (those before *baseline_until*, if given).
 
     Parameters
@@ -79,6 +80,8 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
     engine
         What parses log files: ``"local"``, ``"spark"`` or an :class:`~detector.engines.Engine` (as for
         :func:`scan`). Learning itself runs here, a slice at a time, whatever the engine.
+    spill_dir
+        Where the parsed events are spilled (as for :func:`scan`).
 
     Returns
     -------
@@ -103,7 +106,7 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
     if not run.files:
         raise InputError("no log files found in the given paths")
     length = slice_length((config or Config()).features.window_length)
-    with running(engine) as runner, EventSpill.temporary(length) as spill:
+    with running(engine) as runner, EventSpill.temporary(length, spill_dir) as spill:
         runner.parse(run, spill)
         if reports is not None:
             reports.extend(run.reports)
@@ -129,7 +132,8 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
          model: Model | str | Path | None = None, *, config: Config | None = None,
          baseline_until: datetime | None = None, min_severity: str = "low", format: str | None = None,
          mappings: Sequence[str | Path] = (), tz: str | None = None,
-         progress: ProgressCallback | None = None, engine: str | Engine = "local") -> Findings:
+         progress: ProgressCallback | None = None, engine: str | Engine = "local",
+         spill_dir: str | Path | None = None) -> Findings:
     """Score the behaviour windows of log files or of events, and return explained findings.
 
     Parameters
@@ -155,6 +159,10 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     engine
         ``"local"`` (this process), ``"spark"``, or an :class:`~detector.engines.Engine` made by the
         caller (who then closes it); an engine named here is closed when the scan ends.
+    spill_dir
+        Where the parsed events are spilled: a new subdirectory of it, removed when the findings are
+        closed (the directory itself and anything else in it are left alone). Default: the system's
+        temporary directory. On a Spark cluster it must be storage the driver and every executor see.
 
     Returns
     -------
@@ -173,10 +181,10 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     length = slice_length((config or (model.settings if model is not None else Config())).features.window_length)
     with running(engine) as runner:
         if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
-            scanned = take_events(paths_or_events, length, spill=runner.name != "local")
+            scanned = take_events(paths_or_events, length, spill=runner.name != "local", spill_dir=spill_dir)
         else:
             run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
-            scanned = parse(run, runner, length)
+            scanned = parse(run, runner, length, spill_dir)
         try:
             since = _aware(baseline_until) if baseline_until is not None else None
             on_disk = scanned.slices if isinstance(scanned.slices, EventSpill) else None
@@ -208,8 +216,9 @@ class Scanned:
     spill: EventSpill | None  # the events on disk, kept for explain() until Findings.close()
 
 
-def parse(run: ParseRun, engine: Engine, length: timedelta) -> Scanned:
-    """Parse *run* with *engine* into a temporary spill of slices of *length*.
+def parse(run: ParseRun, engine: Engine, length: timedelta, spill_dir: str | Path | None = None) -> Scanned:
+    """Parse *run* with *engine* into a temporary spill of slices of *length* (a new directory under
+    *spill_dir*, default the system's temporary directory).
 
     The spill stays for ``explain()`` and ``timeline()`` until :meth:`Findings.close` or the end of
     the process; it is removed at once if parsing fails.
@@ -221,7 +230,7 @@ def parse(run: ParseRun, engine: Engine, length: timedelta) -> Scanned:
     """
     if not run.files:
         raise InputError("no log files found in the given paths")
-    spill = EventSpill.temporary(length)
+    spill = EventSpill.temporary(length, spill_dir)
     atexit.register(spill.remove)
     try:
         rejects = engine.parse(run, spill)
@@ -231,14 +240,15 @@ def parse(run: ParseRun, engine: Engine, length: timedelta) -> Scanned:
     return Scanned(spill.scan(), spill, spill.events, rejects, run.reports, spill)
 
 
-def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill: bool = False) -> Scanned:
-    """Events already parsed, cut into slices of *length* in memory (or, with *spill*, on disk, for an
-    engine that reads its slices from files)."""
+def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill: bool = False,
+                spill_dir: str | Path | None = None) -> Scanned:
+    """Events already parsed, cut into slices of *length* in memory (or, with *spill*, on disk under
+    *spill_dir*, for an engine that reads its slices from files)."""
     # A LazyFrame is collected once here, not once for the count and again for the slices.
     frame = events.collect() if isinstance(events, pl.LazyFrame) else events
     if not spill:
         return Scanned(frame, in_memory_slices(frame, length), frame.height, empty_rejects(), [], None)
-    disk = EventSpill.temporary(length)
+    disk = EventSpill.temporary(length, spill_dir)
     atexit.register(disk.remove)
     try:
         disk.add(frame)

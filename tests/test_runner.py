@@ -15,6 +15,7 @@ from detector.engines.local import LocalEngine
 from detector.errors import DetectorError, InputError
 from detector.model_store import load_model
 from detector.spill import EventSpill
+from tests.conftest import recording_spills
 
 ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "sample_logs"
@@ -104,3 +105,32 @@ def test_saved_findings_are_read_back_whole_or_refused(tmp_path) -> None:
     pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "findings.parquet")
     with pytest.raises(InputError, match="not a findings table"):
         read_saved(tmp_path)
+
+
+def test_spill_dir_holds_the_spill_and_is_left_as_it_was(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    files = [str(p) for p in sorted(SAMPLE.glob("*2026-03-27*"))]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "someone-elses.txt").write_text("kept")
+    plain = CliRunner().invoke(main, ["scan", *files, "--model", str(MODEL), "--out", str(tmp_path / "plain"), "-q"])
+    made = recording_spills(monkeypatch)
+    result = CliRunner().invoke(main, ["scan", *files, "--model", str(MODEL), "--out", str(tmp_path / "spilled"),
+                                       "-q", "--spill-dir", str(shared)])
+    assert result.exit_code == plain.exit_code and result.exit_code in (0, 1), result.output
+    assert len(made) == 1 and made[0].directory.parent == shared and made[0].events > 0
+    assert sorted(p.name for p in shared.iterdir()) == ["someone-elses.txt"]  # the scan's subdirectory removed
+    assert_frame_equal(pl.read_parquet(tmp_path / "spilled" / "findings.parquet"),
+                       pl.read_parquet(tmp_path / "plain" / "findings.parquet"))
+    # train too; a directory that does not exist yet is made (and kept, empty).
+    fresh = tmp_path / "new" / "spill"
+    trained = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "model"), "-q",
+                                        "--baseline-until", "2026-03-23", "--spill-dir", str(fresh)])
+    assert trained.exit_code == 0, trained.output
+    assert made[-1].directory.parent == fresh and list(fresh.iterdir()) == []
+    file_given = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "m2"),
+                                           "--spill-dir", str(shared / "someone-elses.txt")])
+    assert file_given.exit_code == 2 and "--spill-dir" in file_given.output

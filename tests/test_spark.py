@@ -24,6 +24,7 @@ from detector.errors import DetectorError
 from detector.model_store import load_model
 from detector.simulate import simulate
 from detector.spill import EventSpill
+from tests.conftest import recording_spills
 
 ROOT = Path(__file__).parent.parent
 MODEL = ROOT / "models" / "default"
@@ -59,12 +60,27 @@ def scans(month, engine, tmp_path_factory) -> dict[str, Path]:
         args = ["scan", str(logs), "--baseline-until", until, "--out", str(out / "found"),
                 "--rejects", str(out / "rejects.parquet"), "--json", "--engine", name]
         if name == "spark":
-            args += ["--master", "local[2]"]
-        result = CliRunner().invoke(main, args)
+            # The spill in a directory of the caller's (on a cluster: shared storage), beside a file of theirs.
+            (out / "spill").mkdir()
+            (out / "spill" / "keep.txt").write_text("not the scan's")
+            args += ["--master", "local[2]", "--spill-dir", str(out / "spill")]
+        with pytest.MonkeyPatch.context() as patch:
+            made = recording_spills(patch)
+            result = CliRunner().invoke(main, args)
+        (out / "spills.json").write_text(json.dumps([str(spill.directory) for spill in made]))
         assert result.exit_code in (0, 1), result.output
         (out / "stdout.json").write_text(result.stdout)
         outs[name] = out
     return outs
+
+
+def test_the_spark_scan_spills_where_it_is_told(scans) -> None:
+    spill_dir = scans["spark"] / "spill"
+    made = [Path(p) for p in json.loads((scans["spark"] / "spills.json").read_text())]
+    assert made and all(p.parent == spill_dir for p in made)
+    # Removed after the scan; the directory and the caller's file stay.
+    assert sorted(p.name for p in spill_dir.iterdir()) == ["keep.txt"]
+    assert all(Path(p).parent != spill_dir for p in json.loads((scans["local"] / "spills.json").read_text()))
 
 
 def _read(out: Path, name: str) -> pl.DataFrame:
