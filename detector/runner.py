@@ -24,6 +24,7 @@ from detector.detection import train as _train
 from detector.detection import train_slices as _train_slices
 from detector.engines import Engine, running
 from detector.errors import DetectorError, InputError
+from detector.event_store import EventStore, event_store_of
 from detector.findings import SEVERITIES
 from detector.model_store import Model, load_model
 from detector.pipeline import (
@@ -40,8 +41,8 @@ from detector.slices import SliceSource
 from detector.spill import EventSpill, in_memory_slices, slice_length
 from detector.timelines import aware as _aware
 
-__all__ = ["Scanned", "baseline", "parse", "plan", "read_logs", "read_with_reports", "scan", "score", "take_events",
-           "train"]
+__all__ = ["Scanned", "baseline", "parse", "plan", "read_logs", "read_store", "read_with_reports", "scan", "score",
+           "take_events", "train"]
 
 
 # A lazy frame filtered stays lazy (a spill's slices).
@@ -66,7 +67,8 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
     events
         Events in the normalized schema, from a period you trust; or log files / directories, parsed
         as by :func:`read_logs` (*format*, *mappings*, *tz*) into a temporary spill on disk and learned
-        from a day at a time, so that memory follows a day of logs and the profiles, not the baseline.
+        from a day at a time, so that memory follows a day of logs and the profiles, not the baseline;
+        or the nightly job's event store (read into the spill as it is, as for :func:`scan`).
     config
         Feature, scoring and alert settings (:class:`~detector.config.Config`); defaults otherwise.
     baseline_until
@@ -102,15 +104,30 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
         model = _train(history, config, metadata=meta)
         _tick(progress, "training", 1.0, 1.0)
         return model
-    run = plan(events, format=format, mappings=mappings, tz=tz, progress=progress)
-    if not run.files:
-        raise InputError("no log files found in the given paths")
     length = slice_length((config or Config()).features.window_length)
+    store = _store_in(events, format, mappings, tz)
+    run = plan(events, format=format, mappings=mappings, tz=tz, progress=progress) if store is None else None
+    if run is not None and not run.files:
+        raise InputError("no log files found in the given paths")
     with running(engine) as runner, EventSpill.temporary(length, spill_dir) as spill:
-        runner.parse(run, spill)
-        if reports is not None:
-            reports.extend(run.reports)
+        if run is not None:
+            runner.parse(run, spill)
+            if reports is not None:
+                reports.extend(run.reports)
+        else:
+            assert store is not None
+            runner.read_store(store, spill)
         return _train_spill(spill, config, baseline_until, metadata, progress)
+
+
+def _store_in(paths: str | Path | Sequence[str | Path], format: str | None, mappings: Sequence[str | Path],
+              tz: str | None) -> EventStore | None:
+    """The event store *paths* name (:mod:`detector.event_store`), or None for log files."""
+    store = event_store_of([paths] if isinstance(paths, (str, Path)) else list(paths))
+    if store is not None and (format or mappings or tz):
+        raise InputError(f"{store.directory} is an event store of parsed events: --format, --mapping and --tz "
+                         "apply to log files only")
+    return store
 
 
 def _train_spill(spill: EventSpill, config: Config | None, until: datetime | None,
@@ -139,8 +156,9 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     Parameters
     ----------
     paths_or_events
-        Log files / directories (parsed as by :func:`read_logs`), or events already in the
-        normalized schema (a DataFrame or LazyFrame).
+        Log files / directories (parsed as by :func:`read_logs`), the nightly job's event store
+        (``STATE/events/`` or ``STATE/``, read as it is: :mod:`detector.event_store`), or events
+        already in the normalized schema (a DataFrame or LazyFrame).
     model
         A :class:`~detector.model_store.Model` or the directory of one. Without a model, the
         baseline is learned from the events themselves: from those before *baseline_until* (which
@@ -182,6 +200,8 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     with running(engine) as runner:
         if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
             scanned = take_events(paths_or_events, length, spill=runner.name != "local", spill_dir=spill_dir)
+        elif (store := _store_in(paths_or_events, format, mappings, tz)) is not None:
+            scanned = read_store(store, runner, length, spill_dir)
         else:
             run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
             scanned = parse(run, runner, length, spill_dir)
@@ -238,6 +258,18 @@ def parse(run: ParseRun, engine: Engine, length: timedelta, spill_dir: str | Pat
         spill.remove()
         raise
     return Scanned(spill.scan(), spill, spill.events, rejects, run.reports, spill)
+
+
+def read_store(store: EventStore, engine: Engine, length: timedelta, spill_dir: str | Path | None = None) -> Scanned:
+    """The events of an event store read by *engine* into a temporary spill (as :func:`parse` makes)."""
+    spill = EventSpill.temporary(length, spill_dir)
+    atexit.register(spill.remove)
+    try:
+        engine.read_store(store, spill)
+    except BaseException:
+        spill.remove()
+        raise
+    return Scanned(spill.scan(), spill, spill.events, empty_rejects(), [], spill)
 
 
 def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill: bool = False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -134,3 +135,58 @@ def test_spill_dir_holds_the_spill_and_is_left_as_it_was(tmp_path, monkeypatch) 
     file_given = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "m2"),
                                            "--spill-dir", str(shared / "someone-elses.txt")])
     assert file_given.exit_code == 2 and "--spill-dir" in file_given.output
+
+
+def _store(root: Path, events: pl.DataFrame, batch: str) -> list[str]:
+    """*events* written as a nightly event store's parts of one batch (day=D/part-BATCH.parquet)."""
+    days = []
+    for (day,), part in events.with_columns(_day=pl.col("time").dt.date()).partition_by(
+            "_day", as_dict=True, include_key=False).items():
+        (root / f"day={day}").mkdir(parents=True, exist_ok=True)
+        part.write_parquet(root / f"day={day}" / f"part-{batch}.parquet")
+        days.append(str(day))
+    return sorted(days)
+
+
+def test_an_event_store_is_scanned_as_the_events_it_holds(sample, tmp_path) -> None:
+    events, model = sample
+    store = tmp_path / "events"
+    _store(store, events, "b1")
+    plain = runner.scan(events, model)
+    stored = runner.scan(store, model)
+    try:
+        assert plain.df.height and stored.events_scored == events.height
+        assert_frame_equal(stored.df, plain.df)
+        assert stored.reports == [] and stored.rejects.height == 0
+    finally:
+        stored.close()
+    # The same learned from it: train on the store gives the model a train on the events gives.
+    from detector.model_store import save_model
+    save_model(runner.train(store), tmp_path / "from-store")
+    save_model(api.train(events), tmp_path / "from-events")
+    assert load_model(tmp_path / "from-store").model_id == load_model(tmp_path / "from-events").model_id
+
+
+def test_a_nightly_state_is_read_as_its_committed_batches(sample, tmp_path) -> None:
+    import json
+
+    from detector.event_store import event_store_of
+    events, _ = sample
+    state = tmp_path / "state"
+    days = _store(state / "events", events.head(1000), "committed")
+    _store(state / "events", events.tail(10), "crashed")  # a batch a killed run left uncommitted
+    (state / "state.json").write_text(json.dumps({"version": 1, "batches": {"committed": {"days": days}}}))
+    for given in (state, state / "events"):
+        found = event_store_of([given])
+        assert found is not None and found.directory == state / "events"
+        assert [p.name for p in found.parts] == ["part-committed.parquet"] * len(days)
+    with pytest.raises(InputError, match="give one store, or log files, not both"):
+        event_store_of([state, SAMPLE])
+    with pytest.raises(InputError, match="apply to log files only"):
+        runner.scan(state, load_model(MODEL), format="cef")
+    assert event_store_of([SAMPLE]) is None
+    (tmp_path / "bad" / "day=2026-03-02").mkdir(parents=True)
+    (tmp_path / "bad" / "day=2026-03-02" / "part-x.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match=r"part-x.parquet: not a readable Parquet part"):
+        runner.scan(tmp_path / "bad", load_model(MODEL))
+    assert not list((Path(os.environ["TMPDIR"])).glob("ami-detector-spill-*"))  # removed on failure

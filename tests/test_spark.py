@@ -181,3 +181,42 @@ def test_train_on_spark_learns_the_model_a_local_train_learns(month, engine, tmp
         assert (dirs["spark"] / name).read_bytes() == (dirs["local"] / name).read_bytes(), name
     spark, local = load_model(dirs["spark"]), load_model(dirs["local"])
     assert spark.model_id == local.model_id and spark.metadata["training_files"] == local.metadata["training_files"]
+
+
+@pytest.fixture(scope="module")
+def store(month, tmp_path_factory) -> Path:
+    """The nightly job's state directory after one night that took the month's files."""
+    import os
+    import shutil
+    import time
+
+    from detector.nightly import NightlyConfig, run_nightly
+    logs, _ = month
+    work = tmp_path_factory.mktemp("nightly")
+    inbox = work / "inbox"
+    inbox.mkdir()
+    for path in logs.iterdir():
+        if path.name != "labels.json":
+            shutil.copyfile(path, inbox / path.name)
+            os.utime(inbox / path.name, (time.time() - 3600,) * 2)  # complete by the quiet-period rule
+    run_nightly(NightlyConfig(inbox=inbox, state=work / "state", out=work / "out", model=MODEL,
+                              retrain_every=None, keep=None))
+    return work / "state"
+
+
+def test_the_event_store_on_spark_finds_what_the_local_scan_of_it_finds(month, store, engine, tmp_path) -> None:
+    """``scan STATE/events`` here, ``scan STATE --engine spark`` (spark.read.parquet): the same findings."""
+    _, until = month
+    outs = {}
+    for name, given in (("local", store / "events"), ("spark", store)):
+        outs[name] = tmp_path / name
+        args = ["scan", str(given), "--baseline-until", until, "--out", str(outs[name]), "-q", "--engine", name]
+        result = CliRunner().invoke(main, args + (["--master", "local[2]"] if name == "spark" else []))
+        assert result.exit_code in (0, 1), result.output
+    local, spark = (pl.read_parquet(outs[name] / "findings.parquet") for name in ("local", "spark"))
+    assert local.height > 5
+    assert spark.get_column("finding_id").to_list() == local.get_column("finding_id").to_list()
+    assert (spark.get_column("score") - local.get_column("score")).abs().max() <= 1e-9
+    assert spark.drop("score").equals(local.drop("score"))
+    for name in ("evidence.parquet", "timeline.parquet"):
+        assert pl.read_parquet(outs["spark"] / name).equals(pl.read_parquet(outs["local"] / name))

@@ -1,4 +1,5 @@
-"""Engines run the scan's heavy stages: parsing files into an event spill, and scoring it slice by slice.
+"""Engines run the scan's heavy stages: parsing files (or reading an event store) into an event spill,
+and scoring it slice by slice.
 
 The runner (:mod:`detector.runner`) does everything else the same way whatever the engine: it
 resolves the settings and the model, learns a baseline when there is none, and turns the ranked
@@ -21,6 +22,7 @@ from detector.errors import DetectorError
 
 if TYPE_CHECKING:
     from detector.config import Config
+    from detector.event_store import EventStore
     from detector.model_store import Model
     from detector.pipeline import ParseRun
     from detector.slices import SliceSource
@@ -37,6 +39,10 @@ class Engine(Protocol):
 
     def parse(self, run: ParseRun, spill: EventSpill) -> pl.DataFrame:
         """Parse run.files into spill (detector.spill layout), fill run.reports; return the rejects."""
+        ...
+
+    def read_store(self, store: EventStore, spill: EventSpill) -> None:
+        """Copy the events of an event store (detector.event_store) into spill, in the store's order."""
         ...
 
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,

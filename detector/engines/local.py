@@ -9,6 +9,7 @@ from datetime import datetime
 import polars as pl
 
 from detector.config import Config
+from detector.event_store import EventStore, read_part
 from detector.model_store import Model
 from detector.pipeline import ParseRun, parse_to_spill
 from detector.slices import SliceSource, score_slices
@@ -16,12 +17,18 @@ from detector.spill import EventSpill
 
 
 class LocalEngine:
-    """:func:`~detector.pipeline.parse_to_spill` and :func:`~detector.slices.score_slices`."""
+    """:func:`~detector.pipeline.parse_to_spill` (or an event store's parts read with polars) and
+    :func:`~detector.slices.score_slices`."""
 
     name = "local"
 
     def parse(self, run: ParseRun, spill: EventSpill) -> pl.DataFrame:
         return parse_to_spill(run, spill)
+
+    def read_store(self, store: EventStore, spill: EventSpill) -> None:
+        # A part (a nightly batch's events of one day) at a time: memory follows a part.
+        for part in store.parts:
+            spill.add(read_part(part))
 
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,
               min_severity: str = "low", scored_from: datetime | None = None,

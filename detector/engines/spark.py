@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from detector.config import Config
+    from detector.event_store import EventStore
     from detector.model_store import Model
     from detector.slices import SliceSource
 
@@ -55,6 +56,7 @@ def _schema(**columns: pa.DataType) -> pa.Schema:
 
 
 _PARSED = _schema(file=pa.int64(), report=pa.string(), rejects=pa.binary(), counts=pa.string(), error=pa.string())
+_STORED = _schema(counts=pa.string(), error=pa.string())
 # Times the driver collects go as microseconds since the epoch: Spark hands timestamps to Python as
 # naive local times.
 _SUMMARY = _schema(slice=pa.int64(), events=pa.int64(), end=pa.int64(), logons=pa.binary(), error=pa.string())
@@ -121,6 +123,25 @@ class SparkEngine:
             spill.record({int(k): v for k, v in json.loads(row["counts"]).items()})
             rejects.append(_from_ipc(row["rejects"]))
         return pl.concat(rejects)
+
+    # ---- read an event store ----------------------------------------------------------------------
+
+    def read_store(self, store: EventStore, spill: EventSpill) -> None:
+        """Read *store* with ``spark.read.parquet`` into *spill* in Spark tasks, in the store's order.
+
+        Each task writes its rows into the spill under names that sort as the store's parts and
+        rows do (part, then row index in the part), so every slice holds its events in the order
+        the local engine reads them.
+        """
+        from pyspark.sql import functions as F
+        frame = (self.session.read.schema(_EVENT_DDL).parquet(*[str(part) for part in store.parts])
+                 .select("*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_row")))
+        task = _store_task({store.key(part): i for i, part in enumerate(store.parts)}, str(spill.directory),
+                           spill.length)
+        rows = _collect(frame.mapInArrow(task, _ddl(_STORED)), "reading the event store")
+        _raise_first(rows, "reading the event store")
+        for row in rows:
+            spill.record({int(k): v for k, v in json.loads(row["counts"]).items()})
 
     # ---- score -----------------------------------------------------------------------------------
 
@@ -297,6 +318,51 @@ def _parse_task(run: ParseRun, directory: str, length: Any) -> Callable[[Iterato
                                            "error": f"{item['path']}: {_task_error(exc)}"})
 
     return parse_files
+
+
+def _store_task(keys: dict[str, int], directory: str, length: Any) -> Callable[[Iterator[pa.RecordBatch]],
+                                                                             Iterator[pa.RecordBatch]]:
+    """The function each task reading a store runs on its rows (the events, ``_file`` and ``_row``)."""
+
+    def write_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from urllib.parse import unquote, urlparse
+
+        from detector.event_store import conform
+        for batch in batches:
+            try:
+                frame = pl.DataFrame(pl.from_arrow(batch))
+                counts: dict[int, int] = {}
+                for (file,), rows in frame.partition_by("_file", as_dict=True, maintain_order=True).items():
+                    path = Path(unquote(urlparse(str(file)).path))
+                    rows = rows.sort("_row")
+                    first = rows.get_column("_row")[0]
+                    spill = EventSpill(Path(directory), length,
+                                       part_prefix=f"s{keys[f'{path.parent.name}/{path.name}']:08d}-{first:012d}-")
+                    spill.add(conform(rows.drop("_file", "_row"), str(path)))
+                    for index, n in spill.counts.items():
+                        counts[index] = counts.get(index, 0) + n
+                yield _batch(_STORED, {"counts": json.dumps({str(k): v for k, v in counts.items()}), "error": None})
+            except Exception as exc:  # noqa: BLE001 - reported to the driver as one error
+                yield _batch(_STORED, {"counts": "{}", "error": _task_error(exc)})
+
+    return write_rows
+
+
+def _event_ddl() -> str:
+    """The normalized event schema as Spark reads it from a store (enums as strings)."""
+    from detector.schema import EVENT_SCHEMA
+    kinds = {pl.Int32: "int", pl.Int64: "long", pl.Datetime: "timestamp"}
+    columns = []
+    for name, dtype in EVENT_SCHEMA.items():
+        if isinstance(dtype, pl.List):
+            kind = "array<struct<key: string, value: string>>"
+        else:
+            kind = next((ddl for base, ddl in kinds.items() if isinstance(dtype, base)), "string")
+        columns.append(f"`{name}` {kind}")
+    return ", ".join(columns)
+
+
+_EVENT_DDL = _event_ddl()
 
 
 # Per worker process: the model read once, not once per slice (Spark reuses its Python workers).
