@@ -21,8 +21,8 @@ import polars as pl
 from detector.config import Config
 from detector.detection import NoBaselineError, signals_only
 from detector.detection import train as _train
-from detector.detection import train_slices as _train_slices
 from detector.engines import Engine, running
+from detector.engines.local import LocalEngine
 from detector.errors import DetectorError, InputError
 from detector.event_store import EventStore, event_store_of
 from detector.findings import SEVERITIES
@@ -59,7 +59,7 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
           baseline_until: datetime | None = None, metadata: Mapping[str, Any] | None = None,
           progress: ProgressCallback | None = None, format: str | None = None, mappings: Sequence[str | Path] = (),
           tz: str | None = None, reports: list[FileReport] | None = None, engine: str | Engine = "local",
-          spill_dir: str | Path | None = None) -> Model:
+          spill_dir: str | Path | None = None, sample: int | None = None) -> Model:
     """Learn a baseline from *events* (those before *baseline_until*, if given).
 
     Parameters
@@ -80,8 +80,12 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
     reports
         For log files: a list that receives a :class:`~detector.pipeline.FileReport` per file.
     engine
-        What parses log files: ``"local"``, ``"spark"`` or an :class:`~detector.engines.Engine` (as for
-        :func:`scan`). Learning itself runs here, a slice at a time, whatever the engine.
+        What parses log files and learns from them: ``"local"`` (here, a slice at a time), ``"spark"``
+        (each day's profiles and training windows in Spark tasks, the merge and the fit on the driver)
+        or an :class:`~detector.engines.Engine` (as for :func:`scan`). The same model either way.
+    sample
+        For log files or a store: at most this many training windows per scorer, sampled reproducibly
+        (:func:`detector.detection.fit_model`); for a baseline whose windows do not fit the driver.
     spill_dir
         Where the parsed events are spilled (as for :func:`scan`).
 
@@ -101,7 +105,7 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
         history = _before(events, baseline_until)
         meta = {"training_events": history.lazy().select(pl.len()).collect().item(), **(metadata or {})}
         _tick(progress, "training", 0.0, None)
-        model = _train(history, config, metadata=meta)
+        model = _train(history, config, metadata=meta, sample=sample)
         _tick(progress, "training", 1.0, 1.0)
         return model
     length = slice_length((config or Config()).features.window_length)
@@ -117,7 +121,7 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
         else:
             assert store is not None
             runner.read_store(store, spill)
-        return _train_spill(spill, config, baseline_until, metadata, progress)
+        return _train_spill(spill, config, baseline_until, metadata, progress, runner, sample)
 
 
 def _store_in(paths: str | Path | Sequence[str | Path], format: str | None, mappings: Sequence[str | Path],
@@ -131,14 +135,12 @@ def _store_in(paths: str | Path | Sequence[str | Path], format: str | None, mapp
 
 
 def _train_spill(spill: EventSpill, config: Config | None, until: datetime | None,
-                 metadata: Mapping[str, Any] | None, progress: ProgressCallback | None) -> Model:
-    """:func:`train` on the events of a spill, a slice at a time (:func:`detector.detection.train_slices`)."""
+                 metadata: Mapping[str, Any] | None, progress: ProgressCallback | None,
+                 engine: Engine | None = None, sample: int | None = None) -> Model:
+    """:func:`train` on the events of a spill, by *engine* (default: here, a slice at a time)."""
     since = _aware(until) if until is not None else None
-    slices = [(start, count, _before(events, since)) for start, count, events in spill.slices()
-              if since is None or start < since]
-    training_events = sum(frame.item() for frame in pl.collect_all([lf.select(pl.len()) for _, _, lf in slices]))
     _tick(progress, "training", 0.0, None)
-    model = _train_slices(slices, config, metadata={"training_events": training_events, **(metadata or {})})
+    model = (engine or LocalEngine()).train(spill, config, until=since, metadata=metadata, sample=sample)
     _tick(progress, "training", 1.0, 1.0)
     return model
 
@@ -208,7 +210,7 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         try:
             since = _aware(baseline_until) if baseline_until is not None else None
             on_disk = scanned.slices if isinstance(scanned.slices, EventSpill) else None
-            model, notes = baseline(scanned.events, model, config, since, progress, on_disk)
+            model, notes = baseline(scanned.events, model, config, since, progress, on_disk, runner)
             frame, count = score(scanned, runner, model, config, min_severity=min_severity, scored_from=since,
                                  progress=progress)
         except BaseException:
@@ -293,11 +295,11 @@ def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill
 
 def baseline(events: pl.DataFrame | pl.LazyFrame, model: Model | None, config: Config | None,
              since: datetime | None, progress: ProgressCallback | None,
-             spill: EventSpill | None = None) -> tuple[Model, list[str]]:
-    """The model to score with (*model*, or one learned from *events* before *since*, read from
-    *spill* a slice at a time when they are on disk), and what the analyst must know about its baseline."""
+             spill: EventSpill | None = None, engine: Engine | None = None) -> tuple[Model, list[str]]:
+    """The model to score with (*model*, or one learned from *events* before *since*, from *spill* by
+    *engine* when they are on disk), and what the analyst must know about its baseline."""
     if model is None:
-        return _learn_during_scan(events, config, since, progress, spill)
+        return _learn_during_scan(events, config, since, progress, spill, engine)
     return model, _inside_training(events, model, since)
 
 
@@ -330,7 +332,8 @@ def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: d
 
 
 def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | None, since: datetime | None,
-                       progress: ProgressCallback | None, spill: EventSpill | None = None) -> tuple[Model, list[str]]:
+                       progress: ProgressCallback | None, spill: EventSpill | None = None,
+                       engine: Engine | None = None) -> tuple[Model, list[str]]:
     """The baseline a scan without ``--model`` learns from its own logs (from *spill* a slice at a
     time when the logs were parsed into one), and what the analyst must know about it: that it
     overlaps what is scored, or that it is too thin for the forest (then security signals alone make
@@ -342,7 +345,7 @@ def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | Non
                       "train a model on older logs with `ami-detector train`")
     try:
         metadata = {"learned_during_scan": True}
-        model = (_train_spill(spill, config, since, metadata, progress) if spill is not None else
+        model = (_train_spill(spill, config, since, metadata, progress, engine) if spill is not None else
                  train(events, config=config, baseline_until=since, metadata=metadata, progress=progress))
     except NoBaselineError as exc:
         history = _before(events, since)

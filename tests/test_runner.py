@@ -190,3 +190,31 @@ def test_a_nightly_state_is_read_as_its_committed_batches(sample, tmp_path) -> N
     with pytest.raises(InputError, match=r"part-x.parquet: not a readable Parquet part"):
         runner.scan(tmp_path / "bad", load_model(MODEL))
     assert not list((Path(os.environ["TMPDIR"])).glob("ami-detector-spill-*"))  # removed on failure
+
+
+def test_train_sample_caps_the_training_windows_reproducibly(tmp_path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from detector.cli import main
+    ids = []
+    for name in ("a", "b"):
+        result = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / name), "--json",
+                                           "--baseline-until", "2026-03-23", "--train-sample", "300"])
+        assert result.exit_code == 0, result.output
+        ids.append(json.loads(result.stdout)["model_id"])
+    summary = json.loads(result.stdout)
+    model = load_model(tmp_path / "b")
+    assert ids[0] == ids[1] == model.model_id  # the same sample each time
+    sampled = model.metadata["training_sample"]
+    assert sampled["cap"] == 300 and sampled["seed"] == 0 and summary["training_sample"] == sampled
+    assert sampled["sampled"] and all(v["windows"] == 300 < v["of"] for v in sampled["sampled"].values())
+    for kind in sampled["sampled"]:
+        assert model.scorers[kind].n_training_windows == summary["scorers"][kind]["training_windows"] == 300
+    assert "--train-sample 300" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    files = sorted(SAMPLE.glob("*2026-03-27*"))
+    found = api.scan(files, model)
+    found.close()
+    assert found.events_scored > 0 and found.df.height > 0
+    assert "training_sample" not in api.train(api.read_logs(files)[0]).metadata

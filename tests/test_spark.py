@@ -204,13 +204,12 @@ def store(month, tmp_path_factory) -> Path:
     return work / "state"
 
 
-def test_the_event_store_on_spark_finds_what_the_local_scan_of_it_finds(month, store, engine, tmp_path) -> None:
+def test_the_event_store_on_spark_finds_what_the_local_scan_of_it_finds(store, engine, tmp_path) -> None:
     """``scan STATE/events`` here, ``scan STATE --engine spark`` (spark.read.parquet): the same findings."""
-    _, until = month
     outs = {}
     for name, given in (("local", store / "events"), ("spark", store)):
         outs[name] = tmp_path / name
-        args = ["scan", str(given), "--baseline-until", until, "--out", str(outs[name]), "-q", "--engine", name]
+        args = ["scan", str(given), "--model", str(MODEL), "--out", str(outs[name]), "-q", "--engine", name]
         result = CliRunner().invoke(main, args + (["--master", "local[2]"] if name == "spark" else []))
         assert result.exit_code in (0, 1), result.output
     local, spark = (pl.read_parquet(outs[name] / "findings.parquet") for name in ("local", "spark"))
@@ -220,3 +219,20 @@ def test_the_event_store_on_spark_finds_what_the_local_scan_of_it_finds(month, s
     assert spark.drop("score").equals(local.drop("score"))
     for name in ("evidence.parquet", "timeline.parquet"):
         assert pl.read_parquet(outs["spark"] / name).equals(pl.read_parquet(outs["local"] / name))
+
+
+def test_train_on_spark_with_a_sample_cap(month, engine, tmp_path) -> None:
+    """--train-sample: the scorers fitted on a seeded sample of the windows (drawn on the driver by
+    detection.fit_model, as in a local train: tests/test_runner.py), recorded in the model."""
+    logs, until = month
+    result = CliRunner().invoke(main, ["train", str(logs), "--model-dir", str(tmp_path / "model"), "--baseline-until",
+                                       until, "-q", "--engine", "spark", "--master", "local[2]", "--train-sample", "400"])
+    assert result.exit_code == 0, result.output
+    spark = load_model(tmp_path / "model")
+    sampled = spark.metadata["training_sample"]
+    assert sampled["cap"] == 400 and sampled["sampled"]
+    assert all(spark.scorers[kind].n_training_windows == 400 < v["of"] for kind, v in sampled["sampled"].items())
+    from detector import api
+    found = api.scan(max(logs.glob("hes_*")), spark)  # it scores
+    found.close()
+    assert found.events_scored > 0

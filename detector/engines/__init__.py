@@ -11,7 +11,7 @@ this process (:mod:`detector.engines.local`); ``"spark"`` runs them on Apache Sp
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -50,6 +50,12 @@ class Engine(Protocol):
               on_slice: Callable[[int], None] | None) -> tuple[pl.DataFrame, int]:
         """Ranked findings of every slice (with incident ids, as slices.score_slices returns) and
         the number of events scored."""
+        ...
+
+    def train(self, spill: EventSpill, config: Config | None, *, until: datetime | None,
+              metadata: Mapping[str, Any] | None, sample: int | None) -> Model:
+        """The model learned from the events of *spill* before *until* (as detection.train_slices
+        learns it), its metadata *metadata* with ``training_events`` first."""
         ...
 
     def close(self) -> None: ...

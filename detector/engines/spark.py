@@ -59,7 +59,8 @@ _PARSED = _schema(file=pa.int64(), report=pa.string(), rejects=pa.binary(), coun
 _STORED = _schema(counts=pa.string(), error=pa.string())
 # Times the driver collects go as microseconds since the epoch: Spark hands timestamps to Python as
 # naive local times.
-_SUMMARY = _schema(slice=pa.int64(), events=pa.int64(), end=pa.int64(), logons=pa.binary(), error=pa.string())
+_SUMMARY = _schema(slice=pa.int64(), events=pa.int64(), start=pa.int64(), end=pa.int64(), logons=pa.binary(),
+                   error=pa.string())
 _ACTIVITY = _schema(slice=pa.int64(), kind=pa.string(), entity_id=pa.string(), last_seen=pa.timestamp("us", "UTC"),
                     created=pa.binary(), firsts=pa.binary(), error=pa.string())
 _SCORED = _schema(slice=pa.int64(), events=pa.int64(), findings=pa.binary(), error=pa.string())
@@ -143,6 +144,15 @@ class SparkEngine:
         for row in rows:
             spill.record({int(k): v for k, v in json.loads(row["counts"]).items()})
 
+    # ---- train -----------------------------------------------------------------------------------
+
+    def train(self, spill: EventSpill, config: Config | None, *, until: datetime | None = None,
+              metadata: Mapping[str, Any] | None = None, sample: int | None = None) -> Model:
+        """The model a local train learns from *spill*, each day's work in Spark tasks
+        (:mod:`detector.engines.spark_train`); *spill* must be on storage the executors see."""
+        from detector.engines.spark_train import train_on_spark
+        return train_on_spark(self.session, spill, config, until=until, metadata=metadata, sample=sample)
+
     # ---- score -----------------------------------------------------------------------------------
 
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,
@@ -166,7 +176,7 @@ class SparkEngine:
         order = sorted(counts)
         tasks = min(len(order), 2 * self.session.sparkContext.defaultParallelism)
         indices = self.session.createDataFrame([(i,) for i in order], "slice long").repartition(tasks)
-        job.sessions = _carried_sessions(indices, job)
+        job.sessions = _carried_sessions(_summaries(indices, job))
         rows = _scored_slices(indices, job, order)
         with tempfile.TemporaryDirectory(prefix="ami-detector-spark-") as work:
             parts: list[Path] = []
@@ -179,11 +189,16 @@ class SparkEngine:
             return ranked_findings(parts), sum(row["events"] for row in rows)
 
 
-def _carried_sessions(indices: SparkFrame, job: _ScoreJob) -> dict[int, bytes | None]:
-    """The logon sessions each slice carries in (Arrow IPC), from every slice's logons and last event."""
-    from detector.slices import carried_sessions
+def _summaries(indices: SparkFrame, job: _ScoreJob) -> list[dict[str, Any]]:
+    """Each slice's event count, first and last event (microseconds since the epoch) and logons."""
     summary = _collect(indices.mapInArrow(job.summary, _ddl(_SUMMARY)), "reading the slices")
     _raise_first(summary, "reading the slices")
+    return summary
+
+
+def _carried_sessions(summary: list[dict[str, Any]]) -> dict[int, bytes | None]:
+    """The logon sessions each slice carries in (Arrow IPC), from every slice's logons and last event."""
+    from detector.slices import carried_sessions
     ends = {row["slice"]: _EPOCH + timedelta(microseconds=row["end"]) if row["end"] is not None else None
             for row in summary}
     logons = pl.concat([_from_ipc(row["logons"]).with_columns(slice=pl.lit(row["slice"], pl.Int64))
@@ -380,6 +395,7 @@ class _ScoreJob:
     config: Config | None
     min_severity: str
     scored_from: datetime | None
+    until: datetime | None = None  # training: only the events before it
     sessions: dict[int, bytes | None] = dataclasses.field(default_factory=dict)
     created: dict[int, bytes] = dataclasses.field(default_factory=dict)
     firsts: dict[int, bytes] = dataclasses.field(default_factory=dict)
@@ -397,7 +413,10 @@ class _ScoreJob:
 
     def _events(self, index: int) -> pl.DataFrame:
         from detector.slices import slice_events
-        return slice_events(EventSpill(Path(self.spill), self.length).read_slice(index), self.scored_from)
+        events = EventSpill(Path(self.spill), self.length).read_slice(index)
+        if self.until is not None:
+            events = events.filter(pl.col("time") < self.until)
+        return slice_events(events, self.scored_from)
 
     def _sessions(self, index: int) -> pl.DataFrame | None:
         data = self.sessions.get(index)
@@ -409,11 +428,13 @@ class _ScoreJob:
         for index in _slices_of(batches):
             try:
                 events = self._events(index)
-                end = events.select(pl.col("time").max().dt.epoch("us")).item() if events.height else None
-                yield _batch(_SUMMARY, {"slice": index, "events": events.height, "end": end,
+                start, end = (events.select(pl.col("time").min().dt.epoch("us").alias("start"),
+                                            pl.col("time").max().dt.epoch("us").alias("end"))
+                              .row(0) if events.height else (None, None))
+                yield _batch(_SUMMARY, {"slice": index, "events": events.height, "start": start, "end": end,
                                         "logons": _to_ipc(slice_logons(events)), "error": None})
             except Exception as exc:  # noqa: BLE001
-                yield _batch(_SUMMARY, {"slice": index, "events": 0, "end": None, "logons": b"",
+                yield _batch(_SUMMARY, {"slice": index, "events": 0, "start": None, "end": None, "logons": b"",
                                         "error": f"slice {index}: {_task_error(exc)}"})
 
     def activity(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
