@@ -126,12 +126,6 @@ def test_spill_dir_holds_the_spill_and_is_left_as_it_was(tmp_path, monkeypatch) 
     assert sorted(p.name for p in shared.iterdir()) == ["someone-elses.txt"]  # the scan's subdirectory removed
     assert_frame_equal(pl.read_parquet(tmp_path / "spilled" / "findings.parquet"),
                        pl.read_parquet(tmp_path / "plain" / "findings.parquet"))
-    # train too; a directory that does not exist yet is made (and kept, empty).
-    fresh = tmp_path / "new" / "spill"
-    trained = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "model"), "-q",
-                                        "--baseline-until", "2026-03-23", "--spill-dir", str(fresh)])
-    assert trained.exit_code == 0, trained.output
-    assert made[-1].directory.parent == fresh and list(fresh.iterdir()) == []
     file_given = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "m2"),
                                            "--spill-dir", str(shared / "someone-elses.txt")])
     assert file_given.exit_code == 2 and "--spill-dir" in file_given.output
@@ -192,21 +186,28 @@ def test_a_nightly_state_is_read_as_its_committed_batches(sample, tmp_path) -> N
     assert not list((Path(os.environ["TMPDIR"])).glob("ami-detector-spill-*"))  # removed on failure
 
 
-def test_train_sample_caps_the_training_windows_reproducibly(tmp_path) -> None:
+def test_train_sample_caps_the_training_windows_reproducibly(tmp_path, monkeypatch) -> None:
     import json
 
+    import numpy as np
     from click.testing import CliRunner
 
     from detector.cli import main
-    ids = []
-    for name in ("a", "b"):
-        result = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / name), "--json",
-                                           "--baseline-until", "2026-03-23", "--train-sample", "300"])
-        assert result.exit_code == 0, result.output
-        ids.append(json.loads(result.stdout)["model_id"])
+    from detector.detection import _sampled
+    from detector.scoring import TrainingColumns
+    made = recording_spills(monkeypatch)
+    fresh = tmp_path / "new" / "spill"  # --spill-dir: a directory that does not exist yet is made (and kept, empty)
+    result = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "b"), "--json",
+                                       "--baseline-until", "2026-03-23", "--train-sample", "300",
+                                       "--spill-dir", str(fresh)])
+    assert result.exit_code == 0, result.output
+    assert made[-1].directory.parent == fresh and list(fresh.iterdir()) == []
     summary = json.loads(result.stdout)
     model = load_model(tmp_path / "b")
-    assert ids[0] == ids[1] == model.model_id  # the same sample each time
+    # The same rows each time for one seed, in their order; others for another seed.
+    rows = TrainingColumns.of(np.arange(1000.0).reshape(-1, 1))
+    first, again, other = (_sampled(rows, 50, seed).column(0) for seed in (0, 0, 1))
+    assert first.tolist() == again.tolist() != other.tolist() and (np.diff(first) > 0).all()
     sampled = model.metadata["training_sample"]
     assert sampled["cap"] == 300 and sampled["seed"] == 0 and summary["training_sample"] == sampled
     assert sampled["sampled"] and all(v["windows"] == 300 < v["of"] for v in sampled["sampled"].values())

@@ -126,6 +126,18 @@ def test_a_failing_task_is_one_clear_error(engine, tmp_path) -> None:
     assert "Traceback" not in str(info.value) and "at org.apache" not in str(info.value)
 
 
+def test_a_failing_training_task_is_one_clear_error(engine, tmp_path) -> None:
+    spill = EventSpill(tmp_path / "spill", timedelta(days=1))
+    index = int((datetime(2026, 3, 2, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(days=1))
+    (spill.directory / f"slice={index}").mkdir()
+    (spill.directory / f"slice={index}" / "part-000001.parquet").write_bytes(b"not parquet at all")
+    spill.record({index: 10})
+    with pytest.raises(DetectorError, match=rf"Spark task failed while reading the slices: slice {index}: ") as info:
+        engine.train(spill, None)
+    assert "Traceback" not in str(info.value)
+    assert not (spill.directory / "_train").exists()  # its work files removed
+
+
 def test_a_failed_job_is_named_by_its_python_error() -> None:
     text = ("An exception was thrown from the Python worker.\nTraceback (most recent call last):\n"
             '  File "x.py", line 1, in f\nValueError: bad value\n\tat org.apache.spark.api.python.X(X.scala:1)')

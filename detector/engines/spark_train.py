@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkFrame
     from pyspark.sql import SparkSession
 
+    from detector.detection import FoldWindows
     from detector.model_store import Model
 
 _PROFILED = _schema(slice=pa.int64(), fold=pa.int64(), kind=pa.string(), entity_id=pa.string(),
@@ -82,14 +83,14 @@ def train_on_spark(session: SparkSession, spill: EventSpill, config: Config | No
 
     config = config or Config()
     order = sorted(i for i in spill.counts if until is None or _start(i, spill.length) < until)
+    if not order:
+        raise NoBaselineError("no events to learn a baseline from")
     work = spill.directory / "_train"
-    shutil.rmtree(work, ignore_errors=True)
     job = _TrainJob(str(spill.directory), spill.length, until, config, str(work))
     try:
-        tasks = max(1, min(len(order), 2 * session.sparkContext.defaultParallelism))
-        indices = session.createDataFrame([(i,) for i in order] or [(0,)], "slice long").repartition(tasks)
-        if not order:
-            raise NoBaselineError("no events to learn a baseline from")
+        tasks = min(len(order), 2 * session.sparkContext.defaultParallelism)
+        indices = session.createDataFrame([(i,) for i in order], "slice long").repartition(tasks)
+        # The scan's first pass (it needs no model): counts, first and last events, logons.
         reader = _ScoreJob(job.spill, job.length, "", "", config, "low", None, until=until)
         summary = {row["slice"]: row for row in _summaries(indices, reader)}
         job.sessions = _carried_sessions(list(summary.values()))
@@ -169,7 +170,7 @@ def _fold_windows(session: SparkSession, job: _TrainJob, activity: SparkFrame,
     return rows
 
 
-def _fold_files(job: _TrainJob, rows: list[dict[str, Any]]) -> list[Any]:
+def _fold_files(job: _TrainJob, rows: list[dict[str, Any]]) -> list[FoldWindows]:
     """Each fold's window files, a day after the other (the order a local train writes them)."""
     from detector.detection import FoldWindows
     folds = [FoldWindows() for _ in job.bounds]
