@@ -123,8 +123,9 @@ def engine_options(command: F) -> F:
     """``--engine``, ``--master``, ``--spark-conf`` and ``--spill-dir``: where the heavy stages run."""
     for option in reversed([
         click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
-                     help="Where parsing (and for scan, scoring) runs: this process, or Apache Spark "
-                          "(needs the ami-detector[spark] extra and Java 17+). The results are the same."),
+                     help="Where parsing (or reading an event store), scoring and training run: this process, "
+                          "or Apache Spark (needs the ami-detector[spark] extra and Java 17+). The results are "
+                          "the same."),
         click.option("--master", metavar="URL", help="Spark master URL (local[*], yarn, spark://HOST:7077, "
                      "k8s://...)  [default: local[*], or what spark-submit gives]"),
         click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
