@@ -7,6 +7,7 @@ every line is an event, a reject, or blank, and every unreadable file is named w
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,7 +17,7 @@ import polars as pl
 from detector.atomic import AtomicParquet
 from detector.errors import DetectorError, InputError, ParseError
 from detector.model_store import Model
-from detector.overlap import ahead
+from detector.overlap import ahead, two_at_a_time
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
 from detector.schema import EVENT_SCHEMA, REJECT_RAW_BYTES, REJECT_SCHEMA, empty_events, empty_rejects
@@ -26,6 +27,9 @@ from detector.spill import EventSpill
 _NOT_LOGS = (".md", ".txt.license", ".toml", ".ipynb", ".py", ".png", ".html")
 _NOT_LOG_NAMES = ("labels.json", "README", "LICENSE")
 MAPPING_SUFFIX = ".mapping.toml"
+# Files up to this size on disk are parsed whole, two at a time (ParseRun._files): few enough bytes that
+# two of them, even gzipped ten to one, sit in memory with ease.
+SMALL_FILE_BYTES = 4 << 20
 
 
 @dataclass
@@ -61,27 +65,46 @@ class ParseRun:
     reports: list[FileReport] = field(default_factory=list)
 
     def chunks(self) -> Iterator[ParsedChunk]:
-        for path in self.files:
-            report = FileReport(str(path))
+        for report, parsed in self._files():
             self.reports.append(report)
-            try:
-                parser = self.forced or sniff(path, self.parsers)
-                report.format = parser.name
-                for chunk in parse_file(path, parser, self.options):
-                    report.events += chunk.events.height
-                    report.rejects += chunk.rejects.height
-                    for name, n in chunk.time_fields.items():
-                        report.time_fields[name] = report.time_fields.get(name, 0) + n
-                    yield chunk
-            except DetectorError as exc:
-                report.error = exc.message
-                # Whatever the file yielded before the failure stays; this row says where it stopped.
-                line = exc.source[1] if exc.source else None
-                stop = pl.DataFrame([{"raw_file": str(path), "raw_line": line, "source_format": report.format or "unknown",
-                                      "reason": f"file not read (further): {exc.message}"[:REJECT_RAW_BYTES], "raw": None}],
-                                    schema=REJECT_SCHEMA)
-                report.rejects += 1
-                yield ParsedChunk(empty_events(), stop)
+            yield from parsed
+
+    def _files(self) -> Iterator[tuple[FileReport, Iterable[ParsedChunk]]]:
+        """Each file's report and chunks, in order. Runs of small files are parsed two at a time, whole:
+        a small file's cost is mostly fixed (sniffing, some hundred small polars queries, much of it
+        outside the GIL), so an export of many small files would otherwise keep one core busy. A large
+        file streams chunk by chunk (its chunks already two at a time, see :func:`parse_file`)."""
+        def whole(path: Path) -> tuple[FileReport, list[ParsedChunk]]:
+            report = FileReport(str(path))
+            return report, list(self._parse(path, report))
+
+        for small, paths in itertools.groupby(self.files, key=lambda p: _size(p) <= SMALL_FILE_BYTES):
+            if small:
+                yield from two_at_a_time(paths, whole)
+            else:
+                for path in paths:
+                    report = FileReport(str(path))
+                    yield report, self._parse(path, report)
+
+    def _parse(self, path: Path, report: FileReport) -> Iterator[ParsedChunk]:
+        try:
+            parser = self.forced or sniff(path, self.parsers)
+            report.format = parser.name
+            for chunk in parse_file(path, parser, self.options):
+                report.events += chunk.events.height
+                report.rejects += chunk.rejects.height
+                for name, n in chunk.time_fields.items():
+                    report.time_fields[name] = report.time_fields.get(name, 0) + n
+                yield chunk
+        except DetectorError as exc:
+            report.error = exc.message
+            # Whatever the file yielded before the failure stays; this row says where it stopped.
+            line = exc.source[1] if exc.source else None
+            stop = pl.DataFrame([{"raw_file": str(path), "raw_line": line, "source_format": report.format or "unknown",
+                                  "reason": f"file not read (further): {exc.message}"[:REJECT_RAW_BYTES], "raw": None}],
+                                schema=REJECT_SCHEMA)
+            report.rejects += 1
+            yield ParsedChunk(empty_events(), stop)
 
     @property
     def failed(self) -> list[FileReport]:

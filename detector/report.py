@@ -33,7 +33,7 @@ from detector.report_data import DisplayZone, feature_view, prepare
 from detector.safe_text import escape_html
 from detector.saved import INCIDENTS_FILE, read_saved
 from detector.schema import CATEGORIES
-from detector.timelines import CATEGORY_COLORS, CONTEXT, entity_timeline, timeline_counts
+from detector.timelines import CATEGORY_COLORS, CONTEXT, TIMELINE_SCHEMA, entity_timeline, timeline_counts
 
 __all__ = ["CSP", "INCIDENTS_FILE", "findings_chart_svg", "render_report", "timeline_svg", "write_report"]
 
@@ -284,14 +284,16 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
                             f"by the start of their window</span></div>"
 
 
-def _activity(counts: pl.DataFrame, members: pl.DataFrame, start: datetime, end: datetime, around: timedelta
-              ) -> pl.DataFrame:
+def _activity(counts: Mapping[tuple[Any, ...], pl.DataFrame], members: pl.DataFrame, start: datetime,
+              end: datetime, around: timedelta) -> pl.DataFrame:
     """Hourly (or coarser) activity of an incident's entities, finding windows flagged, the span
-    beyond *around* of every finding marked as not recorded (the saved timelines stop there)."""
+    beyond *around* of every finding marked as not recorded (the saved timelines stop there).
+
+    *counts* are the hourly counts of every entity drawn, by (entity_kind, entity_id)."""
     _, length = _bucket(end - start, 240, _CHART_BUCKETS[:3])
     every = {timedelta(hours=1): "1h", timedelta(hours=6): "6h", timedelta(days=1): "1d"}[length]
-    pairs = members.select("entity_kind", "entity_id").unique()
-    mine = counts.join(pairs, on=["entity_kind", "entity_id"], how="semi").filter(
+    pairs = members.select("entity_kind", "entity_id").unique().iter_rows()
+    mine = pl.concat([TIMELINE_SCHEMA.to_frame(), *(counts[p] for p in pairs if p in counts)]).filter(
         pl.col("time").is_between(start, end, closed="left"))
     # The devices of one burst share a window: each distinct window once.
     windows = list(members.select("window_start", "window_end").unique().sort("window_start").iter_rows())
@@ -318,17 +320,22 @@ _EVIDENCE_COLS: Final = "<colgroup>" + "".join(
     f'<col style="width:{w}%">' for w in (16, 10, 11, 10, 10, 8, 10, 10, 15)) + "</colgroup>"
 
 
-def _evidence_rows(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, limit: int,
-                   zone: DisplayZone) -> str:
+def _cited_lines(events: pl.DataFrame | None, raw: pl.DataFrame) -> pl.DataFrame:
+    """Every cited line's raw text (*raw*) and, when *events* are at hand, its event's columns: joined
+    once for the report; each finding's evidence table looks its own lines up in it."""
+    if events is None or not events.height:
+        return raw
+    cols = [c for c in _EVENT_COLUMNS if c in events.columns]
+    return raw.join(events.select(cols).unique(["raw_file", "raw_line"]), on=["raw_file", "raw_line"], how="left",
+                    maintain_order="left")
+
+
+def _evidence_rows(row: Mapping[str, Any], cited: pl.DataFrame, limit: int, zone: DisplayZone) -> str:
     where = evidence_locations(row["evidence"] or [])
     if where.height == 0:
         return '<p class="muted">no evidence lines</p>'
     shown = where.head(limit)
-    lines = shown.join(raw, on=["raw_file", "raw_line"], how="left", maintain_order="left")
-    if events is not None and events.height:
-        cols = [c for c in _EVENT_COLUMNS if c in events.columns]
-        lines = lines.join(events.select(cols).unique(["raw_file", "raw_line"]), on=["raw_file", "raw_line"],
-                           how="left", maintain_order="left")
+    lines = shown.join(cited, on=["raw_file", "raw_line"], how="left", maintain_order="left")
     body = []
     for r in lines.iter_rows(named=True):
         change = ""
@@ -395,8 +402,8 @@ def _finding_head(row: Mapping[str, Any], zone: DisplayZone) -> str:
             f"<span>{_clip(first, 300)}</span>")
 
 
-def _finding_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, evidence_limit: int,
-                   zone: DisplayZone, *, open_: bool, alone: bool = False) -> str:
+def _finding_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: int, zone: DisplayZone, *,
+                   open_: bool, alone: bool = False) -> str:
     """A finding in detail; *alone* (the incident's only finding) without a header of its own,
     since the incident's says it all."""
     reasons = "".join(f"<li>{_esc(r)}</li>" for r in (row["reasons"] or []))
@@ -404,7 +411,7 @@ def _finding_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.
     facts = (f"<p class='muted'>{n:,} event{'s' * (n != 1)} &middot; {_esc(row['detector'])} &middot; "
              f"finding <code>{_esc(row['finding_id'])}</code></p>")
     body = (f"{facts}<ul>{reasons}</ul>{'' if alone else _signals(row.get('signals') or [])}{_top_features(row)}"
-            f"<h4>evidence</h4>{_evidence_rows(row, events, raw, evidence_limit, zone)}")
+            f"<h4>evidence</h4>{_evidence_rows(row, cited, evidence_limit, zone)}")
     anchor = _anchor("f-", row["finding_id"])
     if alone:
         return f'<div class="finding" id="{anchor}">{body}</div>'
@@ -412,15 +419,14 @@ def _finding_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.
             f"<summary>{_finding_head(row, zone)}</summary>{body}</details>")
 
 
-def _callout_block(row: Mapping[str, Any], events: pl.DataFrame | None, raw: pl.DataFrame, evidence_limit: int,
-                   zone: DisplayZone) -> str:
+def _callout_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: int, zone: DisplayZone) -> str:
     reasons = "".join(f"<li>{_esc(r)}</li>" for r in (row["reasons"] or []))
     n = int(row["event_count"] or 0)
     return (f'<div class="callout" id="{_anchor("f-", row["finding_id"])}">{_sev(row["severity"])} '
             f"<b>hunt {_esc(row['detector'])}</b> &middot; {_esc(row['entity_kind'])} <b>{_clip(row['entity_id'])}</b>"
             f" &middot; <span class='muted'>{_span(row['window_start'], row['window_end'], zone)}</span>"
             f"<ul>{reasons}</ul><details><summary class='muted'>{n:,} event{'s' * (n != 1)} behind "
-            f"it</summary>{_evidence_rows(row, events, raw, evidence_limit, zone)}</details></div>")
+            f"it</summary>{_evidence_rows(row, cited, evidence_limit, zone)}</details></div>")
 
 
 def _compact(rows: pl.DataFrame, zone: DisplayZone, *, link: bool = False) -> str:
@@ -444,8 +450,8 @@ def _at_least(severity: str) -> pl.Expr:
 
 
 def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFrame, detailed: pl.DataFrame,
-                      callouts: pl.DataFrame, counts: pl.DataFrame | None, events: pl.DataFrame | None,
-                      raw: pl.DataFrame, around: timedelta, evidence_limit: int, zone: DisplayZone) -> str:
+                      callouts: pl.DataFrame, counts: Mapping[tuple[Any, ...], pl.DataFrame] | None,
+                      cited: pl.DataFrame, around: timedelta, evidence_limit: int, zone: DisplayZone) -> str:
     severity = str(inc["severity"])
     entities = list(inc["entities"] or [])
     facts = [_span(inc["first_seen"], inc["last_seen"], zone),
@@ -470,13 +476,13 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
                      f"{timeline_svg(table, zone=zone)}")
     if callouts.height:
         parts.append(f"<h4>hunt call-outs that touch it ({callouts.height})</h4>")
-        parts.extend(_callout_block(r, events, raw, evidence_limit, zone) for r in callouts.iter_rows(named=True))
+        parts.extend(_callout_block(r, cited, evidence_limit, zone) for r in callouts.iter_rows(named=True))
     if detailed.height == 1 and members.height == 1:
-        parts.append(_finding_block(detailed.row(0, named=True), events, raw, evidence_limit, zone, open_=True,
+        parts.append(_finding_block(detailed.row(0, named=True), cited, evidence_limit, zone, open_=True,
                                     alone=True))
     elif detailed.height:
         parts.append(f"<h4>findings at medium or above ({detailed.height})</h4>")
-        parts.extend(_finding_block(r, events, raw, evidence_limit, zone, open_=i == 0)
+        parts.extend(_finding_block(r, cited, evidence_limit, zone, open_=i == 0)
                      for i, r in enumerate(detailed.iter_rows(named=True)))
     rest = members.join(detailed.select("finding_id"), on="finding_id", how="anti", maintain_order="left")
     if rest.height:
@@ -607,17 +613,19 @@ def render_report(findings: pl.DataFrame | ScanResult, *, events: pl.DataFrame |
     shown_details = pl.concat([frame.clear(), *(d for _, _, d, _ in plan), *(c for _, _, _, c in plan)])
     in_sections = pl.concat([frame.clear(), *(m for _, m, _, _ in plan)])
 
-    counts = None
+    counts: dict[tuple[Any, ...], pl.DataFrame] | None = None
     if in_sections.height and (timelines is not None or events is not None):
-        counts = timeline_counts(timelines if timelines is not None else events,  # type: ignore[arg-type]
+        hourly = timeline_counts(timelines if timelines is not None else events,  # type: ignore[arg-type]
                                  in_sections.select(list(FINDINGS_SCHEMA)), around=around)
-        # Saved timelines hold every finding's entity: keep the ones drawn here before each section looks.
-        counts = counts.join(in_sections.select("entity_kind", "entity_id").unique(), on=["entity_kind", "entity_id"],
-                             how="semi")
-    cited = evidence_locations(shown_details.get_column("evidence").list.head(evidence_limit).explode().drop_nulls())
-    behind, raw = _raw_lines(events, cited)
+        # Saved timelines hold every finding's entity: split the ones drawn here by entity once, for each
+        # section to take its own.
+        counts = hourly.join(in_sections.select("entity_kind", "entity_id").unique(), on=["entity_kind", "entity_id"],
+                             how="semi").partition_by("entity_kind", "entity_id", as_dict=True)
+    locations = evidence_locations(shown_details.get_column("evidence").list.head(evidence_limit).explode()
+                                   .drop_nulls())
+    cited = _cited_lines(*_raw_lines(events, locations))
 
-    sections = "".join(_incident_section(i, inc, members, detailed, callouts, counts, behind, raw, around,
+    sections = "".join(_incident_section(i, inc, members, detailed, callouts, counts, cited, around,
                                          evidence_limit, zone)
                        for i, (inc, members, detailed, callouts) in enumerate(plan, start=1))
     sectioned = {inc["incident_id"] for inc, *_ in plan}

@@ -37,7 +37,7 @@ from detector.pipeline import (
 )
 from detector.result import Findings, _tick
 from detector.schema import empty_rejects
-from detector.slices import SliceSource
+from detector.slices import Carried, SliceSource
 from detector.spill import EventSpill, in_memory_slices, slice_length
 from detector.timelines import aware as _aware
 
@@ -304,8 +304,13 @@ def baseline(events: pl.DataFrame | pl.LazyFrame, model: Model | None, config: C
 
 
 def score(scanned: Scanned, engine: Engine, model: Model, config: Config | None, *, min_severity: str,
-          scored_from: datetime | None, progress: ProgressCallback | None) -> tuple[pl.DataFrame, int]:
-    """The ranked, explained findings of *scanned* (with incident ids) and the number of events scored."""
+          scored_from: datetime | None, progress: ProgressCallback | None,
+          carried: Carried | None = None) -> tuple[pl.DataFrame, int]:
+    """The ranked, explained findings of *scanned* (with incident ids) and the number of events scored.
+
+    *carried*: what the first slice carries in from events scored before (the nightly job's earlier
+    nights), updated in place to what comes after the last slice; a scan starts from nothing.
+    """
     done = 0.0
 
     def tick(count: int) -> None:
@@ -315,7 +320,7 @@ def score(scanned: Scanned, engine: Engine, model: Model, config: Config | None,
 
     _tick(progress, "scoring", 0.0, float(scanned.total))
     return engine.score(scanned.slices, model, config, min_severity=min_severity, scored_from=scored_from,
-                        on_slice=tick)
+                        on_slice=tick, carried=carried)
 
 
 def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: datetime | None) -> list[str]:

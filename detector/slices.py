@@ -59,24 +59,27 @@ class Carried:
 
 
 def score_slices(slices: SliceSource, model: Model, config: Config | None = None, *, min_severity: str = "low",
-                 scored_from: datetime | None = None,
-                 on_slice: Callable[[int], None] | None = None) -> tuple[pl.DataFrame, int]:
+                 scored_from: datetime | None = None, on_slice: Callable[[int], None] | None = None,
+                 carried: Carried | None = None) -> tuple[pl.DataFrame, int]:
     """Findings of every slice, ranked, and the number of events scored.
 
     Events before *scored_from* are not scored; *on_slice* is called with each slice's event count
     once it is done (for progress). The next slice's windows are built while this one's are scored
-    (see :func:`~detector.overlap.ahead`).
+    (see :func:`~detector.overlap.ahead`). *carried* is what the first slice carries in from logs
+    scored before (the nightly job's earlier nights; nothing by default); it is updated in place to
+    what a slice after the last would carry in.
     """
     scored = 0
+    carried = carried if carried is not None else Carried()
     # One Profiles for every slice: what is derived from them is computed once (Profiles.derived).
     profiles = profiles_of(model)
-    state = SignalState.empty()
+    state = SignalState(carried.created, carried.firsts)
     with tempfile.TemporaryDirectory(prefix="ami-detector-findings-") as directory:
         # Each slice's findings go to disk and are read back at the end: kept in memory, a slice's
         # few thousand findings among its large temporaries held about twice their size (1.1 GiB
         # more at 50M events).
         parts: list[Path] = []
-        for windowed in ahead(_lean_windows(slices, model, profiles, config, scored_from)):
+        for windowed in ahead(_lean_windows(slices, model, profiles, config, scored_from, carried)):
             if windowed.events.height:
                 found = findings_of(windowed.windows, windowed.events, model, config, min_severity,
                                     profiles=windowed.profiles, state=state, links=True)
@@ -86,6 +89,7 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
                     found.write_parquet(parts[-1], compression="lz4", statistics=False)
             if on_slice is not None:
                 on_slice(windowed.count)
+        carried.created, carried.firsts = state.created, state.firsts
         return ranked_findings(parts), scored
 
 
@@ -134,18 +138,22 @@ def slice_windows(frame: pl.DataFrame, sessions: pl.DataFrame | None, last_seen:
 
 
 def _lean_windows(slices: SliceSource, model: Model, profiles: Profiles, config: Config | None,
-                  scored_from: datetime | None) -> Iterator[Windowed]:
+                  scored_from: datetime | None, carried: Carried) -> Iterator[Windowed]:
     """Each slice's events and lean windows, the entities' last activity and the open logon sessions
-    carried from slice to slice."""
-    last_seen: dict[str, pl.DataFrame] = {}
-    sessions: pl.DataFrame | None = None
+    carried from slice to slice (in *carried*)."""
     for _, count, events in slices:
-        windowed = slice_windows(slice_events(events, scored_from), sessions, last_seen, model, profiles, config,
-                                 count)
-        sessions = windowed.sessions
-        if windowed.events.height:
-            remember(last_seen, windowed.events)
+        windowed = slice_windows(slice_events(events, scored_from), carried.sessions, carried.last_seen, model,
+                                 profiles, config, count)
+        carry_over(windowed.events, windowed.sessions, carried)
         yield windowed
+
+
+def carry_over(events: pl.DataFrame, sessions: pl.DataFrame, carried: Carried) -> None:
+    """Carry *carried* past a slice: the logon *sessions* still open after it (as
+    :func:`~detector.attribution.attribute` returns them) and its attributed *events*' last activity."""
+    carried.sessions = sessions
+    if events.height:
+        remember(carried.last_seen, events)
 
 
 def slice_events(events: pl.LazyFrame, scored_from: datetime | None) -> pl.DataFrame:

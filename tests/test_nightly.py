@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
+from detector import runner
 from detector.config import Config
 from detector.detection import score, train
 from detector.errors import ConfigError
@@ -502,6 +503,33 @@ def test_two_nights_give_the_second_night_what_one_scan_over_both_gives(tmp_path
     assert "ops_tmp9" in summary.scored.get_column("entity_id").to_list()
     assert_frame_equal(summary.scored.sort("finding_id").drop("incident_id"),
                        second.sort("finding_id").drop("incident_id"))
+
+
+def test_a_night_scores_its_windows_as_one_scan_over_the_store_does(tmp_path, days, model_dir) -> None:
+    inbox = tmp_path / "inbox"
+    config = settings(tmp_path, inbox, model_dir)
+    half = len(days[7]) // 2
+    # Night 3 completes day 8, whose first half night 2 stored: its windows straddle the two runs.
+    for night in (days[6], days[7][:half]):
+        drop(inbox, night)
+        run_nightly(config)
+    added = drop(inbox, days[7][half:])
+    summary = run_nightly(config)
+    assert summary.scored is not None
+
+    everything = stored(config.state).sort(["time", "raw_file", "raw_line"])
+    new, _ = read_logs(added)
+    touched = window_keys(new.lazy(), timedelta(hours=1)).select("entity_kind", "entity_id", "window_start")
+    touched = touched.unique().collect()
+    assert summary.windows_scored == touched.height
+    scan = runner.scan(everything, load_model(model_dir)).df
+    same = scan.join(touched, on=["entity_kind", "entity_id", "window_start"], how="semi")
+    files = [{str(inbox / p.name) for p in night} for night in (days[7][:half], days[7][half:])]
+    straddling = [cited for cited in same.get_column("evidence").to_list()
+                  if all({line.rsplit(":", 1)[0] for line in cited} & night for night in files)]
+    assert same.height > 10 and straddling
+    # Frame for frame; incidents group what each run scored, so their ids follow the run.
+    assert_frame_equal(summary.scored.drop("incident_id"), same.drop("incident_id"))
 
 
 # ---- model ---------------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ import shutil
 import polars as pl
 import pytest
 
+from detector import pipeline
 from detector.errors import FormatError, ParseError
-from detector.parsers import PARSERS
-from detector.pipeline import expand_paths, plan_parse, read_logs
+from detector.parsers import PARSERS, ParsedChunk
+from detector.pipeline import FileReport, expand_paths, plan_parse, read_logs
 from detector.schema import validate_events, validate_rejects
 from tests.conftest import DATA, GOLDEN
 
@@ -89,3 +90,23 @@ def test_unreadable_file_does_not_stop_the_others(tmp_path) -> None:
 def test_registry_names_match_classes() -> None:
     assert all(name == parser.name for name, parser in PARSERS.items())
     assert all(parser.description for parser in PARSERS.values())
+
+
+def test_small_files_two_at_a_time_give_what_one_at_a_time_gives(mixed_dir, monkeypatch) -> None:
+    """Small files are parsed two at a time: the chunks, their order and the reports must be those of
+    parsing every file alone, an unreadable file among them included."""
+    (mixed_dir / "m_bin.log").write_bytes(b"\x00\xff" * 100)
+
+    def parse(small_bytes: int) -> tuple[list[ParsedChunk], list[FileReport]]:
+        monkeypatch.setattr(pipeline, "SMALL_FILE_BYTES", small_bytes)
+        run = plan_parse([mixed_dir], tz="UTC")
+        return list(run.chunks()), run.reports
+
+    paired, paired_reports = parse(1 << 30)
+    alone, alone_reports = parse(-1)
+    assert paired_reports == alone_reports
+    assert [r.path for r in paired_reports] == [str(p) for p in expand_paths([mixed_dir])[0]]
+    assert any(r.error for r in paired_reports)
+    assert len(paired) == len(alone)
+    for a, b in zip(paired, alone, strict=True):
+        assert a.events.equals(b.events) and a.rejects.equals(b.rejects)

@@ -8,11 +8,12 @@ from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from detector.activity import latest_activity
 from detector.attribution import attribute
 from detector.detection import profiles_of
-from detector.model_store import load_model
+from detector.model_store import Model, load_model
 from detector.pipeline import parse_to_spill, plan_parse
 from detector.signals import first_times
 from detector.slices import (
@@ -36,11 +37,18 @@ UNTIL = datetime.fromisoformat(
     json.loads((SAMPLE / "labels.json").read_text())["generator"]["baseline_until"])
 
 
-def test_slices_scored_side_by_side_from_state_computed_ahead_match_the_scan(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> tuple[Model, EventSpill]:
+    """The default model and the sample logs parsed into a spill of its slices."""
     model = load_model(MODEL)
-    config = model.settings
-    spill = EventSpill(tmp_path / "spill", slice_length(config.features.window_length))
+    spill = EventSpill(tmp_path_factory.mktemp("spill"), slice_length(model.settings.features.window_length))
     parse_to_spill(plan_parse([SAMPLE]), spill)
+    return model, spill
+
+
+def test_slices_scored_side_by_side_from_state_computed_ahead_match_the_scan(sample) -> None:
+    model, spill = sample
+    config = model.settings
     expected, scored = score_slices(spill.slices(), model, scored_from=UNTIL)
 
     profiles = profiles_of(model)
@@ -77,3 +85,26 @@ def test_slices_scored_side_by_side_from_state_computed_ahead_match_the_scan(tmp
         got = ranked_findings(parts)
     assert expected.height and sum(frame.height for frame in events.values()) == scored
     assert got.equals(expected)
+
+
+def test_slices_scored_in_two_runs_with_the_state_carried_between_them_match_one_run(sample) -> None:
+    model, spill = sample
+    slices = [(start, count, events) for start, count, events in spill.slices() if start >= UNTIL]
+    assert len(slices) >= 3
+    whole = Carried()
+    expected, _ = score_slices(slices, model, carried=whole)
+
+    # The nightly job's way: a first run, then a second one starting from what the first carried out.
+    carried = Carried()
+    first, _ = score_slices(slices[:2], model, carried=carried)
+    assert carried.sessions is not None and carried.last_seen and carried.firsts.height
+    second, _ = score_slices(slices[2:], model, carried=carried)
+    later = expected.filter(pl.col("window_start") >= slices[2][0])
+    assert later.height and first.height + second.height == expected.height
+    # Incidents group what each run scored, so their ids follow the run.
+    assert second.drop("incident_id").equals(later.drop("incident_id"))
+    for name in ("created", "firsts", "sessions"):
+        assert getattr(carried, name).equals(getattr(whole, name)), name
+    assert carried.last_seen.keys() == whole.last_seen.keys()
+    for kind, frame in whole.last_seen.items():
+        assert carried.last_seen[kind].sort("entity_id").equals(frame.sort("entity_id")), kind

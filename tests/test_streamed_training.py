@@ -29,7 +29,7 @@ from detector.features import (
     build_profiles,
     feature_columns,
 )
-from detector.features.partial import PartialProfiles
+from detector.features.partial import PartialProfiles, merge
 from detector.spill import EventSpill, in_memory_slices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +79,9 @@ def test_partial_profiles_merged_slice_by_slice_equal_the_whole(baseline):
     assert merged is not None
     assert merged.finish() == build_profiles(events, CONFIG.features)
     assert PartialProfiles.of(events, CONFIG.features).finish() == build_profiles(events, CONFIG.features)
+    # Several at once (training merges a few days at a time), the two halves of a day among them.
+    parts = [PartialProfiles.of(piece, CONFIG.features) for piece in pieces]
+    assert merge([merge(parts[:5]), *parts[5:9], merge(parts[9:])]).finish() == merged.finish()
 
 
 def test_partial_profiles_up_to_a_cut_inside_a_window_equal_the_profiles_of_the_events_before_it(baseline):

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from detector.event_store import EventStore
     from detector.model_store import Model
     from detector.pipeline import ParseRun
-    from detector.slices import SliceSource
+    from detector.slices import Carried, SliceSource
     from detector.spill import EventSpill
 
 ENGINES = ("local", "spark")
@@ -47,9 +47,10 @@ class Engine(Protocol):
 
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,
               min_severity: str, scored_from: datetime | None,
-              on_slice: Callable[[int], None] | None) -> tuple[pl.DataFrame, int]:
+              on_slice: Callable[[int], None] | None, carried: Carried | None = None) -> tuple[pl.DataFrame, int]:
         """Ranked findings of every slice (with incident ids, as slices.score_slices returns) and
-        the number of events scored."""
+        the number of events scored; carried, if given, is what the first slice carries in, updated in
+        place to what a slice after the last would carry in (the nightly job's state between nights)."""
         ...
 
     def train(self, spill: EventSpill, config: Config | None, *, until: datetime | None,

@@ -14,7 +14,7 @@ from detector.detection import train_slices
 from detector.event_store import EventStore, read_part
 from detector.model_store import Model
 from detector.pipeline import ParseRun, parse_to_spill
-from detector.slices import SliceSource, score_slices
+from detector.slices import Carried, SliceSource, score_slices
 from detector.spill import EventSpill
 
 
@@ -34,10 +34,11 @@ class LocalEngine:
 
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,
               min_severity: str = "low", scored_from: datetime | None = None,
-              on_slice: Callable[[int], None] | None = None) -> tuple[pl.DataFrame, int]:
+              on_slice: Callable[[int], None] | None = None,
+              carried: Carried | None = None) -> tuple[pl.DataFrame, int]:
         source = slices.slices() if isinstance(slices, EventSpill) else slices
         return score_slices(source, model, config, min_severity=min_severity, scored_from=scored_from,
-                            on_slice=on_slice)
+                            on_slice=on_slice, carried=carried)
 
     def train(self, spill: EventSpill, config: Config | None, *, until: datetime | None = None,
               metadata: Mapping[str, Any] | None = None, sample: int | None = None) -> Model:

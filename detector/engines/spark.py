@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from detector.config import Config
     from detector.event_store import EventStore
     from detector.model_store import Model
-    from detector.slices import SliceSource
+    from detector.slices import Carried, SliceSource
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 INSTALL_HINT = "the Spark engine needs pyspark and Java 17+: pip install 'ami-detector[spark]'"
@@ -157,14 +157,19 @@ class SparkEngine:
 
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,
               min_severity: str = "low", scored_from: datetime | None = None,
-              on_slice: Callable[[int], None] | None = None) -> tuple[pl.DataFrame, int]:
+              on_slice: Callable[[int], None] | None = None,
+              carried: Carried | None = None) -> tuple[pl.DataFrame, int]:
         """Ranked findings of every slice of *slices* and the number of events scored.
 
         *slices* must be an :class:`EventSpill` on storage the executors see (events in memory are
-        spilled first by the caller, as :func:`detector.api.scan` does).
+        spilled first by the caller, as :func:`detector.api.scan` does). A scan on Spark starts
+        from nothing carried in (*carried*, the nightly job's state between nights, is the local
+        engine's).
         """
         from detector.slices import ranked_findings
 
+        if carried is not None:
+            raise DetectorError("the Spark engine scores a scan from its first slice: it takes no carried state")
         if not isinstance(slices, EventSpill):
             raise TypeError("the Spark engine scores an EventSpill (spill in-memory slices first)")
         counts = slices.counts

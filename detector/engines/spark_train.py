@@ -9,8 +9,8 @@ The algorithm of :func:`detector.detection.train_slices`, cut along days:
    (:class:`~detector.features.partial.PartialProfiles`) and, for a fold that starts in the day,
    those of its events before the fold, written beside the spill; and the latest activity of each
    entity in each fold's piece of the day (one row each, back to the driver's Spark plan);
-3. on the driver: the partial profiles merged day after day, in the order a local train merges
-   them: the baseline's profiles, and each fold's history, written beside the spill;
+3. on the driver: the partial profiles merged, a few days at a time, as a local train merges them:
+   the baseline's profiles, and each fold's history, written beside the spill;
 4. each (fold, day) in its own task: the fold's training windows of the day
    (:func:`~detector.detection.fold_windows`), built against the fold's history with its entities'
    last activity earlier in the fold (a Spark window, as the scan carries dormancy), written
@@ -134,18 +134,21 @@ def _time(micros: int) -> datetime:
 def _merged(job: _TrainJob, days: list[int]) -> tuple[Profiles, dict[int, Profiles]]:
     """The baseline's profiles and each fold's history (folds with a baseline only), merged from the
     days' partial profiles in the order :func:`detector.detection.train_slices` merges them."""
-    whole: PartialProfiles | None = None
+    from detector.detection import _MERGE_EVERY
+    from detector.features.partial import merge
+    parts: list[PartialProfiles] = []
     histories: dict[int, Profiles] = {}
     for index in days:
         for k in job.starts.get(index, []):
             before = _load_partial(job.partial(index, f"before{k}"), job.config)
-            history = (before if whole is None else whole.merged(before)).finish()
+            parts = [merge(parts)] if parts else []
+            history = merge([*parts, before]).finish()
             if history.has_baseline:
                 histories[k] = history
-        part = _load_partial(job.partial(index, "whole"), job.config)
-        whole = part if whole is None else whole.merged(part)
-    assert whole is not None
-    return whole.finish(), histories
+        parts.append(_load_partial(job.partial(index, "whole"), job.config))
+        if len(parts) > _MERGE_EVERY:
+            parts = [merge(parts)]
+    return merge(parts).finish(), histories
 
 
 def _fold_windows(session: SparkSession, job: _TrainJob, activity: SparkFrame,

@@ -22,7 +22,8 @@ State directory
       findings/day=D/part-<seq>.parquet    the findings ledger, by report date (OUT/D is built from it)
       carried/<seq>/             what the next night carries over (see :mod:`detector.nightly.carried`)
       models/<model_id>/         the active and the previous model
-      staging/<batch>/           a batch being parsed (events, rejects, manifest.json once complete)
+      staging/<batch>/           a batch being parsed (events/ as an event spill of days, rejects,
+                                 manifest.json once complete)
       tmp/                       temporary files; renamed into place when complete, else removed
 
 Which files are new
@@ -46,8 +47,9 @@ A run works in batches. The batch id is a hash of its files' content hashes, so 
 crash produces the same names, and every write below either replaces a file by rename or is
 idempotent:
 
-1. *parse*: the batch's files are parsed into ``staging/<batch>/``; ``manifest.json`` is written
-   last (atomically) and marks the staging as complete.
+1. *parse*: the batch's files are parsed into ``staging/<batch>/`` by the engine's parse stage, as
+   a scan parses (:mod:`detector.spill` layout, a slice a day); ``manifest.json`` is written last
+   (atomically) and marks the staging as complete.
 2. *append*: ``events/day=D/part-<batch>.parquet`` per event day, and ``rejects/...``, each written
    under ``tmp/`` and renamed into place.
 3. *commit*: ``state.json`` gains the batch, its files and a scoring job (atomic rewrite). This is

@@ -7,7 +7,9 @@ account's new habits) and each entity's last activity (:func:`detector.activity.
 dormancy). The nightly job scores each night on its own, so
 it keeps the same tables in the state directory and hands them to the next night: an account
 created on Monday and used on Tuesday is ``created_account_used`` on Tuesday, as in one scan over
-both days.
+both days. A night's scoring starts from them as a scan's slice starts from what the slices before
+it carry (:meth:`Carried.start`, a :class:`detector.slices.Carried`) and ends with what comes after
+it (:meth:`Carried.advanced`).
 
 They are kept as Parquet (never pickled) in a snapshot directory per scoring job,
 ``STATE/carried/<seq>/``, written under ``tmp/`` and renamed into place; ``state.json`` names the
@@ -22,13 +24,13 @@ import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
-from detector.activity import remember
+from detector import slices
 from detector.atomic import fsync_dir, fsync_file
 from detector.attribution import SESSION_HOURS, SESSIONS
 from detector.features import ENTITY_KINDS
@@ -102,25 +104,23 @@ class Carried:
         os.replace(staging, directory)
         fsync_dir(directory.parent)
 
-    def signal_state(self) -> SignalState:
-        """A copy of the signals' state for scoring the next events (scoring updates it in place)."""
-        return dataclasses.replace(self.signals)
+    def start(self, until: datetime | None) -> slices.Carried:
+        """What a night's events up to *until* carry in, as a slice of a scan does: the sessions opened
+        before *until* (those of the events come from their own logons), and copies of the signals'
+        state and the last activity (scoring updates them in place)."""
+        opened = self.sessions if until is None else self.sessions.filter(pl.col("time") < pl.lit(until, UTC_US))
+        return slices.Carried(last_seen=dict(self.last_seen), sessions=opened, created=self.signals.created,
+                              firsts=self.signals.firsts)
 
-    def sessions_before(self, until: object) -> pl.DataFrame:
-        """The sessions opened before *until* (those of the scored events come from their own logons)."""
-        return self.sessions.filter(pl.col("time") < pl.lit(until, UTC_US))
-
-    def advanced(self, events: pl.DataFrame, sessions: pl.DataFrame, signals: SignalState | None) -> Carried:
-        """The state after attributed *events*: their latest activity folded in (:func:`remember`), the
-        sessions still open after the newest event so far, and the signals' state after scoring them
-        (*signals*; None when the events were not scored, as a first model's baseline is not)."""
-        last_seen = dict(self.last_seen)
-        remember(last_seen, events)
-        newest = max((t for t in (frame.get_column("last_seen").max() for frame in last_seen.values())
+    def advanced(self, after: slices.Carried) -> Carried:
+        """The state after a night (*after*: :meth:`start` once the night's events went through a slice):
+        its signals' state and last activity, and the sessions still open after the newest event so far."""
+        newest = max((t for t in (frame.get_column("last_seen").max() for frame in after.last_seen.values())
                       if t is not None), default=None)
-        open_sessions = pl.concat([self.sessions, sessions.select(list(SESSIONS))]).unique()
+        night = after.sessions if after.sessions is not None else pl.DataFrame(schema=SESSIONS)
+        open_sessions = pl.concat([self.sessions, night.select(list(SESSIONS))]).unique()
         if newest is not None:
             open_sessions = open_sessions.filter(
                 pl.col("time") > pl.lit(newest, UTC_US) - timedelta(hours=SESSION_HOURS))
         return Carried(open_sessions.sort("host", "time", "user", nulls_last=True),
-                       signals if signals is not None else self.signals, last_seen)
+                       SignalState(after.created, after.firsts), after.last_seen)

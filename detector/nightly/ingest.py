@@ -5,19 +5,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from datetime import date
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from detector.atomic import fsync_dir
+from detector.engines import running
 from detector.nightly.files import iso, json_bytes, write_atomic
 from detector.nightly.inbox import Candidate, discover, new_id
-from detector.nightly.state import Layout, Night
-from detector.pipeline import plan_parse
+from detector.nightly.state import Hook, Layout, Night
+from detector.parsers import ParsedChunk
+from detector.pipeline import ParseRun, plan_parse
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA
+from detector.spill import EventSpill, slice_start
+
+# The staging spill's slices are days: the event store's partitions.
+_DAY = timedelta(days=1)
 
 
 def recover(night: Night) -> None:
@@ -59,38 +66,47 @@ def ingest(night: Night) -> None:
         _append_and_commit(night, manifest, staging)
         break
 
+@dataclass
+class _NightRun(ParseRun):
+    """A parse of a batch's files: of a file that grew since it was taken, only the lines after the
+    ones taken before (``skip``); what each file gave is counted in ``stats``."""
+
+    skip: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hook: Hook = lambda stage: None
+
+    def chunks(self) -> Iterator[ParsedChunk]:
+        for chunk in super().chunks():
+            key = self.reports[-1].path
+            stat = self.stats.setdefault(key, {"events": 0, "rejects": 0, "last_line": 0})
+            lines = pl.concat([chunk.events.select("raw_line"), chunk.rejects.select("raw_line")])
+            stat["last_line"] = max(stat["last_line"], int(lines.select(pl.col("raw_line").max()).item() or 0))
+            events, rejects, skip = chunk.events, chunk.rejects, self.skip.get(key, 0)
+            if skip:
+                # A reject without a line number (file-level) is kept: it concerns the new content.
+                events = events.filter(pl.col("raw_line") > skip)
+                rejects = rejects.filter(pl.col("raw_line").is_null() | (pl.col("raw_line") > skip))
+            stat["events"] += events.height
+            stat["rejects"] += rejects.height
+            yield ParsedChunk(events, rejects, chunk.time_fields)
+            self.hook("parse")
+
+
 def _parse(night: Night, batch_id: str, staging: Path, candidates: list[Candidate], mappings: list[Path],
            fingerprint: str) -> tuple[dict[str, Any], list[Candidate]]:
+    """Parse the batch into ``staging/``: its events as an event spill of days (``events/``, by the
+    engine's parse stage, as a scan parses), its rejects, and ``manifest.json`` last."""
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    by_path = {str(c.path): c for c in candidates}
-    run = plan_parse([c.path for c in candidates], mappings=mappings, tz=night.config.tz)
-    stats: dict[str, dict[str, Any]] = {key: {"events": 0, "rejects": 0, "last_line": 0} for key in by_path}
-    writers = {name: pq.ParquetWriter(staging / f"{name}.parquet", pl.DataFrame(schema=schema).to_arrow().schema,
-                                      compression="zstd")
-               for name, schema in (("events", EVENT_SCHEMA), ("rejects", REJECT_SCHEMA))}
-    try:
-        for chunk in run.chunks():
-            key = run.reports[-1].path
-            candidate, stat = by_path[key], stats[key]
-            lines = pl.concat([chunk.events.select("raw_line"), chunk.rejects.select("raw_line")])
-            stat["last_line"] = max(stat["last_line"], int(lines.select(pl.col("raw_line").max()).item() or 0))
-            events, rejects = chunk.events, chunk.rejects
-            if candidate.skip:
-                # A reject without a line number (file-level) is kept: it concerns the new content.
-                events = events.filter(pl.col("raw_line") > candidate.skip)
-                rejects = rejects.filter(pl.col("raw_line").is_null() | (pl.col("raw_line") > candidate.skip))
-            stat["events"] += events.height
-            stat["rejects"] += rejects.height
-            if events.height:
-                writers["events"].write_table(events.to_arrow())
-            if rejects.height:
-                writers["rejects"].write_table(rejects.to_arrow())
-            night.hook("parse")
-    finally:
-        for writer in writers.values():
-            writer.close()
+    plan = plan_parse([c.path for c in candidates], mappings=mappings, tz=night.config.tz)
+    run = _NightRun(**{f.name: getattr(plan, f.name) for f in fields(ParseRun)},
+                    skip={str(c.path): c.skip for c in candidates if c.skip}, hook=night.hook)
+    spill = EventSpill(staging / "events", _DAY)
+    with running("local") as engine:
+        rejects = engine.parse(run, spill)
+    if rejects.height:
+        rejects.write_parquet(staging / "rejects.parquet", compression="zstd")
     changed = []
     for candidate in candidates:
         try:
@@ -102,11 +118,10 @@ def _parse(night: Night, batch_id: str, staging: Path, candidates: list[Candidat
     if changed:
         return {}, changed
     reports = {r.path: r for r in run.reports}
-    days = (pl.scan_parquet(staging / "events.parquet").select(pl.col("time").dt.date().unique().sort())
-            .collect().get_column("time").to_list())
+    stats = {str(c.path): run.stats.get(str(c.path), {"events": 0, "rejects": 0, "last_line": 0}) for c in candidates}
     manifest = {
         "batch": batch_id, "date": night.now.date().isoformat(), "fingerprint": fingerprint,
-        "days": [d.isoformat() for d in days],
+        "days": [slice_start(index, _DAY).date().isoformat() for index in sorted(spill.counts)],
         "events": sum(s["events"] for s in stats.values()), "rejects": sum(s["rejects"] for s in stats.values()),
         "files": [{"path": str(c.path), "sha256": c.sha256, "size": c.size, "mtime_ns": c.mtime_ns,
                    "skip": c.skip, "continues": c.continues, "format": reports[str(c.path)].format,
@@ -118,6 +133,13 @@ def _parse(night: Night, batch_id: str, staging: Path, candidates: list[Candidat
     return manifest, []
 
 
+def _staged_events(staging: Path) -> pl.LazyFrame:
+    """A batch's staged events: a spill of days (``events/``), or one file as staged before it was."""
+    older = staging / "events.parquet"
+    return pl.scan_parquet(older if older.exists() else staging / "events" / "slice=*" / "*.parquet",
+                           schema=EVENT_SCHEMA, hive_partitioning=False)
+
+
 def _place(night: Night, frame: pl.LazyFrame, target: Path) -> None:
     tmp = night.layout.tmp / f"{target.parent.parent.name}-{target.parent.name}-{target.name}"
     frame.sink_parquet(tmp, sync_on_close="all")
@@ -127,14 +149,14 @@ def _place(night: Night, frame: pl.LazyFrame, target: Path) -> None:
 
 def _append_and_commit(night: Night, manifest: dict[str, Any], staging: Path) -> None:
     batch_id = manifest["batch"]
-    events = pl.scan_parquet(staging / "events.parquet")
+    events = _staged_events(staging)
     for day in manifest["days"]:
         when = date.fromisoformat(day)
         _place(night, events.filter(pl.col("time").dt.date() == when),
                     Layout.part(night.layout.events, day, batch_id))
         night.hook("append")
     if manifest["rejects"]:
-        _place(night, pl.scan_parquet(staging / "rejects.parquet"),
+        _place(night, pl.scan_parquet(staging / "rejects.parquet", schema=REJECT_SCHEMA),
                     Layout.part(night.layout.rejects, manifest["date"], batch_id))
     night.timed("append")
 

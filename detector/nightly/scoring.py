@@ -5,6 +5,8 @@ A window is scored when it holds at least one new event, rebuilt from all its ev
 whole store would have had: the events of the touched windows, each touched entity's last event
 before its window (searched ``history`` back in the store), and the state carried from the nights
 before (:mod:`detector.nightly.carried`: open logon sessions, accounts created, last activity).
+They are scored by the scan's own stage (:func:`detector.runner.score`, as one slice); the findings
+of the touched windows are kept.
 """
 
 from __future__ import annotations
@@ -14,20 +16,20 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from detector import slices
 from detector.atomic import fsync_dir, fsync_file
 from detector.attribution import attribute
-from detector.detection import findings_of, lean_windows
+from detector.engines import running
 from detector.features import ENTITY_KINDS
 from detector.features.common import entity_of
-from detector.features.config import FeatureConfig
 from detector.findings import SEVERITIES, rank, severity_at_least
-from detector.incidents import assign_incidents
 from detector.model_store import Model
 from detector.nightly.carried import Carried
 from detector.nightly.files import remove_tree
 from detector.nightly.report import write_day_report
 from detector.nightly.state import Layout, Night, committed_parts, scan_events
-from detector.signals import SignalState
+from detector.runner import Scanned, score
+from detector.schema import empty_rejects
 
 KEYS = ["entity_kind", "entity_id", "window_start"]
 
@@ -88,30 +90,38 @@ def _previous(night: Night, touched: pl.DataFrame, length: timedelta) -> pl.Lazy
 
 def _window_length(night: Night, model: Model | None) -> timedelta:
     """The model's window length (the job's settings before there is a model)."""
-    if model is None:
-        return night.config.detector.features.window_length
-    return FeatureConfig.from_dict(model.config.get("features", {})).window_length
+    return (model.settings if model is not None else night.config.detector).features.window_length
 
 
-def _score(night: Night, model: Model, events: pl.DataFrame, new: pl.Series, carried: Carried,
-           length: timedelta, min_severity: str) -> tuple[pl.DataFrame | None, SignalState | None]:
-    """Findings of the windows the *new* rows of (attributed) *events* touch, and the signal state after them."""
-    touched = window_keys(events.filter(new).lazy(), length).select(KEYS).unique().collect()
+def _score(night: Night, model: Model, events: pl.DataFrame, carried: slices.Carried,
+           length: timedelta, min_severity: str) -> pl.DataFrame | None:
+    """Findings of the windows the new rows (``_new``) of *events* touch, scored by the runner's score
+    stage with what earlier nights carry in (*carried*, updated in place to what comes after)."""
+    # Attributed here only to key the new events to their windows (a machine's event is the logged-on
+    # user's); the score stage attributes the events itself, as in a scan.
+    keyed, sessions = attribute(events, carried.sessions)
+    touched = window_keys(keyed.filter(pl.col("_new")).lazy(), length).select(KEYS).unique().collect()
     night.summary.windows_scored = touched.height
     if not touched.height:
-        return None, None
+        slices.carry_over(keyed.drop("_new"), sessions, carried)
+        return None
+    events = events.drop("_new")
     context = pl.concat([events, _previous(night, touched, length).collect()]).sort(["time", "raw_file", "raw_line"])
-    state = carried.signal_state()
-    windows = lean_windows(context, model, earlier=carried.last_seen)
-    found = findings_of(windows, context, model, min_severity=min_severity, state=state, links=True)
-    return rank(assign_incidents(found).join(touched, on=KEYS, how="semi")), state
+    # One slice: cut into days, a window rebuilt whole after the previous night would read that night's
+    # last activity (which lies inside it, so dormancy ignores it) instead of the events before it.
+    one_slice = [(context.item(0, "time"), context.height, context.lazy())]
+    scanned = Scanned(context, one_slice, context.height, empty_rejects(), [], None)
+    with running("local") as engine:
+        found, _ = score(scanned, engine, model, None, min_severity=min_severity, scored_from=None, progress=None,
+                         carried=carried)
+    return rank(found.join(touched, on=KEYS, how="semi"))
 
 
 def score_and_report(night: Night, model: Model | None) -> None:
     job = night.state["job"]
     if job is None:
         return
-    findings, state = None, None
+    findings = None
     ledger_min = SEVERITIES[min(SEVERITIES.index(night.config.min_severity), SEVERITIES.index("high"))]
     length = _window_length(night, model)
     new_parts = {str(Layout.part(night.layout.events, day, b))
@@ -119,13 +129,14 @@ def score_and_report(night: Night, model: Model | None) -> None:
     carried = Carried.load(night.layout.carried / night.state["carried"] if night.state["carried"] else None)
     events = _windows(night, new_parts, length)
     end = events.select(window_start(length).max()).item() + length if events.height else None
-    # Attributed before anything is keyed to an account: a machine's event belongs to the user's window.
-    events, sessions = attribute(events, carried.sessions_before(end) if end is not None else None)
-    new = events.get_column("_new")
-    events = events.drop("_new")
-    if model is not None and not job.get("baseline"):
-        if end is not None:
-            findings, state = _score(night, model, events, new, carried, length, ledger_min)
+    after = carried.start(end)
+    scoring = model if not job.get("baseline") else None
+    if end is not None and scoring is not None:
+        findings = _score(night, scoring, events, after, length, ledger_min)
+    elif end is not None:
+        # Stored, not scored (a first model's baseline): carried past as a scan carries a slice.
+        slices.carry_over(*attribute(events.drop("_new"), after.sessions), after)
+    if scoring is not None:
         night.hook("score")
         night.timed("score")
         if findings is not None:
@@ -147,7 +158,7 @@ def score_and_report(night: Night, model: Model | None) -> None:
     night.timed("report")
     # What this job carries to the next one; state.json switches to it with the job marked done.
     snapshot = night.layout.carried / f"{job['seq']:06d}"
-    carried.advanced(events, sessions, state).save(snapshot, night.layout.tmp)
+    carried.advanced(after).save(snapshot, night.layout.tmp)
     night.hook("done")
     night.state["job"] = None
     night.state["carried"] = snapshot.name
