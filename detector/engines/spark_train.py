@@ -302,7 +302,8 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat() if moment is not None else None
 
 
-# Per worker process: a fold's history read once, not once per day (Spark reuses its Python workers).
+# Per worker process: each fold's history read once, not once per day (Spark reuses its Python
+# workers); those of an earlier training are let go.
 _HISTORIES: dict[str, Profiles] = {}
 
 
@@ -310,7 +311,8 @@ def _history(directory: Path) -> Profiles:
     if str(directory) not in _HISTORIES:
         scalars = json.loads((directory / "profiles.json").read_text())
         tables = {name: _from_ipc((directory / f"{name}.arrow").read_bytes()) for name in PROFILE_SCHEMAS}
-        _HISTORIES.clear()
+        for key in [key for key in _HISTORIES if Path(key).parent != directory.parent]:
+            del _HISTORIES[key]
         _HISTORIES[str(directory)] = Profiles(
             **tables, window=scalars["window"], event_count=scalars["event_count"],
             baseline_start=datetime.fromisoformat(scalars["baseline_start"]) if scalars["baseline_start"] else None,
