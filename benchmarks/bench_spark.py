@@ -11,8 +11,14 @@ and saved; then, alternating for ``--runs`` rounds:
 The findings of both are checked to be the same. Results go to ``results.json`` in the work directory
 and a table to stdout.
 
+With ``--train``, training is timed instead: ``ami-detector train LOGS --model-dir D --baseline-until U -q``
+in its own process against :func:`detector.api.train` on the Spark engine (the parse, then each day's
+profiles and training windows in tasks, the fit on the driver; start-up timed apart), and the two
+models' profiles and forests are checked to be the same, byte for byte. Results go to ``results-train.json``.
+
     python benchmarks/bench_spark.py --workdir /tmp/bench_spark --days 14 --meters 20000 --runs 2
     python benchmarks/bench_spark.py --workdir /tmp/bench_spark --masters 'local[1]' 'local[2]'
+    python benchmarks/bench_spark.py --workdir /tmp/bench_spark --train --runs 1
 
 Needs the ``spark`` extra and Java 17+: ``pip install -e '.[spark]'``.
 """
@@ -85,6 +91,70 @@ def _spark(engine, logs: Path, model_dir: Path, out: Path) -> dict[str, float]: 
             "events": found.events_scored}
 
 
+def _local_train(logs: Path, until: str, model_dir: Path) -> float:
+    start = time.perf_counter()
+    command = Path(sys.executable).parent / "ami-detector"
+    done = subprocess.run([str(command), "train", str(logs), "--model-dir", str(model_dir), "--baseline-until", until,
+                           "-q"], check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"local train failed ({done.returncode})")
+    return time.perf_counter() - start
+
+
+def _spark_train(engine, logs: Path, until: str, model_dir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    from detector import api
+    from detector.model_store import save_model
+
+    marks: dict[str, float] = {}
+
+    def progress(stage: str, done: float, total: float | None) -> None:
+        marks.setdefault(stage, time.perf_counter())
+
+    start = time.perf_counter()
+    model = api.train(logs, baseline_until=_time(until), engine=engine, progress=progress)
+    learned = time.perf_counter()
+    save_model(model, model_dir)
+    parse_end = marks.get("training", learned)
+    return {"total": time.perf_counter() - start, "parse": parse_end - start, "learn": learned - parse_end,
+            "events": model.metadata["training_events"]}
+
+
+def _train_main(args: argparse.Namespace, logs: Path) -> None:
+    from detector.engines.spark import SparkEngine
+
+    until = json.loads((logs / "labels.json").read_text())["generator"]["baseline_until"]
+    results: dict[str, object] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_start": os.getloadavg(), "corpus": {"days": args.days, "meters": args.meters},
+        "local": [], "spark": {}}
+    for master in args.masters:
+        start = time.perf_counter()
+        engine = SparkEngine(master)
+        engine.session  # noqa: B018 - started here, timed apart
+        startup = time.perf_counter() - start
+        runs = []
+        for run in range(args.runs):
+            results["local"].append(_local_train(logs, until, args.workdir / "model-local"))  # type: ignore[union-attr]
+            runs.append(_spark_train(engine, logs, until, args.workdir / "model-spark"))
+            print(f"{master} run {run + 1}: local {results['local'][-1]:.1f} s, spark {runs[-1]}", flush=True)  # type: ignore[index]
+        engine.close()
+        results["spark"][master] = {"startup": startup, "runs": runs}  # type: ignore[index]
+        # Profiles and forests byte for byte (the command line adds the file count to the metadata, the API does not).
+        local_dir, spark_dir = args.workdir / "model-local", args.workdir / "model-spark"
+        tables = sorted(p.relative_to(local_dir) for p in local_dir.rglob("*") if p.suffix in (".parquet", ".npz"))
+        if not tables or any((local_dir / t).read_bytes() != (spark_dir / t).read_bytes() for t in tables):
+            raise SystemExit("the model trained on Spark differs from the local one")
+    results["load_average_at_end"] = os.getloadavg()
+    (args.workdir / "results-train.json").write_text(json.dumps(results, indent=2))
+    events = results["spark"][args.masters[0]]["runs"][0]["events"]  # type: ignore[index]
+    best_local = min(results["local"])  # type: ignore[type-var, arg-type]
+    print(f"\n{events:,} baseline events; local train (best of {len(results['local'])}): {best_local:.1f} s")  # type: ignore[arg-type]
+    for master, spark in results["spark"].items():  # type: ignore[union-attr]
+        best = min(spark["runs"], key=lambda r: r["total"])
+        print(f"{master}: start-up {spark['startup']:.1f} s; train (best) {best['total']:.1f} s = parse "
+              f"{best['parse']:.1f} + learn {best['learn']:.1f}; the same profiles and forests")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, required=True)
@@ -93,8 +163,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--masters", nargs="+", default=["local[2]"])
+    parser.add_argument("--train", action="store_true", help="time training instead of the scan")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.train:
+        from detector.simulate import simulate
+        logs = args.workdir / "logs"
+        if not (logs / "labels.json").exists():
+            simulate(logs, days=args.days, seed=args.seed, meters=args.meters)
+        _train_main(args, logs)
+        return
     logs, model_dir = _corpus(args.workdir, args.days, args.meters, args.seed)
 
     from detector.engines.spark import SparkEngine

@@ -352,14 +352,18 @@ def model_options(command: F) -> F:
 @click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--model-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write the model to (replaced only once the new one is complete).")
+@click.option("--train-sample", "sample", type=click.IntRange(min=1), metavar="N",
+              help="Fit each scorer on at most N training windows, sampled reproducibly (seeded by [scoring] "
+                   "random_state), for a baseline whose windows do not fit this machine's memory. Recorded in "
+                   "the model. [default: all windows]")
 @model_options
 @parse_options
 @engine_options
 @global_options
 @handle_errors
-def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, baseline_until: Any,
+def train(logs: tuple[str, ...], model_dir: Path, sample: int | None, config_path: Path | None, baseline_until: Any,
           format_name: str | None, mappings: tuple[str, ...], tz: str | None, engine: str, master: str | None,
-          spark_conf: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+          spark_conf: tuple[str, ...], spill_dir: Path | None, quiet: bool, as_json: bool) -> None:
     """Learn the baseline of LOGS (before --baseline-until, if given) and save a model.
 
     The model id goes to stdout (with --json, a JSON document); the per-format summary to stderr.
@@ -370,12 +374,14 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
         reports: list[FileReport] = []
         with closing(engine_of(engine, master, spark_conf)) as runner:
             model = api.train(logs, config=config, baseline_until=_utc(baseline_until), progress=progress,
-                              format=format_name, mappings=mappings, tz=tz, reports=reports, engine=runner)
+                              format=format_name, mappings=mappings, tz=tz, reports=reports, engine=runner,
+                              spill_dir=spill_dir, sample=sample)
         model.metadata["training_files"] = len([r for r in reports if not r.error])
     save_model(model, model_dir)
     command = " ".join(["ami-detector", "train", *logs, "--model-dir", str(model_dir)]
                        + (["--config", str(config_path)] if config_path else [])
-                       + ([f"--baseline-until {baseline_until:%Y-%m-%dT%H:%M:%SZ}"] if baseline_until else []))
+                       + ([f"--baseline-until {baseline_until:%Y-%m-%dT%H:%M:%SZ}"] if baseline_until else [])
+                       + ([f"--train-sample {sample}"] if sample else []))
     write_model_card(model, model_dir, command)
     _print_summary(reports, quiet=quiet or as_json)
     failed = any(r.error for r in reports)
@@ -386,6 +392,7 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
             "training_span": [_iso(start), _iso(end)],
             "training_events": model.metadata.get("training_events"),
             "scorers": {kind: {"training_windows": s.n_training_windows} for kind, s in sorted(model.scorers.items())},
+            "training_sample": model.metadata.get("training_sample"),
             "files": _files_json(reports), "exit_status": EXIT_ERROR if failed else EXIT_OK,
         })
     elif not quiet:
@@ -421,7 +428,7 @@ def train(logs: tuple[str, ...], model_dir: Path, config_path: Path | None, base
 def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity: str, with_csv: bool,
          rejects_out: Path | None, top: int, display_tz: str | None, config_path: Path | None, baseline_until: Any,
          format_name: str | None, mappings: tuple[str, ...], tz: str | None, engine: str, master: str | None,
-         spark_conf: tuple[str, ...], quiet: bool, as_json: bool) -> None:
+         spark_conf: tuple[str, ...], spill_dir: Path | None, quiet: bool, as_json: bool) -> None:
     """Score LOGS and write ranked, explained findings and an HTML report to --out.
 
     A ranked table of the findings goes to stdout (with --json, a JSON document instead); notes
@@ -437,7 +444,7 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
         with closing(engine_of(engine, master, spark_conf)) as runner:
             found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until),
                              min_severity=min_severity, format=format_name, mappings=mappings, tz=tz,
-                             progress=progress, engine=runner)
+                             progress=progress, engine=runner, spill_dir=spill_dir)
         try:
             if model is not None and found.events is not None:
                 population = known_share(found.events, model, since=found.scored_from)

@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -119,15 +120,21 @@ def parse_options(command: F) -> F:
 
 
 def engine_options(command: F) -> F:
-    """``--engine``, ``--master`` and ``--spark-conf``: where the heavy stages run."""
+    """``--engine``, ``--master``, ``--spark-conf`` and ``--spill-dir``: where the heavy stages run."""
     for option in reversed([
         click.option("--engine", type=click.Choice(["local", "spark"]), default="local", show_default=True,
-                     help="Where parsing (and for scan, scoring) runs: this process, or Apache Spark "
-                          "(needs the ami-detector[spark] extra and Java 17+). The results are the same."),
+                     help="Where parsing (or reading an event store), scoring and training run: this process, "
+                          "or Apache Spark (needs the ami-detector[spark] extra and Java 17+). The results are "
+                          "the same."),
         click.option("--master", metavar="URL", help="Spark master URL (local[*], yarn, spark://HOST:7077, "
                      "k8s://...)  [default: local[*], or what spark-submit gives]"),
         click.option("--spark-conf", "spark_conf", multiple=True, metavar="KEY=VALUE",
                      help="A Spark setting, e.g. spark.executor.memory=8g. Repeatable."),
+        click.option("--spill-dir", "spill_dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Where the parsed events are spilled while they are used: a new subdirectory of "
+                          "DIR, removed after (DIR and its other files are left alone). With --engine spark "
+                          "on a cluster, storage the driver and every executor see.  "
+                          "[default: the system's temporary directory]"),
     ]):
         command = option(command)
     return command

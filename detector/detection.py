@@ -7,7 +7,7 @@ windows; ``score`` turns the windows of new events into findings per the ARCHITE
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,7 +99,7 @@ _MERGE_EVERY = 4
 
 
 def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
-          metadata: dict[str, Any] | None = None) -> Model:
+          metadata: dict[str, Any] | None = None, sample: int | None = None) -> Model:
     """Learn baseline profiles and fit a scorer per entity kind on the baseline's windows
     (:func:`train_slices` of the events cut into a scan's slices).
 
@@ -110,11 +110,12 @@ def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
     """
     config = config or Config()
     frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
-    return train_slices(in_memory_slices(frame, slice_length(config.features.window_length)), config, metadata)
+    return train_slices(in_memory_slices(frame, slice_length(config.features.window_length)), config, metadata,
+                        sample)
 
 
 def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: Config | None = None,
-                 metadata: dict[str, Any] | None = None) -> Model:
+                 metadata: dict[str, Any] | None = None, sample: int | None = None) -> Model:
     """:func:`train` reading its baseline one slice at a time (the slices of a spill, in time order),
     so that memory follows a slice and the profile tables, not the baseline's length.
 
@@ -133,6 +134,8 @@ def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: C
     the order of building them all at once (entity, window), so the model is the one :func:`train`
     gave when it read everything at once.
 
+    With *sample*, each scorer learns from at most that many training windows (see :func:`fit_model`).
+
     Raises
     ------
     NoBaselineError
@@ -149,12 +152,12 @@ def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: C
     assert isinstance(start, datetime) and isinstance(end, datetime)
     with tempfile.TemporaryDirectory(prefix="ami-detector-training-") as directory:
         return _train_folds(slices, [_Fold(lower, upper, Path(directory) / f"fold{k}")
-                                     for k, (lower, upper) in enumerate(_fold_bounds(start, end))],
-                            config, metadata)
+                                     for k, (lower, upper) in enumerate(fold_bounds(start, end))],
+                            config, metadata, sample)
 
 
 def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_Fold], config: Config,
-                 metadata: dict[str, Any] | None) -> Model:
+                 metadata: dict[str, Any] | None, sample: int | None) -> Model:
     # The slices' partial profiles, merged a few at a time: each merge is a pass over the whole
     # baseline's tables, which grow with every day.
     parts: list[PartialProfiles] = []
@@ -180,23 +183,43 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
         fold.close()
     profiles = whole.finish()
     del whole
+    return fit_model(profiles, folds, config, metadata, sample)
+
+
+def fit_model(profiles: Profiles, folds: Sequence[FoldWindows], config: Config, metadata: dict[str, Any] | None,
+              sample: int | None = None) -> Model:
+    """The model of baseline *profiles* with one scorer per entity kind fitted on the *folds*' windows.
+
+    With *sample*, a kind with more training windows than that learns from a sample of *sample* of
+    them, drawn without replacement with the scoring seed (``[scoring] random_state``, 0 if unset), so
+    that the same baseline gives the same model; ``metadata["training_sample"]`` records the cap, the
+    seed and how many windows of how many each scorer saw.
+    """
     scorers: dict[str, WindowScorer] = {}
     skipped: dict[str, str] = {}
+    seed = config.scoring.random_state if config.scoring.random_state is not None else 0
+    sampled: dict[str, dict[str, int]] = {}
     for kind in ENTITY_KINDS:
+        columns = _training_columns(folds, kind)
+        if sample is not None and columns.rows > sample:
+            columns = _sampled(columns, sample, seed)
+            sampled[kind] = {"windows": sample, "of": sum(fold.rows(kind) for fold in folds)}
         try:
-            scorers[kind] = config.scoring.make_scorer().fit(
-                _training_columns(folds, kind), feature_columns(kind), tail_features=TAIL_FEATURES[kind])
+            scorers[kind] = config.scoring.make_scorer().fit(columns, feature_columns(kind),
+                                                             tail_features=TAIL_FEATURES[kind])
         except ColdStartError as exc:
             skipped[kind] = exc.message
     if not scorers:
         raise NoBaselineError("not enough baseline windows to train any scorer: " + "; ".join(
             f"{kind}: {why}" for kind, why in skipped.items()))
     assert profiles.baseline_start is not None and profiles.baseline_end is not None
+    extra: dict[str, Any] = {} if sample is None else {
+        "training_sample": {"cap": sample, "seed": seed, "sampled": sampled}}
     return Model(
         training_span=(profiles.baseline_start, profiles.baseline_end),
         scorers=scorers,
         config=config.to_dict(),
-        metadata={**(metadata or {}), "skipped_kinds": skipped, "profiles": {
+        metadata={**(metadata or {}), **extra, "skipped_kinds": skipped, "profiles": {
             "baseline_start": profiles.baseline_start.isoformat(), "baseline_end": profiles.baseline_end.isoformat(),
             "window": profiles.window, "event_count": profiles.event_count},
             "training_windows": {k: s.n_training_windows for k, s in scorers.items()}},
@@ -204,58 +227,43 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
     )
 
 
-def _fold_bounds(start: datetime, end: datetime) -> list[tuple[datetime, datetime | None]]:
+def fold_bounds(start: datetime, end: datetime) -> list[tuple[datetime, datetime | None]]:
     """Each fold's [lower, upper) (the last one open-ended)."""
     cuts = [start + (end - start) * k / (TRAINING_FOLDS + 1) for k in range(1, TRAINING_FOLDS + 1)]
     return list(zip(cuts, [*cuts[1:], None], strict=True))
 
 
-class _Fold:
-    """One later part of the baseline, [lower, upper), featurized against the profiles of everything before it."""
+def fold_piece(frame: pl.DataFrame, lower: datetime, upper: datetime | None) -> pl.DataFrame:
+    """The events of *frame* in the fold [lower, upper)."""
+    inside = pl.col("time") >= lower
+    if upper is not None:
+        inside &= pl.col("time") < upper
+    return frame.filter(inside)
 
-    def __init__(self, lower: datetime, upper: datetime | None, directory: Path) -> None:
-        self.lower, self.upper = lower, upper
-        # Its windows wait on disk (Parquet, a file per slice and kind) until the forest is fitted:
-        # in memory, millions of device windows of a large fleet would outweigh everything else.
-        self.directory = directory
-        self.profiles: Profiles | None = None  # set when the slice holding `lower` is reached, dropped after `upper`
-        self.started = self.has_baseline = False
-        self._last_seen: dict[str, pl.DataFrame] = {}
+
+def fold_windows(piece: pl.DataFrame, profiles: Profiles, config: Config,
+                 last_seen: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """The training windows of a fold's *piece* of a slice (attributed events), by entity kind
+    (keys and feature columns), given the fold's history *profiles* and its entities' activity
+    earlier in the fold."""
+    built = build_features(piece.lazy(), profiles.restricted(piece), config.features, last_seen, detail=False)
+    return dict(zip(ENTITY_KINDS, _collect(*[built[kind].select(*KEY, *feature_columns(kind))
+                                             for kind in ENTITY_KINDS]), strict=True))
+
+
+class FoldWindows:
+    """A fold's training windows, waiting on disk (Parquet, a file per slice and kind) until the forest
+    is fitted: in memory, millions of device windows of a large fleet would outweigh everything else."""
+
+    def __init__(self) -> None:
         self._parts: dict[str, list[Path]] = {kind: [] for kind in ENTITY_KINDS}
         self._rows: dict[str, int] = dict.fromkeys(ENTITY_KINDS, 0)
         self._order: dict[str, np.ndarray] = {}  # per kind, the permutation that puts the windows in order
 
-    def start(self, history: Profiles) -> None:
-        """Begin the fold with the profiles of everything before it (folds without any are left out)."""
-        self.started, self.has_baseline = True, history.has_baseline
-        self.profiles = history if history.has_baseline else None
-
-    def add(self, frame: pl.DataFrame, config: Config) -> None:
-        """Build the windows of the events of *frame* (a slice, attributed) that lie in this fold."""
-        if self.profiles is None:
-            return
-        inside = pl.col("time") >= self.lower
-        if self.upper is not None:
-            inside &= pl.col("time") < self.upper
-        piece = frame.filter(inside)
-        if piece.height:
-            built = build_features(piece.lazy(), self.profiles.restricted(piece), config.features, self._last_seen,
-                                   detail=False)
-            for kind, table in zip(ENTITY_KINDS, _collect(*[built[kind].select(*KEY, *feature_columns(kind))
-                                                            for kind in ENTITY_KINDS]), strict=True):
-                path = self.directory / kind / f"{len(self._parts[kind]):05d}.parquet"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                table.write_parquet(path, compression="lz4", statistics=False)
-                self._parts[kind].append(path)
-                self._rows[kind] += table.height
-            remember(self._last_seen, piece)
-        # The fold is complete.
-        if self.upper is not None and frame.select(pl.col("time").max()).item() >= self.upper:
-            self.close()
-
-    def close(self) -> None:
-        """Let go of what building windows needed (the windows stay)."""
-        self.profiles, self._last_seen = None, {}
+    def add_file(self, kind: str, path: Path, rows: int) -> None:
+        """One slice's windows of *kind* (added in slice order)."""
+        self._parts[kind].append(path)
+        self._rows[kind] += rows
 
     def rows(self, kind: EntityKind) -> int:
         return self._rows[kind]
@@ -273,12 +281,55 @@ class _Fold:
         return windows.select(name).collect().to_series().to_numpy()[self._order[kind]]
 
 
-def _training_columns(folds: list[_Fold], kind: EntityKind) -> TrainingColumns:
+class _Fold(FoldWindows):
+    """One later part of the baseline, [lower, upper), featurized against the profiles of everything before it."""
+
+    def __init__(self, lower: datetime, upper: datetime | None, directory: Path) -> None:
+        super().__init__()
+        self.lower, self.upper = lower, upper
+        self.directory = directory
+        self.profiles: Profiles | None = None  # set when the slice holding `lower` is reached, dropped after `upper`
+        self.started = self.has_baseline = False
+        self._last_seen: dict[str, pl.DataFrame] = {}
+
+    def start(self, history: Profiles) -> None:
+        """Begin the fold with the profiles of everything before it (folds without any are left out)."""
+        self.started, self.has_baseline = True, history.has_baseline
+        self.profiles = history if history.has_baseline else None
+
+    def add(self, frame: pl.DataFrame, config: Config) -> None:
+        """Build the windows of the events of *frame* (a slice, attributed) that lie in this fold."""
+        if self.profiles is None:
+            return
+        piece = fold_piece(frame, self.lower, self.upper)
+        if piece.height:
+            for kind, table in fold_windows(piece, self.profiles, config, self._last_seen).items():
+                path = self.directory / kind / f"{len(self._parts[kind]):05d}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                table.write_parquet(path, compression="lz4", statistics=False)
+                self.add_file(kind, path, table.height)
+            remember(self._last_seen, piece)
+        # The fold is complete.
+        if self.upper is not None and frame.select(pl.col("time").max()).item() >= self.upper:
+            self.close()
+
+    def close(self) -> None:
+        """Let go of what building windows needed (the windows stay)."""
+        self.profiles, self._last_seen = None, {}
+
+
+def _training_columns(folds: Sequence[FoldWindows], kind: EntityKind) -> TrainingColumns:
     """The training windows of *kind*, fold after fold, read from the folds' files a column at a time:
     millions of device windows of a large fleet as one float64 matrix would be the largest thing in memory."""
     names = feature_columns(kind)
     return TrainingColumns(sum(fold.rows(kind) for fold in folds), len(names),
                            lambda j: np.concatenate([fold.column(kind, names[j]) for fold in folds]))
+
+
+def _sampled(columns: TrainingColumns, size: int, seed: int) -> TrainingColumns:
+    """*size* of the rows of *columns*, drawn without replacement with *seed*, kept in their order."""
+    rows = np.sort(np.random.default_rng(seed).choice(columns.rows, size=size, replace=False))
+    return TrainingColumns(size, columns.width, lambda j: columns.column(j)[rows])
 
 
 def signals_only(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None, reason: str = "") -> Model:

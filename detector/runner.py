@@ -21,9 +21,10 @@ import polars as pl
 from detector.config import Config
 from detector.detection import NoBaselineError, signals_only
 from detector.detection import train as _train
-from detector.detection import train_slices as _train_slices
 from detector.engines import Engine, running
+from detector.engines.local import LocalEngine
 from detector.errors import DetectorError, InputError
+from detector.event_store import EventStore, event_store_of
 from detector.findings import SEVERITIES
 from detector.model_store import Model, load_model
 from detector.pipeline import (
@@ -40,8 +41,8 @@ from detector.slices import Carried, SliceSource
 from detector.spill import EventSpill, in_memory_slices, slice_length
 from detector.timelines import aware as _aware
 
-__all__ = ["Scanned", "baseline", "parse", "plan", "read_logs", "read_with_reports", "scan", "score", "take_events",
-           "train"]
+__all__ = ["Scanned", "baseline", "parse", "plan", "read_logs", "read_store", "read_with_reports", "scan", "score",
+           "take_events", "train"]
 
 
 # A lazy frame filtered stays lazy (a spill's slices).
@@ -57,7 +58,8 @@ def _before(events: pl.DataFrame | pl.LazyFrame, until: datetime | None) -> pl.D
 def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFrame, *, config: Config | None = None,
           baseline_until: datetime | None = None, metadata: Mapping[str, Any] | None = None,
           progress: ProgressCallback | None = None, format: str | None = None, mappings: Sequence[str | Path] = (),
-          tz: str | None = None, reports: list[FileReport] | None = None, engine: str | Engine = "local") -> Model:
+          tz: str | None = None, reports: list[FileReport] | None = None, engine: str | Engine = "local",
+          spill_dir: str | Path | None = None, sample: int | None = None) -> Model:
     """Learn a baseline from *events* (those before *baseline_until*, if given).
 
     Parameters
@@ -65,7 +67,8 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
     events
         Events in the normalized schema, from a period you trust; or log files / directories, parsed
         as by :func:`read_logs` (*format*, *mappings*, *tz*) into a temporary spill on disk and learned
-        from a day at a time, so that memory follows a day of logs and the profiles, not the baseline.
+        from a day at a time, so that memory follows a day of logs and the profiles, not the baseline;
+        or the nightly job's event store (read into the spill as it is, as for :func:`scan`).
     config
         Feature, scoring and alert settings (:class:`~detector.config.Config`); defaults otherwise.
     baseline_until
@@ -77,8 +80,14 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
     reports
         For log files: a list that receives a :class:`~detector.pipeline.FileReport` per file.
     engine
-        What parses log files: ``"local"``, ``"spark"`` or an :class:`~detector.engines.Engine` (as for
-        :func:`scan`). Learning itself runs here, a slice at a time, whatever the engine.
+        What parses log files and learns from them: ``"local"`` (here, a slice at a time), ``"spark"``
+        (each day's profiles and training windows in Spark tasks, the merge and the fit on the driver)
+        or an :class:`~detector.engines.Engine` (as for :func:`scan`). The same model either way.
+    sample
+        For log files or a store: at most this many training windows per scorer, sampled reproducibly
+        (:func:`detector.detection.fit_model`); for a baseline whose windows do not fit the driver.
+    spill_dir
+        Where the parsed events are spilled (as for :func:`scan`).
 
     Returns
     -------
@@ -96,29 +105,42 @@ def train(events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.LazyFram
         history = _before(events, baseline_until)
         meta = {"training_events": history.lazy().select(pl.len()).collect().item(), **(metadata or {})}
         _tick(progress, "training", 0.0, None)
-        model = _train(history, config, metadata=meta)
+        model = _train(history, config, metadata=meta, sample=sample)
         _tick(progress, "training", 1.0, 1.0)
         return model
-    run = plan(events, format=format, mappings=mappings, tz=tz, progress=progress)
-    if not run.files:
-        raise InputError("no log files found in the given paths")
     length = slice_length((config or Config()).features.window_length)
-    with running(engine) as runner, EventSpill.temporary(length) as spill:
-        runner.parse(run, spill)
-        if reports is not None:
-            reports.extend(run.reports)
-        return _train_spill(spill, config, baseline_until, metadata, progress)
+    store = _store_in(events, format, mappings, tz)
+    run = plan(events, format=format, mappings=mappings, tz=tz, progress=progress) if store is None else None
+    if run is not None and not run.files:
+        raise InputError("no log files found in the given paths")
+    with running(engine) as runner, EventSpill.temporary(length, spill_dir) as spill:
+        if run is not None:
+            runner.parse(run, spill)
+            if reports is not None:
+                reports.extend(run.reports)
+        else:
+            assert store is not None
+            runner.read_store(store, spill)
+        return _train_spill(spill, config, baseline_until, metadata, progress, runner, sample)
+
+
+def _store_in(paths: str | Path | Sequence[str | Path], format: str | None, mappings: Sequence[str | Path],
+              tz: str | None) -> EventStore | None:
+    """The event store *paths* name (:mod:`detector.event_store`), or None for log files."""
+    store = event_store_of([paths] if isinstance(paths, (str, Path)) else list(paths))
+    if store is not None and (format or mappings or tz):
+        raise InputError(f"{store.directory} is an event store of parsed events: --format, --mapping and --tz "
+                         "apply to log files only")
+    return store
 
 
 def _train_spill(spill: EventSpill, config: Config | None, until: datetime | None,
-                 metadata: Mapping[str, Any] | None, progress: ProgressCallback | None) -> Model:
-    """:func:`train` on the events of a spill, a slice at a time (:func:`detector.detection.train_slices`)."""
+                 metadata: Mapping[str, Any] | None, progress: ProgressCallback | None,
+                 engine: Engine | None = None, sample: int | None = None) -> Model:
+    """:func:`train` on the events of a spill, by *engine* (default: here, a slice at a time)."""
     since = _aware(until) if until is not None else None
-    slices = [(start, count, _before(events, since)) for start, count, events in spill.slices()
-              if since is None or start < since]
-    training_events = sum(frame.item() for frame in pl.collect_all([lf.select(pl.len()) for _, _, lf in slices]))
     _tick(progress, "training", 0.0, None)
-    model = _train_slices(slices, config, metadata={"training_events": training_events, **(metadata or {})})
+    model = (engine or LocalEngine()).train(spill, config, until=since, metadata=metadata, sample=sample)
     _tick(progress, "training", 1.0, 1.0)
     return model
 
@@ -129,14 +151,16 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
          model: Model | str | Path | None = None, *, config: Config | None = None,
          baseline_until: datetime | None = None, min_severity: str = "low", format: str | None = None,
          mappings: Sequence[str | Path] = (), tz: str | None = None,
-         progress: ProgressCallback | None = None, engine: str | Engine = "local") -> Findings:
+         progress: ProgressCallback | None = None, engine: str | Engine = "local",
+         spill_dir: str | Path | None = None) -> Findings:
     """Score the behaviour windows of log files or of events, and return explained findings.
 
     Parameters
     ----------
     paths_or_events
-        Log files / directories (parsed as by :func:`read_logs`), or events already in the
-        normalized schema (a DataFrame or LazyFrame).
+        Log files / directories (parsed as by :func:`read_logs`), the nightly job's event store
+        (``STATE/events/`` or ``STATE/``, read as it is: :mod:`detector.event_store`), or events
+        already in the normalized schema (a DataFrame or LazyFrame).
     model
         A :class:`~detector.model_store.Model` or the directory of one. Without a model, the
         baseline is learned from the events themselves: from those before *baseline_until* (which
@@ -155,6 +179,10 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     engine
         ``"local"`` (this process), ``"spark"``, or an :class:`~detector.engines.Engine` made by the
         caller (who then closes it); an engine named here is closed when the scan ends.
+    spill_dir
+        Where the parsed events are spilled: a new subdirectory of it, removed when the findings are
+        closed (the directory itself and anything else in it are left alone). Default: the system's
+        temporary directory. On a Spark cluster it must be storage the driver and every executor see.
 
     Returns
     -------
@@ -173,14 +201,16 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     length = slice_length((config or (model.settings if model is not None else Config())).features.window_length)
     with running(engine) as runner:
         if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
-            scanned = take_events(paths_or_events, length, spill=runner.name != "local")
+            scanned = take_events(paths_or_events, length, spill=runner.name != "local", spill_dir=spill_dir)
+        elif (store := _store_in(paths_or_events, format, mappings, tz)) is not None:
+            scanned = read_store(store, runner, length, spill_dir)
         else:
             run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
-            scanned = parse(run, runner, length)
+            scanned = parse(run, runner, length, spill_dir)
         try:
             since = _aware(baseline_until) if baseline_until is not None else None
             on_disk = scanned.slices if isinstance(scanned.slices, EventSpill) else None
-            model, notes = baseline(scanned.events, model, config, since, progress, on_disk)
+            model, notes = baseline(scanned.events, model, config, since, progress, on_disk, runner)
             frame, count = score(scanned, runner, model, config, min_severity=min_severity, scored_from=since,
                                  progress=progress)
         except BaseException:
@@ -208,8 +238,9 @@ class Scanned:
     spill: EventSpill | None  # the events on disk, kept for explain() until Findings.close()
 
 
-def parse(run: ParseRun, engine: Engine, length: timedelta) -> Scanned:
-    """Parse *run* with *engine* into a temporary spill of slices of *length*.
+def parse(run: ParseRun, engine: Engine, length: timedelta, spill_dir: str | Path | None = None) -> Scanned:
+    """Parse *run* with *engine* into a temporary spill of slices of *length* (a new directory under
+    *spill_dir*, default the system's temporary directory).
 
     The spill stays for ``explain()`` and ``timeline()`` until :meth:`Findings.close` or the end of
     the process; it is removed at once if parsing fails.
@@ -221,7 +252,7 @@ def parse(run: ParseRun, engine: Engine, length: timedelta) -> Scanned:
     """
     if not run.files:
         raise InputError("no log files found in the given paths")
-    spill = EventSpill.temporary(length)
+    spill = EventSpill.temporary(length, spill_dir)
     atexit.register(spill.remove)
     try:
         rejects = engine.parse(run, spill)
@@ -231,14 +262,27 @@ def parse(run: ParseRun, engine: Engine, length: timedelta) -> Scanned:
     return Scanned(spill.scan(), spill, spill.events, rejects, run.reports, spill)
 
 
-def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill: bool = False) -> Scanned:
-    """Events already parsed, cut into slices of *length* in memory (or, with *spill*, on disk, for an
-    engine that reads its slices from files)."""
+def read_store(store: EventStore, engine: Engine, length: timedelta, spill_dir: str | Path | None = None) -> Scanned:
+    """The events of an event store read by *engine* into a temporary spill (as :func:`parse` makes)."""
+    spill = EventSpill.temporary(length, spill_dir)
+    atexit.register(spill.remove)
+    try:
+        engine.read_store(store, spill)
+    except BaseException:
+        spill.remove()
+        raise
+    return Scanned(spill.scan(), spill, spill.events, empty_rejects(), [], spill)
+
+
+def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill: bool = False,
+                spill_dir: str | Path | None = None) -> Scanned:
+    """Events already parsed, cut into slices of *length* in memory (or, with *spill*, on disk under
+    *spill_dir*, for an engine that reads its slices from files)."""
     # A LazyFrame is collected once here, not once for the count and again for the slices.
     frame = events.collect() if isinstance(events, pl.LazyFrame) else events
     if not spill:
         return Scanned(frame, in_memory_slices(frame, length), frame.height, empty_rejects(), [], None)
-    disk = EventSpill.temporary(length)
+    disk = EventSpill.temporary(length, spill_dir)
     atexit.register(disk.remove)
     try:
         disk.add(frame)
@@ -251,11 +295,11 @@ def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill
 
 def baseline(events: pl.DataFrame | pl.LazyFrame, model: Model | None, config: Config | None,
              since: datetime | None, progress: ProgressCallback | None,
-             spill: EventSpill | None = None) -> tuple[Model, list[str]]:
-    """The model to score with (*model*, or one learned from *events* before *since*, read from
-    *spill* a slice at a time when they are on disk), and what the analyst must know about its baseline."""
+             spill: EventSpill | None = None, engine: Engine | None = None) -> tuple[Model, list[str]]:
+    """The model to score with (*model*, or one learned from *events* before *since*, from *spill* by
+    *engine* when they are on disk), and what the analyst must know about its baseline."""
     if model is None:
-        return _learn_during_scan(events, config, since, progress, spill)
+        return _learn_during_scan(events, config, since, progress, spill, engine)
     return model, _inside_training(events, model, since)
 
 
@@ -293,7 +337,8 @@ def _inside_training(events: pl.DataFrame | pl.LazyFrame, model: Model, since: d
 
 
 def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | None, since: datetime | None,
-                       progress: ProgressCallback | None, spill: EventSpill | None = None) -> tuple[Model, list[str]]:
+                       progress: ProgressCallback | None, spill: EventSpill | None = None,
+                       engine: Engine | None = None) -> tuple[Model, list[str]]:
     """The baseline a scan without ``--model`` learns from its own logs (from *spill* a slice at a
     time when the logs were parsed into one), and what the analyst must know about it: that it
     overlaps what is scored, or that it is too thin for the forest (then security signals alone make
@@ -305,7 +350,7 @@ def _learn_during_scan(events: pl.DataFrame | pl.LazyFrame, config: Config | Non
                       "train a model on older logs with `ami-detector train`")
     try:
         metadata = {"learned_during_scan": True}
-        model = (_train_spill(spill, config, since, metadata, progress) if spill is not None else
+        model = (_train_spill(spill, config, since, metadata, progress, engine) if spill is not None else
                  train(events, config=config, baseline_until=since, metadata=metadata, progress=progress))
     except NoBaselineError as exc:
         history = _before(events, since)

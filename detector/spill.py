@@ -63,7 +63,13 @@ class EventSpill:
 
     @classmethod
     def temporary(cls, length: timedelta, parent: str | Path | None = None) -> EventSpill:
-        """A spill in a new private directory under *parent* (default: the system's temporary directory)."""
+        """A spill in a new private directory under *parent* (default: the system's temporary directory).
+
+        *parent* is created if missing and never removed: :meth:`remove` deletes only the new
+        directory, so a shared spill directory (``--spill-dir``) may hold other runs and files.
+        """
+        if parent is not None:
+            Path(parent).mkdir(parents=True, exist_ok=True)
         return cls(Path(tempfile.mkdtemp(prefix="ami-detector-spill-", dir=parent)), length)
 
     def add(self, events: pl.DataFrame) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from detector.parsers import ParseOptions, Parser, parse_file
 from detector.schema import validate_events, validate_rejects
+from detector.spill import EventSpill
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
@@ -78,3 +79,16 @@ def assert_golden(input_name: str, parser: type[Parser], options: ParseOptions |
     assert len(got["events"]) == len(expected["events"])
     for got_row, want_row in zip(got["events"], expected["events"], strict=True):
         assert got_row == want_row, f"line {want_row['raw_line']}"
+
+
+def recording_spills(patch: pytest.MonkeyPatch) -> list[EventSpill]:
+    """Every spill made from now on through ``EventSpill.temporary`` (to see where it went)."""
+    made: list[EventSpill] = []
+    temporary = EventSpill.temporary.__func__  # type: ignore[attr-defined]
+
+    def record(cls, length, parent=None):  # type: ignore[no-untyped-def]
+        made.append(temporary(cls, length, parent))
+        return made[-1]
+
+    patch.setattr(EventSpill, "temporary", classmethod(record))
+    return made

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from detector.engines.local import LocalEngine
 from detector.errors import DetectorError, InputError
 from detector.model_store import load_model
 from detector.spill import EventSpill
+from tests.conftest import recording_spills
 
 ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "sample_logs"
@@ -104,3 +106,116 @@ def test_saved_findings_are_read_back_whole_or_refused(tmp_path) -> None:
     pl.DataFrame({"x": [1]}).write_parquet(tmp_path / "findings.parquet")
     with pytest.raises(InputError, match="not a findings table"):
         read_saved(tmp_path)
+
+
+def test_spill_dir_holds_the_spill_and_is_left_as_it_was(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from detector.cli import main
+
+    files = [str(p) for p in sorted(SAMPLE.glob("*2026-03-27*"))]
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "someone-elses.txt").write_text("kept")
+    plain = CliRunner().invoke(main, ["scan", *files, "--model", str(MODEL), "--out", str(tmp_path / "plain"), "-q"])
+    made = recording_spills(monkeypatch)
+    result = CliRunner().invoke(main, ["scan", *files, "--model", str(MODEL), "--out", str(tmp_path / "spilled"),
+                                       "-q", "--spill-dir", str(shared)])
+    assert result.exit_code == plain.exit_code and result.exit_code in (0, 1), result.output
+    assert len(made) == 1 and made[0].directory.parent == shared and made[0].events > 0
+    assert sorted(p.name for p in shared.iterdir()) == ["someone-elses.txt"]  # the scan's subdirectory removed
+    assert_frame_equal(pl.read_parquet(tmp_path / "spilled" / "findings.parquet"),
+                       pl.read_parquet(tmp_path / "plain" / "findings.parquet"))
+    file_given = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "m2"),
+                                           "--spill-dir", str(shared / "someone-elses.txt")])
+    assert file_given.exit_code == 2 and "--spill-dir" in file_given.output
+
+
+def _store(root: Path, events: pl.DataFrame, batch: str) -> list[str]:
+    """*events* written as a nightly event store's parts of one batch (day=D/part-BATCH.parquet)."""
+    days = []
+    for (day,), part in events.with_columns(_day=pl.col("time").dt.date()).partition_by(
+            "_day", as_dict=True, include_key=False).items():
+        (root / f"day={day}").mkdir(parents=True, exist_ok=True)
+        part.write_parquet(root / f"day={day}" / f"part-{batch}.parquet")
+        days.append(str(day))
+    return sorted(days)
+
+
+def test_an_event_store_is_scanned_as_the_events_it_holds(sample, tmp_path) -> None:
+    events, model = sample
+    store = tmp_path / "events"
+    _store(store, events, "b1")
+    plain = runner.scan(events, model)
+    stored = runner.scan(store, model)
+    try:
+        assert plain.df.height and stored.events_scored == events.height
+        assert_frame_equal(stored.df, plain.df)
+        assert stored.reports == [] and stored.rejects.height == 0
+    finally:
+        stored.close()
+    # The same learned from it: train on the store gives the model a train on the events gives.
+    from detector.model_store import save_model
+    save_model(runner.train(store), tmp_path / "from-store")
+    save_model(api.train(events), tmp_path / "from-events")
+    assert load_model(tmp_path / "from-store").model_id == load_model(tmp_path / "from-events").model_id
+
+
+def test_a_nightly_state_is_read_as_its_committed_batches(sample, tmp_path) -> None:
+    import json
+
+    from detector.event_store import event_store_of
+    events, _ = sample
+    state = tmp_path / "state"
+    days = _store(state / "events", events.head(1000), "committed")
+    _store(state / "events", events.tail(10), "crashed")  # a batch a killed run left uncommitted
+    (state / "state.json").write_text(json.dumps({"version": 1, "batches": {"committed": {"days": days}}}))
+    for given in (state, state / "events"):
+        found = event_store_of([given])
+        assert found is not None and found.directory == state / "events"
+        assert [p.name for p in found.parts] == ["part-committed.parquet"] * len(days)
+    with pytest.raises(InputError, match="give one store, or log files, not both"):
+        event_store_of([state, SAMPLE])
+    with pytest.raises(InputError, match="apply to log files only"):
+        runner.scan(state, load_model(MODEL), format="cef")
+    assert event_store_of([SAMPLE]) is None
+    (tmp_path / "bad" / "day=2026-03-02").mkdir(parents=True)
+    (tmp_path / "bad" / "day=2026-03-02" / "part-x.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match=r"part-x.parquet: not a readable Parquet part"):
+        runner.scan(tmp_path / "bad", load_model(MODEL))
+    assert not list((Path(os.environ["TMPDIR"])).glob("ami-detector-spill-*"))  # removed on failure
+
+
+def test_train_sample_caps_the_training_windows_reproducibly(tmp_path, monkeypatch) -> None:
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from detector.cli import main
+    from detector.detection import _sampled
+    from detector.scoring import TrainingColumns
+    made = recording_spills(monkeypatch)
+    fresh = tmp_path / "new" / "spill"  # --spill-dir: a directory that does not exist yet is made (and kept, empty)
+    result = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "b"), "--json",
+                                       "--baseline-until", "2026-03-23", "--train-sample", "300",
+                                       "--spill-dir", str(fresh)])
+    assert result.exit_code == 0, result.output
+    assert made[-1].directory.parent == fresh and list(fresh.iterdir()) == []
+    summary = json.loads(result.stdout)
+    model = load_model(tmp_path / "b")
+    # The same rows each time for one seed, in their order; others for another seed.
+    rows = TrainingColumns.of(np.arange(1000.0).reshape(-1, 1))
+    first, again, other = (_sampled(rows, 50, seed).column(0) for seed in (0, 0, 1))
+    assert first.tolist() == again.tolist() != other.tolist() and (np.diff(first) > 0).all()
+    sampled = model.metadata["training_sample"]
+    assert sampled["cap"] == 300 and sampled["seed"] == 0 and summary["training_sample"] == sampled
+    assert sampled["sampled"] and all(v["windows"] == 300 < v["of"] for v in sampled["sampled"].values())
+    for kind in sampled["sampled"]:
+        assert model.scorers[kind].n_training_windows == summary["scorers"][kind]["training_windows"] == 300
+    assert "--train-sample 300" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    files = sorted(SAMPLE.glob("*2026-03-27*"))
+    found = api.scan(files, model)
+    found.close()
+    assert found.events_scored > 0 and found.df.height > 0
+    assert "training_sample" not in api.train(api.read_logs(files)[0]).metadata

@@ -24,6 +24,7 @@ from detector.errors import DetectorError
 from detector.model_store import load_model
 from detector.simulate import simulate
 from detector.spill import EventSpill
+from tests.conftest import recording_spills
 
 ROOT = Path(__file__).parent.parent
 MODEL = ROOT / "models" / "default"
@@ -59,12 +60,27 @@ def scans(month, engine, tmp_path_factory) -> dict[str, Path]:
         args = ["scan", str(logs), "--baseline-until", until, "--out", str(out / "found"),
                 "--rejects", str(out / "rejects.parquet"), "--json", "--engine", name]
         if name == "spark":
-            args += ["--master", "local[2]"]
-        result = CliRunner().invoke(main, args)
+            # The spill in a directory of the caller's (on a cluster: shared storage), beside a file of theirs.
+            (out / "spill").mkdir()
+            (out / "spill" / "keep.txt").write_text("not the scan's")
+            args += ["--master", "local[2]", "--spill-dir", str(out / "spill")]
+        with pytest.MonkeyPatch.context() as patch:
+            made = recording_spills(patch)
+            result = CliRunner().invoke(main, args)
+        (out / "spills.json").write_text(json.dumps([str(spill.directory) for spill in made]))
         assert result.exit_code in (0, 1), result.output
         (out / "stdout.json").write_text(result.stdout)
         outs[name] = out
     return outs
+
+
+def test_the_spark_scan_spills_where_it_is_told(scans) -> None:
+    spill_dir = scans["spark"] / "spill"
+    made = [Path(p) for p in json.loads((scans["spark"] / "spills.json").read_text())]
+    assert made and all(p.parent == spill_dir for p in made)
+    # Removed after the scan; the directory and the caller's file stay.
+    assert sorted(p.name for p in spill_dir.iterdir()) == ["keep.txt"]
+    assert all(Path(p).parent != spill_dir for p in json.loads((scans["local"] / "spills.json").read_text()))
 
 
 def _read(out: Path, name: str) -> pl.DataFrame:
@@ -108,6 +124,18 @@ def test_a_failing_task_is_one_clear_error(engine, tmp_path) -> None:
     with pytest.raises(DetectorError, match=rf"Spark task failed while reading the slices: slice {index}: ") as info:
         engine.score(spill, load_model(MODEL), None)
     assert "Traceback" not in str(info.value) and "at org.apache" not in str(info.value)
+
+
+def test_a_failing_training_task_is_one_clear_error(engine, tmp_path) -> None:
+    spill = EventSpill(tmp_path / "spill", timedelta(days=1))
+    index = int((datetime(2026, 3, 2, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(days=1))
+    (spill.directory / f"slice={index}").mkdir()
+    (spill.directory / f"slice={index}" / "part-000001.parquet").write_bytes(b"not parquet at all")
+    spill.record({index: 10})
+    with pytest.raises(DetectorError, match=rf"Spark task failed while reading the slices: slice {index}: ") as info:
+        engine.train(spill, None)
+    assert "Traceback" not in str(info.value)
+    assert not (spill.directory / "_train").exists()  # its work files removed
 
 
 def test_a_failed_job_is_named_by_its_python_error() -> None:
@@ -165,3 +193,58 @@ def test_train_on_spark_learns_the_model_a_local_train_learns(month, engine, tmp
         assert (dirs["spark"] / name).read_bytes() == (dirs["local"] / name).read_bytes(), name
     spark, local = load_model(dirs["spark"]), load_model(dirs["local"])
     assert spark.model_id == local.model_id and spark.metadata["training_files"] == local.metadata["training_files"]
+
+
+@pytest.fixture(scope="module")
+def store(month, tmp_path_factory) -> Path:
+    """The nightly job's state directory after one night that took the month's files."""
+    import os
+    import shutil
+    import time
+
+    from detector.nightly import NightlyConfig, run_nightly
+    logs, _ = month
+    work = tmp_path_factory.mktemp("nightly")
+    inbox = work / "inbox"
+    inbox.mkdir()
+    for path in logs.iterdir():
+        if path.name != "labels.json":
+            shutil.copyfile(path, inbox / path.name)
+            os.utime(inbox / path.name, (time.time() - 3600,) * 2)  # complete by the quiet-period rule
+    run_nightly(NightlyConfig(inbox=inbox, state=work / "state", out=work / "out", model=MODEL,
+                              retrain_every=None, keep=None))
+    return work / "state"
+
+
+def test_the_event_store_on_spark_finds_what_the_local_scan_of_it_finds(store, engine, tmp_path) -> None:
+    """``scan STATE/events`` here, ``scan STATE --engine spark`` (spark.read.parquet): the same findings."""
+    outs = {}
+    for name, given in (("local", store / "events"), ("spark", store)):
+        outs[name] = tmp_path / name
+        args = ["scan", str(given), "--model", str(MODEL), "--out", str(outs[name]), "-q", "--engine", name]
+        result = CliRunner().invoke(main, args + (["--master", "local[2]"] if name == "spark" else []))
+        assert result.exit_code in (0, 1), result.output
+    local, spark = (pl.read_parquet(outs[name] / "findings.parquet") for name in ("local", "spark"))
+    assert local.height > 5
+    assert spark.get_column("finding_id").to_list() == local.get_column("finding_id").to_list()
+    assert (spark.get_column("score") - local.get_column("score")).abs().max() <= 1e-9
+    assert spark.drop("score").equals(local.drop("score"))
+    for name in ("evidence.parquet", "timeline.parquet"):
+        assert pl.read_parquet(outs["spark"] / name).equals(pl.read_parquet(outs["local"] / name))
+
+
+def test_train_on_spark_with_a_sample_cap(month, engine, tmp_path) -> None:
+    """--train-sample: the scorers fitted on a seeded sample of the windows (drawn on the driver by
+    detection.fit_model, as in a local train: tests/test_runner.py), recorded in the model."""
+    logs, until = month
+    result = CliRunner().invoke(main, ["train", str(logs), "--model-dir", str(tmp_path / "model"), "--baseline-until",
+                                       until, "-q", "--engine", "spark", "--master", "local[2]", "--train-sample", "400"])
+    assert result.exit_code == 0, result.output
+    spark = load_model(tmp_path / "model")
+    sampled = spark.metadata["training_sample"]
+    assert sampled["cap"] == 400 and sampled["sampled"]
+    assert all(spark.scorers[kind].n_training_windows == 400 < v["of"] for kind, v in sampled["sampled"].items())
+    from detector import api
+    found = api.scan(max(logs.glob("hes_*")), spark)  # it scores
+    found.close()
+    assert found.events_scored > 0

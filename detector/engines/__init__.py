@@ -1,4 +1,5 @@
-"""Engines run the scan's heavy stages: parsing files into an event spill, and scoring it slice by slice.
+"""Engines run the scan's heavy stages: parsing files (or reading an event store) into an event spill,
+and scoring it slice by slice.
 
 The runner (:mod:`detector.runner`) does everything else the same way whatever the engine: it
 resolves the settings and the model, learns a baseline when there is none, and turns the ranked
@@ -10,7 +11,7 @@ this process (:mod:`detector.engines.local`); ``"spark"`` runs them on Apache Sp
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -21,6 +22,7 @@ from detector.errors import DetectorError
 
 if TYPE_CHECKING:
     from detector.config import Config
+    from detector.event_store import EventStore
     from detector.model_store import Model
     from detector.pipeline import ParseRun
     from detector.slices import Carried, SliceSource
@@ -39,12 +41,22 @@ class Engine(Protocol):
         """Parse run.files into spill (detector.spill layout), fill run.reports; return the rejects."""
         ...
 
+    def read_store(self, store: EventStore, spill: EventSpill) -> None:
+        """Copy the events of an event store (detector.event_store) into spill, in the store's order."""
+        ...
+
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,
               min_severity: str, scored_from: datetime | None,
               on_slice: Callable[[int], None] | None, carried: Carried | None = None) -> tuple[pl.DataFrame, int]:
         """Ranked findings of every slice (with incident ids, as slices.score_slices returns) and
         the number of events scored; carried, if given, is what the first slice carries in, updated in
         place to what a slice after the last would carry in (the nightly job's state between nights)."""
+        ...
+
+    def train(self, spill: EventSpill, config: Config | None, *, until: datetime | None,
+              metadata: Mapping[str, Any] | None, sample: int | None) -> Model:
+        """The model learned from the events of *spill* before *until* (as detection.train_slices
+        learns it), its metadata *metadata* with ``training_events`` first."""
         ...
 
     def close(self) -> None: ...

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from detector.config import Config
+    from detector.event_store import EventStore
     from detector.model_store import Model
     from detector.slices import Carried, SliceSource
 
@@ -55,9 +56,11 @@ def _schema(**columns: pa.DataType) -> pa.Schema:
 
 
 _PARSED = _schema(file=pa.int64(), report=pa.string(), rejects=pa.binary(), counts=pa.string(), error=pa.string())
+_STORED = _schema(counts=pa.string(), error=pa.string())
 # Times the driver collects go as microseconds since the epoch: Spark hands timestamps to Python as
 # naive local times.
-_SUMMARY = _schema(slice=pa.int64(), events=pa.int64(), end=pa.int64(), logons=pa.binary(), error=pa.string())
+_SUMMARY = _schema(slice=pa.int64(), events=pa.int64(), start=pa.int64(), end=pa.int64(), logons=pa.binary(),
+                   error=pa.string())
 _ACTIVITY = _schema(slice=pa.int64(), kind=pa.string(), entity_id=pa.string(), last_seen=pa.timestamp("us", "UTC"),
                     created=pa.binary(), firsts=pa.binary(), error=pa.string())
 _SCORED = _schema(slice=pa.int64(), events=pa.int64(), findings=pa.binary(), error=pa.string())
@@ -122,6 +125,34 @@ class SparkEngine:
             rejects.append(_from_ipc(row["rejects"]))
         return pl.concat(rejects)
 
+    # ---- read an event store ----------------------------------------------------------------------
+
+    def read_store(self, store: EventStore, spill: EventSpill) -> None:
+        """Read *store* with ``spark.read.parquet`` into *spill* in Spark tasks, in the store's order.
+
+        Each task writes its rows into the spill under names that sort as the store's parts and
+        rows do (part, then row index in the part), so every slice holds its events in the order
+        the local engine reads them.
+        """
+        from pyspark.sql import functions as F
+        frame = (self.session.read.schema(_EVENT_DDL).parquet(*[str(part) for part in store.parts])
+                 .select("*", F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_row")))
+        task = _store_task({store.key(part): i for i, part in enumerate(store.parts)}, str(spill.directory),
+                           spill.length)
+        rows = _collect(frame.mapInArrow(task, _ddl(_STORED)), "reading the event store")
+        _raise_first(rows, "reading the event store")
+        for row in rows:
+            spill.record({int(k): v for k, v in json.loads(row["counts"]).items()})
+
+    # ---- train -----------------------------------------------------------------------------------
+
+    def train(self, spill: EventSpill, config: Config | None, *, until: datetime | None = None,
+              metadata: Mapping[str, Any] | None = None, sample: int | None = None) -> Model:
+        """The model a local train learns from *spill*, each day's work in Spark tasks
+        (:mod:`detector.engines.spark_train`); *spill* must be on storage the executors see."""
+        from detector.engines.spark_train import train_on_spark
+        return train_on_spark(self.session, spill, config, until=until, metadata=metadata, sample=sample)
+
     # ---- score -----------------------------------------------------------------------------------
 
     def score(self, slices: SliceSource | EventSpill, model: Model, config: Config | None, *,
@@ -150,7 +181,7 @@ class SparkEngine:
         order = sorted(counts)
         tasks = min(len(order), 2 * self.session.sparkContext.defaultParallelism)
         indices = self.session.createDataFrame([(i,) for i in order], "slice long").repartition(tasks)
-        job.sessions = _carried_sessions(indices, job)
+        job.sessions = _carried_sessions(_summaries(indices, job))
         rows = _scored_slices(indices, job, order)
         with tempfile.TemporaryDirectory(prefix="ami-detector-spark-") as work:
             parts: list[Path] = []
@@ -163,11 +194,16 @@ class SparkEngine:
             return ranked_findings(parts), sum(row["events"] for row in rows)
 
 
-def _carried_sessions(indices: SparkFrame, job: _ScoreJob) -> dict[int, bytes | None]:
-    """The logon sessions each slice carries in (Arrow IPC), from every slice's logons and last event."""
-    from detector.slices import carried_sessions
+def _summaries(indices: SparkFrame, job: _ScoreJob) -> list[dict[str, Any]]:
+    """Each slice's event count, first and last event (microseconds since the epoch) and logons."""
     summary = _collect(indices.mapInArrow(job.summary, _ddl(_SUMMARY)), "reading the slices")
     _raise_first(summary, "reading the slices")
+    return summary
+
+
+def _carried_sessions(summary: list[dict[str, Any]]) -> dict[int, bytes | None]:
+    """The logon sessions each slice carries in (Arrow IPC), from every slice's logons and last event."""
+    from detector.slices import carried_sessions
     ends = {row["slice"]: _EPOCH + timedelta(microseconds=row["end"]) if row["end"] is not None else None
             for row in summary}
     logons = pl.concat([_from_ipc(row["logons"]).with_columns(slice=pl.lit(row["slice"], pl.Int64))
@@ -304,6 +340,51 @@ def _parse_task(run: ParseRun, directory: str, length: Any) -> Callable[[Iterato
     return parse_files
 
 
+def _store_task(keys: dict[str, int], directory: str, length: Any) -> Callable[[Iterator[pa.RecordBatch]],
+                                                                             Iterator[pa.RecordBatch]]:
+    """The function each task reading a store runs on its rows (the events, ``_file`` and ``_row``)."""
+
+    def write_rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from urllib.parse import unquote, urlparse
+
+        from detector.event_store import conform
+        for batch in batches:
+            try:
+                frame = pl.DataFrame(pl.from_arrow(batch))
+                counts: dict[int, int] = {}
+                for (file,), rows in frame.partition_by("_file", as_dict=True, maintain_order=True).items():
+                    path = Path(unquote(urlparse(str(file)).path))
+                    rows = rows.sort("_row")
+                    first = rows.get_column("_row")[0]
+                    spill = EventSpill(Path(directory), length,
+                                       part_prefix=f"s{keys[f'{path.parent.name}/{path.name}']:08d}-{first:012d}-")
+                    spill.add(conform(rows.drop("_file", "_row"), str(path)))
+                    for index, n in spill.counts.items():
+                        counts[index] = counts.get(index, 0) + n
+                yield _batch(_STORED, {"counts": json.dumps({str(k): v for k, v in counts.items()}), "error": None})
+            except Exception as exc:  # noqa: BLE001 - reported to the driver as one error
+                yield _batch(_STORED, {"counts": "{}", "error": _task_error(exc)})
+
+    return write_rows
+
+
+def _event_ddl() -> str:
+    """The normalized event schema as Spark reads it from a store (enums as strings)."""
+    from detector.schema import EVENT_SCHEMA
+    kinds = {pl.Int32: "int", pl.Int64: "long", pl.Datetime: "timestamp"}
+    columns = []
+    for name, dtype in EVENT_SCHEMA.items():
+        if isinstance(dtype, pl.List):
+            kind = "array<struct<key: string, value: string>>"
+        else:
+            kind = next((ddl for base, ddl in kinds.items() if isinstance(dtype, base)), "string")
+        columns.append(f"`{name}` {kind}")
+    return ", ".join(columns)
+
+
+_EVENT_DDL = _event_ddl()
+
+
 # Per worker process: the model read once, not once per slice (Spark reuses its Python workers).
 _MODELS: dict[str, tuple[Any, Any]] = {}
 
@@ -319,6 +400,7 @@ class _ScoreJob:
     config: Config | None
     min_severity: str
     scored_from: datetime | None
+    until: datetime | None = None  # training: only the events before it
     sessions: dict[int, bytes | None] = dataclasses.field(default_factory=dict)
     created: dict[int, bytes] = dataclasses.field(default_factory=dict)
     firsts: dict[int, bytes] = dataclasses.field(default_factory=dict)
@@ -336,7 +418,10 @@ class _ScoreJob:
 
     def _events(self, index: int) -> pl.DataFrame:
         from detector.slices import slice_events
-        return slice_events(EventSpill(Path(self.spill), self.length).read_slice(index), self.scored_from)
+        events = EventSpill(Path(self.spill), self.length).read_slice(index)
+        if self.until is not None:
+            events = events.filter(pl.col("time") < self.until)
+        return slice_events(events, self.scored_from)
 
     def _sessions(self, index: int) -> pl.DataFrame | None:
         data = self.sessions.get(index)
@@ -348,11 +433,13 @@ class _ScoreJob:
         for index in _slices_of(batches):
             try:
                 events = self._events(index)
-                end = events.select(pl.col("time").max().dt.epoch("us")).item() if events.height else None
-                yield _batch(_SUMMARY, {"slice": index, "events": events.height, "end": end,
+                start, end = (events.select(pl.col("time").min().dt.epoch("us").alias("start"),
+                                            pl.col("time").max().dt.epoch("us").alias("end"))
+                              .row(0) if events.height else (None, None))
+                yield _batch(_SUMMARY, {"slice": index, "events": events.height, "start": start, "end": end,
                                         "logons": _to_ipc(slice_logons(events)), "error": None})
             except Exception as exc:  # noqa: BLE001
-                yield _batch(_SUMMARY, {"slice": index, "events": 0, "end": None, "logons": b"",
+                yield _batch(_SUMMARY, {"slice": index, "events": 0, "start": None, "end": None, "logons": b"",
                                         "error": f"slice {index}: {_task_error(exc)}"})
 
     def activity(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -1,10 +1,10 @@
-"""The command line under ``spark-submit``: a scan on the cluster spark-submit names.
+"""The command line under ``spark-submit``: a scan (or a train) on the cluster spark-submit names.
 
     spark-submit --master yarn --deploy-mode client \\
         "$(python -c 'import detector.engines.spark_submit as m; print(m.__file__)')" \\
-        scan /shared/logs/ --out /shared/out/ --model /shared/models/current
+        scan /shared/logs/ --out /shared/out/ --model /shared/models/current --spill-dir /shared/spill/
 
-The arguments are those of ``ami-detector`` (``scan`` and its options); ``--engine spark`` is
+The arguments are those of ``ami-detector`` (``scan`` or ``train`` and its options); ``--engine spark`` is
 implied and the master is spark-submit's. The executors need ami-detector installed in the same
 Python (see the README's Spark section).
 """
