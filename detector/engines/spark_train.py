@@ -286,7 +286,7 @@ def _save_partial(partial: PartialProfiles, directory: Path) -> None:
 
 def _load_partial(directory: Path, config: Config) -> PartialProfiles:
     tables = {path.stem: _from_ipc(path.read_bytes()) for path in sorted(directory.glob("*.arrow"))}
-    return PartialProfiles(tables, config.features.window)
+    return PartialProfiles(tables, config.features)
 
 
 def _save_profiles(profiles: Profiles, directory: Path) -> None:
