@@ -33,7 +33,7 @@ from detector.report_data import DisplayZone, feature_view, prepare
 from detector.safe_text import escape_html
 from detector.saved import INCIDENTS_FILE, read_saved
 from detector.schema import CATEGORIES
-from detector.timelines import CATEGORY_COLORS, CONTEXT, TIMELINE_SCHEMA, entity_timeline, timeline_counts
+from detector.timelines import CATEGORY_COLORS, CONTEXT, TIMELINE_SCHEMA, overlapping, timeline_counts, wide_timeline
 
 __all__ = ["CSP", "INCIDENTS_FILE", "findings_chart_svg", "render_report", "timeline_svg", "write_report"]
 
@@ -297,15 +297,8 @@ def _activity(counts: Mapping[tuple[Any, ...], pl.DataFrame], members: pl.DataFr
         pl.col("time").is_between(start, end, closed="left"))
     # The devices of one burst share a window: each distinct window once.
     windows = list(members.select("window_start", "window_end").unique().sort("window_start").iter_rows())
-    # entity_timeline with kind=None and no entity filter of its own: the counts are already the incident's.
-    table = entity_timeline(mine.with_columns(entity_id=pl.lit("*"), entity_kind=pl.lit("*")), None, "*", start, end,
-                            every=every, flagged=windows)
-    step = table.get_column("time")
-    after = step.dt.offset_by(every)
-    covered = pl.repeat(False, table.height, eager=True)
-    for lo, hi in windows:
-        covered = covered | ((step < hi + around) & (after > lo - around))
-    return table.with_columns(covered=covered)
+    table = wide_timeline(mine.select("time", "category", "events"), start, end, every, windows)
+    return table.with_columns(covered=overlapping(table.get_column("time"), every, windows, around))
 
 
 # ---- one finding ----------------------------------------------------------------------------------------

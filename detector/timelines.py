@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
 import polars as pl
 
 from detector.features import DEVICE_TARGET_TYPES
@@ -41,9 +42,11 @@ TIMELINE_SCHEMA: Final = pl.Schema(_TIMELINE_COLUMNS)
 """Hourly activity kept with saved findings (``timeline.parquet``): events per entity, hour and category."""
 
 
-def _wide(counts: pl.DataFrame, start: datetime, end: datetime, every: str,
-          flagged: Sequence[tuple[datetime, datetime]]) -> pl.DataFrame:
-    """(time, category, events) rows as one row per bucket of [start, end) and a column per category."""
+def wide_timeline(counts: pl.DataFrame, start: datetime, end: datetime, every: str,
+                  flagged: Sequence[tuple[datetime, datetime]]) -> pl.DataFrame:
+    """(time, category, events) rows as one row per bucket of [start, end) and a column per category
+    (the table :func:`entity_timeline` returns)."""
+    start, end = aware(start), aware(end)
     buckets = pl.DataFrame({"time": pl.datetime_range(pl.lit(start, UTC_US).dt.truncate(every), end, every,
                                                       closed="left", time_unit="us", time_zone="UTC", eager=True)})
     counts = counts.group_by(pl.col("time").dt.truncate(every), "category").agg(pl.col("events").sum())
@@ -52,13 +55,28 @@ def _wide(counts: pl.DataFrame, start: datetime, end: datetime, every: str,
             else pl.DataFrame(schema={"time": UTC_US}))
     table = buckets.join(wide, on="time", how="left").select(
         "time", *[pl.col(c).fill_null(0).cast(pl.Int64) for c in present])
-    step = table.get_column("time")
-    after = step.dt.offset_by(every)
-    flag = pl.repeat(False, table.height, eager=True)
-    for lo, hi in flagged:
-        flag = flag | ((step < aware(hi)) & (after > aware(lo)))
     return table.with_columns(total=pl.sum_horizontal(*present) if present else pl.lit(0, pl.Int64),
-                              flagged=flag)
+                              flagged=overlapping(table.get_column("time"), every, flagged))
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    return (aware(moment) - _EPOCH) // timedelta(microseconds=1)
+
+
+def overlapping(buckets: pl.Series, every: str, spans: Sequence[tuple[datetime, datetime]],
+                reach: timedelta = timedelta(0)) -> pl.Series:
+    """Whether each bucket ``[t, t + every)`` of *buckets* overlaps one of *spans* widened by *reach*
+    either side (all pairs compared at once: an incident of a few hundred findings has as many spans)."""
+    if not spans:
+        return pl.repeat(False, buckets.len(), eager=True)
+    step = buckets.dt.epoch("us").to_numpy()[:, None]
+    after = buckets.dt.offset_by(every).dt.epoch("us").to_numpy()[:, None]
+    lo = np.array([_micros(lo - reach) for lo, _ in spans])[None, :]
+    hi = np.array([_micros(hi + reach) for _, hi in spans])[None, :]
+    return pl.Series(((step < hi) & (after > lo)).any(axis=1))
 
 
 def entity_timeline(events: pl.DataFrame | pl.LazyFrame, kind: str | None, entity_id: str, start: datetime,
@@ -100,7 +118,7 @@ def entity_timeline(events: pl.DataFrame | pl.LazyFrame, kind: str | None, entit
                   .group_by(time=pl.col("time").dt.truncate(every), category=pl.col("category").cast(pl.String))
                   .agg(events=pl.len().cast(pl.Int64))
                   .collect())
-    return _wide(counts, start, end, every, flagged)
+    return wide_timeline(counts, start, end, every, flagged)
 
 
 def _spans(findings: pl.DataFrame, around: timedelta) -> pl.DataFrame:
