@@ -273,7 +273,7 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
             for kind, frame in windows.items():
                 trained.scorers[kind].combined(frame.select(feature_columns(kind)).to_numpy())
             began = add("  of which: forest and tail scores", began)
-            event_signals(events, profiles, config.features.window, SignalState(state.created))
+            event_signals(events, profiles, config.features.window, SignalState(state.created, state.firsts))
             add("  of which: security signals", began)
         found = api.Findings(assign_incidents(rank(pl.concat(parts))), events=spill.scan(), model=trained)
         began = time.perf_counter()
