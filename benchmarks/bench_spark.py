@@ -32,7 +32,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -119,11 +121,13 @@ def _spark_train(engine, logs: Path, until: str, model_dir: Path) -> dict[str, f
             "events": model.metadata["training_events"]}
 
 
-def _train_main(args: argparse.Namespace, logs: Path) -> None:
+def _alternate(args: argparse.Namespace, local: Callable[[], float], spark: Callable[[Any], dict[str, float]],
+               same: Callable[[], bool], differs: str) -> dict[str, Any]:
+    """For each ``--masters`` in turn: a session started and timed apart (start-up), then ``--runs`` rounds
+    of *local* and *spark* one after the other; the outputs checked with *same* (else exit saying *differs*)."""
     from detector.engines.spark import SparkEngine
 
-    until = json.loads((logs / "labels.json").read_text())["generator"]["baseline_until"]
-    results: dict[str, object] = {
+    results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "load_average_at_start": os.getloadavg(), "corpus": {"days": args.days, "meters": args.meters},
         "local": [], "spark": {}}
@@ -134,22 +138,35 @@ def _train_main(args: argparse.Namespace, logs: Path) -> None:
         startup = time.perf_counter() - start
         runs = []
         for run in range(args.runs):
-            results["local"].append(_local_train(logs, until, args.workdir / "model-local"))  # type: ignore[union-attr]
-            runs.append(_spark_train(engine, logs, until, args.workdir / "model-spark"))
-            print(f"{master} run {run + 1}: local {results['local'][-1]:.1f} s, spark {runs[-1]}", flush=True)  # type: ignore[index]
+            results["local"].append(local())
+            runs.append(spark(engine))
+            print(f"{master} run {run + 1}: local {results['local'][-1]:.1f} s, spark {runs[-1]}", flush=True)
         engine.close()
-        results["spark"][master] = {"startup": startup, "runs": runs}  # type: ignore[index]
-        # Profiles and forests byte for byte (the command line adds the file count to the metadata, the API does not).
-        local_dir, spark_dir = args.workdir / "model-local", args.workdir / "model-spark"
-        tables = sorted(p.relative_to(local_dir) for p in local_dir.rglob("*") if p.suffix in (".parquet", ".npz"))
-        if not tables or any((local_dir / t).read_bytes() != (spark_dir / t).read_bytes() for t in tables):
-            raise SystemExit("the model trained on Spark differs from the local one")
+        results["spark"][master] = {"startup": startup, "runs": runs}
+        if not same():
+            raise SystemExit(differs)
     results["load_average_at_end"] = os.getloadavg()
+    return results
+
+
+def _train_main(args: argparse.Namespace, logs: Path) -> None:
+
+    until = json.loads((logs / "labels.json").read_text())["generator"]["baseline_until"]
+    local_dir, spark_dir = args.workdir / "model-local", args.workdir / "model-spark"
+
+    def same() -> bool:
+        # Profiles and forests byte for byte (the command line adds the file count to the metadata, the API does not).
+        tables = sorted(p.relative_to(local_dir) for p in local_dir.rglob("*") if p.suffix in (".parquet", ".npz"))
+        return bool(tables) and all((local_dir / t).read_bytes() == (spark_dir / t).read_bytes() for t in tables)
+
+    results = _alternate(args, lambda: _local_train(logs, until, local_dir),
+                         lambda engine: _spark_train(engine, logs, until, spark_dir),
+                         same, "the model trained on Spark differs from the local one")
     (args.workdir / "results-train.json").write_text(json.dumps(results, indent=2))
-    events = results["spark"][args.masters[0]]["runs"][0]["events"]  # type: ignore[index]
-    best_local = min(results["local"])  # type: ignore[type-var, arg-type]
-    print(f"\n{events:,} baseline events; local train (best of {len(results['local'])}): {best_local:.1f} s")  # type: ignore[arg-type]
-    for master, spark in results["spark"].items():  # type: ignore[union-attr]
+    events = results["spark"][args.masters[0]]["runs"][0]["events"]
+    best_local = min(results["local"])
+    print(f"\n{events:,} baseline events; local train (best of {len(results['local'])}): {best_local:.1f} s")
+    for master, spark in results["spark"].items():
         best = min(spark["runs"], key=lambda r: r["total"])
         print(f"{master}: start-up {spark['startup']:.1f} s; train (best) {best['total']:.1f} s = parse "
               f"{best['parse']:.1f} + learn {best['learn']:.1f}; the same profiles and forests")
@@ -175,36 +192,22 @@ def main() -> None:
         return
     logs, model_dir = _corpus(args.workdir, args.days, args.meters, args.seed)
 
-    from detector.engines.spark import SparkEngine
+    out_local, out_spark = args.workdir / "out-local", args.workdir / "out-spark"
 
-    results: dict[str, object] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "load_average_at_start": os.getloadavg(), "corpus": {"days": args.days, "meters": args.meters},
-        "local": [], "spark": {}}
-    for master in args.masters:
-        start = time.perf_counter()
-        engine = SparkEngine(master)
-        engine.session  # noqa: B018 - started here, timed apart
-        startup = time.perf_counter() - start
-        runs = []
-        for run in range(args.runs):
-            results["local"].append(_local(logs, model_dir, args.workdir / "out-local"))  # type: ignore[union-attr]
-            runs.append(_spark(engine, logs, model_dir, args.workdir / "out-spark"))
-            print(f"{master} run {run + 1}: local {results['local'][-1]:.1f} s, spark {runs[-1]}", flush=True)  # type: ignore[index]
-        engine.close()
-        results["spark"][master] = {"startup": startup, "runs": runs}  # type: ignore[index]
-        same = pl.read_parquet(args.workdir / "out-local" / "findings.parquet").drop("score").equals(
-            pl.read_parquet(args.workdir / "out-spark" / "findings.parquet").drop("score"))
-        if not same:
-            raise SystemExit("the Spark scan's findings differ from the local scan's")
-    results["load_average_at_end"] = os.getloadavg()
+    def same() -> bool:
+        return pl.read_parquet(out_local / "findings.parquet").drop("score").equals(
+            pl.read_parquet(out_spark / "findings.parquet").drop("score"))
+
+    results = _alternate(args, lambda: _local(logs, model_dir, out_local),
+                         lambda engine: _spark(engine, logs, model_dir, out_spark),
+                         same, "the Spark scan's findings differ from the local scan's")
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2))
 
-    events = results["spark"][args.masters[0]]["runs"][0]["events"]  # type: ignore[index]
-    best_local = min(results["local"])  # type: ignore[type-var, arg-type]
-    print(f"\n{events:,} events; local scan (best of {len(results['local'])}): {best_local:.1f} s, "  # type: ignore[arg-type]
+    events = results["spark"][args.masters[0]]["runs"][0]["events"]
+    best_local = min(results["local"])
+    print(f"\n{events:,} events; local scan (best of {len(results['local'])}): {best_local:.1f} s, "
           f"{events / best_local:,.0f} events/s")
-    for master, spark in results["spark"].items():  # type: ignore[union-attr]
+    for master, spark in results["spark"].items():
         best = min(spark["runs"], key=lambda r: r["total"])
         print(f"{master}: start-up {spark['startup']:.1f} s; scan (best) {best['total']:.1f} s = parse "
               f"{best['parse']:.1f} + score {best['score']:.1f} + write {best['write']:.1f}; "
