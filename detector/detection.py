@@ -35,7 +35,7 @@ from detector.features import (
     feature_columns,
 )
 from detector.features.common import KEY
-from detector.features.partial import PartialProfiles, merge
+from detector.features.partial import Accumulated, PartialProfiles
 from detector.findings import FINDINGS_SCHEMA, empty_findings, finding_ids, rank
 from detector.incidents import assign_incidents
 from detector.model_store import Model
@@ -94,9 +94,6 @@ def profiles_of(model: Model) -> Profiles:
 # The baseline is cut into this many + 1 equal parts; each part after the first is turned into
 # training windows against the profiles of everything before it (see train_slices).
 TRAINING_FOLDS = 3
-# Slices' partial profiles held before they are merged into the rest (measured on 7.5M baseline events of the
-# sparse shape: 1 -> 122 s, 2,158 MiB; 2 -> 111 s, 2,123 MiB; 4 -> 106 s, 2,252 MiB; one run each, quiet).
-_MERGE_EVERY = 2
 
 
 def train(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None,
@@ -159,9 +156,7 @@ def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: C
 
 def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_Fold], config: Config,
                  metadata: dict[str, Any] | None, sample: int | None) -> Model:
-    # The slices' partial profiles, merged a few at a time: each merge is a pass over the whole
-    # baseline's tables, which grow with every day.
-    parts: list[PartialProfiles] = []
+    baseline = Accumulated()
     sessions: pl.DataFrame | None = None
     for _, _, lazy in slices:
         frame, sessions = attribute(lazy.collect(), sessions)
@@ -171,15 +166,11 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
         for fold in folds:
             if not fold.started and latest >= fold.lower:  # the fold starts in this slice
                 before = PartialProfiles.of(frame.filter(pl.col("time") < fold.lower), config.features)
-                parts = [merge(parts)] if parts else []
-                fold.start(merge([*parts, before]).finish())
+                fold.start(baseline.merged(before).finish())
             fold.add(frame, config)
-        parts.append(PartialProfiles.of(frame, config.features))
-        if len(parts) > _MERGE_EVERY:
-            parts = [merge(parts)]
-    assert parts
-    whole = merge(parts)
-    del parts
+        baseline.add(PartialProfiles.of(frame, config.features))
+    whole = baseline.merged()
+    del baseline
     for fold in folds:  # the last fold, open-ended, still holds its history's profiles
         fold.close()
     profiles = whole.finish()

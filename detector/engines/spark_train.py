@@ -53,7 +53,7 @@ from detector.engines.spark import (
     _task_error,
 )
 from detector.features import ENTITY_KINDS, PROFILE_SCHEMAS, Profiles
-from detector.features.partial import PartialProfiles
+from detector.features.partial import Accumulated, PartialProfiles
 from detector.spill import EventSpill
 
 if TYPE_CHECKING:
@@ -134,21 +134,15 @@ def _time(micros: int) -> datetime:
 def _merged(job: _TrainJob, days: list[int]) -> tuple[Profiles, dict[int, Profiles]]:
     """The baseline's profiles and each fold's history (folds with a baseline only), merged from the
     days' partial profiles in the order :func:`detector.detection.train_slices` merges them."""
-    from detector.detection import _MERGE_EVERY
-    from detector.features.partial import merge
-    parts: list[PartialProfiles] = []
+    baseline = Accumulated()
     histories: dict[int, Profiles] = {}
     for index in days:
         for k in job.starts.get(index, []):
-            before = _load_partial(job.partial(index, f"before{k}"), job.config)
-            parts = [merge(parts)] if parts else []
-            history = merge([*parts, before]).finish()
+            history = baseline.merged(_load_partial(job.partial(index, f"before{k}"), job.config)).finish()
             if history.has_baseline:
                 histories[k] = history
-        parts.append(_load_partial(job.partial(index, "whole"), job.config))
-        if len(parts) > _MERGE_EVERY:
-            parts = [merge(parts)]
-    return merge(parts).finish(), histories
+        baseline.add(_load_partial(job.partial(index, "whole"), job.config))
+    return baseline.merged().finish(), histories
 
 
 def _fold_windows(session: SparkSession, job: _TrainJob, activity: SparkFrame,

@@ -177,6 +177,29 @@ class PartialProfiles:
                         event_count=int(span.get("n") or 0))
 
 
+# Slices' partial profiles held before they are merged into the rest (measured on 7.5M baseline events of the
+# sparse shape: 1 -> 122 s, 2,158 MiB; 2 -> 111 s, 2,123 MiB; 4 -> 106 s, 2,252 MiB; one run each, quiet).
+MERGE_EVERY: Final = 2
+
+
+class Accumulated:
+    """The partial profiles of successive slices of a baseline, merged a few at a time: each merge is a
+    pass over the whole baseline's tables, which grow with every slice."""
+
+    def __init__(self) -> None:
+        self._parts: list[PartialProfiles] = []
+
+    def add(self, part: PartialProfiles) -> None:
+        """The next slice's aggregates (after every one added before)."""
+        self._parts.append(part)
+        if len(self._parts) > MERGE_EVERY:
+            self._parts = [merge(self._parts)]
+
+    def merged(self, *later: PartialProfiles) -> PartialProfiles:
+        """Everything added so far, with *later* aggregates (after it) if given, as one."""
+        return merge([*self._parts, *later])
+
+
 def merge(parts: Sequence[PartialProfiles]) -> PartialProfiles:
     """The aggregates of *parts* together: parts of events in time order, none overlapping another.
 
