@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import atexit
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import polars as pl
 
@@ -43,6 +43,8 @@ from detector.timelines import aware as _aware
 
 __all__ = ["Scanned", "baseline", "parse", "plan", "read_logs", "read_store", "read_with_reports", "scan", "score",
            "take_events", "train"]
+
+_T = TypeVar("_T")
 
 
 # A lazy frame filtered stays lazy (a spill's slices).
@@ -252,26 +254,26 @@ def parse(run: ParseRun, engine: Engine, length: timedelta, spill_dir: str | Pat
     """
     if not run.files:
         raise InputError("no log files found in the given paths")
-    spill = EventSpill.temporary(length, spill_dir)
-    atexit.register(spill.remove)
-    try:
-        rejects = engine.parse(run, spill)
-    except BaseException:
-        spill.remove()
-        raise
+    spill, rejects = _filled(length, spill_dir, lambda spill: engine.parse(run, spill))
     return Scanned(spill.scan(), spill, spill.events, rejects, run.reports, spill)
 
 
 def read_store(store: EventStore, engine: Engine, length: timedelta, spill_dir: str | Path | None = None) -> Scanned:
     """The events of an event store read by *engine* into a temporary spill (as :func:`parse` makes)."""
+    spill, _ = _filled(length, spill_dir, lambda spill: engine.read_store(store, spill))
+    return Scanned(spill.scan(), spill, spill.events, empty_rejects(), [], spill)
+
+
+def _filled(length: timedelta, spill_dir: str | Path | None, fill: Callable[[EventSpill], _T]) -> tuple[EventSpill, _T]:
+    """A new temporary spill of slices of *length* under *spill_dir* and what *fill* returns once it has
+    filled it. The spill is removed at the end of the process at the latest, at once if filling fails."""
     spill = EventSpill.temporary(length, spill_dir)
     atexit.register(spill.remove)
     try:
-        engine.read_store(store, spill)
+        return spill, fill(spill)
     except BaseException:
         spill.remove()
         raise
-    return Scanned(spill.scan(), spill, spill.events, empty_rejects(), [], spill)
 
 
 def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill: bool = False,
@@ -282,13 +284,7 @@ def take_events(events: pl.DataFrame | pl.LazyFrame, length: timedelta, *, spill
     frame = events.collect() if isinstance(events, pl.LazyFrame) else events
     if not spill:
         return Scanned(frame, in_memory_slices(frame, length), frame.height, empty_rejects(), [], None)
-    disk = EventSpill.temporary(length, spill_dir)
-    atexit.register(disk.remove)
-    try:
-        disk.add(frame)
-    except BaseException:
-        disk.remove()
-        raise
+    disk, _ = _filled(length, spill_dir, lambda disk: disk.add(frame))
     # The findings keep the events in memory: the spill is only the engine's input (removed after scoring).
     return Scanned(frame, disk, frame.height, empty_rejects(), [], None)
 
