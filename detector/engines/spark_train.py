@@ -30,7 +30,7 @@ import dataclasses
 import json
 import shutil
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +52,7 @@ from detector.engines.spark import (
     _summaries,
     _task_error,
 )
-from detector.features import ENTITY_KINDS, PROFILE_SCHEMAS, Profiles
+from detector.features import ENTITY_KINDS, Profiles
 from detector.features.partial import Accumulated, PartialProfiles
 from detector.spill import EventSpill
 
@@ -111,7 +111,7 @@ def train_on_spark(session: SparkSession, spill: EventSpill, config: Config | No
             pieces = {row["slice"]: {int(k): n for k, n in json.loads(row["pieces"]).items()} for row in notes}
             profiles, histories = _merged(job, [i for i in order if events[i]])
             for k, history in histories.items():
-                _save_profiles(history, job.history(k))
+                history.write(job.history(k))
             job.folds = sorted(histories)
             windowed = _fold_windows(session, job, activity.filter("kind is not null"), pieces)
         finally:
@@ -269,8 +269,8 @@ class _TrainJob:
         return pa.Table.from_pylist([row], schema=_WINDOWED)
 
 
-# ---- the tables tasks and the driver hand each other on the shared storage (Arrow IPC: every
-# polars type kept exactly; nothing pickled) ------------------------------------------------------
+# ---- the tables tasks and the driver hand each other on the shared storage (partial profiles as Arrow
+# IPC, every polars type kept exactly; a fold's history as a model's profiles are kept; nothing pickled) ----
 
 def _save_partial(partial: PartialProfiles, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
@@ -283,32 +283,15 @@ def _load_partial(directory: Path, config: Config) -> PartialProfiles:
     return PartialProfiles(tables, config.features)
 
 
-def _save_profiles(profiles: Profiles, directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in PROFILE_SCHEMAS:
-        getattr(profiles, name).write_ipc(directory / f"{name}.arrow")
-    (directory / "profiles.json").write_text(json.dumps({
-        "baseline_start": _iso(profiles.baseline_start), "baseline_end": _iso(profiles.baseline_end),
-        "window": profiles.window, "event_count": profiles.event_count}))
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment is not None else None
-
-
 # Per worker process: each fold's history read once, not once per day (Spark reuses its Python
 # workers); those of an earlier training are let go.
 _HISTORIES: dict[str, Profiles] = {}
 
 
 def _history(directory: Path) -> Profiles:
+    """A fold's history profiles, as the driver wrote them (:meth:`Profiles.write`)."""
     if str(directory) not in _HISTORIES:
-        scalars = json.loads((directory / "profiles.json").read_text())
-        tables = {name: _from_ipc((directory / f"{name}.arrow").read_bytes()) for name in PROFILE_SCHEMAS}
         for key in [key for key in _HISTORIES if Path(key).parent != directory.parent]:
             del _HISTORIES[key]
-        _HISTORIES[str(directory)] = Profiles(
-            **tables, window=scalars["window"], event_count=scalars["event_count"],
-            baseline_start=datetime.fromisoformat(scalars["baseline_start"]) if scalars["baseline_start"] else None,
-            baseline_end=datetime.fromisoformat(scalars["baseline_end"]) if scalars["baseline_end"] else None)
+        _HISTORIES[str(directory)] = Profiles.read(directory)
     return _HISTORIES[str(directory)]
