@@ -158,24 +158,33 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
                  metadata: dict[str, Any] | None, sample: int | None) -> Model:
     baseline = Accumulated()
     sessions: pl.DataFrame | None = None
-    for _, _, lazy in slices:
-        frame, sessions = attribute(lazy.collect(), sessions)
-        if not frame.height:
-            continue
-        latest = frame.select(pl.col("time").max()).item()
-        for fold in folds:
-            if not fold.started and latest >= fold.lower:  # the fold starts in this slice
-                before = PartialProfiles.of(frame.filter(pl.col("time") < fold.lower), config.features)
-                fold.start(baseline.merged(before).finish())
-            fold.add(frame, config)
-        baseline.add(PartialProfiles.of(frame, config.features))
-    whole = baseline.merged()
-    del baseline
+    for _, _, lazy in slices:  # each slice's events dropped before the next is read
+        sessions = _learn_slice(lazy, sessions, folds, baseline, config)
     for fold in folds:  # the last fold, open-ended, still holds its history's profiles
         fold.close()
+    whole = baseline.merged()
+    baseline.close()
     profiles = whole.finish()
     del whole
     return fit_model(profiles, folds, config, metadata, sample)
+
+
+def _learn_slice(events: pl.LazyFrame, sessions: pl.DataFrame | None, folds: list[_Fold], baseline: Accumulated,
+                 config: Config) -> pl.DataFrame | None:
+    """One slice's events, attributed given the open *sessions*, into the folds' windows and the
+    baseline's partial profiles (a fold that starts inside the slice first gets the profiles of
+    everything before it); the sessions still open after it."""
+    frame, sessions = attribute(events.collect(), sessions)
+    if not frame.height:
+        return sessions
+    latest = frame.select(pl.col("time").max()).item()
+    for fold in folds:
+        if not fold.started and latest >= fold.lower:  # the fold starts in this slice
+            before = PartialProfiles.of(frame.filter(pl.col("time") < fold.lower), config.features)
+            fold.start(baseline.merged(before).finish())
+        fold.add(frame, config)
+    baseline.add(PartialProfiles.of(frame, config.features))
+    return sessions
 
 
 def fit_model(profiles: Profiles, folds: Sequence[FoldWindows], config: Config, metadata: dict[str, Any] | None,

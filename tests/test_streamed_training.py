@@ -157,3 +157,24 @@ def test_scan_without_a_model_finds_what_train_then_scan_finds(model):
     finally:
         learned.close()
         trained.close()
+
+
+def test_partial_profiles_accumulated_on_disk_merge_to_the_whole(baseline, monkeypatch):
+    from detector.features import partial
+
+    monkeypatch.setattr(partial, "COMPACT_AFTER", 3)  # compacted on disk several times over the days
+    events = attribute(baseline)[0]
+    accumulated = partial.Accumulated()
+    days = [day.collect() for _, _, day in in_memory_slices(events, timedelta(days=1))]
+    assert len(days) > 2 * 3
+    for day in days[:-1]:
+        accumulated.add(PartialProfiles.of(day, CONFIG.features))
+    folder = Path(accumulated._directory.name)
+    assert len(list(folder.iterdir())) <= 3 + 1
+    # A fold's history: everything added so far and a later piece not added.
+    last = PartialProfiles.of(days[-1], CONFIG.features)
+    assert accumulated.merged(last).finish() == build_profiles(events, CONFIG.features)
+    accumulated.add(last)
+    assert accumulated.merged().finish() == build_profiles(events, CONFIG.features)
+    accumulated.close()
+    assert not folder.exists()

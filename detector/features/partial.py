@@ -27,9 +27,12 @@ cut time means anyway (see :func:`detector.detection.train_slices`).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Final, Self
 
 import polars as pl
@@ -177,38 +180,76 @@ class PartialProfiles:
                         event_count=int(span.get("n") or 0))
 
 
-# Slices' partial profiles held before they are merged into the rest (measured on 7.5M baseline events of the
-# sparse shape: 1 -> 122 s, 2,158 MiB; 2 -> 111 s, 2,123 MiB; 4 -> 106 s, 2,252 MiB; one run each, quiet).
-MERGE_EVERY: Final = 2
+# Slices' partial profiles kept on disk before they are merged into one (fewer merges mean fewer passes over the
+# merged tables, which grow with the baseline; more mean more parts read by each merge).
+COMPACT_AFTER: Final = 8
 
 
 class Accumulated:
-    """The partial profiles of successive slices of a baseline, merged a few at a time: each merge is a
-    pass over the whole baseline's tables, which grow with every slice."""
+    """The partial profiles of successive slices of a baseline, waiting on disk (a Parquet file per table
+    and slice, in a private temporary directory) and merged when asked or when :data:`COMPACT_AFTER` have
+    gathered: in memory, the merged tables of a large fleet are as heavy as its profiles, and merging
+    after every few slices is a pass over them each time."""
 
     def __init__(self) -> None:
-        self._parts: list[PartialProfiles] = []
+        self._directory = tempfile.TemporaryDirectory(prefix="ami-detector-partials-")
+        self._parts: list[Path] = []
+        self._written = 0
+        self._config: FeatureConfig | None = None
 
     def add(self, part: PartialProfiles) -> None:
         """The next slice's aggregates (after every one added before)."""
-        self._parts.append(part)
-        if len(self._parts) > MERGE_EVERY:
-            self._parts = [merge(self._parts)]
+        self._config = part.config
+        self._parts.append(self._write(part.tables))
+        if len(self._parts) > COMPACT_AFTER:
+            merged = self._write(_merged_tables([_read(folder) for folder in self._parts]))
+            for folder in self._parts:
+                shutil.rmtree(folder)
+            self._parts = [merged]
 
     def merged(self, *later: PartialProfiles) -> PartialProfiles:
         """Everything added so far, with *later* aggregates (after it) if given, as one."""
-        return merge([*self._parts, *later])
+        config = later[0].config if later else self._config
+        if config is None:
+            raise ValueError("nothing to merge: no partial profiles were added")
+        return PartialProfiles(_merged_tables([*map(_read, self._parts), *(_lazy(p) for p in later)]), config)
+
+    def close(self) -> None:
+        """Remove the parts on disk (also done when the accumulator is garbage-collected)."""
+        self._parts = []
+        self._directory.cleanup()
+
+    def _write(self, tables: dict[str, pl.DataFrame]) -> Path:
+        folder = Path(self._directory.name) / f"{self._written:05d}"
+        self._written += 1
+        folder.mkdir()
+        for name, table in tables.items():
+            table.write_parquet(folder / f"{name}.parquet", compression="lz4", statistics=False)
+        return folder
+
+
+def _read(folder: Path) -> dict[str, pl.LazyFrame]:
+    return {path.stem: pl.scan_parquet(path) for path in sorted(folder.glob("*.parquet"))}
+
+
+def _lazy(part: PartialProfiles) -> dict[str, pl.LazyFrame]:
+    return {name: table.lazy() for name, table in part.tables.items()}
 
 
 def merge(parts: Sequence[PartialProfiles]) -> PartialProfiles:
     """The aggregates of *parts* together: parts of events in time order, none overlapping another.
 
     Merging several at once costs one pass over the merged tables instead of one per part."""
-    both = {name: pl.concat([part.tables[name] for part in parts]).lazy() for name in parts[0].tables}
+    return PartialProfiles(_merged_tables([_lazy(part) for part in parts]), parts[0].config)
+
+
+def _merged_tables(parts: Sequence[dict[str, pl.LazyFrame]]) -> dict[str, pl.DataFrame]:
+    """:func:`merge` of the parts' tables (lazy: in memory or read from disk)."""
+    both = {name: pl.concat([part[name] for part in parts]) for name in parts[0]}
     end = both["span"].select(pl.col("end").max()).collect().item()
     with_marks = both["session_marks"].select("account").unique().collect().to_series().implode()
     # Each part's hours with events, once: an hour that two parts share (a cut inside it) is one hour.
-    hours = pl.concat([part.tables["presence"].lazy().select("account", "slot").unique() for part in parts])
+    hours = pl.concat([part["presence"].select("account", "slot").unique() for part in parts])
     shared = hours.group_by("account", "slot").agg(_n=pl.len() - 1).group_by("account").agg(_shared=pl.col("_n").sum())
     queries = {
         **{name: both[name].group_by(PROFILE_KEYS[name]).agg(*_MERGE_SEEN) for name in _SEEN_TABLES},
@@ -231,7 +272,7 @@ def merge(parts: Sequence[PartialProfiles]) -> PartialProfiles:
         .agg(pl.col("windows").sum()),
         "span": both["span"].select(pl.col("start").min(), pl.col("end").max(), pl.col("n").sum()),
     }
-    return PartialProfiles(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), parts[0].config)
+    return dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
 
 
 def _merged_totals(totals: pl.LazyFrame, *extra: pl.Expr) -> pl.LazyFrame:
@@ -260,17 +301,17 @@ def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.L
     ordered = ordered.with_columns(_upto=pl.col("_upto") - before).with_columns(
         _total=pl.when(last.fill_null(True)).then(pl.col("_upto")).backward_fill())
 
-    def at(position: pl.Expr, name: str) -> pl.LazyFrame:
-        holds = (pl.col("_upto") - pl.col("windows") <= position) & (pl.col("_upto") > position)
-        return ordered.filter(holds).select("entity_id", "measure", pl.col("value").alias(name))
+    def holds(position: pl.Expr) -> pl.Expr:
+        return (pl.col("_upto") - pl.col("windows") <= position) & (pl.col("_upto") > position)
 
-    medians = at((pl.col("_total") - 1) // 2, "_low").join(at(pl.col("_total") // 2, "_high"),
-                                                            on=["entity_id", "measure"])
-    medians = medians.select("entity_id", "measure", median=(pl.col("_low") + pl.col("_high")).cast(pl.Float64) / 2.0)
-    wide = medians.select("entity_id").unique()
-    for i, m in enumerate(names):
-        wide = wide.join(medians.filter(pl.col("measure") == i).select("entity_id", pl.col("median").alias(m)),
-                         on="entity_id", how="left")
+    # The rows holding the two middle positions, low then high, come in that order within their group:
+    # the low one's value carried forward reaches the high one (no join of the two).
+    medians = (ordered.with_columns(_low=pl.when(holds((pl.col("_total") - 1) // 2)).then(pl.col("value")).forward_fill())
+               .filter(holds(pl.col("_total") // 2))
+               .select("entity_id", "measure", median=(pl.col("_low") + pl.col("value")).cast(pl.Float64) / 2.0))
+    # One column per measure (null where the entity never had it), in the measures' order.
+    wide = medians.pivot(on="measure", on_columns=pl.Series(range(len(names)), dtype=pl.UInt8), index="entity_id",
+                         values="median").select("entity_id", *[pl.col(str(i)).alias(m) for i, m in enumerate(names)])
     # Every window counts at least one event, so the "events" measure counts the windows.
     events = names.index("events")
     windows = values.filter(pl.col("measure") == events).group_by("entity_id").agg(

@@ -1,0 +1,38 @@
+"""The typical values of merged partial profiles: medians from (value, windows) counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from detector.features.catalog import DEVICE_MEASURES
+from detector.features.partial import _typical
+
+
+def test_typical_values_are_the_medians_of_the_windows_the_counts_stand_for():
+    rng = np.random.default_rng(7)
+    rows = []
+    # Entities with one value, values of equal and unequal windows, even and odd totals, and measures
+    # they never had (null); the rows shuffled, as a merge's group-by leaves them.
+    for entity in range(60):
+        for measure in rng.choice(len(DEVICE_MEASURES), size=int(rng.integers(1, 6)), replace=False):
+            values = rng.choice(np.arange(1, 40), size=int(rng.integers(1, 5)), replace=False)
+            rows += [(f"d{entity:03d}", int(measure), int(v), int(rng.integers(1, 4))) for v in values]
+    rows += [("even", 0, 2, 1), ("even", 0, 10, 1), ("split", 0, 3, 2), ("split", 0, 9, 2), ("split", 0, 4, 1)]
+    values = pl.DataFrame(rows, schema={"entity_id": pl.String, "measure": pl.UInt8, "value": pl.Int64,
+                                        "windows": pl.Int64}, orient="row").sample(fraction=1.0, shuffle=True, seed=3)
+
+    wide, windows = pl.collect_all(_typical(values.lazy(), "device"))
+
+    expected = (values.with_columns(pl.col("value").repeat_by("windows")).explode("value")
+                .group_by("entity_id", "measure").agg(pl.col("value").median()))
+    assert wide.columns == ["entity_id", *DEVICE_MEASURES]
+    assert wide.height == values["entity_id"].n_unique()
+    got = {(row["entity_id"], i): row[name] for row in wide.iter_rows(named=True)
+           for i, name in enumerate(DEVICE_MEASURES)}
+    want = {(entity, measure): median for entity, measure, median in expected.iter_rows()}
+    assert {key: value for key, value in got.items() if value is not None} == want
+    assert got[("even", 0)] == 6.0 and got[("split", 0)] == 4.0
+    events = DEVICE_MEASURES.index("events")
+    assert dict(windows.iter_rows()) == dict(values.filter(pl.col("measure") == events)
+                                             .group_by("entity_id").agg(pl.col("windows").sum()).iter_rows())
