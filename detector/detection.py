@@ -570,6 +570,12 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
     return rank(found.select(*FINDINGS_SCHEMA, *(["_links"] if links else [])))
 
 
+def _column(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
+    """A column of Python *values* (lists, dicts), converted through Arrow: several times faster than
+    polars' own conversion of nested values."""
+    return pl.Series(name, pa.array(values, type=pl.Series(name, [], dtype).to_arrow().type)).cast(dtype)
+
+
 def _findings_frame(flagged: pl.DataFrame, kind: str, novel: list[str], scorer: WindowScorer | None,
                     matrix: np.ndarray | None, model: Model, config: Config, links: bool) -> pl.DataFrame:
     """Flagged windows (scored, with signals and detail columns) as findings."""
@@ -600,13 +606,10 @@ def _findings_frame(flagged: pl.DataFrame, kind: str, novel: list[str], scorer: 
         scored_by_forest = forest and row.get("_row") is not None
         features = top.of(r) if scored_by_forest else []
         reasons_col.append(reasons(row, features, float(row["score"]) if scored_by_forest else None, sentences))
-    top_series = (top.series() if forest else pl.Series("top_features", [[]] * flagged.height,
-                                                         FINDINGS_SCHEMA["top_features"]))
-    if forest:
-        # Windows that only signals flagged have no forest row: no features to show.
-        top_series = pl.Series("top_features", [t if flagged["_row"][i] is not None else []
-                                                for i, t in enumerate(top_series.to_list())],
-                               FINDINGS_SCHEMA["top_features"])
+    no_features = pl.lit([], dtype=FINDINGS_SCHEMA["top_features"])
+    # Windows that only signals flagged have no forest row: no features to show.
+    top_features = (pl.when(pl.col("_row").is_not_null()).then(top.series()).otherwise(no_features) if forest
+                    else no_features)
     evidence = pl.concat_list(pl.col("_ev_evidence").fill_null(pl.lit([], dtype=pl.List(pl.String))),
                               pl.col("evidence").fill_null(pl.lit([], dtype=pl.List(pl.String)))
                               ).list.unique(maintain_order=True).list.head(config.features.evidence_cap)
@@ -617,9 +620,9 @@ def _findings_frame(flagged: pl.DataFrame, kind: str, novel: list[str], scorer: 
         pl.col("_level").replace_strict({i: name for i, name in enumerate(LEVELS)}, return_dtype=pl.String)
         .cast(FINDINGS_SCHEMA["severity"]).alias("severity"),
         detector.alias("detector"),
-        pl.Series("reasons", reasons_col, pl.List(pl.String)),
-        pl.Series("signals", signals_col, FINDINGS_SCHEMA["signals"]),
-        top_series,
+        _column("reasons", reasons_col, pl.List(pl.String)),
+        _column("signals", signals_col, FINDINGS_SCHEMA["signals"]),
+        top_features.alias("top_features"),
         "event_count", evidence.alias("evidence"), pl.lit(model.model_id, pl.String).alias("model_id"),
         pl.lit(None, pl.String).alias("incident_id"),
         # A device's findings join the incident of the account that commanded it first in the window

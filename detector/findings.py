@@ -14,6 +14,7 @@ from typing import Final
 import polars as pl
 
 from detector.atomic import atomic_write
+from detector.exprs import formatted
 from detector.safe_text import for_terminal
 
 SEVERITIES: Final = ("low", "medium", "high", "critical")
@@ -123,12 +124,12 @@ def to_csv_frame(findings: pl.DataFrame) -> pl.DataFrame:
     """Findings flattened for a spreadsheet: lists joined, every text cell defused."""
     flat = findings.with_columns(
         pl.col("reasons").list.join(" | "),
-        pl.col("signals").list.eval(pl.format("{} ({}): {}", pl.element().struct.field("signal"),
+        pl.col("signals").list.eval(formatted("{} ({}): {}", pl.element().struct.field("signal"),
                                               pl.element().struct.field("impact"),
                                               pl.element().struct.field("detail"))).list.join(" | "),
         pl.col("evidence").list.join(" "),
         pl.col("top_features").list.eval(
-            pl.format("{}={} (baseline {}, {})", pl.element().struct.field("feature"),
+            formatted("{}={} (baseline {}, {})", pl.element().struct.field("feature"),
                       pl.element().struct.field("value").round(3), pl.element().struct.field("baseline").round(3),
                       pl.element().struct.field("contribution").round(3))).list.join("; "),
         pl.col("severity").cast(pl.String),

@@ -24,6 +24,7 @@ from typing import Final
 import polars as pl
 
 from detector.atomic import atomic_write
+from detector.exprs import formatted
 from detector.findings import SEVERITIES, rank
 
 GAP: Final = timedelta(hours=8)
@@ -116,7 +117,7 @@ def incidents_of(findings: pl.DataFrame) -> pl.DataFrame:
                .with_columns(_impact=pl.col("impact").replace_strict(_IMPACT_ORDER, default=0, return_dtype=pl.Int8))
                .sort("_impact", "_rank", descending=[True, False])
                .group_by("incident_id", maintain_order=True)
-               .agg(_top=pl.format("{}: {}", pl.col("entity_id").first(), pl.col("detail").first())))
+               .agg(_top=formatted("{}: {}", pl.col("entity_id").first(), pl.col("detail").first())))
     grouped = ranked.group_by("incident_id", maintain_order=True).agg(
         pl.col("severity").first(), pl.col("score").first(), pl.col("entity_kind").first().alias("lead_kind"),
         pl.col("entity_id").first().alias("lead_entity"),
@@ -130,7 +131,7 @@ def incidents_of(findings: pl.DataFrame) -> pl.DataFrame:
         summary=pl.concat_str([
             pl.coalesce("_top", "_reason", pl.col("lead_entity")),
             pl.when(more == 1).then(pl.lit(" (and 1 more finding)"))
-            .when(more > 1).then(pl.format(" (and {} more findings)", more)).otherwise(pl.lit("")),
+            .when(more > 1).then(formatted(" (and {} more findings)", more)).otherwise(pl.lit("")),
         ]))
     return out.select(list(INCIDENTS_SCHEMA)).cast(INCIDENTS_SCHEMA)
 

@@ -25,15 +25,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Final, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, overload
 
 import numpy as np
 import polars as pl
-from sklearn.base import BaseEstimator
-from sklearn.ensemble import IsolationForest
-from sklearn.utils.validation import check_is_fitted
 
 from detector.errors import ConfigError, DetectorError
+from detector.lazy_sklearn import import_ahead, not_fitted
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 __all__ = [
     "QUANTILE_LEVELS",
@@ -407,7 +408,11 @@ class ForestArrays:
     # Derived once from the above (global child indices, depths, per-leaf path lengths).
     _trees: tuple[_TreeWalk, ...] = field(init=False, repr=False)
     _cuts: tuple[np.ndarray, ...] = field(init=False, repr=False)
-    _compiled: tuple[Any, ...] | None = field(init=False, repr=False, compare=False)
+    _depth: np.ndarray = field(init=False, repr=False)
+    # sklearn's compiled trees, built on first use: importing scikit-learn takes a second and a
+    # half, which a scan spends in the background while it parses (see detector.lazy_sklearn).
+    _compiled: tuple[Any, ...] | None = field(init=False, repr=False, compare=False, default=None)
+    _compiled_built: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: derived fields are set once, here
@@ -490,12 +495,23 @@ class ForestArrays:
         set_(self, "_trees", tuple(walks))
         set_(self, "_cuts", tuple(np.unique(self.threshold[internal & (self.feature == j)])
                                   for j in range(self.n_features)))
-        set_(self, "_compiled", _compiled_trees(offsets, left, right, self.feature, self.threshold, counts,
-                                                depth, self.n_features))
+        set_(self, "_depth", depth)
+        import_ahead()
+
+    def _compiled_trees(self) -> tuple[Any, ...] | None:
+        """sklearn's compiled trees of this forest (None when sklearn's layout is not the one expected)."""
+        if not self._compiled_built:
+            object.__setattr__(self, "_compiled", _compiled_trees(
+                self.tree_offsets, self.children_left, self.children_right, self.feature, self.threshold,
+                self.n_node_samples, self._depth, self.n_features))
+            object.__setattr__(self, "_compiled_built", True)
+        return self._compiled
 
     @classmethod
     def from_sklearn(cls, forest: IsolationForest) -> Self:
         """Extract the arrays of a fitted :class:`~sklearn.ensemble.IsolationForest`."""
+        from sklearn.utils.validation import check_is_fitted
+
         check_is_fitted(forest)
         n_features = int(forest.n_features_in_)
         # sklearn trains each tree on X[:, estimators_features_[t]] only when features are
@@ -594,10 +610,11 @@ class ForestArrays:
 
     def _path_score(self, X32: np.ndarray) -> np.ndarray:
         depths = np.zeros(X32.shape[0], dtype=np.float64)
-        if self._compiled is not None:
+        compiled = self._compiled_trees()
+        if compiled is not None:
             # sklearn's compiled traversal, two trees at a time (it runs without the GIL).
             with ThreadPoolExecutor(max_workers=2) as pool:
-                leaves = pool.map(lambda tree: tree.apply(X32), self._compiled)
+                leaves = pool.map(lambda tree: tree.apply(X32), compiled)
                 for walk, leaf in zip(self._trees, leaves, strict=True):
                     depths += walk.path_length[leaf]
         else:
@@ -654,7 +671,7 @@ class TrainingColumns:
         return cls(matrix.shape[0], matrix.shape[1], lambda j: matrix[:, j])
 
 
-class WindowScorer(BaseEstimator):
+class WindowScorer:
     """Isolation-forest anomaly scorer for the windows of one entity kind.
 
     Parameters
@@ -693,6 +710,33 @@ class WindowScorer(BaseEstimator):
         self.random_state = random_state
         self.min_windows = min_windows
 
+    # scikit-learn's estimator conventions (get_params, set_params, clone), without deriving from its
+    # BaseEstimator: importing scikit-learn is then needed only to fit, not to load and score.
+
+    _PARAMS: ClassVar[tuple[str, ...]] = ("n_estimators", "max_samples", "random_state", "min_windows")
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters, by name (as scikit-learn's estimators give them)."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params: Any) -> Self:
+        """Set constructor parameters by name; returns ``self``."""
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise ValueError(f"invalid parameter {name!r} for WindowScorer; valid parameters: {list(self._PARAMS)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = WindowScorer()
+        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
+                   if value != getattr(defaults, name)]
+        return f"WindowScorer({', '.join(changed)})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "forest_"):
+            raise not_fitted(self)
+
     # -- input ---------------------------------------------------------------------------------
 
     def _matrix(self, X: np.ndarray | pl.DataFrame, names: Sequence[str]) -> np.ndarray:
@@ -720,7 +764,7 @@ class WindowScorer(BaseEstimator):
         return matrix
 
     def _input(self, X: np.ndarray | pl.DataFrame) -> np.ndarray:
-        check_is_fitted(self)
+        self._check_fitted()
         return self._matrix(X, self.feature_names_)
 
     # -- fitting -------------------------------------------------------------------------------
@@ -791,6 +835,8 @@ class WindowScorer(BaseEstimator):
             medians.append(np.median(column))
         self.feature_quantiles_ = np.column_stack(quantiles)
         self.feature_median_ = np.asarray(medians, dtype=np.float64)
+        from sklearn.ensemble import IsolationForest
+
         forest = IsolationForest(
             n_estimators=int(self.n_estimators),
             # Capping here rather than letting sklearn do it avoids its warning; the result is the same.
@@ -928,7 +974,7 @@ class WindowScorer(BaseEstimator):
         n / (n + 1), so a small baseline cannot claim a window is rarer than it can know.
         Monotone (non-decreasing) in the raw score; in [0, 1).
         """
-        check_is_fitted(self)
+        self._check_fitted()
         raw = np.asarray(raw_scores, dtype=np.float64)
         below = np.searchsorted(self.train_scores_, raw, side="left")
         return below / (self.train_scores_.shape[0] + 1.0)
@@ -1040,7 +1086,7 @@ class WindowScorer(BaseEstimator):
         Together with :meth:`get_params` and ``feature_names_`` this is everything
         :meth:`from_state` needs; no array has an object dtype, so they save without pickle.
         """
-        check_is_fitted(self)
+        self._check_fitted()
         forest = self.forest_
         return {
             "tree_offsets": forest.tree_offsets,
@@ -1147,5 +1193,5 @@ class WindowScorer(BaseEstimator):
     @property
     def n_training_windows(self) -> int:
         """Windows the scorer was calibrated on; its calibrated scores are at most n / (n + 1)."""
-        check_is_fitted(self)
+        self._check_fitted()
         return int(self.train_scores_.shape[0])

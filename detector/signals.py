@@ -32,6 +32,7 @@ from typing import Final
 
 import polars as pl
 
+from detector.exprs import formatted
 from detector.features import CONTROL_ACTIONS, Profiles
 from detector.features.common import entity_of, is_device_target
 from detector.features.controls import weakened_change
@@ -322,7 +323,7 @@ def _first_time_what() -> pl.Expr:
     action = pl.col("action")
     return (pl.when(action.is_in(FIRST_TIME_ACTIONS)).then(action)
             .when((action == "login_success") & pl.col("host").is_not_null())
-            .then(pl.format("logon {}", pl.col("host").str.to_lowercase())))
+            .then(formatted("logon {}", pl.col("host").str.to_lowercase())))
 
 
 def _firsts(frame: pl.DataFrame) -> pl.DataFrame:
@@ -413,15 +414,15 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
     rule(action == "account_deleted", "account_deleted", _lower(pl.lit(MEDIUM), routine, LOW),
          _text("deleted account ", pl.col("target_id"), note))
 
-    service = pl.coalesce(pl.format("service {}", pl.coalesce(detail("service_name"), pl.col("target_id"))),
+    service = pl.coalesce(formatted("service {}", pl.coalesce(detail("service_name"), pl.col("target_id"))),
                           pl.lit("a service"))
     path = pl.coalesce(detail("service_file"), detail("image_path"), pl.lit(""))
     suspicious = service_text.str.contains(SUSPICIOUS_SERVICE)
     rule(action == "service_installed", "service_installed",
          pl.when(suspicious).then(pl.lit(HIGH)).otherwise(_lower(pl.lit(MEDIUM), routine, LOW)),
-         _text("installed ", service, pl.when(path != "").then(pl.format(" ({})", path)).otherwise(pl.lit("")),
+         _text("installed ", service, pl.when(path != "").then(formatted(" ({})", path)).otherwise(pl.lit("")),
                " on ", host, note))
-    task = pl.coalesce(pl.format("scheduled task {}", pl.coalesce(detail("task_name"), pl.col("target_id"))),
+    task = pl.coalesce(formatted("scheduled task {}", pl.coalesce(detail("task_name"), pl.col("target_id"))),
                        pl.lit("a scheduled task"))
     rule(action.is_in(["task_created", "task_modified"]), "task_created", _lower(pl.lit(MEDIUM), routine, LOW),
          _text(pl.when(action == "task_created").then(pl.lit("created")).otherwise(pl.lit("changed")),
@@ -463,7 +464,7 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
              _text("sent ", action, " for the first time (to ", pl.coalesce("target_id", pl.lit("a device")), ")"))
         rule(once & (action == "explicit_credential_logon"), "explicit_credentials", LOW,
              _text("logged on with explicit credentials of ", pl.coalesce("target_id", pl.lit("another account")),
-                   pl.when(detail("target_server").is_not_null()).then(pl.format(" to {}", detail("target_server")))
+                   pl.when(detail("target_server").is_not_null()).then(formatted(" to {}", detail("target_server")))
                    .otherwise(pl.lit("")), " for the first time"))
         user = pl.col("attributed_account").is_not_null() | ~pl.col("_actor").str.ends_with("$")
         rule((action == "removable_media") & ~routine & ~pl.col("_repeat") & user, "removable_media", LOW,
@@ -478,7 +479,7 @@ def _event_rules(cand: pl.DataFrame, profiles: Profiles, created: pl.DataFrame) 
         days = profiles.baseline_days
         rule(new_actor & ~pl.col("_actor").is_in(created.get_column("account").implode()), "new_account_acting", pl.when(machine).then(pl.lit(LOW)).otherwise(what),
              _text("an account never seen in ", f"{days:.0f} days of baseline", " did ", action,
-                   pl.when(host.is_not_null()).then(pl.format(" on {}", host)).otherwise(pl.lit(""))))
+                   pl.when(host.is_not_null()).then(formatted(" on {}", host)).otherwise(pl.lit(""))))
         hosts = profiles.account_dest_hosts.lazy().select(pl.col("account").alias("_actor"), "host", _been=pl.lit(True))
         logons = (cand.lazy().filter(known & (action == "login_success") & pl.col("host").is_not_null()
                                      & ~pl.col("_repeat"))
@@ -535,7 +536,7 @@ def _control_bursts(cand: pl.DataFrame, profiles: Profiles) -> pl.DataFrame:
               .filter((pl.col("_devices") >= BURST_DEVICES) & (pl.col("_devices") >= BURST_FACTOR * pl.col("_usual"))))
     return _rows(bursts, "control_burst",
                  pl.when(pl.col("_devices") >= BURST_FACTOR_HIGH * pl.col("_usual")).then(HIGH).otherwise(MEDIUM),
-                 pl.format("sent {} to {} devices in the window (usually {} when it sends any)",
+                 formatted("sent {} to {} devices in the window (usually {} when it sends any)",
                            pl.col("_actions").list.join(", "), pl.col("_devices"), pl.col("_usual").round(0).cast(pl.Int64)))
 
 
@@ -580,7 +581,7 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
                       .first()))
     wide = wide.join(first_new.collect(), on=["_actor", "window_start"], how="left", maintain_order="left")
     return _rows(wide, "new_territory", pl.when(far).then(MEDIUM).otherwise(LOW),
-                 pl.format("acted on {} devices it never touched before ({} in all; usually {} in a window)",
+                 formatted("acted on {} devices it never touched before ({} in all; usually {} in a window)",
                            pl.col("_new"), pl.col("_all"), pl.col("_usual").round(0).cast(pl.Int64)))
 
 

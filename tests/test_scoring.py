@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import polars as pl
 import pytest
@@ -75,7 +79,7 @@ def test_compiled_traversal_and_numpy_walk_give_identical_scores() -> None:
     # when sklearn's private Tree layout changes. Both must give the same bits.
     data = counts(700, seed=8)
     arrays = ForestArrays.from_sklearn(IsolationForest(n_estimators=80, random_state=3).fit(data))
-    assert arrays._compiled is not None
+    assert arrays._compiled_trees() is not None  # built on first use
     probe = np.vstack([data, np.round(data[:100] * 3)]).astype(np.float32)
     compiled = arrays.score(probe)
     object.__setattr__(arrays, "_compiled", None)
@@ -220,12 +224,45 @@ def test_same_seed_gives_identical_scores() -> None:
     assert not np.array_equal(first.score_samples(probe), other.score_samples(probe))
 
 
+def test_scikit_learn_is_imported_in_the_background_not_at_start(tmp_path) -> None:
+    # Importing scikit-learn (and scipy) takes longer than loading a model: the package must not
+    # import it at start, and loading a forest starts its import in the background; scoring then
+    # waits for it and walks sklearn's compiled trees.
+    script = """
+import json, sys, time
+import numpy as np
+import detector.api
+assert "sklearn" not in sys.modules, "imported at start"
+from detector.scoring import ForestArrays
+arrays = ForestArrays(tree_offsets=np.array([0, 3]), children_left=np.array([1, -1, -1]),
+                      children_right=np.array([2, -1, -1]), feature=np.array([0, -2, -2]),
+                      threshold=np.array([0.5, -2.0, -2.0]), n_node_samples=np.array([4, 2, 2]),
+                      max_samples=4, n_features=1)
+for _ in range(300):
+    if "sklearn.tree._tree" in sys.modules:
+        break
+    time.sleep(0.1)
+assert "sklearn.tree._tree" in sys.modules, "not imported ahead"
+assert arrays._compiled_trees() is not None
+print(json.dumps(arrays.score(np.array([[0.0], [1.0]], dtype=np.float32)).tolist()))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout)
+    assert len(scores) == 2 and scores[0] == scores[1]  # one split, both sides at the same depth
+
+
 def test_sklearn_estimator_conventions() -> None:
     scorer = WindowScorer(n_estimators=30, max_samples=64, random_state=3, min_windows=10)
     assert scorer.get_params() == {"n_estimators": 30, "max_samples": 64, "random_state": 3, "min_windows": 10}
     twin = clone(scorer)
     assert twin is not scorer and twin.get_params() == scorer.get_params()
     assert twin.set_params(n_estimators=40) is twin and twin.n_estimators == 40
+    with pytest.raises(ValueError, match="invalid parameter 'trees'"):
+        twin.set_params(trees=3)
+    assert repr(twin) == "WindowScorer(n_estimators=40, max_samples=64, random_state=3, min_windows=10)"
+    assert repr(WindowScorer()) == "WindowScorer()"
     X = gaussian(100, 2)
     for use in (scorer.score_samples, scorer.calibrated, scorer.explain, scorer.beyond_baseline):
         with pytest.raises(NotFittedError):
