@@ -29,11 +29,11 @@ from detector.errors import InputError
 from detector.evidence import events_at, evidence_locations, read_raw_lines
 from detector.features import FEATURE_DESCRIPTIONS
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES
-from detector.report_data import DisplayZone, feature_view, prepare
+from detector.report_data import CHART_BUCKETS, DisplayZone, activity_tables, bucket_for, feature_view, prepare
 from detector.safe_text import escape_html
 from detector.saved import INCIDENTS_FILE, read_saved
-from detector.schema import CATEGORIES
-from detector.timelines import CATEGORY_COLORS, CONTEXT, TIMELINE_SCHEMA, overlapping, timeline_counts, wide_timeline
+from detector.schema import CATEGORIES, UTC_US
+from detector.timelines import CATEGORY_COLORS, CONTEXT, timeline_counts
 
 __all__ = ["CSP", "INCIDENTS_FILE", "findings_chart_svg", "render_report", "timeline_svg", "write_report"]
 
@@ -231,17 +231,6 @@ def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width:
                             f"finding window</span>{grey}</div>"
 
 
-def _bucket(span: timedelta, most: int, choices: Sequence[tuple[str, timedelta]]) -> tuple[str, timedelta]:
-    for name, length in choices:
-        if span / length <= most:
-            return name, length
-    return choices[-1]
-
-
-_CHART_BUCKETS: Final = (("1h", timedelta(hours=1)), ("6h", timedelta(hours=6)), ("1d", timedelta(days=1)),
-                         ("1w", timedelta(weeks=1)), ("1mo", timedelta(days=31)))
-
-
 def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = None, width: int = 1000,
                        height: int = 130) -> str:
     """Findings per day (or hour, week...) by severity, in the display zone, as inline SVG."""
@@ -249,7 +238,7 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
     if findings.height == 0:
         return ""
     lo, hi = findings.select(lo=pl.col("window_start").min(), hi=pl.col("window_start").max()).row(0)
-    every, length = _bucket(hi - lo + timedelta(hours=1), 120, _CHART_BUCKETS)
+    every, length = bucket_for(hi - lo + timedelta(hours=1), 120, CHART_BUCKETS)
     # Buckets of wall-clock time in the display zone (a day is a local day, also across DST).
     local = pl.col("window_start").dt.convert_time_zone(zone.name).dt.replace_time_zone(None).dt.truncate(every)
     counts = (findings.group_by(bucket=local, severity=pl.col("severity").cast(pl.String)).agg(n=pl.len())
@@ -282,23 +271,6 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
     zone_note = "UTC" if zone.is_utc else _esc(zone.name)
     return "".join(parts) + f'<div class="legend">{legend}<span>findings per {every} ({zone_note}), ' \
                             f"by the start of their window</span></div>"
-
-
-def _activity(counts: Mapping[tuple[Any, ...], pl.DataFrame], members: pl.DataFrame, start: datetime,
-              end: datetime, around: timedelta) -> pl.DataFrame:
-    """Hourly (or coarser) activity of an incident's entities, finding windows flagged, the span
-    beyond *around* of every finding marked as not recorded (the saved timelines stop there).
-
-    *counts* are the hourly counts of every entity drawn, by (entity_kind, entity_id)."""
-    _, length = _bucket(end - start, 240, _CHART_BUCKETS[:3])
-    every = {timedelta(hours=1): "1h", timedelta(hours=6): "6h", timedelta(days=1): "1d"}[length]
-    pairs = members.select("entity_kind", "entity_id").unique().iter_rows()
-    mine = pl.concat([TIMELINE_SCHEMA.to_frame(), *(counts[p] for p in pairs if p in counts)]).filter(
-        pl.col("time").is_between(start, end, closed="left"))
-    # The devices of one burst share a window: each distinct window once.
-    windows = list(members.select("window_start", "window_end").unique().sort("window_start").iter_rows())
-    table = wide_timeline(mine.select("time", "category", "events"), start, end, every, windows)
-    return table.with_columns(covered=overlapping(table.get_column("time"), every, windows, around))
 
 
 # ---- one finding ----------------------------------------------------------------------------------------
@@ -443,7 +415,7 @@ def _at_least(severity: str) -> pl.Expr:
 
 
 def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFrame, detailed: pl.DataFrame,
-                      callouts: pl.DataFrame, counts: Mapping[tuple[Any, ...], pl.DataFrame] | None,
+                      callouts: pl.DataFrame, activity: Mapping[str, pl.DataFrame] | None,
                       cited: pl.DataFrame, around: timedelta, evidence_limit: int, zone: DisplayZone) -> str:
     severity = str(inc["severity"])
     entities = list(inc["entities"] or [])
@@ -462,9 +434,8 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
     if len(entities) > 1:
         parts.append(f"<p><span class='muted'>entities:</span> {_few(entities)}</p>")
     parts.append(_signals([s for group in members.get_column("signals").to_list() for s in (group or [])]))
-    if counts is not None and members.height:
-        start, end = inc["first_seen"] - around, inc["last_seen"] + around
-        table = _activity(counts, members, start, end, around)
+    if activity is not None and members.height:
+        table = activity[inc["incident_id"]]
         parts.append(f"<h4>activity of its entities, {int(around.total_seconds() // 3600)} h either side</h4>"
                      f"{timeline_svg(table, zone=zone)}")
     if callouts.height:
@@ -606,19 +577,19 @@ def render_report(findings: pl.DataFrame | ScanResult, *, events: pl.DataFrame |
     shown_details = pl.concat([frame.clear(), *(d for _, _, d, _ in plan), *(c for _, _, _, c in plan)])
     in_sections = pl.concat([frame.clear(), *(m for _, m, _, _ in plan)])
 
-    counts: dict[tuple[Any, ...], pl.DataFrame] | None = None
+    activity: dict[str, pl.DataFrame] | None = None
     if in_sections.height and (timelines is not None or events is not None):
         hourly = timeline_counts(timelines if timelines is not None else events,  # type: ignore[arg-type]
                                  in_sections.select(list(FINDINGS_SCHEMA)), around=around)
-        # Saved timelines hold every finding's entity: split the ones drawn here by entity once, for each
-        # section to take its own.
-        counts = hourly.join(in_sections.select("entity_kind", "entity_id").unique(), on=["entity_kind", "entity_id"],
-                             how="semi").partition_by("entity_kind", "entity_id", as_dict=True)
+        activity = activity_tables(hourly, in_sections, pl.DataFrame(
+            [{"incident_id": inc["incident_id"], "first_seen": inc["first_seen"], "last_seen": inc["last_seen"]}
+             for inc, *_ in plan], schema={"incident_id": pl.String, "first_seen": UTC_US, "last_seen": UTC_US}),
+            around)
     locations = evidence_locations(shown_details.get_column("evidence").list.head(evidence_limit).explode()
                                    .drop_nulls())
     cited = _cited_lines(*_raw_lines(events, locations))
 
-    sections = "".join(_incident_section(i, inc, members, detailed, callouts, counts, cited, around,
+    sections = "".join(_incident_section(i, inc, members, detailed, callouts, activity, cited, around,
                                          evidence_limit, zone)
                        for i, (inc, members, detailed, callouts) in enumerate(plan, start=1))
     sectioned = {inc["incident_id"] for inc, *_ in plan}
