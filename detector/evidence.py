@@ -29,9 +29,14 @@ def evidence_locations(evidence: pl.Series | Sequence[str]) -> pl.DataFrame:
     """``raw_file:raw_line`` strings as a (raw_file, raw_line) table; the last colon splits."""
     values = evidence if isinstance(evidence, pl.Series) else pl.Series("evidence", list(evidence), dtype=pl.String)
     return (pl.DataFrame({"evidence": values.cast(pl.String)})
-            .select(raw_file=pl.col("evidence").str.extract(r"^(.*):\d+$", 1),
-                    raw_line=pl.col("evidence").str.extract(r":(\d+)$", 1).cast(pl.Int64))
+            .select(**evidence_location_columns(pl.col("evidence")))
             .drop_nulls().unique(maintain_order=True))
+
+
+def evidence_location_columns(evidence: pl.Expr) -> dict[str, pl.Expr]:
+    """``raw_file`` and ``raw_line`` of ``raw_file:raw_line`` strings (null when not one)."""
+    return {"raw_file": evidence.str.extract(r"^(.*):\d+$", 1),
+            "raw_line": evidence.str.extract(r":(\d+)$", 1).cast(pl.Int64)}
 
 
 def read_raw_lines(locations: pl.DataFrame, *, max_chars: int = REJECT_RAW_BYTES) -> pl.DataFrame:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -26,7 +27,7 @@ import polars as pl
 
 from detector.atomic import atomic_write
 from detector.errors import InputError
-from detector.evidence import events_at, evidence_locations, read_raw_lines
+from detector.evidence import events_at, evidence_location_columns, evidence_locations, read_raw_lines
 from detector.features import FEATURE_DESCRIPTIONS
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES
 from detector.report_data import CHART_BUCKETS, DisplayZone, activity_tables, bucket_for, feature_view, prepare
@@ -295,12 +296,37 @@ def _cited_lines(events: pl.DataFrame | None, raw: pl.DataFrame) -> pl.DataFrame
                     maintain_order="left")
 
 
-def _evidence_rows(row: Mapping[str, Any], cited: pl.DataFrame, limit: int, zone: DisplayZone) -> str:
-    where = evidence_locations(row["evidence"] or [])
-    if where.height == 0:
+@dataclass(frozen=True)
+class _Evidence:
+    """The evidence lines each detailed finding shows (its first *limit* distinct locations, each with its
+    raw text and event) and how many it has, found for every finding at once."""
+
+    shown: dict[str, pl.DataFrame]
+    totals: dict[str, int]
+    empty: pl.DataFrame
+
+    @classmethod
+    def of(cls, findings: pl.DataFrame, cited: pl.DataFrame, limit: int) -> _Evidence:
+        located = (findings.select("finding_id", "evidence").unique("finding_id", maintain_order=True)
+                   .explode("evidence")
+                   .select("finding_id", **evidence_location_columns(pl.col("evidence").cast(pl.String)))
+                   .drop_nulls().unique(maintain_order=True))
+        lines = (located.filter(pl.int_range(pl.len()).over("finding_id") < limit)
+                 .join(cited, on=["raw_file", "raw_line"], how="left", maintain_order="left"))
+        totals = dict(located.group_by("finding_id").len().iter_rows())
+        shown = {key: part for (key,), part in
+                 lines.partition_by("finding_id", as_dict=True, include_key=False, maintain_order=True).items()}
+        return cls(shown, totals, lines.drop("finding_id").clear())
+
+    def lines(self, finding_id: str) -> tuple[pl.DataFrame, int]:
+        """The lines shown of a finding, and how many it cites."""
+        return self.shown.get(finding_id, self.empty), self.totals.get(finding_id, 0)
+
+
+def _evidence_rows(row: Mapping[str, Any], evidence: _Evidence, zone: DisplayZone) -> str:
+    lines, total = evidence.lines(row["finding_id"])
+    if total == 0:
         return '<p class="muted">no evidence lines</p>'
-    shown = where.head(limit)
-    lines = shown.join(cited, on=["raw_file", "raw_line"], how="left", maintain_order="left")
     body = []
     for r in lines.iter_rows(named=True):
         change = ""
@@ -315,7 +341,7 @@ def _evidence_rows(row: Mapping[str, Any], cited: pl.DataFrame, limit: int, zone
         raw_html = (_esc(text) + (" &hellip;" if r.get("truncated") else "")) if text is not None else \
             '<span class="muted">(raw line not available: the file has moved or changed)</span>'
         body.append(f'<tr><td colspan="9"><pre class="raw">{raw_html}</pre></td></tr>')
-    more = where.height - shown.height
+    more = total - lines.height
     tail = f'<p class="muted">&hellip; and {more:,} more evidence lines in findings.jsonl</p>' if more > 0 else ""
     return ('<div class="scroll"><table class="evidence">' + _EVIDENCE_COLS
             + '<tr><th>time</th><th>format</th><th>account</th>'
@@ -367,7 +393,7 @@ def _finding_head(row: Mapping[str, Any], zone: DisplayZone) -> str:
             f"<span>{_clip(first, 300)}</span>")
 
 
-def _finding_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: int, zone: DisplayZone, *,
+def _finding_block(row: Mapping[str, Any], evidence: _Evidence, zone: DisplayZone, *,
                    open_: bool, alone: bool = False) -> str:
     """A finding in detail; *alone* (the incident's only finding) without a header of its own,
     since the incident's says it all."""
@@ -376,7 +402,7 @@ def _finding_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: 
     facts = (f"<p class='muted'>{n:,} event{'s' * (n != 1)} &middot; {_esc(row['detector'])} &middot; "
              f"finding <code>{_esc(row['finding_id'])}</code></p>")
     body = (f"{facts}<ul>{reasons}</ul>{'' if alone else _signals(row.get('signals') or [])}{_top_features(row)}"
-            f"<h4>evidence</h4>{_evidence_rows(row, cited, evidence_limit, zone)}")
+            f"<h4>evidence</h4>{_evidence_rows(row, evidence, zone)}")
     anchor = _anchor("f-", row["finding_id"])
     if alone:
         return f'<div class="finding" id="{anchor}">{body}</div>'
@@ -384,14 +410,14 @@ def _finding_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: 
             f"<summary>{_finding_head(row, zone)}</summary>{body}</details>")
 
 
-def _callout_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: int, zone: DisplayZone) -> str:
+def _callout_block(row: Mapping[str, Any], evidence: _Evidence, zone: DisplayZone) -> str:
     reasons = "".join(f"<li>{_esc(r)}</li>" for r in (row["reasons"] or []))
     n = int(row["event_count"] or 0)
     return (f'<div class="callout" id="{_anchor("f-", row["finding_id"])}">{_sev(row["severity"])} '
             f"<b>hunt {_esc(row['detector'])}</b> &middot; {_esc(row['entity_kind'])} <b>{_clip(row['entity_id'])}</b>"
             f" &middot; <span class='muted'>{_span(row['window_start'], row['window_end'], zone)}</span>"
             f"<ul>{reasons}</ul><details><summary class='muted'>{n:,} event{'s' * (n != 1)} behind "
-            f"it</summary>{_evidence_rows(row, cited, evidence_limit, zone)}</details></div>")
+            f"it</summary>{_evidence_rows(row, evidence, zone)}</details></div>")
 
 
 def _compact(rows: pl.DataFrame, zone: DisplayZone, *, link: bool = False) -> str:
@@ -416,7 +442,7 @@ def _at_least(severity: str) -> pl.Expr:
 
 def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFrame, detailed: pl.DataFrame,
                       callouts: pl.DataFrame, activity: Mapping[str, pl.DataFrame] | None,
-                      cited: pl.DataFrame, around: timedelta, evidence_limit: int, zone: DisplayZone) -> str:
+                      evidence: _Evidence, around: timedelta, zone: DisplayZone) -> str:
     severity = str(inc["severity"])
     entities = list(inc["entities"] or [])
     facts = [_span(inc["first_seen"], inc["last_seen"], zone),
@@ -440,13 +466,13 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
                      f"{timeline_svg(table, zone=zone)}")
     if callouts.height:
         parts.append(f"<h4>hunt call-outs that touch it ({callouts.height})</h4>")
-        parts.extend(_callout_block(r, cited, evidence_limit, zone) for r in callouts.iter_rows(named=True))
+        parts.extend(_callout_block(r, evidence, zone) for r in callouts.iter_rows(named=True))
     if detailed.height == 1 and members.height == 1:
-        parts.append(_finding_block(detailed.row(0, named=True), cited, evidence_limit, zone, open_=True,
+        parts.append(_finding_block(detailed.row(0, named=True), evidence, zone, open_=True,
                                     alone=True))
     elif detailed.height:
         parts.append(f"<h4>findings at medium or above ({detailed.height})</h4>")
-        parts.extend(_finding_block(r, cited, evidence_limit, zone, open_=i == 0)
+        parts.extend(_finding_block(r, evidence, zone, open_=i == 0)
                      for i, r in enumerate(detailed.iter_rows(named=True)))
     rest = members.join(detailed.select("finding_id"), on="finding_id", how="anti", maintain_order="left")
     if rest.height:
@@ -587,10 +613,9 @@ def render_report(findings: pl.DataFrame | ScanResult, *, events: pl.DataFrame |
             around)
     locations = evidence_locations(shown_details.get_column("evidence").list.head(evidence_limit).explode()
                                    .drop_nulls())
-    cited = _cited_lines(*_raw_lines(events, locations))
+    evidence = _Evidence.of(shown_details, _cited_lines(*_raw_lines(events, locations)), evidence_limit)
 
-    sections = "".join(_incident_section(i, inc, members, detailed, callouts, activity, cited, around,
-                                         evidence_limit, zone)
+    sections = "".join(_incident_section(i, inc, members, detailed, callouts, activity, evidence, around, zone)
                        for i, (inc, members, detailed, callouts) in enumerate(plan, start=1))
     sectioned = {inc["incident_id"] for inc, *_ in plan}
 
