@@ -62,25 +62,34 @@ def read_raw_lines(locations: pl.DataFrame, *, max_chars: int = REJECT_RAW_BYTES
     """
     wanted = locations.select(pl.col("raw_file").cast(pl.String), pl.col("raw_line").cast(pl.Int64)).unique(
         maintain_order=True)
-    found = []
-    for (path,), lines in wanted.group_by("raw_file", maintain_order=True):
-        numbers = lines.get_column("raw_line").unique().sort()
-        try:
-            hit = _plain_lines(str(path), numbers, max_chars)
-            if hit is None:
-                hit = _decoded_lines(str(path), numbers, max_chars)
-        except (DetectorError, OSError):
-            continue  # the file has moved or changed: the line stays null, the location still shows
-        found.append(hit.with_columns(raw_file=pl.lit(path, pl.String)))
-    raw = pl.concat(found) if found else pl.DataFrame(schema={"raw_line": pl.Int64, "raw": pl.String,
-                                                               "raw_file": pl.String})
-    return wanted.join(raw.select("raw_file", "raw_line", "raw"), on=["raw_file", "raw_line"], how="left",
-                       maintain_order="left").with_columns(
+    raw = pl.concat([pl.DataFrame(schema=_TEXTS), *(text for _, text in _texts(wanted, max_chars))])
+    return wanted.join(raw, on=["raw_file", "raw_line"], how="left", maintain_order="left").with_columns(
         truncated=pl.col("raw").str.len_chars().fill_null(0) > max_chars,
         raw=pl.col("raw").str.slice(0, max_chars))
 
 
+def _texts(locations: pl.DataFrame, max_chars: int) -> Iterator[tuple[str, pl.DataFrame]]:
+    """Each file of *locations* (in the order they first appear) with ``raw_file``, ``raw_line``, ``raw``
+    (up to *max_chars* + 1 characters) of its readable lines among them; two files are read at once."""
+    files = (locations.select("raw_file", "raw_line").unique().sort("raw_line")
+             .partition_by("raw_file", as_dict=True, include_key=False))
+    order = locations.get_column("raw_file").unique(maintain_order=True).to_list()
+
+    def read(path: str) -> tuple[str, pl.DataFrame]:
+        numbers = files[(path,)].get_column("raw_line")
+        try:
+            hit = _plain_lines(path, numbers, max_chars)
+            if hit is None:
+                hit = _decoded_lines(path, numbers, max_chars)
+        except (DetectorError, OSError):
+            return path, pl.DataFrame(schema=_TEXTS)  # the file has moved or changed: its lines stay null
+        return path, hit.select(pl.lit(path, pl.String).alias("raw_file"), "raw_line", "raw")
+
+    return two_at_a_time(iter(order), read)
+
+
 _LINES: Final = {"raw_line": pl.Int64, "raw": pl.String}
+_TEXTS: Final = {"raw_file": pl.String, **_LINES}
 _BLOCK_BYTES: Final = 16 << 20
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # as the reader: such a line is not text
 
@@ -225,8 +234,8 @@ def write_cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFra
     """Write :func:`cited_events` to the Parquet file *path* (atomically), a few log files at a time.
 
     Hundreds of thousands of findings cite millions of events; with their raw lines those would not
-    fit beside the findings, so the log files' cited events get their raw lines and go to disk in
-    batches of about :data:`BATCH_BYTES` of raw text (one batch, the usual case, is the file itself).
+    fit beside the findings, so the log files' cited lines are read and go to disk with their events
+    in batches of about :data:`BATCH_BYTES` of raw text (one batch, the usual case, is the file itself).
     The rows come grouped by log file, in time order within each.
     """
     behind = _behind(events, findings)
@@ -238,35 +247,50 @@ def write_cited_events(events: pl.DataFrame | pl.LazyFrame, findings: pl.DataFra
         if _has_raw(behind):
             behind.write_parquet(tmp)
             return
-        by_file = (part for _, part in behind.drop("raw", strict=False).group_by("raw_file", maintain_order=True))
-        # Two files' lines are read at once: reading one keeps about one core busy.
-        batches = _batches(two_at_a_time(by_file, _with_raw))
+        # Each file's rows where the file first appears, in time order: batches are runs of whole files.
+        grouped = (behind.drop("raw", strict=False).with_row_index("_first")
+                   .with_columns(pl.col("_first").min().over("raw_file"))
+                   .sort("_first", maintain_order=True).drop("_first"))
+        rows = dict(grouped.group_by("raw_file").len().iter_rows())
+        batches = _batches(_texts(grouped.select("raw_file", "raw_line"), REJECT_RAW_BYTES))
         first = next(batches)
         second = next(batches, None)
         if second is None:
-            first.write_parquet(tmp)
+            _joined(grouped, first[1]).write_parquet(tmp)
             return
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".evidence-") as parts:
-            for i, part in enumerate(itertools.chain([first, second], batches)):
-                part.write_parquet(Path(parts) / f"{i:08d}.parquet")
+            done = 0
+            for i, (files, texts) in enumerate(itertools.chain([first, second], batches)):
+                n = sum(rows[f] for f in files)
+                _joined(grouped.slice(done, n), texts).write_parquet(Path(parts) / f"{i:08d}.parquet")
+                done += n
             pl.scan_parquet(Path(parts) / "*.parquet").sink_parquet(tmp)
 
     atomic_write(path, write)
+
+
+def _joined(events: pl.DataFrame, texts: pl.DataFrame) -> pl.DataFrame:
+    """*events* with the raw lines of *texts* (cut to the stored length) in a ``raw`` column."""
+    return events.join(texts.with_columns(pl.col("raw").str.slice(0, REJECT_RAW_BYTES)), on=["raw_file", "raw_line"],
+                       how="left", maintain_order="left")
 
 
 BATCH_BYTES: Final = 64 << 20
 """About how much raw text :func:`write_cited_events` holds before writing it out."""
 
 
-def _batches(parts: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
-    """*parts* concatenated, in order, into frames of about :data:`BATCH_BYTES` of raw lines."""
+def _batches(parts: Iterator[tuple[str, pl.DataFrame]]) -> Iterator[tuple[list[str], pl.DataFrame]]:
+    """Files' raw lines (*parts*) together, in order, in batches of about :data:`BATCH_BYTES` of text:
+    the files of each batch and their lines."""
+    files: list[str] = []
     held: list[pl.DataFrame] = []
     size = 0
-    for part in parts:
+    for file, part in parts:
+        files.append(file)
         held.append(part)
         size += int(part.get_column("raw").str.len_bytes().sum() or 0)
         if size >= BATCH_BYTES:
-            yield pl.concat(held)
-            held, size = [], 0
-    if held:
-        yield pl.concat(held)
+            yield files, pl.concat(held)
+            files, held, size = [], [], 0
+    if files:
+        yield files, pl.concat(held)
