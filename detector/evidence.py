@@ -90,7 +90,7 @@ def _texts(locations: pl.DataFrame, max_chars: int) -> Iterator[tuple[str, pl.Da
 
 _LINES: Final = {"raw_line": pl.Int64, "raw": pl.String}
 _TEXTS: Final = {"raw_file": pl.String, **_LINES}
-_BLOCK_BYTES: Final = 16 << 20
+_BLOCK_BYTES: Final = 1 << 20  # small enough to stop soon after the last line wanted
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # as the reader: such a line is not text
 
 
@@ -132,9 +132,10 @@ def _plain_lines(path: str, numbers: pl.Series, max_chars: int, *, block_bytes: 
             newlines = _Newlines(data, last=not block)
             upto = at + int(np.searchsorted(want[at:], first + newlines.lines))
             index = want[at:upto] - first
-            starts = np.where(index > 0, newlines.at(np.maximum(index - 1, 0)) + 1, 0)
-            for number, start, stop in zip(want[at:upto].tolist(), starts.tolist(), newlines.at(index).tolist(),
-                                           strict=True):
+            # The newline before each line and the one ending it, looked up together (sorted).
+            ends = newlines.at(np.stack([np.maximum(index - 1, 0), index], axis=1).ravel()).reshape(-1, 2)
+            starts = np.where(index > 0, ends[:, 0] + 1, 0)
+            for number, start, stop in zip(want[at:upto].tolist(), starts.tolist(), ends[:, 1].tolist(), strict=True):
                 text = _text(data[start:stop])
                 if text is not None:
                     got_lines.append(number)
@@ -142,7 +143,7 @@ def _plain_lines(path: str, numbers: pl.Series, max_chars: int, *, block_bytes: 
             at = upto
             if not block:
                 break
-            carry = data[int(newlines.at(np.array([newlines.lines - 1]))[0]) + 1:] if newlines.lines else data
+            carry = data[data.rfind(b"\n") + 1:]
             first += newlines.lines
     return pl.DataFrame({"raw_line": got_lines, "raw": got_text}, schema=_LINES)
 
