@@ -441,7 +441,7 @@ def _at_least(severity: str) -> pl.Expr:
 
 
 def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFrame, detailed: pl.DataFrame,
-                      callouts: pl.DataFrame, activity: Mapping[str, pl.DataFrame] | None,
+                      rest: pl.DataFrame, callouts: pl.DataFrame, activity: Mapping[str, pl.DataFrame] | None,
                       evidence: _Evidence, around: timedelta, zone: DisplayZone) -> str:
     severity = str(inc["severity"])
     entities = list(inc["entities"] or [])
@@ -474,7 +474,6 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
         parts.append(f"<h4>findings at medium or above ({detailed.height})</h4>")
         parts.extend(_finding_block(r, evidence, zone, open_=i == 0)
                      for i, r in enumerate(detailed.iter_rows(named=True)))
-    rest = members.join(detailed.select("finding_id"), on="finding_id", how="anti", maintain_order="left")
     if rest.height:
         shown = rest.head(50)
         more = (f'<p class="muted">&hellip; and {rest.height - shown.height:,} more in findings.jsonl</p>'
@@ -483,6 +482,55 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
                      f"{_compact(shown, zone)}{more}")
     parts.append('<p><a href="#top">&uarr; back to the list</a></p></section>')
     return "".join(parts)
+
+
+def _plan(frame: pl.DataFrame, serious: pl.DataFrame, detail_limit: int
+          ) -> tuple[list[tuple[dict[str, Any], pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]], pl.DataFrame,
+                     pl.DataFrame]:
+    """The incidents that get a section, in order, each with its members (its findings, and the hunt
+    findings it lists), the members detailed (at medium or above, within *detail_limit* over all
+    sections), the other members and the hunt call-outs that touch it; then every member of a section, and every finding
+    detailed or called out. Worked out for all incidents at once, each section taking its partitions."""
+    wanted = serious.head(detail_limit).get_column("incident_id")
+    listed = (serious.head(detail_limit).select("incident_id", finding_id=pl.col("finding_ids")).explode("finding_id")
+              .drop_nulls().unique().with_columns(_listed=pl.lit(True)))
+    members = (frame.filter(pl.col("incident_id").is_in(wanted.implode()))
+               .join(listed, on=["incident_id", "finding_id"], how="left", maintain_order="left")
+               .filter(~pl.col("is_hunt") | pl.col("_listed").fill_null(False)).drop("_listed")
+               .with_columns(_medium=_at_least("medium")))
+    mediums = dict(members.group_by("incident_id").agg(pl.col("_medium").sum()).iter_rows())
+    incidents, takes = [], {}
+    budget = detail_limit
+    for inc in serious.iter_rows(named=True):
+        if budget <= 0:
+            break
+        takes[inc["incident_id"]] = take = min(budget, mediums.get(inc["incident_id"], 0))
+        budget -= take
+        incidents.append(inc)
+    members = (members.filter(pl.col("incident_id").is_in(list(takes)))
+               .join(pl.DataFrame({"incident_id": list(takes), "_take": list(takes.values())},
+                                  schema={"incident_id": pl.String, "_take": pl.Int64}), on="incident_id",
+                     how="left", maintain_order="left")
+               .with_columns(_detailed=pl.col("_medium")
+                             & (pl.col("_medium").cum_sum().over("incident_id") <= pl.col("_take")))
+               .drop("_medium", "_take"))
+    by_incident = members.drop("_detailed").partition_by("incident_id", as_dict=True, maintain_order=True,
+                                                         include_key=False)
+    split = members.partition_by("incident_id", "_detailed", as_dict=True, maintain_order=True, include_key=False)
+    callout_ids = serious.get_column("callouts").explode().drop_nulls()
+    callout_rows = frame.filter(pl.col("finding_id").is_in(callout_ids.implode()))
+    empty = frame.clear().drop("incident_id")
+    plan = []
+    for inc in incidents:
+        key = inc["incident_id"]
+        callouts = (callout_rows.filter(pl.col("finding_id").is_in(inc["callouts"])) if inc["callouts"]
+                    else callout_rows.clear())
+        plan.append((inc, by_incident.get((key,), empty), split.get((key, True), empty), split.get((key, False), empty),
+                     callouts))
+    in_sections = members.drop("_detailed")
+    shown_details = pl.concat([frame.clear(), members.filter(pl.col("_detailed")).drop("_detailed"),
+                               *(c for *_, c in plan)])
+    return plan, in_sections, shown_details
 
 
 # ---- the report --------------------------------------------------------------------------------------
@@ -584,24 +632,7 @@ def render_report(findings: pl.DataFrame | ScanResult, *, events: pl.DataFrame |
 
     # Which incidents get a section and which of their findings are detailed, within detail_limit.
     serious = ranked.filter(_at_least("medium"))
-    # Each section details at least one finding, so no more than detail_limit incidents get one.
-    wanted = serious.head(max(detail_limit, 0)).get_column("incident_id")
-    groups = frame.filter(pl.col("incident_id").is_in(wanted.implode())).partition_by("incident_id", as_dict=True)
-    callout_ids = serious.get_column("callouts").explode().drop_nulls()
-    callout_rows = frame.filter(pl.col("finding_id").is_in(callout_ids.implode()))
-    plan = []
-    budget = max(detail_limit, 0)
-    for inc in serious.iter_rows(named=True):
-        if budget <= 0:
-            break
-        group = groups.get((inc["incident_id"],), frame.clear())
-        members = group.filter(~pl.col("is_hunt") | pl.col("finding_id").is_in(inc["finding_ids"] or []))
-        detailed = members.filter(_at_least("medium")).head(budget)
-        budget -= detailed.height
-        callouts = callout_rows.filter(pl.col("finding_id").is_in(inc["callouts"] or []))
-        plan.append((inc, members, detailed, callouts))
-    shown_details = pl.concat([frame.clear(), *(d for _, _, d, _ in plan), *(c for _, _, _, c in plan)])
-    in_sections = pl.concat([frame.clear(), *(m for _, m, _, _ in plan)])
+    plan, in_sections, shown_details = _plan(frame, serious, max(detail_limit, 0))
 
     activity: dict[str, pl.DataFrame] | None = None
     if in_sections.height and (timelines is not None or events is not None):
@@ -615,8 +646,8 @@ def render_report(findings: pl.DataFrame | ScanResult, *, events: pl.DataFrame |
                                    .drop_nulls())
     evidence = _Evidence.of(shown_details, _cited_lines(*_raw_lines(events, locations)), evidence_limit)
 
-    sections = "".join(_incident_section(i, inc, members, detailed, callouts, activity, evidence, around, zone)
-                       for i, (inc, members, detailed, callouts) in enumerate(plan, start=1))
+    sections = "".join(_incident_section(i, inc, members, detailed, rest, callouts, activity, evidence, around, zone)
+                       for i, (inc, members, detailed, rest, callouts) in enumerate(plan, start=1))
     sectioned = {inc["incident_id"] for inc, *_ in plan}
 
     # Header: counts, facts, the chart.
