@@ -370,11 +370,12 @@ def activity_tables(hourly: pl.DataFrame, members: pl.DataFrame, incidents: pl.D
         total=pl.sum_horizontal(categories) if categories else pl.lit(0, pl.Int64), _us=pl.col("time").dt.epoch("us"))
     lengths = {name: length // timedelta(microseconds=1) for name, length in choices}
     windows = members.select("incident_id", _lo=pl.col("window_start").dt.epoch("us"),
-                             _hi=pl.col("window_end").dt.epoch("us")).unique().partition_by("incident_id", as_dict=True)
+                             _hi=pl.col("window_end").dt.epoch("us")).unique().partition_by(
+        "incident_id", as_dict=True, maintain_order=True, include_key=False)
     reach = around // timedelta(microseconds=1)
     tables = {}
     every_of = dict(spans.select("incident_id", "every").iter_rows())
-    for (key,), part in wide.partition_by("incident_id", as_dict=True, maintain_order=True).items():
+    for (key,), part in wide.partition_by("incident_id", as_dict=True, maintain_order=True, include_key=False).items():
         shown = [c for c in categories if c in present.get(key, ())]
         step = part.get_column("_us").to_numpy()
         mine = windows.get((key,))
