@@ -43,9 +43,10 @@ def read_raw_lines(locations: pl.DataFrame, *, max_chars: int = REJECT_RAW_BYTES
     """The raw text of the given lines of log files, read by line number.
 
     Each file is read once, a bounded block at a time, and only up to the last line asked for;
-    nothing else is kept. Plain UTF-8 files are read as bytes whose newlines are counted with numpy
-    (several times faster than splitting every line into text); gzip and UTF-16 files are read as
-    the parsers read them. Either way a line is numbered as the parsers number it.
+    nothing else is kept. Plain UTF-8 files are read as bytes whose newlines are counted (only the
+    cited lines are decoded: several times faster than splitting every line into text); gzip and
+    UTF-16 files are read as the parsers read them. Either way lines are numbered as the parsers
+    number them. Two files are read at once.
 
     Parameters
     ----------

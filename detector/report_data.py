@@ -342,13 +342,13 @@ def activity_tables(hourly: pl.DataFrame, members: pl.DataFrame, incidents: pl.D
     """
     if not incidents.height:
         return {}
-    choices = CHART_BUCKETS[:3]
+    choices = CHART_BUCKETS[:3]  # 1 h, 6 h, 1 d: as bucket_for(span, ACTIVITY_BARS, choices) for each incident
+    (hour, hours), (six, six_hours), (day, _) = choices
     span = (pl.col("last_seen") + around) - (pl.col("first_seen") - around)
-    every = pl.when(span <= choices[0][1] * ACTIVITY_BARS).then(pl.lit(choices[0][0]))
-    for name, length in choices[1:-1]:
-        every = every.when(span <= length * ACTIVITY_BARS).then(pl.lit(name))
+    every = (pl.when(span <= hours * ACTIVITY_BARS).then(pl.lit(hour))
+             .when(span <= six_hours * ACTIVITY_BARS).then(pl.lit(six)).otherwise(pl.lit(day)))
     spans = incidents.select("incident_id", start=pl.col("first_seen") - around, end=pl.col("last_seen") + around,
-                             every=every.otherwise(pl.lit(choices[-1][0])))
+                             every=every)
     buckets = pl.concat([
         spans.filter(pl.col("every") == name).select(
             "incident_id", time=pl.datetime_ranges(pl.col("start").dt.truncate(name), "end", name, closed="left",
@@ -392,4 +392,4 @@ def _overlaps(start: np.ndarray, end: np.ndarray, lo: np.ndarray, hi: np.ndarray
     """Whether each bucket [start, end) overlaps one of the spans [lo, hi) (microseconds)."""
     if not len(lo):
         return np.zeros(len(start), bool)
-    return ((start[:, None] < hi[None, :]) & (end[:, None] > lo[None, :])).any(axis=1)
+    return np.asarray(((start[:, None] < hi[None, :]) & (end[:, None] > lo[None, :])).any(axis=1))
