@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -26,14 +27,14 @@ import polars as pl
 
 from detector.atomic import atomic_write
 from detector.errors import InputError
-from detector.evidence import events_at, evidence_locations, read_raw_lines
+from detector.evidence import events_at, evidence_location_columns, evidence_locations, read_raw_lines
 from detector.features import FEATURE_DESCRIPTIONS
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES
-from detector.report_data import DisplayZone, feature_view, prepare
+from detector.report_data import CHART_BUCKETS, DisplayZone, activity_tables, bucket_for, feature_view, prepare
 from detector.safe_text import escape_html
 from detector.saved import INCIDENTS_FILE, read_saved
-from detector.schema import CATEGORIES
-from detector.timelines import CATEGORY_COLORS, CONTEXT, TIMELINE_SCHEMA, overlapping, timeline_counts, wide_timeline
+from detector.schema import CATEGORIES, UTC_US
+from detector.timelines import CATEGORY_COLORS, CONTEXT, timeline_counts
 
 __all__ = ["CSP", "INCIDENTS_FILE", "findings_chart_svg", "render_report", "timeline_svg", "write_report"]
 
@@ -231,17 +232,6 @@ def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width:
                             f"finding window</span>{grey}</div>"
 
 
-def _bucket(span: timedelta, most: int, choices: Sequence[tuple[str, timedelta]]) -> tuple[str, timedelta]:
-    for name, length in choices:
-        if span / length <= most:
-            return name, length
-    return choices[-1]
-
-
-_CHART_BUCKETS: Final = (("1h", timedelta(hours=1)), ("6h", timedelta(hours=6)), ("1d", timedelta(days=1)),
-                         ("1w", timedelta(weeks=1)), ("1mo", timedelta(days=31)))
-
-
 def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = None, width: int = 1000,
                        height: int = 130) -> str:
     """Findings per day (or hour, week...) by severity, in the display zone, as inline SVG."""
@@ -249,7 +239,7 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
     if findings.height == 0:
         return ""
     lo, hi = findings.select(lo=pl.col("window_start").min(), hi=pl.col("window_start").max()).row(0)
-    every, length = _bucket(hi - lo + timedelta(hours=1), 120, _CHART_BUCKETS)
+    every, length = bucket_for(hi - lo + timedelta(hours=1), 120, CHART_BUCKETS)
     # Buckets of wall-clock time in the display zone (a day is a local day, also across DST).
     local = pl.col("window_start").dt.convert_time_zone(zone.name).dt.replace_time_zone(None).dt.truncate(every)
     counts = (findings.group_by(bucket=local, severity=pl.col("severity").cast(pl.String)).agg(n=pl.len())
@@ -284,23 +274,6 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
                             f"by the start of their window</span></div>"
 
 
-def _activity(counts: Mapping[tuple[Any, ...], pl.DataFrame], members: pl.DataFrame, start: datetime,
-              end: datetime, around: timedelta) -> pl.DataFrame:
-    """Hourly (or coarser) activity of an incident's entities, finding windows flagged, the span
-    beyond *around* of every finding marked as not recorded (the saved timelines stop there).
-
-    *counts* are the hourly counts of every entity drawn, by (entity_kind, entity_id)."""
-    _, length = _bucket(end - start, 240, _CHART_BUCKETS[:3])
-    every = {timedelta(hours=1): "1h", timedelta(hours=6): "6h", timedelta(days=1): "1d"}[length]
-    pairs = members.select("entity_kind", "entity_id").unique().iter_rows()
-    mine = pl.concat([TIMELINE_SCHEMA.to_frame(), *(counts[p] for p in pairs if p in counts)]).filter(
-        pl.col("time").is_between(start, end, closed="left"))
-    # The devices of one burst share a window: each distinct window once.
-    windows = list(members.select("window_start", "window_end").unique().sort("window_start").iter_rows())
-    table = wide_timeline(mine.select("time", "category", "events"), start, end, every, windows)
-    return table.with_columns(covered=overlapping(table.get_column("time"), every, windows, around))
-
-
 # ---- one finding ----------------------------------------------------------------------------------------
 
 _EVENT_COLUMNS: Final = ("raw_file", "raw_line", "time", "source_format", "account", "src_ip", "action", "outcome",
@@ -323,12 +296,37 @@ def _cited_lines(events: pl.DataFrame | None, raw: pl.DataFrame) -> pl.DataFrame
                     maintain_order="left")
 
 
-def _evidence_rows(row: Mapping[str, Any], cited: pl.DataFrame, limit: int, zone: DisplayZone) -> str:
-    where = evidence_locations(row["evidence"] or [])
-    if where.height == 0:
+@dataclass(frozen=True)
+class _Evidence:
+    """The evidence lines each detailed finding shows (its first *limit* distinct locations, each with its
+    raw text and event) and how many it has, found for every finding at once."""
+
+    shown: dict[str, pl.DataFrame]
+    totals: dict[str, int]
+    empty: pl.DataFrame
+
+    @classmethod
+    def of(cls, findings: pl.DataFrame, cited: pl.DataFrame, limit: int) -> _Evidence:
+        located = (findings.select("finding_id", "evidence").unique("finding_id", maintain_order=True)
+                   .explode("evidence")
+                   .select("finding_id", **evidence_location_columns(pl.col("evidence").cast(pl.String)))
+                   .drop_nulls().unique(maintain_order=True))
+        lines = (located.filter(pl.int_range(pl.len()).over("finding_id") < limit)
+                 .join(cited, on=["raw_file", "raw_line"], how="left", maintain_order="left"))
+        totals = dict(located.group_by("finding_id").len().iter_rows())
+        shown = {key: part for (key,), part in
+                 lines.partition_by("finding_id", as_dict=True, include_key=False, maintain_order=True).items()}
+        return cls(shown, totals, lines.drop("finding_id").clear())
+
+    def lines(self, finding_id: str) -> tuple[pl.DataFrame, int]:
+        """The lines shown of a finding, and how many it cites."""
+        return self.shown.get(finding_id, self.empty), self.totals.get(finding_id, 0)
+
+
+def _evidence_rows(row: Mapping[str, Any], evidence: _Evidence, zone: DisplayZone) -> str:
+    lines, total = evidence.lines(row["finding_id"])
+    if total == 0:
         return '<p class="muted">no evidence lines</p>'
-    shown = where.head(limit)
-    lines = shown.join(cited, on=["raw_file", "raw_line"], how="left", maintain_order="left")
     body = []
     for r in lines.iter_rows(named=True):
         change = ""
@@ -343,7 +341,7 @@ def _evidence_rows(row: Mapping[str, Any], cited: pl.DataFrame, limit: int, zone
         raw_html = (_esc(text) + (" &hellip;" if r.get("truncated") else "")) if text is not None else \
             '<span class="muted">(raw line not available: the file has moved or changed)</span>'
         body.append(f'<tr><td colspan="9"><pre class="raw">{raw_html}</pre></td></tr>')
-    more = where.height - shown.height
+    more = total - lines.height
     tail = f'<p class="muted">&hellip; and {more:,} more evidence lines in findings.jsonl</p>' if more > 0 else ""
     return ('<div class="scroll"><table class="evidence">' + _EVIDENCE_COLS
             + '<tr><th>time</th><th>format</th><th>account</th>'
@@ -395,7 +393,7 @@ def _finding_head(row: Mapping[str, Any], zone: DisplayZone) -> str:
             f"<span>{_clip(first, 300)}</span>")
 
 
-def _finding_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: int, zone: DisplayZone, *,
+def _finding_block(row: Mapping[str, Any], evidence: _Evidence, zone: DisplayZone, *,
                    open_: bool, alone: bool = False) -> str:
     """A finding in detail; *alone* (the incident's only finding) without a header of its own,
     since the incident's says it all."""
@@ -404,7 +402,7 @@ def _finding_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: 
     facts = (f"<p class='muted'>{n:,} event{'s' * (n != 1)} &middot; {_esc(row['detector'])} &middot; "
              f"finding <code>{_esc(row['finding_id'])}</code></p>")
     body = (f"{facts}<ul>{reasons}</ul>{'' if alone else _signals(row.get('signals') or [])}{_top_features(row)}"
-            f"<h4>evidence</h4>{_evidence_rows(row, cited, evidence_limit, zone)}")
+            f"<h4>evidence</h4>{_evidence_rows(row, evidence, zone)}")
     anchor = _anchor("f-", row["finding_id"])
     if alone:
         return f'<div class="finding" id="{anchor}">{body}</div>'
@@ -412,14 +410,14 @@ def _finding_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: 
             f"<summary>{_finding_head(row, zone)}</summary>{body}</details>")
 
 
-def _callout_block(row: Mapping[str, Any], cited: pl.DataFrame, evidence_limit: int, zone: DisplayZone) -> str:
+def _callout_block(row: Mapping[str, Any], evidence: _Evidence, zone: DisplayZone) -> str:
     reasons = "".join(f"<li>{_esc(r)}</li>" for r in (row["reasons"] or []))
     n = int(row["event_count"] or 0)
     return (f'<div class="callout" id="{_anchor("f-", row["finding_id"])}">{_sev(row["severity"])} '
             f"<b>hunt {_esc(row['detector'])}</b> &middot; {_esc(row['entity_kind'])} <b>{_clip(row['entity_id'])}</b>"
             f" &middot; <span class='muted'>{_span(row['window_start'], row['window_end'], zone)}</span>"
             f"<ul>{reasons}</ul><details><summary class='muted'>{n:,} event{'s' * (n != 1)} behind "
-            f"it</summary>{_evidence_rows(row, cited, evidence_limit, zone)}</details></div>")
+            f"it</summary>{_evidence_rows(row, evidence, zone)}</details></div>")
 
 
 def _compact(rows: pl.DataFrame, zone: DisplayZone, *, link: bool = False) -> str:
@@ -443,8 +441,8 @@ def _at_least(severity: str) -> pl.Expr:
 
 
 def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFrame, detailed: pl.DataFrame,
-                      callouts: pl.DataFrame, counts: Mapping[tuple[Any, ...], pl.DataFrame] | None,
-                      cited: pl.DataFrame, around: timedelta, evidence_limit: int, zone: DisplayZone) -> str:
+                      rest: pl.DataFrame, callouts: pl.DataFrame, activity: Mapping[str, pl.DataFrame] | None,
+                      evidence: _Evidence, around: timedelta, zone: DisplayZone) -> str:
     severity = str(inc["severity"])
     entities = list(inc["entities"] or [])
     facts = [_span(inc["first_seen"], inc["last_seen"], zone),
@@ -462,22 +460,20 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
     if len(entities) > 1:
         parts.append(f"<p><span class='muted'>entities:</span> {_few(entities)}</p>")
     parts.append(_signals([s for group in members.get_column("signals").to_list() for s in (group or [])]))
-    if counts is not None and members.height:
-        start, end = inc["first_seen"] - around, inc["last_seen"] + around
-        table = _activity(counts, members, start, end, around)
+    if activity is not None and members.height:
+        table = activity[inc["incident_id"]]
         parts.append(f"<h4>activity of its entities, {int(around.total_seconds() // 3600)} h either side</h4>"
                      f"{timeline_svg(table, zone=zone)}")
     if callouts.height:
         parts.append(f"<h4>hunt call-outs that touch it ({callouts.height})</h4>")
-        parts.extend(_callout_block(r, cited, evidence_limit, zone) for r in callouts.iter_rows(named=True))
+        parts.extend(_callout_block(r, evidence, zone) for r in callouts.iter_rows(named=True))
     if detailed.height == 1 and members.height == 1:
-        parts.append(_finding_block(detailed.row(0, named=True), cited, evidence_limit, zone, open_=True,
+        parts.append(_finding_block(detailed.row(0, named=True), evidence, zone, open_=True,
                                     alone=True))
     elif detailed.height:
         parts.append(f"<h4>findings at medium or above ({detailed.height})</h4>")
-        parts.extend(_finding_block(r, cited, evidence_limit, zone, open_=i == 0)
+        parts.extend(_finding_block(r, evidence, zone, open_=i == 0)
                      for i, r in enumerate(detailed.iter_rows(named=True)))
-    rest = members.join(detailed.select("finding_id"), on="finding_id", how="anti", maintain_order="left")
     if rest.height:
         shown = rest.head(50)
         more = (f'<p class="muted">&hellip; and {rest.height - shown.height:,} more in findings.jsonl</p>'
@@ -486,6 +482,55 @@ def _incident_section(rank_no: int, inc: Mapping[str, Any], members: pl.DataFram
                      f"{_compact(shown, zone)}{more}")
     parts.append('<p><a href="#top">&uarr; back to the list</a></p></section>')
     return "".join(parts)
+
+
+def _plan(frame: pl.DataFrame, serious: pl.DataFrame, detail_limit: int
+          ) -> tuple[list[tuple[dict[str, Any], pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]], pl.DataFrame,
+                     pl.DataFrame]:
+    """The incidents that get a section, in order, each with its members (its findings, and the hunt
+    findings it lists), the members detailed (at medium or above, within *detail_limit* over all
+    sections), the other members and the hunt call-outs that touch it; then every member of a section, and every finding
+    detailed or called out. Worked out for all incidents at once, each section taking its partitions."""
+    wanted = serious.head(detail_limit).get_column("incident_id")
+    listed = (serious.head(detail_limit).select("incident_id", finding_id=pl.col("finding_ids")).explode("finding_id")
+              .drop_nulls().unique().with_columns(_listed=pl.lit(True)))
+    members = (frame.filter(pl.col("incident_id").is_in(wanted.implode()))
+               .join(listed, on=["incident_id", "finding_id"], how="left", maintain_order="left")
+               .filter(~pl.col("is_hunt") | pl.col("_listed").fill_null(False)).drop("_listed")
+               .with_columns(_medium=_at_least("medium")))
+    mediums = dict(members.group_by("incident_id").agg(pl.col("_medium").sum()).iter_rows())
+    incidents, takes = [], {}
+    budget = detail_limit
+    for inc in serious.iter_rows(named=True):
+        if budget <= 0:
+            break
+        takes[inc["incident_id"]] = take = min(budget, mediums.get(inc["incident_id"], 0))
+        budget -= take
+        incidents.append(inc)
+    members = (members.filter(pl.col("incident_id").is_in(list(takes)))
+               .join(pl.DataFrame({"incident_id": list(takes), "_take": list(takes.values())},
+                                  schema={"incident_id": pl.String, "_take": pl.Int64}), on="incident_id",
+                     how="left", maintain_order="left")
+               .with_columns(_detailed=pl.col("_medium")
+                             & (pl.col("_medium").cum_sum().over("incident_id") <= pl.col("_take")))
+               .drop("_medium", "_take"))
+    by_incident = members.drop("_detailed").partition_by("incident_id", as_dict=True, maintain_order=True,
+                                                         include_key=False)
+    split = members.partition_by("incident_id", "_detailed", as_dict=True, maintain_order=True, include_key=False)
+    callout_ids = serious.get_column("callouts").explode().drop_nulls()
+    callout_rows = frame.filter(pl.col("finding_id").is_in(callout_ids.implode()))
+    empty = frame.clear().drop("incident_id")
+    plan = []
+    for inc in incidents:
+        key = inc["incident_id"]
+        callouts = (callout_rows.filter(pl.col("finding_id").is_in(inc["callouts"])) if inc["callouts"]
+                    else callout_rows.clear())
+        plan.append((inc, by_incident.get((key,), empty), split.get((key, True), empty), split.get((key, False), empty),
+                     callouts))
+    in_sections = members.drop("_detailed")
+    shown_details = pl.concat([frame.clear(), members.filter(pl.col("_detailed")).drop("_detailed"),
+                               *(c for *_, c in plan)])
+    return plan, in_sections, shown_details
 
 
 # ---- the report --------------------------------------------------------------------------------------
@@ -587,40 +632,22 @@ def render_report(findings: pl.DataFrame | ScanResult, *, events: pl.DataFrame |
 
     # Which incidents get a section and which of their findings are detailed, within detail_limit.
     serious = ranked.filter(_at_least("medium"))
-    # Each section details at least one finding, so no more than detail_limit incidents get one.
-    wanted = serious.head(max(detail_limit, 0)).get_column("incident_id")
-    groups = frame.filter(pl.col("incident_id").is_in(wanted.implode())).partition_by("incident_id", as_dict=True)
-    callout_ids = serious.get_column("callouts").explode().drop_nulls()
-    callout_rows = frame.filter(pl.col("finding_id").is_in(callout_ids.implode()))
-    plan = []
-    budget = max(detail_limit, 0)
-    for inc in serious.iter_rows(named=True):
-        if budget <= 0:
-            break
-        group = groups.get((inc["incident_id"],), frame.clear())
-        members = group.filter(~pl.col("is_hunt") | pl.col("finding_id").is_in(inc["finding_ids"] or []))
-        detailed = members.filter(_at_least("medium")).head(budget)
-        budget -= detailed.height
-        callouts = callout_rows.filter(pl.col("finding_id").is_in(inc["callouts"] or []))
-        plan.append((inc, members, detailed, callouts))
-    shown_details = pl.concat([frame.clear(), *(d for _, _, d, _ in plan), *(c for _, _, _, c in plan)])
-    in_sections = pl.concat([frame.clear(), *(m for _, m, _, _ in plan)])
+    plan, in_sections, shown_details = _plan(frame, serious, max(detail_limit, 0))
 
-    counts: dict[tuple[Any, ...], pl.DataFrame] | None = None
+    activity: dict[str, pl.DataFrame] | None = None
     if in_sections.height and (timelines is not None or events is not None):
         hourly = timeline_counts(timelines if timelines is not None else events,  # type: ignore[arg-type]
                                  in_sections.select(list(FINDINGS_SCHEMA)), around=around)
-        # Saved timelines hold every finding's entity: split the ones drawn here by entity once, for each
-        # section to take its own.
-        counts = hourly.join(in_sections.select("entity_kind", "entity_id").unique(), on=["entity_kind", "entity_id"],
-                             how="semi").partition_by("entity_kind", "entity_id", as_dict=True)
+        activity = activity_tables(hourly, in_sections, pl.DataFrame(
+            [{"incident_id": inc["incident_id"], "first_seen": inc["first_seen"], "last_seen": inc["last_seen"]}
+             for inc, *_ in plan], schema={"incident_id": pl.String, "first_seen": UTC_US, "last_seen": UTC_US}),
+            around)
     locations = evidence_locations(shown_details.get_column("evidence").list.head(evidence_limit).explode()
                                    .drop_nulls())
-    cited = _cited_lines(*_raw_lines(events, locations))
+    evidence = _Evidence.of(shown_details, _cited_lines(*_raw_lines(events, locations)), evidence_limit)
 
-    sections = "".join(_incident_section(i, inc, members, detailed, callouts, counts, cited, around,
-                                         evidence_limit, zone)
-                       for i, (inc, members, detailed, callouts) in enumerate(plan, start=1))
+    sections = "".join(_incident_section(i, inc, members, detailed, rest, callouts, activity, evidence, around, zone)
+                       for i, (inc, members, detailed, rest, callouts) in enumerate(plan, start=1))
     sectioned = {inc["incident_id"] for inc, *_ in plan}
 
     # Header: counts, facts, the chart.

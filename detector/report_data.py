@@ -24,14 +24,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 
 from detector.config import check_display_tz
 from detector.features import FEATURE_MEASURE, LOG1P_FEATURES, MEASURE_LABELS
 from detector.findings import FINDINGS_SCHEMA, SEVERITIES, SIGNAL, Severity
 from detector.incidents import INCIDENTS_SCHEMA
+from detector.schema import CATEGORIES, UTC_US
 
-__all__ = ["INCIDENT_SCHEMA", "DisplayZone", "ReportData", "feature_view", "hunt_names", "prepare"]
+__all__ = ["CHART_BUCKETS", "INCIDENT_SCHEMA", "DisplayZone", "ReportData", "activity_tables", "bucket_for",
+           "feature_view", "hunt_names", "prepare"]
 
 # The incidents contract and the impacts of signals (the severities), as the report reads them.
 INCIDENT_SCHEMA: Final = INCIDENTS_SCHEMA
@@ -298,3 +301,95 @@ def feature_view(item: Mapping[str, Any], reasons: Sequence[str]) -> FeatureView
                            "" if base is None else f"median window {base:.2f}", "", weight)
     return FeatureView(name, f"{value:.3g}", "" if base is None else f"median window {base:.3g}",
                        "as the model saw it", weight)
+
+
+# ---- activity of an incident's entities ---------------------------------------------------------------
+
+CHART_BUCKETS: Final = (("1h", timedelta(hours=1)), ("6h", timedelta(hours=6)), ("1d", timedelta(days=1)),
+                        ("1w", timedelta(weeks=1)), ("1mo", timedelta(days=31)))
+"""Bucket lengths of the report's charts, shortest first."""
+ACTIVITY_BARS: Final = 240
+"""At most this many bars in an incident's activity chart (a longer bucket is taken beyond)."""
+
+
+def bucket_for(span: timedelta, most: int, choices: Sequence[tuple[str, timedelta]]) -> tuple[str, timedelta]:
+    """The shortest of *choices* that cuts *span* into at most *most* buckets (else the longest)."""
+    for name, length in choices:
+        if span / length <= most:
+            return name, length
+    return choices[-1]
+
+
+def activity_tables(hourly: pl.DataFrame, members: pl.DataFrame, incidents: pl.DataFrame,
+                    around: timedelta) -> dict[str, pl.DataFrame]:
+    """Each incident's activity chart as a table: the hourly counts of its entities from *around* before
+    its first finding to *around* after its last, per bucket (1 h, 6 h or 1 d, at most
+    :data:`ACTIVITY_BARS` of them) and category, with its finding windows flagged and the buckets
+    beyond *around* of every window marked as not recorded (the saved timelines stop there).
+
+    Computed for every incident at once; each table is the one
+    :func:`~detector.timelines.wide_timeline` gives for one incident, plus ``covered``.
+
+    Parameters
+    ----------
+    hourly
+        Hourly counts in :data:`~detector.timelines.TIMELINE_SCHEMA` of (at least) the members' entities.
+    members
+        The findings of the incidents (``incident_id``, ``entity_kind``, ``entity_id``, ``window_start``,
+        ``window_end``).
+    incidents
+        ``incident_id``, ``first_seen``, ``last_seen`` of each incident to draw.
+    """
+    if not incidents.height:
+        return {}
+    choices = CHART_BUCKETS[:3]  # 1 h, 6 h, 1 d: as bucket_for(span, ACTIVITY_BARS, choices) for each incident
+    (hour, hours), (six, six_hours), (day, _) = choices
+    span = (pl.col("last_seen") + around) - (pl.col("first_seen") - around)
+    every = (pl.when(span <= hours * ACTIVITY_BARS).then(pl.lit(hour))
+             .when(span <= six_hours * ACTIVITY_BARS).then(pl.lit(six)).otherwise(pl.lit(day)))
+    spans = incidents.select("incident_id", start=pl.col("first_seen") - around, end=pl.col("last_seen") + around,
+                             every=every)
+    buckets = pl.concat([
+        spans.filter(pl.col("every") == name).select(
+            "incident_id", time=pl.datetime_ranges(pl.col("start").dt.truncate(name), "end", name, closed="left",
+                                                   time_unit="us", time_zone="UTC")).explode("time")
+        for name, _ in choices])
+    counts = (members.select("incident_id", "entity_kind", "entity_id").unique()
+              .join(hourly, on=["entity_kind", "entity_id"])
+              .join(spans, on="incident_id")
+              .filter(pl.col("time").is_between(pl.col("start"), pl.col("end"), closed="left"))
+              .group_by("incident_id", pl.col("time").dt.truncate(pl.col("every")), "category")
+              .agg(pl.col("events").sum()))
+    present = {key: set(cats) for key, cats in
+               counts.group_by("incident_id").agg(pl.col("category").unique()).iter_rows()}
+    categories = [c for c in CATEGORIES if c in set().union(*present.values())]
+    wide = buckets.join(counts.pivot("category", index=["incident_id", "time"], values="events")
+                        if counts.height else pl.DataFrame(schema={"incident_id": pl.String, "time": UTC_US}),
+                        on=["incident_id", "time"], how="left", maintain_order="left")
+    wide = wide.with_columns([pl.col(c).fill_null(0).cast(pl.Int64) for c in categories]).with_columns(
+        total=pl.sum_horizontal(categories) if categories else pl.lit(0, pl.Int64), _us=pl.col("time").dt.epoch("us"))
+    lengths = {name: length // timedelta(microseconds=1) for name, length in choices}
+    windows = members.select("incident_id", _lo=pl.col("window_start").dt.epoch("us"),
+                             _hi=pl.col("window_end").dt.epoch("us")).unique().partition_by(
+        "incident_id", as_dict=True, maintain_order=True, include_key=False)
+    reach = around // timedelta(microseconds=1)
+    tables = {}
+    every_of = dict(spans.select("incident_id", "every").iter_rows())
+    for (key,), part in wide.partition_by("incident_id", as_dict=True, maintain_order=True, include_key=False).items():
+        shown = [c for c in categories if c in present.get(key, ())]
+        step = part.get_column("_us").to_numpy()
+        mine = windows.get((key,))
+        lo = mine.get_column("_lo").to_numpy() if mine is not None else np.empty(0, np.int64)
+        hi = mine.get_column("_hi").to_numpy() if mine is not None else np.empty(0, np.int64)
+        after = step + lengths[every_of[key]]
+        tables[key] = pl.DataFrame([part.get_column("time"), *(part.get_column(c) for c in shown),
+                                    part.get_column("total"), pl.Series("flagged", _overlaps(step, after, lo, hi)),
+                                    pl.Series("covered", _overlaps(step, after, lo - reach, hi + reach))])
+    return tables
+
+
+def _overlaps(start: np.ndarray, end: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Whether each bucket [start, end) overlaps one of the spans [lo, hi) (microseconds)."""
+    if not len(lo):
+        return np.zeros(len(start), bool)
+    return np.asarray(((start[:, None] < hi[None, :]) & (end[:, None] > lo[None, :])).any(axis=1))

@@ -11,6 +11,7 @@ representations here escape it, and :mod:`detector.report` does the same for the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -416,17 +417,21 @@ class Findings:
         """
         out = Path(out_dir)
         _tick(progress, "report", 0.0, None)
-        written = write_findings(self.df, out, csv=csv)
         # The report details only the first findings and draws what it shows of them from these.
         events, timelines = self.events, self.timelines
-        if evidence and self.events is not None:
-            write_cited_events(self.events, self.df, out / EVIDENCE_FILE)
-            written.append(out / EVIDENCE_FILE)
-            events = pl.scan_parquet(out / EVIDENCE_FILE)
-        if evidence and (self.timelines is not None or self.events is not None):
-            timelines = self.timeline_counts()
-            atomic_write(out / TIMELINE_FILE, timelines.write_parquet)
-            written.append(out / TIMELINE_FILE)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ami-detector-timelines") as pool:
+            # Counting (polars on every core) overlaps reading the cited lines back (mostly one core).
+            counting = (pool.submit(self.timeline_counts)
+                        if evidence and (self.timelines is not None or self.events is not None) else None)
+            written = write_findings(self.df, out, csv=csv)
+            if evidence and self.events is not None:
+                write_cited_events(self.events, self.df, out / EVIDENCE_FILE)
+                written.append(out / EVIDENCE_FILE)
+                events = pl.scan_parquet(out / EVIDENCE_FILE)
+            if counting is not None:
+                timelines = counting.result()
+                atomic_write(out / TIMELINE_FILE, timelines.write_parquet)
+                written.append(out / TIMELINE_FILE)
         if report:
             from detector.report import write_report
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 
 import detector
-from detector import api, result
+from detector import api, evidence, result
 from detector.detection import score
 from detector.features import feature_columns
 from detector.findings import FINDINGS_SCHEMA
@@ -208,6 +208,16 @@ def test_evidence_file_holds_the_cited_events_written_one_log_file_at_a_time(tmp
     key = ["raw_file", "raw_line"]
     assert written.sort(key).equals(expected.sort(key))
     assert written.get_column("raw_file").rle().len() == written.get_column("raw_file").n_unique()  # grouped by file
+
+
+def test_evidence_written_in_several_batches_is_the_same_file(tmp_path, findings, monkeypatch) -> None:
+    findings.write(tmp_path / "one", report=False)
+    monkeypatch.setattr(evidence, "BATCH_BYTES", 1)  # a batch per log file
+    findings.write(tmp_path / "many", report=False)
+    one, many = (pl.read_parquet(tmp_path / d / "evidence.parquet") for d in ("one", "many"))
+    assert one.get_column("raw_file").n_unique() > 1
+    assert many.equals(one)
+    assert {p.name for p in (tmp_path / "many").iterdir()} == {p.name for p in (tmp_path / "one").iterdir()}
 
 
 def test_read_raw_lines_is_bounded_and_handles_missing_files(tmp_path) -> None:

@@ -281,3 +281,42 @@ def test_findings_write_passes_its_incidents_and_zone_to_the_report(scan, tmp_pa
     found.write(tmp_path, evidence=False, display_tz="America/Chicago")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert _sections(page) == ["i-inc-A", "i-inc-B"] and "2026-03-28 03:00 CDT" in page
+
+
+def test_activity_tables_of_all_incidents_at_once_equal_each_incident_on_its_own() -> None:
+    from detector.report_data import activity_tables
+    from detector.timelines import overlapping, wide_timeline
+
+    around = timedelta(hours=12)
+    members = frame([finding("s1", "ops", severity="high", score=0.9, incident="short"),
+                     finding("s2", "DEV-9", kind="device", severity="medium", score=0.8, hours=5, incident="short"),
+                     finding("w1", "ops", severity="medium", score=0.7, hours=300, incident="weeks"),  # 6 h bars
+                     finding("w2", "jdoe", severity="medium", score=0.7, hours=30, incident="weeks"),
+                     finding("m1", "root", severity="medium", score=0.6, incident="months"),  # 1 d bars
+                     finding("m2", "root", severity="medium", score=0.6, hours=24 * 70, incident="months"),
+                     finding("q1", "quiet", severity="medium", score=0.5, incident="quiet")])  # no activity at all
+    hourly = pl.DataFrame([
+        {"entity_kind": kind, "entity_id": who, "time": T0 + timedelta(hours=h), "category": cat, "events": n}
+        for kind, who, h, cat, n in [("account", "ops", -3, "authentication", 2), ("account", "ops", 4, "admin", 1),
+                                     ("device", "DEV-9", 5, "device_command", 7), ("account", "ops", 299, "admin", 3),
+                                     ("account", "jdoe", 31, "authentication", 4), ("account", "root", 900, "admin", 9),
+                                     ("account", "root", -13, "admin", 5), ("account", "nobody", 1, "admin", 6)]],
+        schema={"entity_kind": pl.String, "entity_id": pl.String, "time": pl.Datetime("us", "UTC"),
+                "category": pl.String, "events": pl.Int64})
+    spans = members.group_by("incident_id", maintain_order=True).agg(
+        first_seen=pl.col("window_start").min(), last_seen=pl.col("window_end").max())
+    tables = activity_tables(hourly, members, spans, around)
+    assert set(tables) == {"short", "weeks", "months", "quiet"}
+    for incident, first, last in spans.iter_rows():
+        mine = members.filter(pl.col("incident_id") == incident)
+        start, end = first - around, last + around
+        every = "1h" if end - start <= timedelta(hours=240) else "6h" if end - start <= timedelta(hours=1440) else "1d"
+        counts = hourly.join(mine.select("entity_kind", "entity_id").unique(), on=["entity_kind", "entity_id"]).filter(
+            pl.col("time").is_between(start, end, closed="left"))
+        windows = list(mine.select("window_start", "window_end").unique().iter_rows())
+        expected = wide_timeline(counts.select("time", "category", "events"), start, end, every, windows)
+        expected = expected.with_columns(covered=overlapping(expected.get_column("time"), every, windows, around))
+        assert tables[incident].equals(expected), incident
+    assert tables["weeks"].get_column("time").diff().drop_nulls().unique().to_list() == [timedelta(hours=6)]
+    assert tables["months"].get_column("time").diff().drop_nulls().unique().to_list() == [timedelta(days=1)]
+    assert tables["quiet"].columns == ["time", "total", "flagged", "covered"]
