@@ -20,6 +20,7 @@ from detector.model_store import Model
 from detector.overlap import ahead, two_at_a_time
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
+from detector.parsers.reader import CHUNK_BYTES, GZIP_MAGIC
 from detector.schema import EVENT_SCHEMA, REJECT_RAW_BYTES, REJECT_SCHEMA, empty_events, empty_rejects
 from detector.spill import EventSpill
 
@@ -28,7 +29,8 @@ _NOT_LOGS = (".md", ".txt.license", ".toml", ".ipynb", ".py", ".png", ".html")
 _NOT_LOG_NAMES = ("labels.json", "README", "LICENSE")
 MAPPING_SUFFIX = ".mapping.toml"
 # Files up to this size on disk are parsed whole, two at a time (ParseRun._files): few enough bytes that
-# two of them, even gzipped ten to one, sit in memory with ease.
+# two of them, even gzipped ten to one, sit in memory with ease. So is an uncompressed file of at most one
+# reader's chunk (CHUNK_BYTES): parsed whole or on its own, it is one chunk in memory either way.
 SMALL_FILE_BYTES = 4 << 20
 
 
@@ -78,7 +80,7 @@ class ParseRun:
             report = FileReport(str(path))
             return report, list(self._parse(path, report))
 
-        for small, paths in itertools.groupby(self.files, key=lambda p: _size(p) <= SMALL_FILE_BYTES):
+        for small, paths in itertools.groupby(self.files, key=_parsed_whole):
             if small:
                 yield from two_at_a_time(paths, whole)
             else:
@@ -192,6 +194,20 @@ class _TrackedRun(ParseRun):
                 self.progress("parsing", done, total)
             yield chunk
         self.progress("parsing", total, total)
+
+
+def _parsed_whole(path: Path) -> bool:
+    """Whether *path* is small enough to be parsed whole, beside another file (see SMALL_FILE_BYTES)."""
+    size = _size(path)
+    return size <= SMALL_FILE_BYTES or (size <= CHUNK_BYTES and not _gzipped(path))
+
+
+def _gzipped(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
 
 
 def _size(path: Path) -> int:
