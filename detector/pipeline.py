@@ -29,9 +29,11 @@ _NOT_LOGS = (".md", ".txt.license", ".toml", ".ipynb", ".py", ".png", ".html")
 _NOT_LOG_NAMES = ("labels.json", "README", "LICENSE")
 MAPPING_SUFFIX = ".mapping.toml"
 # Files up to this size on disk are parsed whole, two at a time (ParseRun._files): few enough bytes that
-# two of them, even gzipped ten to one, sit in memory with ease. So is an uncompressed file of at most one
-# reader's chunk (CHUNK_BYTES): parsed whole or on its own, it is one chunk in memory either way.
+# two of them, even gzipped ten to one, sit in memory with ease.
 SMALL_FILE_BYTES = 4 << 20
+# So is an uncompressed file up to one reader's chunk: parsed whole or alone, it is one chunk in memory
+# either way, and a day's command log of 10-16 MiB would otherwise be parsed with one core idle.
+ONE_CHUNK_BYTES = CHUNK_BYTES
 
 
 @dataclass
@@ -199,7 +201,7 @@ class _TrackedRun(ParseRun):
 def _parsed_whole(path: Path) -> bool:
     """Whether *path* is small enough to be parsed whole, beside another file (see SMALL_FILE_BYTES)."""
     size = _size(path)
-    return size <= SMALL_FILE_BYTES or (size <= CHUNK_BYTES and not _gzipped(path))
+    return size <= SMALL_FILE_BYTES or (size <= ONE_CHUNK_BYTES and not _gzipped(path))
 
 
 def _gzipped(path: Path) -> bool:
