@@ -8,6 +8,11 @@ same rows in the same order, same columns and dtypes, same reports.
     PYTHONPATH=/path/to/old/checkout python benchmarks/parse_check.py dump LOGS OLD_DUMP
     python benchmarks/parse_check.py dump LOGS NEW_DUMP [--tz ZONE]
     python benchmarks/parse_check.py compare OLD_DUMP NEW_DUMP
+    python benchmarks/parse_check.py formats LOGS     # CPU seconds per format, best of 3
+
+``formats`` parses each format's files one after another (:func:`detector.parsers.parse_file`, no
+files side by side) and reports the CPU time of the process: the work the parsers do, which a busy
+machine changes less than the wall-clock time.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from detector import api
-from detector.pipeline import parse_to_spill
+from detector.parsers import ParseOptions, parse_file, sniff
+from detector.pipeline import expand_paths, parse_to_spill
 from detector.spill import EventSpill
 
 
@@ -60,6 +66,21 @@ def compare(old: Path, new: Path) -> bool:
     return same and reports_same
 
 
+def formats(logs: Path, repeats: int = 3) -> None:
+    by_format: dict[str, list[Path]] = {}
+    for path in expand_paths([logs])[0]:
+        by_format.setdefault(sniff(path).name, []).append(path)
+    for name, paths in sorted(by_format.items()):
+        best = float("inf")
+        for _ in range(repeats + 1):  # the first run warms up
+            cpu = time.process_time()
+            for path in paths:
+                for _chunk in parse_file(path, sniff(path), ParseOptions()):
+                    pass
+            best = min(best, time.process_time() - cpu)
+        print(json.dumps({"format": name, "files": len(paths), "cpu_s": round(best, 3)}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,7 +91,12 @@ def main() -> int:
     c = sub.add_parser("compare")
     c.add_argument("old", type=Path)
     c.add_argument("new", type=Path)
+    f = sub.add_parser("formats")
+    f.add_argument("logs", type=Path)
     args = parser.parse_args()
+    if args.command == "formats":
+        formats(args.logs)
+        return 0
     if args.command == "dump":
         dump(args.logs, args.out, args.tz)
         return 0

@@ -245,7 +245,7 @@ def _chunk(data: bytes, first_line: int, path: Path, *, check_encoding: bool) ->
 
 
 _CONTROL_TEXT = r"[\x00-\x08\x0e-\x1a\x1c-\x1f]"
-_CONTROL_BYTES = bytes([*range(0x00, 0x09), *range(0x0e, 0x1b), *range(0x1c, 0x20)])
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0e, 0x1b), *range(0x1c, 0x20)])
 
 
 def _binary_lines_apart(lines: pl.DataFrame) -> LineChunk:
