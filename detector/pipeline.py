@@ -76,8 +76,9 @@ class ParseRun:
     def _files(self) -> Iterator[tuple[FileReport, Iterable[ParsedChunk]]]:
         """Each file's report and chunks, in order. Runs of small files are parsed two at a time, whole:
         a small file's cost is mostly fixed (sniffing, some hundred small polars queries, much of it
-        outside the GIL), so an export of many small files would otherwise keep one core busy. A large
-        file streams chunk by chunk (its chunks already two at a time, see :func:`parse_file`)."""
+        outside the GIL), so an export of many small files would otherwise keep one core busy; so are
+        uncompressed files of one chunk, whose chunks could not be parsed side by side. A larger file
+        streams chunk by chunk (its chunks already two at a time, see :func:`parse_file`)."""
         def whole(path: Path) -> tuple[FileReport, list[ParsedChunk]]:
             report = FileReport(str(path))
             return report, list(self._parse(path, report))
