@@ -20,6 +20,7 @@ from detector.model_store import Model
 from detector.overlap import ahead, two_at_a_time
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
+from detector.parsers.reader import CHUNK_BYTES, GZIP_MAGIC
 from detector.schema import EVENT_SCHEMA, REJECT_RAW_BYTES, REJECT_SCHEMA, empty_events, empty_rejects
 from detector.spill import EventSpill
 
@@ -30,6 +31,9 @@ MAPPING_SUFFIX = ".mapping.toml"
 # Files up to this size on disk are parsed whole, two at a time (ParseRun._files): few enough bytes that
 # two of them, even gzipped ten to one, sit in memory with ease.
 SMALL_FILE_BYTES = 4 << 20
+# So is an uncompressed file up to one reader's chunk: parsed whole or alone, it is one chunk in memory
+# either way, and a day's command log of 10-16 MiB would otherwise be parsed with one core idle.
+ONE_CHUNK_BYTES = CHUNK_BYTES
 
 
 @dataclass
@@ -72,13 +76,14 @@ class ParseRun:
     def _files(self) -> Iterator[tuple[FileReport, Iterable[ParsedChunk]]]:
         """Each file's report and chunks, in order. Runs of small files are parsed two at a time, whole:
         a small file's cost is mostly fixed (sniffing, some hundred small polars queries, much of it
-        outside the GIL), so an export of many small files would otherwise keep one core busy. A large
-        file streams chunk by chunk (its chunks already two at a time, see :func:`parse_file`)."""
+        outside the GIL), so an export of many small files would otherwise keep one core busy; so are
+        uncompressed files of one chunk, whose chunks could not be parsed side by side. A larger file
+        streams chunk by chunk (its chunks already two at a time, see :func:`parse_file`)."""
         def whole(path: Path) -> tuple[FileReport, list[ParsedChunk]]:
             report = FileReport(str(path))
             return report, list(self._parse(path, report))
 
-        for small, paths in itertools.groupby(self.files, key=lambda p: _size(p) <= SMALL_FILE_BYTES):
+        for small, paths in itertools.groupby(self.files, key=_parsed_whole):
             if small:
                 yield from two_at_a_time(paths, whole)
             else:
@@ -192,6 +197,20 @@ class _TrackedRun(ParseRun):
                 self.progress("parsing", done, total)
             yield chunk
         self.progress("parsing", total, total)
+
+
+def _parsed_whole(path: Path) -> bool:
+    """Whether *path* is small enough to be parsed whole, beside another file (see SMALL_FILE_BYTES)."""
+    size = _size(path)
+    return size <= SMALL_FILE_BYTES or (size <= ONE_CHUNK_BYTES and not _gzipped(path))
+
+
+def _gzipped(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
 
 
 def _size(path: Path) -> int:

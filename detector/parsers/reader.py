@@ -26,7 +26,7 @@ from detector.schema import REJECT_RAW_BYTES
 # beyond this size, larger chunks are no faster.
 CHUNK_BYTES = 16 << 20
 SNIFF_BYTES = 64 << 10
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
 # Share of undecodable lines in the first chunk above which the file is called the wrong encoding
 # rather than a text file with a few damaged lines.
 _MAX_BAD_LINE_SHARE = 0.5
@@ -51,7 +51,7 @@ def _open(path: Path) -> tuple[BinaryIO, bool]:
         fh = path.open("rb")
     except OSError as exc:
         raise InputError(f"cannot open: {exc.strerror or exc}", source=(str(path), None)) from None
-    gz = fh.read(2) == _GZIP_MAGIC
+    gz = fh.read(2) == GZIP_MAGIC
     fh.seek(0)
     return fh, gz
 
@@ -227,7 +227,9 @@ def _chunk(data: bytes, first_line: int, path: Path, *, check_encoding: bool) ->
         lines = pl.read_lines(data, name="raw", row_index_name="raw_line", row_index_offset=first_line)
         raw = pl.col("raw").str.strip_suffix("\r") if b"\r" in data else pl.col("raw")  # CRLF exports only
         lines = lines.select(pl.col("raw_line").cast(pl.Int64), raw)
-        if not lines.select(pl.col("raw").str.contains(_CONTROL_TEXT).any()).item():
+        # Deleting the control bytes from the block and comparing lengths is a few times faster than
+        # a regex over every line; the lines are looked at only when the block holds one.
+        if len(data.translate(None, _CONTROL_BYTES)) == len(data):
             return LineChunk(lines, _NO_BAD_LINES, data)
         return _binary_lines_apart(lines)
     except pl.exceptions.ComputeError:
@@ -243,6 +245,7 @@ def _chunk(data: bytes, first_line: int, path: Path, *, check_encoding: bool) ->
 
 
 _CONTROL_TEXT = r"[\x00-\x08\x0e-\x1a\x1c-\x1f]"
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0e, 0x1b), *range(0x1c, 0x20)])
 
 
 def _binary_lines_apart(lines: pl.DataFrame) -> LineChunk:

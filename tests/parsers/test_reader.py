@@ -125,6 +125,18 @@ def test_nul_line_is_one_reject_and_binary_needs_most_of_the_file(tmp_path: Path
         list(read_line_chunks(path))
 
 
+@pytest.mark.parametrize("byte", range(0x20))
+def test_each_control_byte_rejects_its_line_and_text_controls_do_not(tmp_path: Path, byte: int) -> None:
+    """The block is screened for control bytes before its lines are: both must agree on every byte.
+    Tab, line ends, vertical tab, form feed and ESC (terminal colours) are text; the other C0 bytes are not."""
+    path = tmp_path / "one.log"
+    path.write_bytes(b"good 1\nline " + bytes([byte]) + b" two\ngood 3\n")
+    chunk = next(read_line_chunks(path))
+    text = byte in (0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1B)
+    assert chunk.bad_lines.get_column("raw_line").to_list() == ([] if text else [2])
+    assert (chunk.text is not None) == text
+
+
 def test_a_utf8_file_with_some_damaged_lines_is_read(tmp_path: Path) -> None:
     path = tmp_path / "some_bad.log"
     path.write_bytes(b"".join(b"ok %d\n" % i if i % 5 else b"bad \xff\xfe %d\n" % i for i in range(1, 101)))
