@@ -245,7 +245,7 @@ def incident_units(units: pl.DataFrame, pairs: pl.DataFrame) -> tuple[pl.DataFra
     """Findings grouped by ``incident_id`` (a finding without one is its own incident): an incident's
     rank is its first finding's, its severity the highest, and it matches what any finding matches."""
     keyed = units.with_columns(pl.coalesce(pl.col("incident_id").cast(pl.String),
-                                           pl.format("finding-{}", pl.col("rank"))).alias("_incident"))
+                                           pl.concat_str(pl.lit("finding-"), pl.col("rank"))).alias("_incident"))
     incidents = (keyed.group_by("_incident").agg(
         pl.col("rank").min(), pl.col("severity").max(), pl.col("score").max(), pl.col("entity_id").first(),
         pl.col("window_start").min(), pl.col("window_end").max(), pl.col("note").first())

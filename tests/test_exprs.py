@@ -18,12 +18,12 @@ def test_formatted_gives_what_pl_format_gives(rows: list[tuple[str | None, int |
                                               template: str) -> None:
     frame = pl.DataFrame(rows, schema={"s": pl.String, "i": pl.Int64, "f": pl.Float64}, orient="row")
     args = [pl.col("s"), pl.col("i"), pl.col("f").round(3)][: template.count("{}")]
-    expected = frame.select(pl.format(template, *args).alias("t"))
+    expected = frame.select(pl.format(template, *args).alias("t"))  # noqa: TID251 - what it must equal
     assert frame.select(formatted(template, *args).alias("t")).equals(expected)
     # Inside list.eval, as the findings' CSV flattening uses it.
     nested = frame.select(pl.concat_list(pl.col("s"), pl.col("s")).alias("l"))
-    assert (nested.select(pl.col("l").list.eval(formatted("<{}>", pl.element())))
-            .equals(nested.select(pl.col("l").list.eval(pl.format("<{}>", pl.element())))))
+    reference = nested.select(pl.col("l").list.eval(pl.format("<{}>", pl.element())))  # noqa: TID251
+    assert nested.select(pl.col("l").list.eval(formatted("<{}>", pl.element()))).equals(reference)
 
 
 def test_formatted_names_columns_and_checks_the_placeholders() -> None:

@@ -8,6 +8,7 @@ import pytest
 from detector.attribution import attribute
 from detector.config import Config
 from detector.detection import score, signals_only, train
+from detector.exprs import formatted
 from detector.features import Profiles, build_profiles
 from detector.incidents import assign_incidents, incidents_of
 from detector.scoring import ScoringConfig
@@ -323,7 +324,7 @@ def test_new_territory_cites_the_first_line_of_a_new_device_in_time_order(profil
     events = make_events([*known, *strangers])
     frame = event_signals(events, profiles, "1h").filter(pl.col("signal") == "new_territory")
     first_new = events.filter(pl.col("target_id") == "X14").select(
-        pl.format("{}:{}", "raw_file", "raw_line")).item()
+        formatted("{}:{}", "raw_file", "raw_line")).item()
     assert frame.height == 1 and frame.item(0, "evidence") == first_new
     assert frame.item(0, "time") == events.get_column("time").min()  # the window's first device event
 

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 from detector.errors import ConfigError, InputError
+from detector.exprs import formatted
 from detector.schema import (
     ACTION_CATEGORY,
     ACTIONS,
@@ -141,7 +142,7 @@ class Parser(ABC):
                     value = frame.filter(pl.col("raw_line") == line).get_column(
                         columns[labels.index(field)]).item(0)
                     raise InputError(_zone_question(value, field), source=(self.path, int(line)))
-            error = pl.when(naive_only).then(pl.format(
+            error = pl.when(naive_only).then(formatted(
                 "timestamp {} has no UTC offset while other lines of this file have one; pass --tz ZONE "
                 "with the zone of the machine that wrote it to read it", pl.col("_naive_from")))
             frame = frame.with_columns(
@@ -152,7 +153,7 @@ class Parser(ABC):
                 .dt.convert_time_zone("UTC")
             frame = frame.with_columns(
                 time=pl.coalesce("_aware", local),
-                _time_field=pl.coalesce("_aware_from", pl.format("{} (--tz {})", pl.col("_naive_from"), pl.lit(tz))))
+                _time_field=pl.coalesce("_aware_from", formatted("{} (--tz {})", pl.col("_naive_from"), pl.lit(tz))))
         return frame.drop("_aware", "_naive", "_aware_from", "_naive_from")
 
     def _year(self) -> int:

@@ -46,6 +46,7 @@ from typing import Final
 
 import polars as pl
 
+from detector.exprs import formatted
 from detector.parsers.base import Parser, clean, collect, ip_expr, parse_any_time, per_distinct, spread
 
 # ---- record and header -----------------------------------------------------------------------
@@ -292,7 +293,7 @@ class Cef(Parser):
             .then(pl.lit("CEF header has fewer than 7 '|'-separated fields "
                          "(Version|Vendor|Product|Version|SignatureID|Name|Severity)"))
             .when(~pl.col("_version").is_in(SUPPORTED_VERSIONS))
-            .then(pl.format("unsupported CEF version {}", pl.col("_version")))
+            .then(formatted("unsupported CEF version {}", pl.col("_version")))
             .when(pl.col("_ext").is_null() & pl.col("_severity").str.contains("="))
             # ``...|Severity key=value`` — the pipe that ends the header is missing.
             .then(pl.lit("CEF header is not terminated by '|' before the extension"))
@@ -360,11 +361,11 @@ class Cef(Parser):
                         & ~pl.col("_zone_id").is_in(zone_ids).fill_null(False))
         return staged.with_columns(_error=pl.coalesce(
             pl.col("_error"),
-            pl.when(unknown_zone).then(pl.format("unknown time zone '{}' in {} '{}'", pl.col("_zone"),
+            pl.when(unknown_zone).then(formatted("unknown time zone '{}' in {} '{}'", pl.col("_zone"),
                                                  pl.col("_when_src"), pl.col("_when"))),
             pl.when(pl.col("_when").is_null()).then(pl.lit("no timestamp: no rt, end or start field and no "
                                                             "syslog header time")),
-            pl.when(pl.col("time").is_null()).then(pl.format("unparseable timestamp in {} '{}'",
+            pl.when(pl.col("time").is_null()).then(formatted("unparseable timestamp in {} '{}'",
                                                              pl.col("_when_src"), pl.col("_when"))),
         ))
 
@@ -420,8 +421,8 @@ class Cef(Parser):
             _target=pl.coalesce(_x("dhost"), _x("dst")),
             _message=pl.concat_str([pl.col("_name"), _x("msg")], separator=": ", ignore_nulls=True),
             _extras=pl.concat_str(
-                [pl.format("group={}", _custom_string(GROUP_LABELS)), pl.format("role={}", _custom_string(ROLE_LABELS)),
-                 pl.format("duser={}", duser_extra)], separator=" ", ignore_nulls=True),
+                [formatted("group={}", _custom_string(GROUP_LABELS)), formatted("role={}", _custom_string(ROLE_LABELS)),
+                 formatted("duser={}", duser_extra)], separator=" ", ignore_nulls=True),
         )
         target, message, extras = pl.col("_target"), pl.col("_message"), pl.col("_extras")
         return collect(query.with_columns(
@@ -441,7 +442,7 @@ class Cef(Parser):
             target_id=target,
             job_id=_custom_string(SESSION_LABELS),
             native_code=pl.col("_sig"),
-            message=pl.when(extras != "").then(pl.format("{} [{}]", message, extras)).otherwise(message),
+            message=pl.when(extras != "").then(formatted("{} [{}]", message, extras)).otherwise(message),
         ))
 
     @staticmethod

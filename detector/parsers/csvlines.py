@@ -14,6 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
+from detector.exprs import formatted
+
 _QUOTE = '"'
 
 
@@ -132,7 +134,7 @@ def _one_reject_per_line(records: pl.DataFrame) -> pl.DataFrame:
         records.filter(multi).select("_lines", "_error", _first="raw_line", raw=pl.col("raw").str.split("\n"))
         .explode("_lines", "raw")
         .select(raw_line="_lines", raw="raw", _error=pl.when(pl.col("_lines") == pl.col("_first")).then("_error")
-                .otherwise(pl.format("part of a malformed CSV record that starts at line {}", "_first")))
+                .otherwise(formatted("part of a malformed CSV record that starts at line {}", "_first")))
     )
     return pl.concat([records.filter(~multi).drop("_lines"), spread], how="diagonal_relaxed")
 

@@ -63,6 +63,7 @@ from typing import ClassVar, Final
 import polars as pl
 import polars.selectors as cs
 
+from detector.exprs import formatted
 from detector.parsers.base import Parser, clean, collect, per_distinct, spread
 from detector.schema import UTC_US
 
@@ -349,15 +350,15 @@ class DmsSyslog(Parser):
             .when(is5424 & pl.col("_ver").is_null()).then(pl.lit(
                 "RFC 5424 header is incomplete: expected '<PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID'"))
             .when(is5424 & (pl.col("_ver") != "1"))
-            .then(pl.format("unsupported syslog VERSION {} (RFC 5424 defines only 1)", "_ver"))
+            .then(formatted("unsupported syslog VERSION {} (RFC 5424 defines only 1)", "_ver"))
             .when(is5424 & ~sd_ok).then(pl.lit(_BAD_SD))
             .when(~is5424 & pl.col("_ts3").is_null() & pl.col("_text").str.contains(_LOOKS_3164))
             .then(pl.lit("RFC 3164 line without 'HOSTNAME TAG[PID]:' after the timestamp"))
             .when(~is5424 & pl.col("_ts3").is_null() & pl.col("_text").str.contains(r"^<\d{1,3}>"))
             .then(pl.lit(_NO_HEADER))
             .when(~is5424 & pl.col("_ts3").is_null()).then(pl.lit(_NOT_SYSLOG))
-            .when(pri > 191).then(pl.format("syslog PRI {} is out of range 0-191", pri))
-            .when(octets < length).then(pl.format(
+            .when(pri > 191).then(formatted("syslog PRI {} is out of range 0-191", pri))
+            .when(octets < length).then(formatted(
                 "octet count {} is less than the {} bytes that follow: more than one syslog frame on the line, "
                 "or a wrong count", octets, length))
             .when(is5424 & (pl.col("_ts5") == "-"))
@@ -390,7 +391,7 @@ class DmsSyslog(Parser):
         ).with_columns(
             _error=pl.coalesce(
                 "_error",
-                pl.when(pl.col("time").is_null()).then(pl.format("unparseable syslog TIMESTAMP '{}'", "_ts")),
+                pl.when(pl.col("time").is_null()).then(formatted("unparseable syslog TIMESTAMP '{}'", "_ts")),
             )
         )
 

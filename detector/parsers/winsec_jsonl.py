@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 import polars as pl
 
+from detector.exprs import formatted
 from detector.parsers.base import ParseOptions, Parser, account_expr, clean, collect, parse_times
 from detector.parsers.jsonlines import decode_json_parts
 from detector.schema import DETAILS
@@ -481,7 +482,7 @@ class WinsecJsonl(Parser):
         action = pl.col("_action")
         status = pl.col("_status")
         logon_type = pl.concat_str(
-            [pl.format("LogonType {}", pl.col("_d_LogonType")),
+            [formatted("LogonType {}", pl.col("_d_LogonType")),
              pl.col("_d_LogonType").replace_strict(LOGON_TYPES, default=None)],
             separator=", ", ignore_nulls=True,
         )
@@ -493,7 +494,7 @@ class WinsecJsonl(Parser):
         summary = pl.coalesce(
             _first_sentence(pl.coalesce(clean(pl.col("Message")), clean(pl.col("message")))),
             key.replace_strict({k: e.summary for k, e in WINDOWS_EVENTS.items()}, default=None),
-            pl.format("Windows event {}", event_id),
+            formatted("Windows event {}", event_id),
         )
         ecs_outcome = clean(pl.col("event").struct.field("outcome")).str.to_lowercase()
         winlog_user = pl.col("winlog").struct.field("user")
@@ -645,7 +646,7 @@ class WinsecJsonl(Parser):
             .when(key == "7040").then(new_start)
             .when(action == "audit_policy_changed").then(changes)
             .when(action == "registry_set").then(d["Details"]),
-            message=pl.when(notes != "").then(pl.format("{} ({})", summary, notes)).otherwise(summary),
+            message=pl.when(notes != "").then(formatted("{} ({})", summary, notes)).otherwise(summary),
             _error=pl.coalesce(
                 pl.col("_error"),
                 pl.when(event_id.is_null()).then(
