@@ -60,25 +60,34 @@ def _time(text: str):  # type: ignore[no-untyped-def]
     return datetime.fromisoformat(text)
 
 
-def _local(logs: Path, model_dir: Path, out: Path) -> float:
+def _command(args: list[str], exit_codes: tuple[int, ...]) -> float:
+    """Seconds ``ami-detector ARGS`` took in its own process; another exit status stops the run."""
     start = time.perf_counter()
-    command = Path(sys.executable).parent / "ami-detector"
-    done = subprocess.run([str(command), "scan", str(logs), "--model", str(model_dir), "--out", str(out), "-q"],
-                          check=False)
-    if done.returncode not in (0, 1):
-        raise SystemExit(f"local scan failed ({done.returncode})")
+    done = subprocess.run([str(Path(sys.executable).parent / "ami-detector"), *args, "-q"], check=False)
+    if done.returncode not in exit_codes:
+        raise SystemExit(f"local {args[0]} failed ({done.returncode})")
     return time.perf_counter() - start
+
+
+def _stage_marks() -> tuple[dict[str, float], Callable[[str, float, float | None], None]]:
+    """When each progress stage was first reported, and the progress callback that records it."""
+    marks: dict[str, float] = {}
+
+    def progress(stage: str, done: float, total: float | None) -> None:
+        marks.setdefault(stage, time.perf_counter())
+
+    return marks, progress
+
+
+def _local(logs: Path, model_dir: Path, out: Path) -> float:
+    return _command(["scan", str(logs), "--model", str(model_dir), "--out", str(out)], (0, 1))
 
 
 def _spark(engine, logs: Path, model_dir: Path, out: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from detector import api
     from detector.model_store import load_model
 
-    marks: dict[str, float] = {}
-
-    def progress(stage: str, done: float, total: float | None) -> None:
-        marks.setdefault(stage, time.perf_counter())
-
+    marks, progress = _stage_marks()
     start = time.perf_counter()
     found = api.scan(logs, load_model(model_dir), engine=engine, progress=progress)
     scored = time.perf_counter()
@@ -94,24 +103,14 @@ def _spark(engine, logs: Path, model_dir: Path, out: Path) -> dict[str, float]: 
 
 
 def _local_train(logs: Path, until: str, model_dir: Path) -> float:
-    start = time.perf_counter()
-    command = Path(sys.executable).parent / "ami-detector"
-    done = subprocess.run([str(command), "train", str(logs), "--model-dir", str(model_dir), "--baseline-until", until,
-                           "-q"], check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"local train failed ({done.returncode})")
-    return time.perf_counter() - start
+    return _command(["train", str(logs), "--model-dir", str(model_dir), "--baseline-until", until], (0,))
 
 
 def _spark_train(engine, logs: Path, until: str, model_dir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
     from detector import api
     from detector.model_store import save_model
 
-    marks: dict[str, float] = {}
-
-    def progress(stage: str, done: float, total: float | None) -> None:
-        marks.setdefault(stage, time.perf_counter())
-
+    marks, progress = _stage_marks()
     start = time.perf_counter()
     model = api.train(logs, baseline_until=_time(until), engine=engine, progress=progress)
     learned = time.perf_counter()

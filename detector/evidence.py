@@ -18,11 +18,10 @@ import polars as pl
 from detector.atomic import atomic_write
 from detector.errors import DetectorError
 from detector.overlap import two_at_a_time
-from detector.parsers.reader import detached, read_line_chunks
+from detector.parsers.reader import CONTROL_TEXT, GZIP_MAGIC, detached, read_line_chunks
 from detector.schema import REJECT_RAW_BYTES
 
 EVIDENCE_FILE: Final = "evidence.parquet"
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 
 
 def evidence_locations(evidence: pl.Series | Sequence[str]) -> pl.DataFrame:
@@ -92,7 +91,7 @@ def _texts(locations: pl.DataFrame, max_chars: int) -> Iterator[tuple[str, pl.Da
 _LINES: Final = {"raw_line": pl.Int64, "raw": pl.String}
 _TEXTS: Final = {"raw_file": pl.String, **_LINES}
 _BLOCK_BYTES: Final = 1 << 20  # small enough to stop soon after the last line wanted
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # as the reader: such a line is not text
+_CONTROL: Final = re.compile(CONTROL_TEXT)  # as the reader: such a line is not text
 
 
 def _decoded_lines(path: str, numbers: pl.Series, max_chars: int) -> pl.DataFrame:
@@ -121,7 +120,7 @@ def _plain_lines(path: str, numbers: pl.Series, max_chars: int, *, block_bytes: 
     got_text: list[str] = []
     with open(path, "rb") as fh:
         head = fh.read(3)
-        if head.startswith((_GZIP_MAGIC, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        if head.startswith((GZIP_MAGIC, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return None
         fh.seek(3 if head == codecs.BOM_UTF8 else 0)
         first = 1  # the number of the first line in *data*

@@ -41,11 +41,4 @@ def not_fitted(estimator: object) -> Exception:
                           "appropriate arguments before using this estimator.")
 
 
-def version() -> str:
-    """The installed scikit-learn's version, without importing it."""
-    from importlib import metadata
-
-    return metadata.version("scikit-learn")
-
-
-__all__ = ["import_ahead", "not_fitted", "version"]
+__all__ = ["import_ahead", "not_fitted"]

@@ -37,7 +37,6 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
-from detector import lazy_sklearn
 from detector.atomic import fsync_dir
 from detector.config import Config
 from detector.errors import ConfigError, DetectorError
@@ -168,7 +167,7 @@ def _library_versions() -> dict[str, str]:
     except importlib_metadata.PackageNotFoundError:
         detector_version = "unknown"
     return {"python": platform.python_version(), "numpy": np.__version__, "polars": pl.__version__,
-            "scikit-learn": lazy_sklearn.version(), "detector": detector_version}
+            "scikit-learn": importlib_metadata.version("scikit-learn"), "detector": detector_version}
 
 
 def _utc_iso(moment: datetime, what: str) -> str:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, overload
 
 import numpy as np
@@ -409,10 +410,6 @@ class ForestArrays:
     _trees: tuple[_TreeWalk, ...] = field(init=False, repr=False)
     _cuts: tuple[np.ndarray, ...] = field(init=False, repr=False)
     _depth: np.ndarray = field(init=False, repr=False)
-    # sklearn's compiled trees, built on first use: importing scikit-learn takes a second and a
-    # half, which a scan spends in the background while it parses (see detector.lazy_sklearn).
-    _compiled: tuple[Any, ...] | None = field(init=False, repr=False, compare=False, default=None)
-    _compiled_built: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: derived fields are set once, here
@@ -498,14 +495,13 @@ class ForestArrays:
         set_(self, "_depth", depth)
         import_ahead()
 
-    def _compiled_trees(self) -> tuple[Any, ...] | None:
-        """sklearn's compiled trees of this forest (None when sklearn's layout is not the one expected)."""
-        if not self._compiled_built:
-            object.__setattr__(self, "_compiled", _compiled_trees(
-                self.tree_offsets, self.children_left, self.children_right, self.feature, self.threshold,
-                self.n_node_samples, self._depth, self.n_features))
-            object.__setattr__(self, "_compiled_built", True)
-        return self._compiled
+    @cached_property
+    def _compiled(self) -> tuple[Any, ...] | None:
+        """sklearn's compiled trees of this forest (None when sklearn's layout is not the one expected),
+        built on first use: importing scikit-learn takes a second and a half, which a scan spends in the
+        background while it parses (see :mod:`detector.lazy_sklearn`)."""
+        return _compiled_trees(self.tree_offsets, self.children_left, self.children_right, self.feature,
+                               self.threshold, self.n_node_samples, self._depth, self.n_features)
 
     @classmethod
     def from_sklearn(cls, forest: IsolationForest) -> Self:
@@ -610,7 +606,7 @@ class ForestArrays:
 
     def _path_score(self, X32: np.ndarray) -> np.ndarray:
         depths = np.zeros(X32.shape[0], dtype=np.float64)
-        compiled = self._compiled_trees()
+        compiled = self._compiled
         if compiled is not None:
             # sklearn's compiled traversal, two trees at a time (it runs without the GIL).
             with ThreadPoolExecutor(max_workers=2) as pool:

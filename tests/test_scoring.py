@@ -79,7 +79,7 @@ def test_compiled_traversal_and_numpy_walk_give_identical_scores() -> None:
     # when sklearn's private Tree layout changes. Both must give the same bits.
     data = counts(700, seed=8)
     arrays = ForestArrays.from_sklearn(IsolationForest(n_estimators=80, random_state=3).fit(data))
-    assert arrays._compiled_trees() is not None  # built on first use
+    assert arrays._compiled is not None
     probe = np.vstack([data, np.round(data[:100] * 3)]).astype(np.float32)
     compiled = arrays.score(probe)
     object.__setattr__(arrays, "_compiled", None)
@@ -243,7 +243,7 @@ for _ in range(300):
         break
     time.sleep(0.1)
 assert "sklearn.tree._tree" in sys.modules, "not imported ahead"
-assert arrays._compiled_trees() is not None
+assert arrays._compiled is not None
 print(json.dumps(arrays.score(np.array([[0.0], [1.0]], dtype=np.float32)).tolist()))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,

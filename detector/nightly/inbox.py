@@ -12,10 +12,10 @@ from typing import Any, Final
 from detector.nightly.config import _format_duration
 from detector.nightly.files import iso
 from detector.nightly.state import Night, NightlyError
+from detector.parsers.reader import GZIP_MAGIC
 from detector.pipeline import expand_paths
 
 _IN_PROGRESS: Final = (".tmp", ".part", ".partial", ".filepart", ".crdownload", ".download", ".swp")
-_GZIP_MAGIC: Final = b"\x1f\x8b"
 _HASH_BLOCK: Final = 1 << 20
 
 
@@ -52,7 +52,7 @@ def _ends_cleanly(path: Path, size: int) -> bool:
         start = handle.read(2)
         handle.seek(max(0, size - 2))
         end = handle.read(2)
-    if start == _GZIP_MAGIC:
+    if start == GZIP_MAGIC:
         return True
     if start == b"\xff\xfe":
         return end == b"\n\x00"

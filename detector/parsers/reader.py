@@ -104,8 +104,10 @@ def _looks_binary(sample: bytes) -> bool:
 
 
 # NUL and the other C0 controls that no text line holds (tab, line ends, form feed and the ESC of
-# terminal colour codes are text).
-_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+# terminal colour codes are text): one set, as a pattern for text and bytes and as a deletion table.
+CONTROL_TEXT = r"[\x00-\x08\x0e-\x1a\x1c-\x1f]"
+_CONTROL = re.compile(CONTROL_TEXT.encode())
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0e, 0x1b), *range(0x1c, 0x20)])
 
 
 def _utf16_to_utf8(head: bytes, rest: Iterator[bytes], path: Path) -> Iterator[bytes]:
@@ -234,7 +236,7 @@ def _chunk(data: bytes, first_line: int, path: Path, *, check_encoding: bool) ->
         return _binary_lines_apart(lines)
     except pl.exceptions.ComputeError:
         lines, bad = _split_bad_text(data, first_line)
-    if lines.select(pl.col("raw").str.contains(_CONTROL_TEXT).any()).item():
+    if lines.select(pl.col("raw").str.contains(CONTROL_TEXT).any()).item():
         chunk = _binary_lines_apart(lines)
         lines, bad = chunk.lines, pl.concat([bad, chunk.bad_lines]).sort("raw_line")
     if check_encoding and bad.height > max(1, (lines.height + bad.height) * _MAX_BAD_LINE_SHARE):
@@ -244,17 +246,13 @@ def _chunk(data: bytes, first_line: int, path: Path, *, check_encoding: bool) ->
     return LineChunk(lines, bad)
 
 
-_CONTROL_TEXT = r"[\x00-\x08\x0e-\x1a\x1c-\x1f]"
-_CONTROL_BYTES = bytes([*range(0x09), *range(0x0e, 0x1b), *range(0x1c, 0x20)])
-
-
 def _binary_lines_apart(lines: pl.DataFrame) -> LineChunk:
     """Lines holding NUL or other control bytes (a tab, form feed or carriage return is text) are
     rejected one by one; the lines around them are text as usual."""
-    binary = pl.col("raw").str.contains(_CONTROL_TEXT)
+    binary = pl.col("raw").str.contains(CONTROL_TEXT)
     bad = lines.filter(binary).select(
         "raw_line", reason=pl.lit("binary data in a text line (NUL or control bytes)"),
-        raw=pl.col("raw").str.replace_all(_CONTROL_TEXT, "\ufffd").str.head(REJECT_RAW_BYTES))
+        raw=pl.col("raw").str.replace_all(CONTROL_TEXT, "\ufffd").str.head(REJECT_RAW_BYTES))
     return LineChunk(lines.filter(~binary), bad)
 
 
