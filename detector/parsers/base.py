@@ -12,7 +12,7 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -77,11 +77,17 @@ class Parser(ABC):
     # Text read per chunk: a parser whose staged frame is wide (dozens of columns per line) reads less
     # at a time, so that two chunks in flight stay well under a gigabyte.
     chunk_bytes: ClassVar[int] = 16 << 20
+    # Whether the lines of several small files may be parsed as one chunk (:mod:`.together`): the
+    # parser keeps no state from line to line (no CSV header) and raises :class:`FilesApart` where
+    # its output would depend on which file a line came from.
+    together: ClassVar[bool] = False
 
     def __init__(self, path: str, options: ParseOptions) -> None:
         self.path = path
         self.options = options
         self._seen_offset = False  # whether any timestamp of the file so far had an offset
+        # Set when the lines come from several files at once (see ``together``).
+        self.files_together = False
 
     @classmethod
     @abstractmethod
@@ -130,6 +136,8 @@ class Parser(ABC):
         )
         tz = self.options.tz
         naive_only = pl.col("_aware").is_null() & pl.col("_naive").is_not_null()
+        if tz is None and self.files_together and frame.select(naive_only.any()).item():
+            raise FilesApart("a naive timestamp without --tz: its reading depends on the rest of its file")
         if tz is None:
             has_aware = frame.get_column("_aware").null_count() < frame.height
             self._seen_offset = self._seen_offset or has_aware
@@ -162,6 +170,26 @@ class Parser(ABC):
 
 
 _START_LINES = 100
+
+
+class FilesApart(Exception):
+    """Lines of several files parsed as one met something whose reading depends on the rest of its
+    own file (a naive timestamp, a yearless one near the file's date): parse the files one by one."""
+
+
+def late_yearless(frame: pl.DataFrame, parser: Parser, yearless: pl.Expr) -> pl.Expr:
+    """Whether a yearless stamp's time is after the reference time (two days of slack absorb any zone
+    difference between the stamp and the reference): then it belongs to the year before (December logs
+    read in January). Several files read as one share the earliest of their reference times, which
+    decides the same for every line unless a yearless stamp is late for it: then :class:`FilesApart`."""
+    ref = parser.options.reference_time or datetime.now()
+    if ref.tzinfo is not None:
+        ref = ref.astimezone(UTC).replace(tzinfo=None)
+    late = yearless & (pl.col("time") > pl.lit(ref + timedelta(days=2)).cast(pl.Datetime("us"))
+                       .dt.replace_time_zone("UTC"))
+    if parser.files_together and frame.select(late.any()).item():
+        raise FilesApart("a yearless timestamp after the earliest file's date")
+    return late
 
 
 def _zone_question(value: object, field: str) -> str:

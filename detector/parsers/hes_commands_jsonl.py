@@ -64,6 +64,7 @@ class HesCommandsJsonl(Parser):
     description = "HES command log, JSON lines (IEC 61968-9 EndDeviceControl commands)"
     source_system = "hes"
     independent_chunks = True
+    together = True
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:
