@@ -1,0 +1,129 @@
+"""Small files of one format parsed as one chunk must give exactly what each gives alone."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from detector import pipeline
+from detector.parsers import ParseOptions, parse_file
+from detector.parsers.cef import Cef
+from detector.parsers.dms_syslog import DmsSyslog
+from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
+from detector.parsers.together import parse_together
+from detector.parsers.winsec_jsonl import WinsecJsonl
+from detector.pipeline import plan_parse
+from tests.conftest import GOLDEN
+
+_DMS = ('<86>1 {ts} adms-app01 ADMS 4312 AUTH [auth@32473 user="jdoe" src="10.20.1.55" result="success"] '
+        'Operator login\n')
+_WINSEC = '{{"TimeCreated":"{ts}","EventID":4624,"Computer":"HES-APP01","TargetUserName":"jdoe"}}\n'
+
+
+def _logs(tmp_path: Path) -> Path:
+    """Several files of each format that takes part: the golden inputs (naive, yearless, zoned and
+    damaged records among them), their halves, and one without a final newline."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name in ("cef.log", "dms_syslog.log", "hes_commands.jsonl", "winsec_attacker.jsonl", "winsec_ecs.jsonl",
+                 "winsec_flat.jsonl", "winsec_nxlog.jsonl"):
+        text = (GOLDEN / name).read_text()
+        lines = text.splitlines(keepends=True)
+        stem = name.split(".")[0].split("_")[0]
+        shutil.copy(GOLDEN / name, logs / f"{stem}_1_{name}")
+        (logs / f"{stem}_2_{name}").write_text("".join(lines[len(lines) // 2:]))
+        (logs / f"{stem}_3_{name}").write_text("".join(lines[: len(lines) // 2]).rstrip("\n"))
+    for day in range(3):  # clean files, which are read together without --tz too
+        (logs / f"dms_clean_{day}.log").write_text(_DMS.format(ts=f"2026-04-1{day}T02:40:01.230Z") * 3)
+        (logs / f"winsec_clean_{day}.jsonl").write_text(_WINSEC.format(ts=f"2026-04-1{day}T02:40:01Z") * 3)
+    return logs
+
+
+@pytest.mark.parametrize("tz", [None, "America/Chicago"])
+def test_files_read_together_give_what_each_gives_alone(tmp_path, monkeypatch, tz) -> None:
+    logs = _logs(tmp_path)
+    together = []
+
+    def counted(*args, **kwargs):
+        parsed = parse_together(*args, **kwargs)
+        together.append(parsed is not None)
+        return parsed
+
+    def parse(read_together: bool):
+        monkeypatch.setattr(pipeline, "parse_together", counted if read_together else lambda *a, **k: None)
+        run = plan_parse([logs], tz=tz)
+        return list(run.chunks()), run.reports
+
+    batched, batched_reports = parse(True)
+    alone, alone_reports = parse(False)
+    assert any(together), "no files were read together"
+    if tz is None:
+        assert not all(together), "the naive stamps of the golden files must part them"
+    assert batched_reports == alone_reports
+    assert sum(r.events for r in alone_reports) > 250 and sum(r.rejects for r in alone_reports) > 10
+    # A file without a final newline is two chunks alone, one when read with others: the rows are the same.
+    assert_frame_equal(pl.concat([c.events for c in batched]), pl.concat([c.events for c in alone]), check_exact=True)
+    assert_frame_equal(pl.concat([c.rejects for c in batched]), pl.concat([c.rejects for c in alone]),
+                       check_exact=True)
+
+
+def _alone(paths: list[Path], parser, options: ParseOptions):
+    out = []
+    for path in paths:
+        chunks = list(parse_file(path, parser, options))
+        assert len(chunks) == 1
+        out.append((chunks[0].events, chunks[0].rejects, chunks[0].time_fields))
+    return out
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_naive_stamp_without_a_zone_parts_the_files(tmp_path) -> None:
+    aware = _write(tmp_path, "a.log", _DMS.format(ts="2026-04-14T02:40:01Z"))
+    naive = _write(tmp_path, "b.log", _DMS.format(ts="2026-04-14T02:40:01"))
+    assert parse_together([aware, naive], DmsSyslog, ParseOptions()) is None
+    # With the zone given, the naive stamp reads the same in any file.
+    options = ParseOptions(tz="America/Chicago")
+    parsed = parse_together([aware, naive], DmsSyslog, options)
+    assert parsed is not None
+    for (events, rejects, fields), (e, r, f) in zip(parsed, _alone([aware, naive], DmsSyslog, options), strict=True):
+        assert events.equals(e) and rejects.equals(r) and fields == f
+    flat = _write(tmp_path, "c.jsonl", _WINSEC.format(ts="2026-04-14T02:40:01"))
+    assert parse_together([flat, flat], WinsecJsonl, ParseOptions()) is None
+
+
+def test_a_yearless_stamp_late_for_its_reference_parts_the_files(tmp_path) -> None:
+    record = "CEF:0|Acme|SSLVPN|9.1|vpn-login|VPN login|3|rt={rt} suser=jdoe src=203.0.113.7\n"
+    early = _write(tmp_path, "a.cef", record.format(rt="Jan 02 10:00:00 UTC"))
+    late = _write(tmp_path, "b.cef", record.format(rt="Dec 30 10:00:00 UTC"))
+    options = ParseOptions(reference_time=datetime(2027, 1, 5))
+    assert parse_together([early, late], Cef, options) is None
+    parsed = parse_together([early, early], Cef, options)
+    assert parsed is not None
+    assert parsed[0][0].get_column("time").dt.year().to_list() == [2027]
+    # Alone, the late one belongs to the year before.
+    assert _alone([late], Cef, options)[0][0].get_column("time").dt.year().to_list() == [2026]
+
+
+def test_a_damaged_file_parts_the_files(tmp_path) -> None:
+    good = (GOLDEN / "hes_commands.jsonl").read_text()
+    good += '{"ts":"2026-04-14T02:31:02Z","jobId":"J-1"}\nnot json\n'  # rejects, not damage
+    nul = _write(tmp_path, "b.jsonl", good + '{"ts":"2026-04-14T02:31:02Z","jobId":"J\x00"}\n')
+    clean = _write(tmp_path, "a.jsonl", good)
+    assert parse_together([clean, nul], HesCommandsJsonl, ParseOptions()) is None
+    assert parse_together([clean, tmp_path / "missing.jsonl"], HesCommandsJsonl, ParseOptions()) is None
+    parsed = parse_together([clean, clean], HesCommandsJsonl, ParseOptions())
+    assert parsed is not None
+    alone = _alone([clean], HesCommandsJsonl, ParseOptions())[0]
+    assert parsed[1][0].equals(alone[0]) and parsed[1][1].equals(alone[1])
+    assert parsed[1][1].height > 0  # the golden file's own bad records, numbered in their own file
+    assert parsed[1][1].get_column("raw_line").max() <= len(good.splitlines())
