@@ -468,6 +468,7 @@ def short_host_expr(expr: pl.Expr) -> pl.Expr:
 
 _STRING_COLUMNS = [c for c, t in EVENT_SCHEMA.items() if t == pl.String]
 _AS_WRITTEN = ("old_value", "new_value")
+_CLEANED_LATER = ("host", "host_as_written", "account", "src_ip")
 
 
 def _as_written(expr: pl.Expr) -> pl.Expr:
@@ -496,14 +497,19 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
         raw=pl.col("raw").str.head(REJECT_RAW_BYTES),
     ).sort("raw_line", maintain_order=True)
     rejects = collect(rejected)
-    action = clean(pl.col("action")).replace_strict(
-        {a: a for a in ACTIONS}, default="other", return_dtype=Action)
+    action = pl.col("action")
+    # A column with no value needs no cleaning; those the steps below clean themselves (once per distinct
+    # value, or in a coalesce) are not cleaned first.
+    empty = {c for c in staged.columns if staged.get_column(c).null_count() == staged.height}
     # One lazy query, not eager steps: polars then computes the independent columns in parallel.
     events = collect(lazy.filter(pl.col("_error").is_null()).with_columns(
-        [clean(pl.col(c)).alias(c) for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN)]
+        [(pl.col(c).cast(pl.String) if c in empty else clean(pl.col(c))).alias(c)
+         for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN, *_CLEANED_LATER)]
         # Values are kept as written: a group may be called "None" (every local user's primary group),
         # a setting may be set to "null"; only an empty value or Windows' "-" means there is none.
-        + [_as_written(pl.col(c)).alias(c) for c in _AS_WRITTEN]
+        + [_as_written(pl.col(c)).alias(c) for c in _AS_WRITTEN],
+        # Computed once: the query runs without common-subexpression elimination.
+        action=clean(pl.col("action")).replace_strict({a: a for a in ACTIONS}, default="other", return_dtype=Action),
     ).with_columns(
         time=pl.col("time").cast(UTC_US),
         source_system=pl.coalesce(pl.col("source_system"), pl.lit(source_system)).replace_strict(
