@@ -95,7 +95,7 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
     def done(staged: pl.DataFrame, unreadable: pl.DataFrame) -> ParsedChunk:
         time_fields = _time_fields(staged)
         events, rejects = finalize(staged, source_format=parser.name, raw_file=str(path),
-                                   source_system=parser.source_system)
+                                   source_system=parser.source_system, cleaned=parser.cleaned)
         unreadable = unreadable.select(
             raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
             raw="raw").cast(REJECT_SCHEMA)

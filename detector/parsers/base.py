@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal
@@ -81,6 +81,8 @@ class Parser(ABC):
     # parser keeps no state from line to line (no CSV header) and raises :class:`FilesApart` where
     # its output would depend on which file a line came from.
     together: ClassVar[bool] = False
+    # Event columns the parser stages already cleaned (:func:`clean`): finalize leaves them as they are.
+    cleaned: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, path: str, options: ParseOptions) -> None:
         self.path = path
@@ -307,7 +309,10 @@ def _utc_iso(text: pl.Series) -> pl.Series:
     microseconds, as the general reader does) is added. An invalid date or time stays null.
     """
     t = pl.col("_t")
-    fraction = t.str.slice(20).str.strip_suffix("Z").str.pad_end(9, "0").str.slice(0, 6).cast(pl.Int64)
+    # The fraction's first six digits (of 0-9, between "." and "Z"), scaled to microseconds.
+    digits = (t.str.len_chars() - 21).clip(0, 6)
+    fraction = (t.str.slice(20, digits).cast(pl.Int64, strict=False).fill_null(0)
+                * pl.lit(10, pl.Int64).pow(6 - digits))
     return text.to_frame("_t").select(
         pl.when(t.str.contains(_UTC_ISO))
         .then(t.str.slice(0, 19).str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False)
@@ -477,8 +482,9 @@ def _as_written(expr: pl.Expr) -> pl.Expr:
 
 
 def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
-             source_system: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split a staged frame into normalized events and rejects (see the module docstring)."""
+             source_system: str, cleaned: Collection[str] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a staged frame into normalized events and rejects (see the module docstring); the
+    *cleaned* columns are taken as already cleaned."""
     missing = {c: pl.lit(None, pl.String) for c in [*EVENT_SCHEMA, "_error"] if c not in staged.columns}
     if "details" in missing:
         missing["details"] = pl.lit(None, DETAILS)
@@ -498,12 +504,12 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
     ).sort("raw_line", maintain_order=True)
     rejects = collect(rejected)
     action = pl.col("action")
-    # A column with no value needs no cleaning; those the steps below clean themselves (once per distinct
-    # value, or in a coalesce) are not cleaned first.
-    empty = {c for c in staged.columns if staged.get_column(c).null_count() == staged.height}
+    # A column with no value needs no cleaning, nor one the parser cleaned; those the steps below clean
+    # themselves (once per distinct value, or in a coalesce) are not cleaned first.
+    as_they_are = {c for c in staged.columns if staged.get_column(c).null_count() == staged.height} | set(cleaned)
     # One lazy query, not eager steps: polars then computes the independent columns in parallel.
     events = collect(lazy.filter(pl.col("_error").is_null()).with_columns(
-        [(pl.col(c).cast(pl.String) if c in empty else clean(pl.col(c))).alias(c)
+        [(pl.col(c).cast(pl.String) if c in as_they_are else clean(pl.col(c))).alias(c)
          for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN, *_CLEANED_LATER)]
         # Values are kept as written: a group may be called "None" (every local user's primary group),
         # a setting may be set to "null"; only an empty value or Windows' "-" means there is none.

@@ -65,6 +65,7 @@ class HesCommandsJsonl(Parser):
     source_system = "hes"
     independent_chunks = True
     together = True
+    cleaned = frozenset({"target_type", "target_id", "native_code", "image_sha256", "message"})
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:

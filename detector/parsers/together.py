@@ -58,7 +58,7 @@ def parse_together(paths: Sequence[Path], parser: type[Parser], options: ParseOp
         if instance.finish() is not None:
             return None
         events, rejects = finalize(staged, source_format=parser.name, raw_file="",
-                                   source_system=parser.source_system)
+                                   source_system=parser.source_system, cleaned=parser.cleaned)
         time_fields = _time_fields(staged)
     except Exception:  # noqa: BLE001 - whatever it is, each file parsed alone meets it (or not) as usual
         return None
