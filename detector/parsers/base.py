@@ -174,6 +174,11 @@ class Parser(ABC):
 _START_LINES = 100
 
 
+# Lines of files read together are numbered ``file index << FILE_SHIFT | line`` (see ``together``).
+FILE_SHIFT = 32
+FILE_OF_LINE = (pl.col("raw_line") // (1 << FILE_SHIFT)).alias("_file")
+
+
 class FilesApart(Exception):
     """Lines of several files parsed as one met something whose reading depends on the rest of its
     own file (a naive timestamp, a yearless one near the file's date): parse the files one by one."""

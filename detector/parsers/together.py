@@ -20,13 +20,11 @@ from pathlib import Path
 import polars as pl
 
 from detector.errors import DetectorError
-from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_lines
+from detector.parsers.base import FILE_OF_LINE, FILE_SHIFT, ParseOptions, Parser, finalize, reject_long_lines
 from detector.parsers.reader import detached, read_line_chunks
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA
 
-# A file's line numbers stay below 2**32 (files read together are a few MiB each).
-FILE_SHIFT = 32
-_FILE = (pl.col("raw_line") // (1 << FILE_SHIFT)).alias("_file")
+_FILE = FILE_OF_LINE  # a file's line numbers stay below 2**32: files read together are a few MiB each
 
 
 def parse_together(paths: Sequence[Path], parser: type[Parser], options: ParseOptions

@@ -14,6 +14,7 @@ from detector import pipeline
 from detector.parsers import ParseOptions, parse_file
 from detector.parsers.cef import Cef
 from detector.parsers.dms_syslog import DmsSyslog
+from detector.parsers.hes_audit_csv import HesAuditCsv
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
 from detector.parsers.together import parse_together
 from detector.parsers.winsec_jsonl import WinsecJsonl
@@ -33,7 +34,7 @@ def _logs(tmp_path: Path) -> Path:
     own, parsed beside the first, and whether that chunk asks for --tz depends on which runs first.)"""
     logs = tmp_path / "logs"
     logs.mkdir()
-    for name in ("cef.log", "dms_syslog.log", "hes_commands.jsonl", "winsec_attacker.jsonl", "winsec_ecs.jsonl",
+    for name in ("cef.log", "dms_syslog.log", "hes_audit.csv", "hes_commands.jsonl", "winsec_attacker.jsonl", "winsec_ecs.jsonl",
                  "winsec_flat.jsonl", "winsec_nxlog.jsonl"):
         text = (GOLDEN / name).read_text()
         lines = text.splitlines(keepends=True)
@@ -41,10 +42,16 @@ def _logs(tmp_path: Path) -> Path:
         shutil.copy(GOLDEN / name, logs / f"{stem}_1_{name}")
         (logs / f"{stem}_2_{name}").write_text("".join(lines[len(lines) // 2:]))
         (logs / f"{stem}_3_{name}").write_text("".join(lines[: len(lines) // 2]))
+        if name.endswith(".csv"):  # the second half, under the header again
+            (logs / f"{stem}_2_{name}").write_text("".join(lines[:1] + lines[len(lines) // 2:]))
     for day in range(3):  # clean files, which are read together without --tz too; one without a final newline
         end = "" if day == 1 else "\n"
         (logs / f"dms_clean_{day}.log").write_text((_DMS.format(ts=f"2026-04-1{day}T02:40:01.230Z") * 3)[:-1] + end)
         (logs / f"winsec_clean_{day}.jsonl").write_text((_WINSEC.format(ts=f"2026-04-1{day}T02:40:01Z") * 3)[:-1] + end)
+        (logs / f"hes_clean_{day}.csv").write_text(
+            "EventTimeUTC,AuditId,UserName,Role,ClientIP,Workstation,Category,Action,ObjectType,ObjectId,"
+            "OldValue,NewValue,Result\n" + f"2026-04-1{day}T02:13:07.412Z,884,jdoe,Operator,10.40.8.21,WS1,Security,"
+            "UserLogin,User,jdoe,,,Success\n" * 2 + ("\n" if day == 2 else ""))
     return logs
 
 
@@ -131,3 +138,19 @@ def test_a_damaged_file_parts_the_files(tmp_path) -> None:
     assert parsed[1][0].equals(alone[0]) and parsed[1][1].equals(alone[1])
     assert parsed[1][1].height > 0  # the golden file's own bad records, numbered in their own file
     assert parsed[1][1].get_column("raw_line").max() <= len(good.splitlines())
+
+
+def test_csv_files_read_together_share_one_header_and_no_record_spans_lines(tmp_path) -> None:
+    header = (GOLDEN / "hes_audit.csv").read_text().splitlines()[0]
+    row = "2026-04-14T02:13:07.412Z,88412031,jdoe,Operator,10.40.8.21,WS1,Security,UserLogin,User,jdoe,,,Success"
+    a = _write(tmp_path, "a.csv", f"{header}\n{row}\n{row}\n")
+    b = _write(tmp_path, "b.csv", f"\n{header}\n{row}\n")
+    parsed = parse_together([a, b], HesAuditCsv, ParseOptions())
+    assert parsed is not None
+    for (events, rejects, fields), (e, r, f) in zip(parsed, _alone([a, b], HesAuditCsv, ParseOptions()), strict=True):
+        assert events.equals(e) and rejects.equals(r) and fields == f
+    assert parsed[1][0].get_column("raw_line").to_list() == [3]
+    reordered = _write(tmp_path, "c.csv", ",".join(reversed(header.split(","))) + "\n")
+    assert parse_together([a, reordered], HesAuditCsv, ParseOptions()) is None
+    quoted = _write(tmp_path, "d.csv", f'{header}\n{row[:-7]}"a\nb",Success\n')
+    assert parse_together([a, quoted], HesAuditCsv, ParseOptions()) is None
