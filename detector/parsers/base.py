@@ -144,7 +144,7 @@ class Parser(ABC):
             has_aware = frame.get_column("_aware").null_count() < frame.height
             self._seen_offset = self._seen_offset or has_aware
             # Only the first chunk asks: a later one may be parsed beside it, before its offsets are seen.
-            at_start = bool(frame.height) and int(frame.get_column("raw_line").min()) <= _START_LINES  # type: ignore[arg-type]
+            at_start = bool(frame.height) and int(frame.get_column("raw_line").min()) <= START_LINES  # type: ignore[arg-type]
             if not self._seen_offset and at_start:
                 naive_rows = frame.select("raw_line", "_naive_from", naive_only.alias("_n")).filter("_n")
                 if naive_rows.height:
@@ -171,7 +171,7 @@ class Parser(ABC):
         return (ref or datetime.now()).year
 
 
-_START_LINES = 100
+START_LINES = 100
 
 
 # Lines of files read together are numbered ``file index << FILE_SHIFT | line`` (see ``together``).

@@ -28,10 +28,8 @@ _WINSEC = '{{"TimeCreated":"{ts}","EventID":4624,"Computer":"HES-APP01","TargetU
 
 def _logs(tmp_path: Path) -> Path:
     """Several files of each format that takes part: the golden inputs (naive, yearless, zoned and
-    damaged records among them) and their halves, and clean files, one without a final newline.
-
-    (A file of naive stamps without a final newline is left out: alone, its last line is a chunk of its
-    own, parsed beside the first, and whether that chunk asks for --tz depends on which runs first.)"""
+    damaged records among them) and their halves (the first without a final newline), and clean files,
+    one without a final newline."""
     logs = tmp_path / "logs"
     logs.mkdir()
     for name in ("cef.log", "dms_syslog.log", "hes_audit.csv", "hes_commands.jsonl", "winsec_attacker.jsonl", "winsec_ecs.jsonl",
@@ -41,7 +39,7 @@ def _logs(tmp_path: Path) -> Path:
         stem = name.split(".")[0].split("_")[0]
         shutil.copy(GOLDEN / name, logs / f"{stem}_1_{name}")
         (logs / f"{stem}_2_{name}").write_text("".join(lines[len(lines) // 2:]))
-        (logs / f"{stem}_3_{name}").write_text("".join(lines[: len(lines) // 2]))
+        (logs / f"{stem}_3_{name}").write_text("".join(lines[: len(lines) // 2]).rstrip("\n"))
         if name.endswith(".csv"):  # the second half, under the header again
             (logs / f"{stem}_2_{name}").write_text("".join(lines[:1] + lines[len(lines) // 2:]))
     for day in range(3):  # clean files, which are read together without --tz too; one without a final newline
