@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from detector import pipeline
@@ -152,3 +154,47 @@ def test_csv_files_read_together_share_one_header_and_no_record_spans_lines(tmp_
     assert parse_together([a, reordered], HesAuditCsv, ParseOptions()) is None
     quoted = _write(tmp_path, "d.csv", f'{header}\n{row[:-7]}"a\nb",Success\n')
     assert parse_together([a, quoted], HesAuditCsv, ParseOptions()) is None
+
+
+_GOLDEN_OF = {Cef: ["cef.log"], DmsSyslog: ["dms_syslog.log"], HesAuditCsv: ["hes_audit.csv"],
+              HesCommandsJsonl: ["hes_commands.jsonl"], WinsecJsonl: ["winsec_flat.jsonl", "winsec_nxlog.jsonl"]}
+# Real lines of each format, cut and mixed with fragments that parsers find hard.
+_NOISE = ["", " ", "{", "}", '"', "|", "=", "\\", "CEF:0|", "<86>1 ", "Apr 14 02:11:40 ", "2026-04-14T02:13:07",
+          "Z", "+02:00", "\t", "\r", "-", "null"]
+
+
+def _line_of(parser) -> st.SearchStrategy[str]:
+    real = [line for name in _GOLDEN_OF[parser] for line in (GOLDEN / name).read_text().splitlines()[1:]]
+    whole = st.sampled_from(real)
+    cut = st.tuples(st.sampled_from(real), st.integers(0, 400), st.sampled_from(_NOISE)).map(
+        lambda t: t[0][: t[1]] + t[2] + t[0][t[1]:])
+    return st.one_of(whole, whole, cut, st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"),
+                                                  max_size=30))
+
+
+@pytest.mark.parametrize("parser", list(_GOLDEN_OF), ids=lambda p: p.name)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), tz=st.sampled_from([None, "UTC"]))
+def test_any_files_read_together_give_what_each_gives_alone(tmp_path_factory, parser, data, tz) -> None:
+    tmp = tmp_path_factory.mktemp("together")
+    header = (GOLDEN / _GOLDEN_OF[parser][0]).read_text().splitlines()[0]
+    paths = []
+    for index in range(data.draw(st.integers(2, 3))):
+        lines = data.draw(st.lists(_line_of(parser), min_size=1, max_size=8))
+        end = data.draw(st.sampled_from(["\n", ""]))
+        path = tmp / f"{index}.log"
+        path.write_text("\n".join([header, *lines]) + end, encoding="utf-8")
+        paths.append(path)
+    options = ParseOptions(tz=tz, reference_time=datetime(2026, 4, 20))
+    parsed = parse_together(paths, parser, options)
+    if parsed is None:
+        return
+    for path, (events, rejects, fields) in zip(paths, parsed, strict=True):
+        alone = list(parse_file(path, parser, options))
+        assert_frame_equal(events, pl.concat([c.events for c in alone]), check_exact=True)
+        assert_frame_equal(rejects, pl.concat([c.rejects for c in alone]), check_exact=True)
+        counted: dict[str, int] = {}
+        for c in alone:
+            for name, n in c.time_fields.items():
+                counted[name] = counted.get(name, 0) + n
+        assert fields == counted
