@@ -21,6 +21,7 @@ from detector.overlap import ahead, two_at_a_time
 from detector.parsers import ParsedChunk, ParseOptions, Parser, get_parser, parse_file, sniff
 from detector.parsers.mapping import load_mapping
 from detector.parsers.reader import CHUNK_BYTES, GZIP_MAGIC
+from detector.parsers.together import parse_together
 from detector.schema import EVENT_SCHEMA, REJECT_RAW_BYTES, REJECT_SCHEMA, empty_events, empty_rejects
 from detector.spill import EventSpill
 
@@ -74,32 +75,72 @@ class ParseRun:
             yield from parsed
 
     def _files(self) -> Iterator[tuple[FileReport, Iterable[ParsedChunk]]]:
-        """Each file's report and chunks, in order. Runs of small files are parsed two at a time, whole:
-        a small file's cost is mostly fixed (sniffing, some hundred small polars queries, much of it
+        """Each file's report and chunks, in order. Runs of small files are parsed two batches at a time,
+        whole: a small file's cost is mostly fixed (sniffing, some hundred small polars queries, much of it
         outside the GIL), so an export of many small files would otherwise keep one core busy; so are
-        uncompressed files of one chunk, whose chunks could not be parsed side by side. A larger file
-        streams chunk by chunk (its chunks already two at a time, see :func:`parse_file`)."""
-        def whole(path: Path) -> tuple[FileReport, list[ParsedChunk]]:
-            report = FileReport(str(path))
-            return report, list(self._parse(path, report))
-
+        uncompressed files of one chunk, whose chunks could not be parsed side by side. Consecutive small
+        files of one format are parsed as one chunk where the format allows (:mod:`.parsers.together`).
+        A larger file streams chunk by chunk (its chunks already two at a time, see :func:`parse_file`)."""
         for small, paths in itertools.groupby(self.files, key=_parsed_whole):
             if small:
-                yield from two_at_a_time(paths, whole)
+                for parsed in two_at_a_time(self._batches(paths), self._parse_batch):
+                    yield from parsed
             else:
                 for path in paths:
                     report = FileReport(str(path))
                     yield report, self._parse(path, report)
 
-    def _parse(self, path: Path, report: FileReport) -> Iterator[ParsedChunk]:
+    def _batches(self, paths: Iterable[Path]) -> Iterator[list[tuple[Path, type[Parser] | None]]]:
+        """Runs of consecutive small files of one format that may be parsed together, up to a chunk of
+        that format in all; every other file alone. A file whose format is not known (sniffing failed)
+        is alone, and its parse reports why."""
+        batch: list[tuple[Path, type[Parser] | None]] = []
+        size = 0
+        for path in paths:
+            parser = self._format(path)
+            together = parser is not None and parser.together and not _gzipped(path)
+            if batch and not (together and parser is batch[0][1]
+                              and size + _size(path) <= parser.chunk_bytes):  # type: ignore[union-attr]
+                yield batch
+                batch, size = [], 0
+            batch.append((path, parser))
+            size += _size(path)
+            if not together:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def _format(self, path: Path) -> type[Parser] | None:
         try:
-            parser = self.forced or sniff(path, self.parsers)
+            return self.forced or sniff(path, self.parsers)
+        except DetectorError:
+            return None
+
+    def _parse_batch(self, batch: list[tuple[Path, type[Parser] | None]]) -> list[tuple[FileReport, list[ParsedChunk]]]:
+        parser = batch[0][1]
+        if len(batch) > 1 and parser is not None:
+            parsed = parse_together([path for path, _ in batch], parser, self.options)
+            if parsed is not None:
+                files = []
+                for (path, _), (events, rejects, time_fields) in zip(batch, parsed, strict=True):
+                    report = FileReport(str(path), format=parser.name)
+                    chunk = ParsedChunk(events, rejects, time_fields)
+                    _count(report, chunk)
+                    files.append((report, [chunk]))
+                return files
+        files = []
+        for path, known in batch:
+            report = FileReport(str(path))
+            files.append((report, list(self._parse(path, report, known))))
+        return files
+
+    def _parse(self, path: Path, report: FileReport, parser: type[Parser] | None = None) -> Iterator[ParsedChunk]:
+        try:
+            parser = parser or self.forced or sniff(path, self.parsers)
             report.format = parser.name
             for chunk in parse_file(path, parser, self.options):
-                report.events += chunk.events.height
-                report.rejects += chunk.rejects.height
-                for name, n in chunk.time_fields.items():
-                    report.time_fields[name] = report.time_fields.get(name, 0) + n
+                _count(report, chunk)
                 yield chunk
         except DetectorError as exc:
             report.error = exc.message
@@ -114,6 +155,13 @@ class ParseRun:
     @property
     def failed(self) -> list[FileReport]:
         return [r for r in self.reports if r.error]
+
+
+def _count(report: FileReport, chunk: ParsedChunk) -> None:
+    report.events += chunk.events.height
+    report.rejects += chunk.rejects.height
+    for name, n in chunk.time_fields.items():
+        report.time_fields[name] = report.time_fields.get(name, 0) + n
 
 
 def expand_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:

@@ -6,6 +6,7 @@ describing another CSV or JSON-lines export becomes a parser class too (:mod:`.m
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +16,7 @@ import polars as pl
 
 from detector.errors import FormatError, InputError
 from detector.overlap import two_at_a_time
-from detector.parsers.base import ParseOptions, Parser, finalize, reject_long_lines
+from detector.parsers.base import START_LINES, ParseOptions, Parser, finalize, reject_long_lines
 from detector.parsers.cef import Cef
 from detector.parsers.dms_syslog import DmsSyslog
 from detector.parsers.hes_audit_csv import HesAuditCsv
@@ -95,7 +96,7 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
     def done(staged: pl.DataFrame, unreadable: pl.DataFrame) -> ParsedChunk:
         time_fields = _time_fields(staged)
         events, rejects = finalize(staged, source_format=parser.name, raw_file=str(path),
-                                   source_system=parser.source_system)
+                                   source_system=parser.source_system, cleaned=parser.cleaned)
         unreadable = unreadable.select(
             raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
             raw="raw").cast(REJECT_SCHEMA)
@@ -111,7 +112,16 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
     # A binary format (EVTX) reads its own records; every other format is text lines.
     source = instance.read_chunks() if isinstance(instance, Evtx) else read_line_chunks(path, parser.chunk_bytes)
     if parser.independent_chunks:
-        yield from two_at_a_time(source, parse)
+        read = 0
+        for chunk in source:
+            read += chunk.lines.height + chunk.bad_lines.height
+            if read >= START_LINES:
+                yield from two_at_a_time(itertools.chain([chunk], source), parse)
+                break
+            # The next chunk (a last line without a newline, say) starts among the lines that ask for --tz
+            # when no line before them showed an offset: parsed beside this one, whether it asks would
+            # depend on which ran first.
+            yield parse(chunk)
     else:
         yield from map(parse, source)
     rest = instance.finish()

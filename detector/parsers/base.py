@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -77,11 +77,19 @@ class Parser(ABC):
     # Text read per chunk: a parser whose staged frame is wide (dozens of columns per line) reads less
     # at a time, so that two chunks in flight stay well under a gigabyte.
     chunk_bytes: ClassVar[int] = 16 << 20
+    # Whether the lines of several small files may be parsed as one chunk (:mod:`.together`): the
+    # parser keeps no state from line to line (no CSV header) and raises :class:`FilesApart` where
+    # its output would depend on which file a line came from.
+    together: ClassVar[bool] = False
+    # Event columns the parser stages already cleaned (:func:`clean`): finalize leaves them as they are.
+    cleaned: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, path: str, options: ParseOptions) -> None:
         self.path = path
         self.options = options
         self._seen_offset = False  # whether any timestamp of the file so far had an offset
+        # Set when the lines come from several files at once (see ``together``).
+        self.files_together = False
 
     @classmethod
     @abstractmethod
@@ -130,11 +138,13 @@ class Parser(ABC):
         )
         tz = self.options.tz
         naive_only = pl.col("_aware").is_null() & pl.col("_naive").is_not_null()
+        if tz is None and self.files_together and frame.select(naive_only.any()).item():
+            raise FilesApart("a naive timestamp without --tz: its reading depends on the rest of its file")
         if tz is None:
             has_aware = frame.get_column("_aware").null_count() < frame.height
             self._seen_offset = self._seen_offset or has_aware
             # Only the first chunk asks: a later one may be parsed beside it, before its offsets are seen.
-            at_start = bool(frame.height) and int(frame.get_column("raw_line").min()) <= _START_LINES  # type: ignore[arg-type]
+            at_start = bool(frame.height) and int(frame.get_column("raw_line").min()) <= START_LINES  # type: ignore[arg-type]
             if not self._seen_offset and at_start:
                 naive_rows = frame.select("raw_line", "_naive_from", naive_only.alias("_n")).filter("_n")
                 if naive_rows.height:
@@ -161,7 +171,32 @@ class Parser(ABC):
         return (ref or datetime.now()).year
 
 
-_START_LINES = 100
+START_LINES = 100
+
+
+# Lines of files read together are numbered ``file index << FILE_SHIFT | line`` (see ``together``).
+FILE_SHIFT = 32
+FILE_OF_LINE = (pl.col("raw_line") // (1 << FILE_SHIFT)).alias("_file")
+
+
+class FilesApart(Exception):
+    """Lines of several files parsed as one met something whose reading depends on the rest of its
+    own file (a naive timestamp, a yearless one near the file's date): parse the files one by one."""
+
+
+def late_yearless(frame: pl.DataFrame, parser: Parser, yearless: pl.Expr) -> pl.Expr:
+    """Whether a yearless stamp's time is after the reference time (two days of slack absorb any zone
+    difference between the stamp and the reference): then it belongs to the year before (December logs
+    read in January). Several files read as one share the earliest of their reference times, which
+    decides the same for every line unless a yearless stamp is late for it: then :class:`FilesApart`."""
+    ref = parser.options.reference_time or datetime.now()
+    if ref.tzinfo is not None:
+        ref = ref.astimezone(UTC).replace(tzinfo=None)
+    late = yearless & (pl.col("time") > pl.lit(ref + timedelta(days=2)).cast(pl.Datetime("us"))
+                       .dt.replace_time_zone("UTC"))
+    if parser.files_together and frame.select(late.any()).item():
+        raise FilesApart("a yearless timestamp after the earliest file's date")
+    return late
 
 
 def _zone_question(value: object, field: str) -> str:
@@ -279,7 +314,10 @@ def _utc_iso(text: pl.Series) -> pl.Series:
     microseconds, as the general reader does) is added. An invalid date or time stays null.
     """
     t = pl.col("_t")
-    fraction = t.str.slice(20).str.strip_suffix("Z").str.pad_end(9, "0").str.slice(0, 6).cast(pl.Int64)
+    # The fraction's first six digits (of 0-9, between "." and "Z"), scaled to microseconds.
+    digits = (t.str.len_chars() - 21).clip(0, 6)
+    fraction = (t.str.slice(20, digits).cast(pl.Int64, strict=False).fill_null(0)
+                * pl.lit(10, pl.Int64).pow(6 - digits))
     return text.to_frame("_t").select(
         pl.when(t.str.contains(_UTC_ISO))
         .then(t.str.slice(0, 19).str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S", strict=False)
@@ -440,6 +478,7 @@ def short_host_expr(expr: pl.Expr) -> pl.Expr:
 
 _STRING_COLUMNS = [c for c, t in EVENT_SCHEMA.items() if t == pl.String]
 _AS_WRITTEN = ("old_value", "new_value")
+_CLEANED_LATER = ("host", "host_as_written", "account", "src_ip")
 
 
 def _as_written(expr: pl.Expr) -> pl.Expr:
@@ -448,8 +487,9 @@ def _as_written(expr: pl.Expr) -> pl.Expr:
 
 
 def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
-             source_system: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split a staged frame into normalized events and rejects (see the module docstring)."""
+             source_system: str, cleaned: Collection[str] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a staged frame into normalized events and rejects (see the module docstring); the
+    *cleaned* columns are taken as already cleaned."""
     missing = {c: pl.lit(None, pl.String) for c in [*EVENT_SCHEMA, "_error"] if c not in staged.columns}
     if "details" in missing:
         missing["details"] = pl.lit(None, DETAILS)
@@ -468,14 +508,19 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
         raw=pl.col("raw").str.head(REJECT_RAW_BYTES),
     ).sort("raw_line", maintain_order=True)
     rejects = collect(rejected)
-    action = clean(pl.col("action")).replace_strict(
-        {a: a for a in ACTIONS}, default="other", return_dtype=Action)
+    action = pl.col("action")
+    # A column with no value needs no cleaning, nor one the parser cleaned; those the steps below clean
+    # themselves (once per distinct value, or in a coalesce) are not cleaned first.
+    as_they_are = {c for c in staged.columns if staged.get_column(c).null_count() == staged.height} | set(cleaned)
     # One lazy query, not eager steps: polars then computes the independent columns in parallel.
     events = collect(lazy.filter(pl.col("_error").is_null()).with_columns(
-        [clean(pl.col(c)).alias(c) for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN)]
+        [(pl.col(c).cast(pl.String) if c in as_they_are else clean(pl.col(c))).alias(c)
+         for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN, *_CLEANED_LATER)]
         # Values are kept as written: a group may be called "None" (every local user's primary group),
         # a setting may be set to "null"; only an empty value or Windows' "-" means there is none.
-        + [_as_written(pl.col(c)).alias(c) for c in _AS_WRITTEN]
+        + [_as_written(pl.col(c)).alias(c) for c in _AS_WRITTEN],
+        # Computed once: the query runs without common-subexpression elimination.
+        action=clean(pl.col("action")).replace_strict({a: a for a in ACTIONS}, default="other", return_dtype=Action),
     ).with_columns(
         time=pl.col("time").cast(UTC_US),
         source_system=pl.coalesce(pl.col("source_system"), pl.lit(source_system)).replace_strict(

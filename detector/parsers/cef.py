@@ -41,13 +41,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import polars as pl
 
 from detector.exprs import formatted
-from detector.parsers.base import Parser, clean, collect, ip_expr, parse_any_time, per_distinct, spread
+from detector.parsers.base import (
+    Parser,
+    clean,
+    collect,
+    ip_expr,
+    late_yearless,
+    parse_any_time,
+    per_distinct,
+    spread,
+)
 
 # ---- record and header -----------------------------------------------------------------------
 
@@ -266,6 +275,7 @@ class Cef(Parser):
     description = "ArcSight CEF from VPN concentrators, jump hosts and firewalls (with or without syslog header)"
     source_system = "other"
     independent_chunks = True
+    together = True
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:
@@ -347,14 +357,7 @@ class Cef(Parser):
                 naive.dt.replace_time_zone(zid, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC"))
                for zid in zone_ids])
         staged = self.with_time(staged, "_plain").with_columns(time=pl.coalesce(pl.col("time"), zoned))
-
-        # A yearless stamp after the reference time belongs to the year before (December logs read in
-        # January); two days of slack absorb any zone difference between the stamp and the reference.
-        ref = self.options.reference_time or datetime.now()
-        if ref.tzinfo is not None:
-            ref = ref.astimezone(UTC).replace(tzinfo=None)
-        late = pl.col("_when").str.contains(_YEARLESS) & (
-            pl.col("time") > pl.lit(ref + timedelta(days=2)).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+        late = late_yearless(staged, self, pl.col("_when").str.contains(_YEARLESS))
         staged = staged.with_columns(time=pl.when(late).then(pl.col("time").dt.offset_by("-1y")).otherwise("time"))
 
         unknown_zone = (pl.col("_zone").is_not_null() & pl.col("_offset").is_null()

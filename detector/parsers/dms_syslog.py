@@ -57,14 +57,13 @@ native_code is ``MSGID`` or ``MSGID:ACTION`` (plus ``:SBO-STEP`` for SCADA contr
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Final
 
 import polars as pl
 import polars.selectors as cs
 
 from detector.exprs import formatted
-from detector.parsers.base import Parser, clean, collect, per_distinct, spread
+from detector.parsers.base import Parser, clean, collect, late_yearless, per_distinct, spread
 from detector.schema import UTC_US
 
 # ---- grammar (Rust regex syntax: no look-around, linear time) -------------------------------------
@@ -289,6 +288,7 @@ class DmsSyslog(Parser):
     description = "DMS/ADMS events, RFC 5424 syslog with structured data (or RFC 3164 with key=\"value\")"
     source_system = "dms"
     independent_chunks = True
+    together = True
 
     _SNIFF_5424: ClassVar[re.Pattern[str]] = re.compile(
         r"^\s*(?:\d{1,10} )?<\d{1,3}>1 \S+ \S+ \S+ \S+ \S+ (?:-|\[)")
@@ -379,13 +379,7 @@ class DmsSyslog(Parser):
 
     def _times(self, staged: pl.DataFrame) -> pl.DataFrame:
         staged = self.with_time(staged, "_ts")
-        ref = self.options.reference_time or datetime.now()
-        if ref.tzinfo is not None:
-            ref = ref.astimezone(UTC).replace(tzinfo=None)
-        # A yearless stamp after the reference time belongs to the year before (December logs read in
-        # January); two days of slack absorb any zone difference between the stamp and the reference.
-        late = pl.col("_ts").str.contains(_YEARLESS) & (pl.col("time") > pl.lit(ref + timedelta(days=2)).cast(
-            pl.Datetime("us")).dt.replace_time_zone("UTC"))
+        late = late_yearless(staged, self, pl.col("_ts").str.contains(_YEARLESS))
         return staged.with_columns(
             time=pl.when(late).then(pl.col("time").dt.offset_by("-1y")).otherwise(pl.col("time")).cast(UTC_US),
         ).with_columns(

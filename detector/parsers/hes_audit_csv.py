@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from detector.errors import InputError
-from detector.parsers.base import Parser, clean, collect, per_distinct
+from detector.parsers.base import FILE_OF_LINE, FilesApart, Parser, clean, collect, per_distinct
 from detector.parsers.csvlines import DATE_START, join_multiline_records, parse_header, split_fields, unterminated
 
 COLUMNS = ("EventTimeUTC", "AuditId", "UserName", "Role", "ClientIP", "Workstation", "Category", "Action",
@@ -70,6 +70,7 @@ class HesAuditCsv(Parser):
     name = "hes_audit_csv"
     description = "HES operator audit trail, CSV with header (logins, accounts, roles, settings, log clearing)"
     source_system = "hes"
+    together = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -102,6 +103,8 @@ class HesAuditCsv(Parser):
         return lines.slice(1)
 
     def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
+        if self.files_together:
+            return self._parse_files(lines)
         if self._names is None:
             lines = self._read_header(lines)
             if self._names is None:
@@ -109,6 +112,21 @@ class HesAuditCsv(Parser):
         lines = pl.concat([self._pending, lines.filter(pl.col("raw").str.strip_chars() != "")])
         starts = pl.col("raw").str.contains(DATE_START) if self._names[0] == "EventTimeUTC" else None
         records, self._pending = join_multiline_records(lines, starts)
+        return self._stage(records)
+
+    def _parse_files(self, lines: pl.DataFrame) -> pl.DataFrame:
+        """The lines of several files: each starts with its header, the same in all, and no record spans
+        lines (a quoted field across a line end could be open at the end of a file)."""
+        lines = lines.filter(pl.col("raw").str.strip_chars() != "")
+        header = FILE_OF_LINE.is_first_distinct()
+        headers = lines.filter(header)
+        if headers.get_column("raw").n_unique() > 1:
+            raise FilesApart("files with different CSV headers")
+        self._read_header(headers.head(1))
+        lines = lines.filter(~header)
+        if (lines.get_column("raw").str.count_matches('"', literal=True) % 2 == 1).any():
+            raise FilesApart("a quoted field may span lines")
+        records, _ = join_multiline_records(lines)
         return self._stage(records)
 
     def finish(self) -> pl.DataFrame | None:

@@ -64,6 +64,8 @@ class HesCommandsJsonl(Parser):
     description = "HES command log, JSON lines (IEC 61968-9 EndDeviceControl commands)"
     source_system = "hes"
     independent_chunks = True
+    together = True
+    cleaned = frozenset({"target_type", "target_id", "native_code", "image_sha256", "message"})
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:
@@ -72,14 +74,17 @@ class HesCommandsJsonl(Parser):
     def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         decoded = decode_json_lines(lines, SCHEMA, text)
         staged = self.with_time(decoded, "ts")
-        group = clean(pl.col("targetGroup"))
-        command = clean(pl.col("command"))
-        action = _lookup("command", COMMAND_ACTIONS, "other")
+        # The chunk query runs without common-subexpression elimination: what several columns read is
+        # computed once, as a column of its own, first.
+        group, command, action = pl.col("_group"), pl.col("_command"), pl.col("action")
         return collect(staged.lazy().with_columns(
+            _group=clean(pl.col("targetGroup")),
+            _command=clean(pl.col("command")),
+            action=_lookup("command", COMMAND_ACTIONS, "other"),
+        ).with_columns(
             host=pl.col("host"),
             account=pl.col("user"),
             src_ip=pl.col("client"),
-            action=action,
             # An unknown command is still a command sent to field devices.
             category=pl.when(action == "other").then(pl.lit("device_command")),
             outcome=_lookup("status", STATUS_OUTCOMES, "unknown"),
@@ -96,4 +101,4 @@ class HesCommandsJsonl(Parser):
                 pl.col("_error"),
                 pl.when(command.is_null()).then(pl.lit("no command field")),
             ),
-        ))
+        ).drop("_group", "_command"))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import polars as pl
 
 from detector.exprs import formatted
-from detector.parsers.base import ParseOptions, Parser, account_expr, clean, collect, parse_times
+from detector.parsers.base import FilesApart, ParseOptions, Parser, account_expr, clean, collect, parse_times
 from detector.parsers.jsonlines import decode_json_parts
 from detector.schema import DETAILS
 
@@ -374,6 +374,9 @@ def _first_sentence(expr: pl.Expr) -> pl.Expr:
     return clean(line.str.replace(r"\.(?:\s.*)?$", "").str.head(_SUMMARY_CHARS))
 
 
+_NAIVE_STAMP = r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?$"
+
+
 class WinsecJsonl(Parser):
     name = "winsec_jsonl"
     description = "Windows Security events as JSON lines (Get-WinEvent, NXLog im_msvistalog, Winlogbeat/ECS)"
@@ -382,6 +385,7 @@ class WinsecJsonl(Parser):
     # About ninety columns are staged per line (every EventData name, six time fields, details):
     # 8 MiB chunks keep a damaged 40 MB file at about 800 MiB peak instead of 1.1 GiB (bench_fuzz).
     chunk_bytes = 8 << 20
+    together = True
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:
@@ -405,14 +409,16 @@ class WinsecJsonl(Parser):
         staged = pl.concat([self._normalize(part) for part in decode_json_parts(lines, SCHEMA)])
         columns, labels = [f"_t{i}" for i in range(len(TIME_FIELDS))], list(TIME_FIELDS)
         if self.options.tz is None:
+            if self.files_together and staged.select(pl.any_horizontal(
+                    pl.col(c).str.contains(_NAIVE_STAMP) for c in ("_t0", "_t1")).any()).item():
+                raise FilesApart("a naive TimeCreated or EventTime: the offset its file's Sysmon records show")
             if self._learned_offset is None:
                 self._learned_offset = _offset_from_utc_time(staged, year=self._year())
             if self._learned_offset is not False:
                 # Last resort, after every stamp that carries its own offset.
                 offset = str(self._learned_offset)
-                naive = r"^\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?$"
                 staged = staged.with_columns(
-                    pl.when(pl.col(c).str.contains(naive)).then(pl.col(c) + offset).alias(f"{c}_at")
+                    pl.when(pl.col(c).str.contains(_NAIVE_STAMP)).then(pl.col(c) + offset).alias(f"{c}_at")
                     for c in ("_t0", "_t1"))
                 columns += ["_t0_at", "_t1_at"]
                 labels += [f"{name} (at {offset}, the offset Sysmon's UtcTime shows)" for name in TIME_FIELDS[:2]]
