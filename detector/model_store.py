@@ -27,9 +27,10 @@ import re
 import shutil
 import stat
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Final
@@ -40,6 +41,7 @@ import polars as pl
 from detector.atomic import fsync_dir
 from detector.config import Config
 from detector.errors import ConfigError, DetectorError
+from detector.overlap import two_at_a_time
 from detector.scoring import STATE_ARRAYS, ScoringError, SeverityThresholds, WindowScorer
 
 __all__ = ["FORMAT_VERSION", "MODEL_FILE", "Model", "ModelError", "load_model", "save_model"]
@@ -518,44 +520,54 @@ def load_model(directory: Path | str) -> Model:
         raise ModelError(f"files listed {sorted(files)} do not match the forests and profiles "
                          f"{sorted(referenced)}", source=source)
 
-    scorers: dict[str, WindowScorer] = {}
-    digests: dict[str, dict[str, str]] = {}
-    for kind, entry in kinds.items():
-        relative = entry["file"]
-        file_source = (str(directory / relative), None)
-        data = _read_verified(directory, relative, files[relative])
-        features, params, n_train = entry.get("features"), entry.get("params"), entry.get("n_training_windows")
-        if (not isinstance(features, list) or not isinstance(params, dict) or not isinstance(n_train, int)
-                or set(entry) != {"file", "features", "params", "n_training_windows"}):
-            raise ModelError(f"kind {kind!r}: needs exactly file, features (list), params (object) and "
-                             "n_training_windows (int)", source=source)
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-                arrays = {name.removesuffix(".npy"): archive[name] for name in archive.files}
-        except Exception as exc:  # noqa: BLE001 - BadZipFile, object arrays (pickle refused), bad headers...
-            raise ModelError(f"cannot read the forest arrays ({type(exc).__name__}: {exc}); {_RETRAIN}",
-                             source=file_source) from None
-        try:
-            scorer = WindowScorer.from_state(arrays, features, params)
-        except ScoringError as exc:
-            raise ModelError(f"{exc.message}; {_RETRAIN}", source=file_source) from None
-        if scorer.n_training_windows != n_train:
-            raise ModelError(f"holds {scorer.n_training_windows} training scores, model.json records {n_train}",
-                             source=file_source)
-        scorers[kind] = scorer
-        digests[kind] = {name: _array_digest(arrays[name]) for name in STATE_ARRAYS}
-
-    frames: dict[str, pl.DataFrame] = {}
-    for name, relative in tables.items():
-        data = _read_verified(directory, relative, files[relative])
-        try:
-            frames[name] = pl.read_parquet(io.BytesIO(data))
-        except Exception as exc:  # noqa: BLE001 - polars raises several types for a damaged file
-            raise ModelError(f"cannot read the profile table ({type(exc).__name__}: {exc}); {_RETRAIN}",
-                             source=(str(directory / relative), None)) from None
+    # The files are read, checked and decoded two at a time (hashing, inflating and Parquet decoding
+    # run outside the GIL); a damaged file is still the first one named, in the order listed.
+    jobs: list[Callable[[], Any]] = [partial(_load_forest, directory, kind, kinds[kind], files, source) for kind in kinds]
+    jobs += [partial(_load_table, directory, relative, files) for relative in tables.values()]
+    loaded = list(two_at_a_time(iter(jobs), lambda job: job()))
+    scorers = {kind: scorer for kind, (scorer, _) in zip(kinds, loaded, strict=False)}
+    digests = {kind: digest for kind, (_, digest) in zip(kinds, loaded, strict=False)}
+    frames = dict(zip(tables, loaded[len(kinds):], strict=True))
 
     if _content_id(document, digests) != model_id:
         raise ModelError("model_id does not match the model's content", source=source)
     return Model(model_id=model_id, created=created, training_span=(start, end), scorers=scorers,
                  config=config, metadata=extras, tables=frames,
                  library_versions={str(k): str(v) for k, v in versions.items()})
+
+
+def _load_forest(directory: Path, kind: str, entry: dict[str, Any], files: dict[str, Any],
+                 source: tuple[str, None]) -> tuple[WindowScorer, dict[str, str]]:
+    """One kind's scorer from its verified ``.npz``, and the digests of its arrays (for the model id)."""
+    relative = entry["file"]
+    file_source = (str(directory / relative), None)
+    data = _read_verified(directory, relative, files[relative])
+    features, params, n_train = entry.get("features"), entry.get("params"), entry.get("n_training_windows")
+    if (not isinstance(features, list) or not isinstance(params, dict) or not isinstance(n_train, int)
+            or set(entry) != {"file", "features", "params", "n_training_windows"}):
+        raise ModelError(f"kind {kind!r}: needs exactly file, features (list), params (object) and "
+                         "n_training_windows (int)", source=source)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name.removesuffix(".npy"): archive[name] for name in archive.files}
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, object arrays (pickle refused), bad headers...
+        raise ModelError(f"cannot read the forest arrays ({type(exc).__name__}: {exc}); {_RETRAIN}",
+                         source=file_source) from None
+    try:
+        scorer = WindowScorer.from_state(arrays, features, params)
+    except ScoringError as exc:
+        raise ModelError(f"{exc.message}; {_RETRAIN}", source=file_source) from None
+    if scorer.n_training_windows != n_train:
+        raise ModelError(f"holds {scorer.n_training_windows} training scores, model.json records {n_train}",
+                         source=file_source)
+    return scorer, {name: _array_digest(arrays[name]) for name in STATE_ARRAYS}
+
+
+def _load_table(directory: Path, relative: str, files: dict[str, Any]) -> pl.DataFrame:
+    """One verified profile table."""
+    data = _read_verified(directory, relative, files[relative])
+    try:
+        return pl.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - polars raises several types for a damaged file
+        raise ModelError(f"cannot read the profile table ({type(exc).__name__}: {exc}); {_RETRAIN}",
+                         source=(str(directory / relative), None)) from None

@@ -253,6 +253,16 @@ def test_deleted_files_are_detected(copy: Path, name: str) -> None:
     assert name in str(info.value) and "ami-detector train" in str(info.value)
 
 
+def test_of_several_damaged_files_the_first_listed_is_named(copy: Path) -> None:
+    """The files are checked two at a time; the error is still the one reading them in order gives."""
+    for name in ("forests/device.npz", "profiles/account_profile.parquet", "profiles/device_profile.parquet"):
+        _flip(copy / name, 0)
+    for _ in range(5):
+        with pytest.raises(ModelError, match="modified after the model was written") as info:
+            load_model(copy)
+        assert "forests/device.npz" in str(info.value)
+
+
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="ami-detector train"):
         load_model(tmp_path / "nowhere")
