@@ -1,4 +1,5 @@
-"""Shared test helpers: golden files for parser output, and a private temporary directory per session."""
+"""Shared test helpers: golden files for parser output, a private temporary directory per session, the
+sample month parsed once per worker, and the order in which xdist hands out the test files."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import polars as pl
 import pytest
 
 from detector.parsers import ParseOptions, Parser, parse_file
+from detector.pipeline import read_logs
 from detector.schema import validate_events, validate_rejects
 from detector.spill import EventSpill
 
+ROOT = Path(__file__).parent.parent
+SAMPLE = ROOT / "sample_logs"
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -43,6 +47,13 @@ def _private_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     # The notebook's own output folder is the user's to keep; spills and findings parts are ours.
     leftovers = sorted(p.name for p in private.glob("ami-detector-*-*") if p.name.split("-")[2] in ("spill", "findings"))
     assert not leftovers, f"temporary folders left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def sample_logs() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events and rejects of ``read_logs(sample_logs/)``, parsed once per worker (it takes seconds)
+    for every module that reads the whole sample month. Shared: take a filtered copy, never change it."""
+    return read_logs(SAMPLE)
 
 
 def parse_all(path: Path, parser: type[Parser], options: ParseOptions | None = None
@@ -92,3 +103,43 @@ def recording_spills(patch: pytest.MonkeyPatch) -> list[EventSpill]:
 
     patch.setattr(EventSpill, "temporary", classmethod(record))
     return made
+
+
+# ---- the order xdist hands out the test files -------------------------------------------------------------
+
+# With `--dist loadfile` each worker takes a whole file, the next one when it is nearly done. A slow
+# file handed out late decides the suite's wall time (the other worker idles meanwhile), so the
+# slowest files go first, longest first; the rest follow in xdist's order (most tests first) and fill
+# the gaps. Seconds of one worker on a quiet two-core machine; a stale figure only costs balance.
+SLOW_FILES = {
+    "tests/test_spark.py": 100,
+    "tests/test_detection.py": 40,
+    "tests/test_nightly.py": 35,
+    "tests/test_streamed_training.py": 30,
+    "tests/test_runner.py": 20,
+    "tests/test_spill.py": 20,
+    "tests/test_readme.py": 15,
+    "tests/test_notebook.py": 10,
+    "tests/test_slices.py": 10,
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SlowFilesFirst(LoadFileScheduling):
+        ordered = False
+
+        def _assign_work_unit(self, node) -> None:  # type: ignore[no-untyped-def]
+            if not self.ordered:  # the queue is full by the first hand-out: reorder it once
+                for scope in sorted(self.workqueue, key=lambda scope: SLOW_FILES.get(scope, 0)):
+                    if scope in SLOW_FILES:
+                        self.workqueue.move_to_end(scope, last=False)
+                self.ordered = True
+            super()._assign_work_unit(node)
+
+    return SlowFilesFirst(config, log)
+

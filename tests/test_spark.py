@@ -158,9 +158,9 @@ def test_spark_submit_entry_implies_the_spark_engine() -> None:
     assert arguments(["scan", "--engine", "local", "logs/"]) == ["scan", "--engine", "local", "logs/"]
 
 
-def test_events_in_memory_are_spilled_for_spark(engine) -> None:
+def test_events_in_memory_are_spilled_for_spark(engine, sample_logs) -> None:
     from detector import api
-    events, _ = api.read_logs(ROOT / "sample_logs")
+    events, _ = sample_logs
     start = datetime(2026, 3, 24, tzinfo=UTC)
     two_days = events.filter((pl.col("time") >= start) & (pl.col("time") < start + timedelta(days=2)))
     model = load_model(MODEL)

@@ -15,7 +15,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.api import read_logs
 from detector.api import scan as api_scan
 from detector.api import train as api_train
 from detector.attribution import attribute
@@ -40,8 +39,8 @@ CONFIG = Config()
 
 
 @pytest.fixture(scope="module")
-def baseline() -> pl.DataFrame:
-    return read_logs(SAMPLE)[0].filter(pl.col("time") < UNTIL)
+def baseline(sample_logs) -> pl.DataFrame:
+    return sample_logs[0].filter(pl.col("time") < UNTIL)
 
 
 def _reference_train(events: pl.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, pl.DataFrame]]:
