@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -54,6 +55,16 @@ def sample_logs() -> tuple[pl.DataFrame, pl.DataFrame]:
     """The events and rejects of ``read_logs(sample_logs/)``, parsed once per worker (it takes seconds)
     for every module that reads the whole sample month. Shared: take a filtered copy, never change it."""
     return read_logs(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def sample_model(sample_logs):  # type: ignore[no-untyped-def]
+    """The model ``train`` learns (default settings) from the sample month's incident-free baseline,
+    trained once per worker for the modules that check it. Shared: never change it."""
+    from detector.detection import train
+
+    until = datetime.fromisoformat(json.loads((SAMPLE / "labels.json").read_text())["generator"]["baseline_until"])
+    return train(sample_logs[0].filter(pl.col("time") < until))
 
 
 def parse_all(path: Path, parser: type[Parser], options: ParseOptions | None = None
@@ -109,14 +120,15 @@ def recording_spills(patch: pytest.MonkeyPatch) -> list[EventSpill]:
 
 # With `--dist loadfile` each worker takes a whole file, and the next one when it is nearly done. A
 # slow file handed out late decides the suite's wall time (the other worker idles meanwhile), so the
-# slowest files go first, slowest first (about 100, 45, 45, 25, 12, 11, 9, 9, 9, 7 s of one worker);
-# the rest follow in xdist's own order (most tests first) and fill the gaps. A stale entry here only
-# costs balance, never a test.
+# slowest files go first (about 100, 40, 20, 45, 12, 11, 9, 9, 9, 7 s of one worker); the rest follow
+# in xdist's own order (most tests first) and fill the gaps. test_detection and test_streamed_training
+# are next to each other so that one worker usually takes both and trains `sample_model` once.
+# A stale entry here only costs balance, never a test.
 SLOW_FILES = [
     "tests/test_spark.py",
-    "tests/test_nightly.py",
     "tests/test_detection.py",
     "tests/test_streamed_training.py",
+    "tests/test_nightly.py",
     "tests/test_readme.py",
     "tests/test_runner.py",
     "tests/test_notebook.py",

@@ -30,8 +30,8 @@ def events(sample_logs) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def model(events):
-    return train(events.filter(pl.col("time") < UNTIL))
+def model(sample_model):
+    return sample_model  # train(events.filter(pl.col("time") < UNTIL)), shared with test_streamed_training
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from detector.api import scan as api_scan
 from detector.api import train as api_train
 from detector.attribution import attribute
 from detector.config import Config
-from detector.detection import TRAINING_FOLDS, train, train_slices
+from detector.detection import TRAINING_FOLDS, train_slices
 from detector.features import (
     ENTITY_KINDS,
     PROFILE_SCHEMAS,
@@ -96,8 +96,10 @@ def test_partial_profiles_up_to_a_cut_inside_a_window_equal_the_profiles_of_the_
 
 
 @pytest.fixture(scope="module")
-def model(baseline):
-    return train(baseline, CONFIG)
+def model(sample_model):
+    """train(baseline, CONFIG): the same training test_detection checks, done once per worker."""
+    assert sample_model.settings == CONFIG
+    return sample_model
 
 
 def test_streamed_training_fits_the_same_forests_on_the_same_windows(baseline, model):
