@@ -148,7 +148,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-
         ordered = False
 
         def _assign_work_unit(self, node) -> None:  # type: ignore[no-untyped-def]
-            if not self.ordered:  # the queue is full by the first hand-out: reorder it once
+            # The queue is full by the first hand-out: reorder it once (an xdist whose queue is
+            # no longer an OrderedDict keeps its own order).
+            if not self.ordered and hasattr(self.workqueue, "move_to_end"):
                 for scope in reversed(SLOW_FILES):
                     if scope in self.workqueue:
                         self.workqueue.move_to_end(scope, last=False)
