@@ -40,9 +40,10 @@ def engine():
 
 @pytest.fixture(scope="module")
 def month(tmp_path_factory) -> tuple[Path, str]:
-    """A small simulated month with one malformed line, and the time its baseline ends."""
+    """Ten simulated days (seven of baseline, all fifteen kinds of incident after) with one malformed
+    line, and the time its baseline ends."""
     out = tmp_path_factory.mktemp("month")
-    simulate(out, days=14, seed=11, meters=150)
+    simulate(out, days=10, seed=11, meters=150)
     labels = json.loads((out / "labels.json").read_text())
     hes = sorted(out.glob("hes_*"))[3]
     with hes.open("a") as f:
