@@ -1,4 +1,5 @@
-"""Shared test helpers: golden files for parser output, and a private temporary directory per session."""
+"""Shared test helpers: golden files for parser output, a private temporary directory per session, the
+sample month parsed once per worker, and the order in which xdist hands out the test files."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from detector.parsers import ParseOptions, Parser, parse_file
+from detector.pipeline import read_logs
 from detector.schema import validate_events, validate_rejects
 from detector.spill import EventSpill
 
+ROOT = Path(__file__).parent.parent
+SAMPLE = ROOT / "sample_logs"
 DATA = Path(__file__).parent / "data"
 GOLDEN = DATA / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -43,6 +48,23 @@ def _private_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     # The notebook's own output folder is the user's to keep; spills and findings parts are ours.
     leftovers = sorted(p.name for p in private.glob("ami-detector-*-*") if p.name.split("-")[2] in ("spill", "findings"))
     assert not leftovers, f"temporary folders left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def sample_logs() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events and rejects of ``read_logs(sample_logs/)``, parsed once per worker (it takes seconds)
+    for every module that reads the whole sample month. Shared: take a filtered copy, never change it."""
+    return read_logs(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def sample_model(sample_logs):  # type: ignore[no-untyped-def]
+    """The model ``train`` learns (default settings) from the sample month's incident-free baseline,
+    trained once per worker for the modules that check it. Shared: never change it."""
+    from detector.detection import train
+
+    until = datetime.fromisoformat(json.loads((SAMPLE / "labels.json").read_text())["generator"]["baseline_until"])
+    return train(sample_logs[0].filter(pl.col("time") < until))
 
 
 def parse_all(path: Path, parser: type[Parser], options: ParseOptions | None = None
@@ -92,3 +114,48 @@ def recording_spills(patch: pytest.MonkeyPatch) -> list[EventSpill]:
 
     patch.setattr(EventSpill, "temporary", classmethod(record))
     return made
+
+
+# ---- the order xdist hands out the test files -------------------------------------------------------------
+
+# With `--dist loadfile` each worker takes a whole file, and the next one when it is nearly done. A
+# slow file handed out late decides the suite's wall time (the other worker idles meanwhile), so the
+# slowest files go first (about 100, 40, 20, 45, 12, 11, 9, 9, 9, 7 s of one worker); the rest follow
+# in xdist's own order (most tests first) and fill the gaps. test_detection and test_streamed_training
+# are next to each other so that one worker usually takes both and trains `sample_model` once.
+# A stale entry here only costs balance, never a test.
+SLOW_FILES = [
+    "tests/test_spark.py",
+    "tests/test_detection.py",
+    "tests/test_streamed_training.py",
+    "tests/test_nightly.py",
+    "tests/test_readme.py",
+    "tests/test_runner.py",
+    "tests/test_notebook.py",
+    "tests/test_captures.py",
+    "tests/test_spill.py",
+    "tests/test_slices.py",
+]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SlowFilesFirst(LoadFileScheduling):
+        ordered = False
+
+        def _assign_work_unit(self, node) -> None:  # type: ignore[no-untyped-def]
+            # The queue is full by the first hand-out: reorder it once (an xdist whose queue is
+            # no longer an OrderedDict keeps its own order).
+            if not self.ordered and hasattr(self.workqueue, "move_to_end"):
+                for scope in reversed(SLOW_FILES):
+                    if scope in self.workqueue:
+                        self.workqueue.move_to_end(scope, last=False)
+                self.ordered = True
+            super()._assign_work_unit(node)
+
+    return SlowFilesFirst(config, log)
+

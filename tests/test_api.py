@@ -19,6 +19,7 @@ from detector import api, evidence, result
 from detector.detection import score
 from detector.features import feature_columns
 from detector.findings import FINDINGS_SCHEMA
+from detector.pipeline import read_logs
 from detector.schema import EVENT_SCHEMA, UTC_US
 
 matplotlib.use("Agg")
@@ -31,8 +32,9 @@ UNTIL = datetime.fromisoformat(LABELS["generator"]["baseline_until"])
 
 
 @pytest.fixture(scope="module")
-def parsed() -> tuple[pl.DataFrame, pl.DataFrame]:
-    return detector.read_logs(SAMPLE)
+def parsed(sample_logs) -> tuple[pl.DataFrame, pl.DataFrame]:
+    assert detector.read_logs is read_logs  # what conftest's sample_logs parsed with
+    return sample_logs
 
 
 @pytest.fixture(scope="module")

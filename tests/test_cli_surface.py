@@ -119,6 +119,15 @@ def test_train_prints_its_model_id_on_stdout(tmp_path: Path) -> None:
     assert "2026-03-04T00:00:00Z" in (tmp_path / "model" / "MODEL_CARD.md").read_text()
 
 
+def test_train_without_a_baseline_end_learns_from_every_event(tmp_path: Path) -> None:
+    from detector.pipeline import read_logs
+
+    files = sorted(SAMPLE.glob("*2026-03-0[2-4]*"))
+    result = CliRunner().invoke(main, ["train", *map(str, files), "--model-dir", str(tmp_path / "model")])
+    assert result.exit_code == 0, result.stderr
+    assert load_model(tmp_path / "model").metadata["training_events"] == read_logs(files)[0].height
+
+
 # ---- population check ----------------------------------------------------------------------------------
 
 

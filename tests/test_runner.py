@@ -197,8 +197,10 @@ def test_train_sample_caps_the_training_windows_reproducibly(tmp_path, monkeypat
     from detector.scoring import TrainingColumns
     made = recording_spills(monkeypatch)
     fresh = tmp_path / "new" / "spill"  # --spill-dir: a directory that does not exist yet is made (and kept, empty)
-    result = CliRunner().invoke(main, ["train", str(SAMPLE), "--model-dir", str(tmp_path / "b"), "--json",
-                                       "--baseline-until", "2026-03-23", "--train-sample", "300",
+    # The sample's first eight days (its baseline ends within the last): windows enough to cap.
+    week = [str(p) for p in sorted(SAMPLE.iterdir()) if p.suffix != ".md" and "2026-03-0" in p.name]
+    result = CliRunner().invoke(main, ["train", *week, "--model-dir", str(tmp_path / "b"), "--json",
+                                       "--baseline-until", "2026-03-09", "--train-sample", "300",
                                        "--spill-dir", str(fresh)])
     assert result.exit_code == 0, result.output
     assert made[-1].directory.parent == fresh and list(fresh.iterdir()) == []

@@ -40,9 +40,10 @@ def engine():
 
 @pytest.fixture(scope="module")
 def month(tmp_path_factory) -> tuple[Path, str]:
-    """A small simulated month with one malformed line, and the time its baseline ends."""
+    """Ten simulated days (seven of baseline, all fifteen kinds of incident after) with one malformed
+    line, and the time its baseline ends."""
     out = tmp_path_factory.mktemp("month")
-    simulate(out, days=14, seed=11, meters=150)
+    simulate(out, days=10, seed=11, meters=150)
     labels = json.loads((out / "labels.json").read_text())
     hes = sorted(out.glob("hes_*"))[3]
     with hes.open("a") as f:
@@ -158,9 +159,9 @@ def test_spark_submit_entry_implies_the_spark_engine() -> None:
     assert arguments(["scan", "--engine", "local", "logs/"]) == ["scan", "--engine", "local", "logs/"]
 
 
-def test_events_in_memory_are_spilled_for_spark(engine) -> None:
+def test_events_in_memory_are_spilled_for_spark(engine, sample_logs) -> None:
     from detector import api
-    events, _ = api.read_logs(ROOT / "sample_logs")
+    events, _ = sample_logs
     start = datetime(2026, 3, 24, tzinfo=UTC)
     two_days = events.filter((pl.col("time") >= start) & (pl.col("time") < start + timedelta(days=2)))
     model = load_model(MODEL)

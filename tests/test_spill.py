@@ -65,8 +65,8 @@ def test_spill_keeps_every_event_and_returns_slices_in_time_order(tmp_path) -> N
 
 
 @pytest.fixture(scope="module")
-def sample() -> tuple[pl.DataFrame, object]:
-    events, _ = api.read_logs(SAMPLE)
+def sample(sample_logs) -> tuple[pl.DataFrame, object]:
+    events, _ = sample_logs
     return events.filter(pl.col("time") >= UNTIL - timedelta(days=3)), load_model(MODEL)
 
 
@@ -125,9 +125,9 @@ def test_a_scan_leaves_no_parsed_events_behind(tmp_path, monkeypatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def month() -> tuple[pl.DataFrame, object]:
+def month(sample_logs) -> tuple[pl.DataFrame, object]:
     """The whole simulated month of sample_logs (baseline days included: leave-window-out is exercised)."""
-    events, _ = api.read_logs(SAMPLE)
+    events, _ = sample_logs
     return events, load_model(MODEL)
 
 

@@ -15,12 +15,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.api import read_logs
 from detector.api import scan as api_scan
 from detector.api import train as api_train
 from detector.attribution import attribute
 from detector.config import Config
-from detector.detection import TRAINING_FOLDS, train, train_slices
+from detector.detection import TRAINING_FOLDS, train_slices
 from detector.features import (
     ENTITY_KINDS,
     PROFILE_SCHEMAS,
@@ -40,8 +39,8 @@ CONFIG = Config()
 
 
 @pytest.fixture(scope="module")
-def baseline() -> pl.DataFrame:
-    return read_logs(SAMPLE)[0].filter(pl.col("time") < UNTIL)
+def baseline(sample_logs) -> pl.DataFrame:
+    return sample_logs[0].filter(pl.col("time") < UNTIL)
 
 
 def _reference_train(events: pl.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, pl.DataFrame]]:
@@ -97,8 +96,10 @@ def test_partial_profiles_up_to_a_cut_inside_a_window_equal_the_profiles_of_the_
 
 
 @pytest.fixture(scope="module")
-def model(baseline):
-    return train(baseline, CONFIG)
+def model(sample_model):
+    """train(baseline, CONFIG): the same training test_detection checks, done once per worker."""
+    assert sample_model.settings == CONFIG
+    return sample_model
 
 
 def test_streamed_training_fits_the_same_forests_on_the_same_windows(baseline, model):
@@ -143,9 +144,11 @@ def test_train_of_log_files_learns_what_train_of_their_events_does(baseline, mod
         np.testing.assert_array_equal(from_files.scorers[kind].train_scores_, from_events.scorers[kind].train_scores_)
 
 
-def test_scan_without_a_model_finds_what_train_then_scan_finds(model):
+def test_scan_without_a_model_finds_what_train_then_scan_finds(model, sample_logs):
     learned = api_scan(SAMPLE, baseline_until=UNTIL)
-    trained = api_scan(SAMPLE, model, baseline_until=UNTIL)
+    # The same files, already parsed: a scan of their events gives what a scan of them gives
+    # (tests/test_runner.py, tests/test_spill.py).
+    trained = api_scan(sample_logs[0], model, baseline_until=UNTIL)
     try:
         assert learned.model.metadata["learned_during_scan"] is True
         for kind in ENTITY_KINDS:

@@ -9,16 +9,13 @@ from typing import Any
 import polars as pl
 import pytest
 
-from detector.pipeline import read_logs
-
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_logs"
 
 
 @pytest.fixture(scope="package")
-def sample_events() -> pl.DataFrame:
-    """The events of sample_logs/ (parsing takes seconds: once for every hunt test module)."""
-    events, _ = read_logs([SAMPLE])
-    return events
+def sample_events(sample_logs) -> pl.DataFrame:
+    """The events of sample_logs/ (parsed once per worker by tests/conftest.py)."""
+    return sample_logs[0]
 
 
 @pytest.fixture(scope="package")
