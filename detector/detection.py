@@ -7,6 +7,7 @@ windows; ``score`` turns the windows of new events into findings per the ARCHITE
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from detector.features.common import KEY
 from detector.features.partial import Accumulated, PartialProfiles
 from detector.findings import FINDINGS_SCHEMA, empty_findings, finding_ids, rank
 from detector.incidents import assign_incidents
+from detector.lazy_sklearn import import_ahead
 from detector.model_store import Model
 from detector.scoring import (
     ColdStartError,
@@ -140,6 +142,7 @@ def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: C
         When the events hold no entity kind with enough windows to calibrate a scorer.
     """
     config = config or Config()
+    import_ahead()  # scikit-learn, for the fit, imported while the slices are read
     slices = list(slices)
     spans = pl.concat(pl.collect_all([lf.select(start=pl.col("time").min(), end=pl.col("time").max())
                                       for _, _, lf in slices])) if slices else pl.DataFrame()
@@ -252,14 +255,22 @@ def fold_windows(piece: pl.DataFrame, profiles: Profiles, config: Config,
                                              for kind in ENTITY_KINDS]), strict=True))
 
 
+def _scan(paths: list[Path]) -> pl.LazyFrame:
+    """Windows files: Arrow IPC (a local train's) or Parquet (the Spark engine's tasks')."""
+    if paths[0].suffix == ".arrow":
+        return pl.scan_ipc(paths)
+    return pl.scan_parquet(paths)
+
+
 class FoldWindows:
-    """A fold's training windows, waiting on disk (Parquet, a file per slice and kind) until the forest
+    """A fold's training windows, waiting on disk (a file per slice and kind) until the forest
     is fitted: in memory, millions of device windows of a large fleet would outweigh everything else."""
 
     def __init__(self) -> None:
         self._parts: dict[str, list[Path]] = {kind: [] for kind in ENTITY_KINDS}
         self._rows: dict[str, int] = dict.fromkeys(ENTITY_KINDS, 0)
         self._order: dict[str, np.ndarray] = {}  # per kind, the permutation that puts the windows in order
+        self._ordering = threading.Lock()
 
     def add_file(self, kind: str, path: Path, rows: int) -> None:
         """One slice's windows of *kind* (added in slice order)."""
@@ -275,10 +286,11 @@ class FoldWindows:
         parts = self._parts[kind]
         if not parts:
             return np.empty(0, dtype=np.float64)
-        windows = pl.scan_parquet(parts)
-        if kind not in self._order:
-            self._order[kind] = (windows.select(*KEY).with_row_index().sort(*KEY).select("index").collect()
-                                 .to_series().to_numpy())
+        windows = _scan(parts)
+        with self._ordering:  # the fit reads columns in two threads; the order is worked out once
+            if kind not in self._order:
+                self._order[kind] = (windows.select(*KEY).with_row_index().sort(*KEY).select("index").collect()
+                                     .to_series().to_numpy())
         return windows.select(name).collect().to_series().to_numpy()[self._order[kind]]
 
 
@@ -305,9 +317,9 @@ class _Fold(FoldWindows):
         piece = fold_piece(frame, self.lower, self.upper)
         if piece.height:
             for kind, table in fold_windows(piece, self.profiles, config, self._last_seen).items():
-                path = self.directory / kind / f"{len(self._parts[kind]):05d}.parquet"
+                path = self.directory / kind / f"{len(self._parts[kind]):05d}.arrow"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                table.write_parquet(path, compression="lz4", statistics=False)
+                table.write_ipc(path, compression="uncompressed")  # a copy; Parquet's encoding costs 3x
                 self.add_file(kind, path, table.height)
             remember(self._last_seen, piece)
         # The fold is complete.
