@@ -102,6 +102,12 @@ class PartialProfiles:
     @classmethod
     def of(cls, events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -> Self:
         """The partial aggregates of *events* (a slice of a baseline, or all of it)."""
+        queries = cls.queries(events, config)
+        return cls(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), config)
+
+    @staticmethod
+    def queries(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -> dict[str, pl.LazyFrame]:
+        """:meth:`of` not yet collected: each table's query, by name (to collect with others)."""
         lf = as_lazy(events)
         accounts = prepare(lf, entity_of("account"), config, None, None)
         devices = prepare(lf, entity_of("device"), config, None, None)
@@ -133,7 +139,7 @@ class PartialProfiles:
             "account_target_windows": _account_targets_per_window(accounts),
             "span": lf.select(start=pl.col("time").min(), end=pl.col("time").max(), n=pl.len().cast(pl.Int64)),
         }
-        return cls(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), config)
+        return queries
 
     @property
     def event_count(self) -> int:
