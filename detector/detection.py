@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,18 +165,11 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
         sessions = _learn_slice(lazy, sessions, folds, baseline, config)
     for fold in folds:  # the last fold, open-ended, still holds its history's profiles
         fold.close()
-    # The baseline's profiles are merged and finished while the forests are fitted: neither reads the
-    # other, and both spend most of their time outside the GIL (polars, numpy, sklearn's trees).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        profiles = pool.submit(_finished, baseline)
-        return fit_model(profiles.result, folds, config, metadata, sample)
-
-
-def _finished(baseline: Accumulated) -> Profiles:
-    """The profiles of everything *baseline* accumulated (its parts on disk removed)."""
     whole = baseline.merged()
     baseline.close()
-    return whole.finish()
+    profiles = whole.finish()
+    del whole
+    return fit_model(profiles, folds, config, metadata, sample)
 
 
 def _learn_slice(events: pl.LazyFrame, sessions: pl.DataFrame | None, folds: list[_Fold], baseline: Accumulated,
@@ -208,12 +200,9 @@ def _learn_slice(events: pl.LazyFrame, sessions: pl.DataFrame | None, folds: lis
     return sessions
 
 
-def fit_model(profiles: Profiles | Callable[[], Profiles], folds: Sequence[FoldWindows], config: Config,
-              metadata: dict[str, Any] | None, sample: int | None = None) -> Model:
+def fit_model(profiles: Profiles, folds: Sequence[FoldWindows], config: Config, metadata: dict[str, Any] | None,
+              sample: int | None = None) -> Model:
     """The model of baseline *profiles* with one scorer per entity kind fitted on the *folds*' windows.
-
-    *profiles* may be a function that gives them, called once the scorers are fitted (a train
-    finishes them meanwhile).
 
     With *sample*, a kind with more training windows than that learns from a sample of *sample* of
     them, drawn without replacement with the scoring seed (``[scoring] random_state``, 0 if unset), so
@@ -237,8 +226,6 @@ def fit_model(profiles: Profiles | Callable[[], Profiles], folds: Sequence[FoldW
     if not scorers:
         raise NoBaselineError("not enough baseline windows to train any scorer: " + "; ".join(
             f"{kind}: {why}" for kind, why in skipped.items()))
-    if callable(profiles):
-        profiles = profiles()
     assert profiles.baseline_start is not None and profiles.baseline_end is not None
     extra: dict[str, Any] = {} if sample is None else {
         "training_sample": {"cap": sample, "seed": seed, "sampled": sampled}}
