@@ -7,7 +7,6 @@ windows; ``score`` turns the windows of new events into findings per the ARCHITE
 from __future__ import annotations
 
 import tempfile
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -185,18 +184,8 @@ def _learn_slice(events: pl.LazyFrame, sessions: pl.DataFrame | None, folds: lis
         if not fold.started and latest >= fold.lower:  # the fold starts in this slice
             before = PartialProfiles.of(frame.filter(pl.col("time") < fold.lower), config.features)
             fold.start(baseline.merged(before).finish())
-    # The folds' windows and the partial profiles of the slice, collected at once: independent queries
-    # over the same events, which one after the other left a core idle through each one's serial parts.
-    planned = [(fold, fold.plan(frame, config)) for fold in folds]
-    windows = [plan for _, plan in planned if plan is not None]
-    partial = PartialProfiles.queries(frame, config.features)
-    collected = _collect(*[query for plan in windows for query in plan.queries], *partial.values())
-    for fold, plan in planned:
-        if plan is not None:
-            fold.take(plan, collected[:len(plan.queries)])
-            collected = collected[len(plan.queries):]
-        fold.done_with(frame)
-    baseline.add(PartialProfiles(dict(zip(partial, collected, strict=True)), config.features))
+        fold.add(frame, config)
+    baseline.add(PartialProfiles.of(frame, config.features))
     return sessions
 
 
@@ -260,40 +249,19 @@ def fold_windows(piece: pl.DataFrame, profiles: Profiles, config: Config,
     """The training windows of a fold's *piece* of a slice (attributed events), by entity kind
     (keys and feature columns), given the fold's history *profiles* and its entities' activity
     earlier in the fold."""
-    return dict(zip(ENTITY_KINDS, _collect(*_window_queries(piece, profiles, config, last_seen)), strict=True))
-
-
-def _window_queries(piece: pl.DataFrame, profiles: Profiles, config: Config,
-                    last_seen: dict[str, pl.DataFrame]) -> list[pl.LazyFrame]:
-    """:func:`fold_windows` not yet collected, in the order of ENTITY_KINDS."""
     built = build_features(piece.lazy(), profiles.restricted(piece), config.features, last_seen, detail=False)
-    return [built[kind].select(*KEY, *feature_columns(kind)) for kind in ENTITY_KINDS]
-
-
-@dataclass(frozen=True)
-class _WindowsPlan:
-    """A fold's piece of a slice and the queries of its training windows (one per entity kind)."""
-
-    piece: pl.DataFrame
-    queries: list[pl.LazyFrame]
-
-
-def _scan(paths: list[Path]) -> pl.LazyFrame:
-    """Windows files: Arrow IPC (a local train's) or Parquet (the Spark engine's tasks')."""
-    if paths[0].suffix == ".arrow":
-        return pl.scan_ipc(paths)
-    return pl.scan_parquet(paths)
+    return dict(zip(ENTITY_KINDS, _collect(*[built[kind].select(*KEY, *feature_columns(kind))
+                                             for kind in ENTITY_KINDS]), strict=True))
 
 
 class FoldWindows:
-    """A fold's training windows, waiting on disk (a file per slice and kind) until the forest
+    """A fold's training windows, waiting on disk (Parquet, a file per slice and kind) until the forest
     is fitted: in memory, millions of device windows of a large fleet would outweigh everything else."""
 
     def __init__(self) -> None:
         self._parts: dict[str, list[Path]] = {kind: [] for kind in ENTITY_KINDS}
         self._rows: dict[str, int] = dict.fromkeys(ENTITY_KINDS, 0)
         self._order: dict[str, np.ndarray] = {}  # per kind, the permutation that puts the windows in order
-        self._ordering = threading.Lock()
 
     def add_file(self, kind: str, path: Path, rows: int) -> None:
         """One slice's windows of *kind* (added in slice order)."""
@@ -309,11 +277,10 @@ class FoldWindows:
         parts = self._parts[kind]
         if not parts:
             return np.empty(0, dtype=np.float64)
-        windows = _scan(parts)
-        with self._ordering:  # the fit reads columns in two threads; the order is worked out once
-            if kind not in self._order:
-                self._order[kind] = (windows.select(*KEY).with_row_index().sort(*KEY).select("index").collect()
-                                     .to_series().to_numpy())
+        windows = pl.scan_parquet(parts)
+        if kind not in self._order:
+            self._order[kind] = (windows.select(*KEY).with_row_index().sort(*KEY).select("index").collect()
+                                 .to_series().to_numpy())
         return windows.select(name).collect().to_series().to_numpy()[self._order[kind]]
 
 
@@ -333,24 +300,19 @@ class _Fold(FoldWindows):
         self.started, self.has_baseline = True, history.has_baseline
         self.profiles = history if history.has_baseline else None
 
-    def plan(self, frame: pl.DataFrame, config: Config) -> _WindowsPlan | None:
-        """The queries of the windows of the events of *frame* (a slice, attributed) in this fold, if any."""
+    def add(self, frame: pl.DataFrame, config: Config) -> None:
+        """Build the windows of the events of *frame* (a slice, attributed) that lie in this fold."""
         if self.profiles is None:
-            return None
+            return
         piece = fold_piece(frame, self.lower, self.upper)
-        return _WindowsPlan(piece, _window_queries(piece, self.profiles, config, self._last_seen)) if piece.height else None
-
-    def take(self, plan: _WindowsPlan, tables: Sequence[pl.DataFrame]) -> None:
-        """Keep the windows *plan*'s queries gave (*tables*, in the order of ENTITY_KINDS)."""
-        for kind, table in zip(ENTITY_KINDS, tables, strict=True):
-            path = self.directory / kind / f"{len(self._parts[kind]):05d}.arrow"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            table.write_ipc(path, compression="uncompressed")  # a copy; Parquet's encoding costs 3x
-            self.add_file(kind, path, table.height)
-        remember(self._last_seen, plan.piece)
-
-    def done_with(self, frame: pl.DataFrame) -> None:
-        """After the windows of *frame* (a slice): let go of what building windows needed once the fold is complete."""
+        if piece.height:
+            for kind, table in fold_windows(piece, self.profiles, config, self._last_seen).items():
+                path = self.directory / kind / f"{len(self._parts[kind]):05d}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                table.write_parquet(path, compression="lz4", statistics=False)
+                self.add_file(kind, path, table.height)
+            remember(self._last_seen, piece)
+        # The fold is complete.
         if self.upper is not None and frame.select(pl.col("time").max()).item() >= self.upper:
             self.close()
 

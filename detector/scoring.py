@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from functools import cached_property, partial
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, overload
 
 import numpy as np
@@ -100,11 +100,6 @@ _UNDEFINED: Final = -2  # feature of a leaf
 
 # Rows scored together: large enough to amortise numpy's per-call cost, small enough for cache.
 _CHUNK_ROWS: Final = 16384
-# Threads for what releases the GIL (numpy's sorts, polars reads, sklearn's trees): the machines this
-# runs on have a few cores, and each row's result does not depend on how the rows are shared out.
-_THREADS: Final = 2
-# Rows from which :meth:`ForestArrays.score` cuts its input in two, scored in two threads.
-_SPLIT_ROWS: Final = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------
@@ -582,13 +577,6 @@ class ForestArrays:
         # Rows in the same cell of every split take the same paths: walk one row per cell. Logs
         # repeat themselves (a million meters read once a day), so there are far fewer cells than
         # windows.
-        if X32.shape[0] >= _SPLIT_ROWS:  # a baseline's training windows, scored in halves at once
-            cuts = np.linspace(0, X32.shape[0], _THREADS + 1).astype(np.int64)
-            with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-                return np.concatenate(list(pool.map(lambda k: self._score(X32[cuts[k]:cuts[k + 1]]), range(_THREADS))))
-        return self._score(X32)
-
-    def _score(self, X32: np.ndarray) -> np.ndarray:
         first, cell_of = self._distinct_cells(X32)
         return self._path_score(X32[first])[cell_of]
 
@@ -677,18 +665,6 @@ class TrainingColumns:
     @classmethod
     def of(cls, matrix: np.ndarray) -> TrainingColumns:
         return cls(matrix.shape[0], matrix.shape[1], lambda j: matrix[:, j])
-
-
-def _summarized(source: TrainingColumns, as_float32: np.ndarray, names: Sequence[str], levels: np.ndarray,
-                j: int) -> tuple[np.ndarray, np.float64]:
-    """Column *j* of *source* copied into *as_float32* (checked finite), and its quantiles at *levels* and median."""
-    column = source.column(j)
-    with np.errstate(over="ignore"):
-        as_float32[:, j] = column.astype(np.float32)
-    if not np.isfinite(as_float32[:, j]).all():
-        raise ScoringError(f"feature(s) {[names[j]]} hold NaN, null or infinite values (or exceed float32); "
-                           "the feature stage must give every window a finite value")
-    return np.quantile(column, levels), np.median(column)
 
 
 class WindowScorer:
@@ -840,17 +816,25 @@ class WindowScorer:
         if unknown:
             raise ScoringError(f"tail_features {unknown} are not among the feature names")
         # sklearn grows its trees on float32; one copy serves the fit and the calibration. Built and
-        # summarized a column at a time: the float64 windows need never be in memory at once. Column-major,
-        # so that each column is written in one run (the trees split on any layout alike).
-        as_float32 = np.empty((n_windows, len(names)), dtype=np.float32, order="F")
+        # summarized a column at a time: the float64 windows need never be in memory at once.
+        as_float32 = np.empty((n_windows, len(names)), dtype=np.float32)
+        quantiles, medians = [], []
         self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
-
-        # Two columns at a time: reading them (polars) and their quantiles (numpy's partitions) let go of the GIL.
-        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-            summaries = list(pool.map(partial(_summarized, source, as_float32, names, self.quantile_levels_),
-                                      range(len(names))))
-        self.feature_quantiles_ = np.column_stack([q for q, _ in summaries])
-        self.feature_median_ = np.asarray([m for _, m in summaries], dtype=np.float64)
+        for j in range(len(names)):
+            column = source.column(j)
+            with np.errstate(over="ignore"):
+                as_float32[:, j] = column.astype(np.float32)
+            if not np.isfinite(as_float32[:, j]).all():
+                raise ScoringError(f"feature(s) {[names[j]]} hold NaN, null or infinite values (or exceed float32); "
+                                   "the feature stage must give every window a finite value")
+            # Both from one scratch copy, partitioned in place: each would copy the column, and the values
+            # picked (order statistics) do not depend on how the copy is ordered.
+            scratch = column.copy()
+            quantiles.append(np.quantile(scratch, self.quantile_levels_, overwrite_input=True))
+            medians.append(np.median(scratch, overwrite_input=True))
+            del scratch
+        self.feature_quantiles_ = np.column_stack(quantiles)
+        self.feature_median_ = np.asarray(medians, dtype=np.float64)
         from sklearn.ensemble import IsolationForest
 
         forest = IsolationForest(
@@ -858,8 +842,6 @@ class WindowScorer:
             # Capping here rather than letting sklearn do it avoids its warning; the result is the same.
             max_samples=min(int(self.max_samples), n_windows),
             max_features=1.0, bootstrap=False, contamination="auto", random_state=self.random_state,
-            # Trees grown in threads: their seeds are drawn before, and they are put back in order.
-            n_jobs=_THREADS,
         ).fit(as_float32)
         self.forest_ = ForestArrays.from_sklearn(forest)
         self.feature_names_ = names

@@ -214,36 +214,13 @@ def test_forest_saturates_beyond_the_training_range_and_ignores_constant_feature
 # -- determinism and estimator conventions -----------------------------------------------------
 
 
-def test_fitted_in_threads_equals_fitted_in_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fit summarizes columns two at a time, grows trees in two threads and scores its training
-    # windows in halves (from _SPLIT_ROWS rows on): the state must be that of doing each in turn.
-    from detector import scoring
-
+def test_training_quantiles_and_medians_are_numpys_of_each_column() -> None:
+    # Both come from one scratch copy partitioned in place: they must be numpy's of the column itself.
     rng = np.random.default_rng(31)
-    X = np.column_stack([rng.poisson(2.0, 3000), rng.normal(size=3000), rng.poisson(0.1, 3000)]).astype(np.float64)
-    names = ["events", "spread", "rare"]
-    monkeypatch.setattr(scoring, "_SPLIT_ROWS", 500)  # the training windows are scored in halves
-    threaded = WindowScorer(n_estimators=40, random_state=2).fit(X, names, tail_features=["rare"])
-    monkeypatch.setattr(scoring, "_THREADS", 1)
-    monkeypatch.setattr(scoring, "_SPLIT_ROWS", 10**9)
-    sequential = WindowScorer(n_estimators=40, random_state=2).fit(X, names, tail_features=["rare"])
-    one, other = threaded.get_state(), sequential.get_state()
-    assert one.keys() == other.keys()
-    for name in one:
-        np.testing.assert_array_equal(one[name], other[name], err_msg=name)
-    assert one["train_scores"].dtype == other["train_scores"].dtype
-
-
-def test_scoring_in_halves_equals_scoring_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from detector import scoring
-
-    data = counts(2000, seed=12)
-    arrays = ForestArrays.from_sklearn(IsolationForest(n_estimators=30, random_state=1).fit(data))
-    probe = np.vstack([data, data[:501] * 2]).astype(np.float32)
-    at_once = arrays.score(probe)
-    monkeypatch.setattr(scoring, "_SPLIT_ROWS", 100)
-    np.testing.assert_array_equal(arrays.score(probe), at_once)
-    np.testing.assert_array_equal(arrays.score(np.asfortranarray(probe)), at_once)
+    X = np.column_stack([rng.poisson(2.0, 3001), rng.normal(size=3001), rng.poisson(0.1, 3001)]).astype(np.float64)
+    scorer = WindowScorer(n_estimators=10, random_state=2).fit(X, ["events", "spread", "rare"])
+    np.testing.assert_array_equal(scorer.feature_quantiles_, np.quantile(X, scorer.quantile_levels_, axis=0))
+    np.testing.assert_array_equal(scorer.feature_median_, np.median(X, axis=0))
 
 
 def test_same_seed_gives_identical_scores() -> None:

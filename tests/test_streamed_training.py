@@ -178,22 +178,3 @@ def test_partial_profiles_accumulated_on_disk_merge_to_the_whole(baseline, monke
     assert accumulated.merged().finish() == build_profiles(events, CONFIG.features)
     accumulated.close()
     assert not folder.exists()
-
-
-def test_fold_windows_read_alike_from_arrow_and_parquet_files(tmp_path):
-    # A local train keeps its windows as Arrow IPC; the Spark engine's tasks write Parquet.
-    from detector.detection import FoldWindows
-
-    parts = [pl.DataFrame({"entity_id": ["m2", "m1"], "window_start": [datetime(2026, 1, 1, h, tzinfo=UTC)] * 2,
-                           "excess_events": [float(h), float(-h)]}) for h in (3, 1)]
-    folds = {}
-    for suffix in ("arrow", "parquet"):
-        fold = folds[suffix] = FoldWindows()
-        for k, part in enumerate(parts):
-            path = tmp_path / f"{suffix}{k}.{suffix}"
-            part.write_ipc(path) if suffix == "arrow" else part.write_parquet(path)
-            fold.add_file("device", path, part.height)
-    expected = [-1.0, -3.0, 1.0, 3.0]  # by entity, then window
-    for fold in folds.values():
-        assert fold.rows("device") == 4
-        assert fold.column("device", "excess_events").tolist() == expected
