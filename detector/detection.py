@@ -38,7 +38,6 @@ from detector.features.common import KEY
 from detector.features.partial import Accumulated, PartialProfiles
 from detector.findings import FINDINGS_SCHEMA, empty_findings, finding_ids, rank
 from detector.incidents import assign_incidents
-from detector.lazy_sklearn import import_ahead
 from detector.model_store import Model
 from detector.scoring import (
     ColdStartError,
@@ -141,7 +140,6 @@ def train_slices(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], config: C
         When the events hold no entity kind with enough windows to calibrate a scorer.
     """
     config = config or Config()
-    import_ahead()  # scikit-learn, for the fit, imported while the slices are read
     slices = list(slices)
     spans = pl.concat(pl.collect_all([lf.select(start=pl.col("time").min(), end=pl.col("time").max())
                                       for _, _, lf in slices])) if slices else pl.DataFrame()
