@@ -827,8 +827,12 @@ class WindowScorer:
             if not np.isfinite(as_float32[:, j]).all():
                 raise ScoringError(f"feature(s) {[names[j]]} hold NaN, null or infinite values (or exceed float32); "
                                    "the feature stage must give every window a finite value")
-            quantiles.append(np.quantile(column, self.quantile_levels_))
-            medians.append(np.median(column))
+            # Both from one scratch copy, partitioned in place: each would copy the column, and the values
+            # picked (order statistics) do not depend on how the copy is ordered.
+            scratch = column.copy()
+            quantiles.append(np.quantile(scratch, self.quantile_levels_, overwrite_input=True))
+            medians.append(np.median(scratch, overwrite_input=True))
+            del scratch
         self.feature_quantiles_ = np.column_stack(quantiles)
         self.feature_median_ = np.asarray(medians, dtype=np.float64)
         from sklearn.ensemble import IsolationForest

@@ -214,6 +214,15 @@ def test_forest_saturates_beyond_the_training_range_and_ignores_constant_feature
 # -- determinism and estimator conventions -----------------------------------------------------
 
 
+def test_training_quantiles_and_medians_are_numpys_of_each_column() -> None:
+    # Both come from one scratch copy partitioned in place: they must be numpy's of the column itself.
+    rng = np.random.default_rng(31)
+    X = np.column_stack([rng.poisson(2.0, 3001), rng.normal(size=3001), rng.poisson(0.1, 3001)]).astype(np.float64)
+    scorer = WindowScorer(n_estimators=10, random_state=2).fit(X, ["events", "spread", "rare"])
+    np.testing.assert_array_equal(scorer.feature_quantiles_, np.quantile(X, scorer.quantile_levels_, axis=0))
+    np.testing.assert_array_equal(scorer.feature_median_, np.median(X, axis=0))
+
+
 def test_same_seed_gives_identical_scores() -> None:
     X, probe = gaussian(600, 3, seed=20), gaussian(200, 3, seed=21)
     first = WindowScorer(n_estimators=50, random_state=5).fit(X, ["a", "b", "c"])
