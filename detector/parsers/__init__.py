@@ -16,12 +16,20 @@ import polars as pl
 
 from detector.errors import FormatError, InputError
 from detector.overlap import two_at_a_time
-from detector.parsers.base import START_LINES, ParseOptions, Parser, finalize, reject_long_lines
+from detector.parsers.base import (
+    START_LINES,
+    ParseOptions,
+    Parser,
+    finalize,
+    reject_long_lines,
+    settled_rejects,
+    time_field_counts,
+)
 from detector.parsers.cef import Cef
 from detector.parsers.dms_syslog import DmsSyslog
 from detector.parsers.hes_audit_csv import HesAuditCsv
 from detector.parsers.hes_commands_jsonl import HesCommandsJsonl
-from detector.parsers.reader import LineChunk, detached, read_head, read_line_chunks
+from detector.parsers.reader import LineChunk, read_head, read_line_chunks
 from detector.parsers.winevtx import Evtx, is_evtx
 from detector.parsers.winsec_jsonl import WinsecJsonl
 from detector.schema import REJECT_SCHEMA
@@ -100,9 +108,7 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
         unreadable = unreadable.select(
             raw_file=pl.lit(str(path)), raw_line="raw_line", source_format=pl.lit(parser.name), reason="reason",
             raw="raw").cast(REJECT_SCHEMA)
-        rejects = pl.concat([unreadable, rejects]).sort("raw_line")
-        return ParsedChunk(events, rejects.with_columns(detached(rejects.get_column("raw"))) if rejects.height else rejects,
-                           time_fields)
+        return ParsedChunk(events, settled_rejects(pl.concat([unreadable, rejects])), time_fields)
 
     def parse(chunk: LineChunk) -> ParsedChunk:
         lines, too_long = reject_long_lines(chunk.lines)
@@ -130,13 +136,8 @@ def parse_file(path: str | Path, parser: type[Parser], options: ParseOptions | N
 
 
 def _time_fields(staged: pl.DataFrame) -> dict[str, int]:
-    if "_time_field" not in staged.columns:
-        return {}
-    kept = pl.col("time").is_not_null()
-    if "_error" in staged.columns:
-        kept &= pl.col("_error").is_null()
-    counts = staged.lazy().filter(kept).group_by("_time_field").len().collect()
-    return {str(name): int(n) for name, n in counts.iter_rows() if name is not None}
+    counts = time_field_counts(staged)
+    return {} if counts is None else {str(name): int(n) for name, n in counts.iter_rows()}
 
 
 _NO_BAD_LINES = pl.DataFrame(schema={"raw_line": pl.Int64, "reason": pl.String, "raw": pl.String})

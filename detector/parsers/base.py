@@ -20,6 +20,7 @@ import polars as pl
 
 from detector.errors import ConfigError, InputError
 from detector.exprs import formatted
+from detector.parsers.reader import detached
 from detector.schema import (
     ACTION_CATEGORY,
     ACTIONS,
@@ -174,7 +175,8 @@ class Parser(ABC):
 START_LINES = 100
 
 
-# Lines of files read together are numbered ``file index << FILE_SHIFT | line`` (see ``together``).
+# Lines of files read together are numbered ``file index << FILE_SHIFT | line`` (see ``together``); a
+# file's line numbers stay below 2**32: files read together are a few MiB each.
 FILE_SHIFT = 32
 FILE_OF_LINE = (pl.col("raw_line") // (1 << FILE_SHIFT)).alias("_file")
 
@@ -549,6 +551,25 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
     if not events.get_column("raw_line").is_sorted():
         events = events.sort("raw_line", maintain_order=True)
     return events, rejects.cast(REJECT_SCHEMA)
+
+
+def time_field_counts(staged: pl.DataFrame, *keys: pl.Expr) -> pl.DataFrame | None:
+    """How many kept events took their time from which field (``*keys, _time_field, len``; what
+    ``ParsedChunk.time_fields`` holds), or None for a parser with a single time field."""
+    if "_time_field" not in staged.columns:
+        return None
+    kept = pl.col("time").is_not_null() & pl.col("_time_field").is_not_null()
+    if "_error" in staged.columns:
+        kept &= pl.col("_error").is_null()
+    return staged.lazy().filter(kept).group_by(*keys, "_time_field", maintain_order=True).len().collect()
+
+
+def settled_rejects(rejects: pl.DataFrame) -> pl.DataFrame:
+    """A file's rejects in line order, their raw text in buffers of its own (not the chunk's)."""
+    if not rejects.height:
+        return rejects
+    rejects = rejects.sort("raw_line")
+    return rejects.with_columns(detached(rejects.get_column("raw")))
 
 
 def reject_long_lines(lines: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -20,11 +20,18 @@ from pathlib import Path
 import polars as pl
 
 from detector.errors import DetectorError
-from detector.parsers.base import FILE_OF_LINE, FILE_SHIFT, ParseOptions, Parser, finalize, reject_long_lines
-from detector.parsers.reader import detached, read_line_chunks
+from detector.parsers.base import (
+    FILE_OF_LINE,
+    FILE_SHIFT,
+    ParseOptions,
+    Parser,
+    finalize,
+    reject_long_lines,
+    settled_rejects,
+    time_field_counts,
+)
+from detector.parsers.reader import read_line_chunks
 from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA
-
-_FILE = FILE_OF_LINE  # a file's line numbers stay below 2**32: files read together are a few MiB each
 
 
 def parse_together(paths: Sequence[Path], parser: type[Parser], options: ParseOptions
@@ -65,31 +72,22 @@ def parse_together(paths: Sequence[Path], parser: type[Parser], options: ParseOp
     parsed = []
     for index, path in enumerate(paths):
         file_events = _in_file(events_of.get(index, events.clear()), path).cast(EVENT_SCHEMA)
-        file_rejects = _in_file(rejects_of.get(index, rejects.clear()), path).cast(REJECT_SCHEMA)
-        if file_rejects.height:
-            file_rejects = file_rejects.sort("raw_line")
-            file_rejects = file_rejects.with_columns(detached(file_rejects.get_column("raw")))
+        file_rejects = settled_rejects(_in_file(rejects_of.get(index, rejects.clear()), path).cast(REJECT_SCHEMA))
         parsed.append((file_events, file_rejects, time_fields.get(index, {})))
     return parsed
 
 
 def _time_fields(staged: pl.DataFrame) -> dict[int, dict[str, int]]:
-    """Each file's count of kept events per time field (what ``ParsedChunk.time_fields`` holds)."""
-    if "_time_field" not in staged.columns:
-        return {}
-    kept = pl.col("time").is_not_null()
-    if "_error" in staged.columns:
-        kept &= pl.col("_error").is_null()
-    counts = staged.lazy().filter(kept & pl.col("_time_field").is_not_null()).group_by(
-        _FILE, "_time_field", maintain_order=True).len().collect()
+    """Each file's count of kept events per time field."""
+    counts = time_field_counts(staged, FILE_OF_LINE)
     fields: dict[int, dict[str, int]] = {}
-    for index, name, n in counts.iter_rows():
+    for index, name, n in counts.iter_rows() if counts is not None else ():
         fields.setdefault(int(index), {})[str(name)] = int(n)
     return fields
 
 
 def _by_file(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
-    parts = frame.with_columns(_file=_FILE).partition_by(
+    parts = frame.with_columns(FILE_OF_LINE).partition_by(
         "_file", as_dict=True, include_key=False, maintain_order=True)
     return {int(key[0]): part for key, part in parts.items()}
 
