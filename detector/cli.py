@@ -41,7 +41,7 @@ from detector.cli_support import (
 from detector.config import Config, check_display_tz
 from detector.findings import SEVERITIES, rank, severity_at_least
 from detector.hunts.cli import hunt
-from detector.model_store import load_model, save_model
+from detector.model_store import save_model
 from detector.nightly_cli import nightly
 from detector.parsers import PARSERS
 from detector.pipeline import FileReport, parse_to_parquet, write_model_card
@@ -438,16 +438,16 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
     """
     config = Config.from_toml(config_path) if config_path else None
     display_tz = check_display_tz(display_tz) if display_tz else (config or Config()).report.display_tz
-    model = load_model(model_dir) if model_dir else None
     population: Population | None = None
     with progress_for(quiet) as progress:
         with closing(engine_of(engine, master, spark_conf)) as runner:
-            found = api.scan(logs, model, config=config, baseline_until=_utc(baseline_until),
+            # The model is read while the logs are parsed (runner.scan): its errors still exit 2.
+            found = api.scan(logs, model_dir, config=config, baseline_until=_utc(baseline_until),
                              min_severity=min_severity, format=format_name, mappings=mappings, tz=tz,
                              progress=progress, engine=runner, spill_dir=spill_dir)
         try:
-            if model is not None and found.events is not None:
-                population = known_share(found.events, model, since=found.scored_from)
+            if model_dir is not None and found.model is not None and found.events is not None:
+                population = known_share(found.events, found.model, since=found.scored_from)
             written = found.write(out, csv=with_csv, progress=progress, display_tz=display_tz)
         finally:
             found.close()

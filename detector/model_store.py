@@ -28,12 +28,13 @@ import shutil
 import stat
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property, partial
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import numpy as np
 import polars as pl
@@ -44,7 +45,7 @@ from detector.errors import ConfigError, DetectorError
 from detector.overlap import two_at_a_time
 from detector.scoring import STATE_ARRAYS, ScoringError, SeverityThresholds, WindowScorer
 
-__all__ = ["FORMAT_VERSION", "MODEL_FILE", "Model", "ModelError", "load_model", "save_model"]
+__all__ = ["FORMAT_VERSION", "MODEL_FILE", "Model", "ModelError", "ModelLoading", "load_model", "save_model"]
 
 # Bump when a model written by this code could be misread by older code, or vice versa.
 FORMAT_VERSION: Final = 1
@@ -534,6 +535,46 @@ def load_model(directory: Path | str) -> Model:
     return Model(model_id=model_id, created=created, training_span=(start, end), scorers=scorers,
                  config=config, metadata=extras, tables=frames,
                  library_versions={str(k): str(v) for k, v in versions.items()})
+
+
+class ModelLoading:
+    """A model read and checked in a background thread (:func:`load_model`), its settings at once.
+
+    A scan needs the model's settings (the window length) to parse its logs, and the model itself
+    only to score them: reading and verifying the forests and profile tables (and importing
+    scikit-learn for the trees) overlaps the parse. ``model.json`` is read and its checksum
+    verified here, so a damaged or foreign document fails at once; a damaged forest or table
+    file is reported by :meth:`result`, as :func:`load_model` reports it. Use it as a context
+    manager, or call :meth:`close`, so that the thread is always waited for.
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        try:
+            document = _read_document(self.directory)
+            self.settings = Config.of_model(_require(document, "config", dict, (str(self.directory / MODEL_FILE), None)))
+        except (ModelError, ConfigError):
+            load_model(self.directory)  # its own error, worded and named as it words and names it
+            raise
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ami-detector-model")
+        self._model = self._pool.submit(load_model, self.directory)
+
+    def result(self) -> Model:
+        """The model, once read and checked (raises :class:`ModelError` as :func:`load_model` does)."""
+        try:
+            return self._model.result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Wait for the thread; what it read is dropped if :meth:`result` was not called."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _load_forest(directory: Path, kind: str, entry: dict[str, Any], files: dict[str, Any],

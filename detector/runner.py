@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from detector.engines.local import LocalEngine
 from detector.errors import DetectorError, InputError
 from detector.event_store import EventStore, event_store_of
 from detector.findings import SEVERITIES
-from detector.model_store import Model, load_model
+from detector.model_store import Model, ModelLoading
 from detector.pipeline import (
     FileReport,
     ParseRun,
@@ -198,10 +199,12 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     """
     if min_severity not in SEVERITIES:
         raise DetectorError(f"min_severity must be one of {', '.join(SEVERITIES)}, not {min_severity!r}")
-    if isinstance(model, (str, Path)):
-        model = load_model(model)
-    length = slice_length((config or (model.settings if model is not None else Config())).features.window_length)
-    with running(engine) as runner:
+    # A model named by its directory is read while the logs are parsed (its settings at once).
+    loading = ModelLoading(model) if isinstance(model, (str, Path)) else None
+    given = model if isinstance(model, Model) else None
+    settings = loading.settings if loading is not None else given.settings if given is not None else Config()
+    length = slice_length((config or settings).features.window_length)
+    with running(engine) as runner, loading or nullcontext():
         if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
             scanned = take_events(paths_or_events, length, spill=runner.name != "local", spill_dir=spill_dir)
         elif (store := _store_in(paths_or_events, format, mappings, tz)) is not None:
@@ -210,10 +213,12 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
             run = plan(paths_or_events, format=format, mappings=mappings, tz=tz, progress=progress)
             scanned = parse(run, runner, length, spill_dir)
         try:
+            if loading is not None:
+                given = loading.result()
             since = _aware(baseline_until) if baseline_until is not None else None
             on_disk = scanned.slices if isinstance(scanned.slices, EventSpill) else None
-            model, notes = baseline(scanned.events, model, config, since, progress, on_disk, runner)
-            frame, count = score(scanned, runner, model, config, min_severity=min_severity, scored_from=since,
+            scoring, notes = baseline(scanned.events, given, config, since, progress, on_disk, runner)
+            frame, count = score(scanned, runner, scoring, config, min_severity=min_severity, scored_from=since,
                                  progress=progress)
         except BaseException:
             if scanned.spill is not None:
@@ -222,8 +227,8 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
         finally:
             if isinstance(scanned.slices, EventSpill) and scanned.slices is not scanned.spill:
                 scanned.slices.remove()  # events given in memory, spilled only for the engine to read
-    found = Findings(frame, events=scanned.events, model=model, rejects=scanned.rejects, reports=scanned.reports,
-                     events_scored=count, scored_from=since, spill=scanned.spill, settings=config or model.settings)
+    found = Findings(frame, events=scanned.events, model=scoring, rejects=scanned.rejects, reports=scanned.reports,
+                     events_scored=count, scored_from=since, spill=scanned.spill, settings=config or scoring.settings)
     found.notes = notes
     return found
 

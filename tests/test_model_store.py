@@ -17,7 +17,7 @@ import pytest
 
 from detector import model_store, scoring
 from detector.errors import DetectorError
-from detector.model_store import FORMAT_VERSION, Model, ModelError, _checksum, load_model, save_model
+from detector.model_store import FORMAT_VERSION, Model, ModelError, ModelLoading, _checksum, load_model, save_model
 from detector.scoring import ScoringConfig, WindowScorer
 
 SPAN = (datetime(2026, 1, 5, tzinfo=UTC), datetime(2026, 4, 1, 23, 59, tzinfo=UTC))
@@ -261,6 +261,46 @@ def test_of_several_damaged_files_the_first_listed_is_named(copy: Path) -> None:
         with pytest.raises(ModelError, match="modified after the model was written") as info:
             load_model(copy)
         assert "forests/device.npz" in str(info.value)
+
+
+# -- read in the background -------------------------------------------------------------------
+
+
+def test_loading_gives_the_settings_at_once_and_the_model_load_model_gives(saved: tuple[Model, Path]) -> None:
+    _, directory = saved
+    loaded = load_model(directory)
+    with ModelLoading(directory) as loading:
+        assert loading.settings == loaded.settings
+        model = loading.result()
+    assert model.model_id == loaded.model_id
+    assert model.tables.keys() == loaded.tables.keys()
+    for kind, scorer in loaded.scorers.items():
+        X = _data(50, len(scorer.feature_names_), 3)
+        np.testing.assert_array_equal(model.scorers[kind].score_samples(X), scorer.score_samples(X))
+
+
+def test_loading_a_damaged_data_file_fails_at_the_result_naming_it(copy: Path) -> None:
+    _flip(copy / "profiles/device_profile.parquet", 0)
+    loading = ModelLoading(copy)  # model.json is sound: the settings are known
+    assert loading.settings is not None
+    with pytest.raises(ModelError, match="modified after the model was written") as info:
+        loading.result()
+    assert "profiles/device_profile.parquet" in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["flip", "delete", "no directory"])
+def test_loading_a_damaged_document_fails_at_once_as_load_model_does(copy: Path, damage: str) -> None:
+    if damage == "flip":
+        _flip(copy / "model.json", 40)
+    elif damage == "delete":
+        (copy / "model.json").unlink()
+    else:
+        copy = copy / "nowhere"
+    with pytest.raises(ModelError) as expected:
+        load_model(copy)
+    with pytest.raises(ModelError) as info:
+        ModelLoading(copy)
+    assert str(info.value) == str(expected.value)
 
 
 def test_missing_directory(tmp_path: Path) -> None:
