@@ -13,6 +13,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -446,9 +447,13 @@ def scan(logs: tuple[str, ...], model_dir: Path | None, out: Path, min_severity:
                              min_severity=min_severity, format=format_name, mappings=mappings, tz=tz,
                              progress=progress, engine=runner, spill_dir=spill_dir)
         try:
-            if model_dir is not None and found.model is not None and found.events is not None:
-                population = known_share(found.events, found.model, since=found.scored_from)
-            written = found.write(out, csv=with_csv, progress=progress, display_tz=display_tz)
+            # Counting the known entities (polars, off the GIL) overlaps writing the outputs (mostly Python).
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ami-detector-population") as pool:
+                counting = (pool.submit(known_share, found.events, found.model, since=found.scored_from)
+                            if model_dir is not None and found.model is not None and found.events is not None
+                            else None)
+                written = found.write(out, csv=with_csv, progress=progress, display_tz=display_tz)
+                population = counting.result() if counting is not None else None
         finally:
             found.close()
     if rejects_out is not None:
