@@ -204,7 +204,7 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     given = model if isinstance(model, Model) else None
     settings = loading.settings if loading is not None else given.settings if given is not None else Config()
     length = slice_length((config or settings).features.window_length)
-    with running(engine) as runner, loading or nullcontext():
+    with loading or nullcontext(), running(engine) as runner:
         if isinstance(paths_or_events, (pl.DataFrame, pl.LazyFrame)):
             scanned = take_events(paths_or_events, length, spill=runner.name != "local", spill_dir=spill_dir)
         elif (store := _store_in(paths_or_events, format, mappings, tz)) is not None:
