@@ -287,6 +287,9 @@ def parse_times(text: pl.Series, *, year: int) -> tuple[pl.Series, pl.Series]:
     todo = stripped.to_frame("_t").with_row_index("_pos").filter(pl.col("_t").is_not_null())
     if todo.height:
         values = _utc_iso(todo.get_column("_t"))
+        if todo.height == stripped.len() and not values.null_count():
+            # Every row a stamp of the common form (a whole command log, say): nothing to place.
+            return values.cast(UTC_US).alias("aware"), naive
         found = values.is_not_null()
         aware.scatter(todo.get_column("_pos").filter(found), values.filter(found))
         todo = todo.filter(~found)
