@@ -362,8 +362,8 @@ def read_with_reports(paths: str | Path | Sequence[str | Path], *, format: str |
 def parse_to_spill(run: ParseRun, spill: EventSpill) -> pl.DataFrame:
     """Stream a parse into *spill*; the rejects are returned (they are few, or the input is not a log)."""
     rejects = [empty_rejects()]
-    # Chunks of small files wait to be written together: a part file's fixed cost (a millisecond or
-    # more per column) is most of the cost of a small chunk's. Held in order and written in order,
+    # Chunks of small files wait to be written together: a part file costs a couple of milliseconds
+    # however few its events (a file of 1,372 Windows events: 1.9 ms). Held and written in order,
     # they leave every slice's events in the order chunk-by-chunk writing gives.
     waiting: list[pl.DataFrame] = []
     rows = 0
