@@ -35,6 +35,8 @@ SMALL_FILE_BYTES = 4 << 20
 # So is an uncompressed file up to one reader's chunk: parsed whole or alone, it is one chunk in memory
 # either way, and a day's command log of 10-16 MiB would otherwise be parsed with one core idle.
 ONE_CHUNK_BYTES = CHUNK_BYTES
+# Parsed events are written to the spill at least this many at a time (see parse_to_spill).
+SPILL_ROWS = 1 << 16
 
 
 @dataclass
@@ -360,11 +362,22 @@ def read_with_reports(paths: str | Path | Sequence[str | Path], *, format: str |
 def parse_to_spill(run: ParseRun, spill: EventSpill) -> pl.DataFrame:
     """Stream a parse into *spill*; the rejects are returned (they are few, or the input is not a log)."""
     rejects = [empty_rejects()]
+    # Chunks of small files wait to be written together: a part file costs a couple of milliseconds
+    # however few its events (a file of 1,372 Windows events: 1.9 ms). Held and written in order,
+    # they leave every slice's events in the order chunk-by-chunk writing gives.
+    waiting: list[pl.DataFrame] = []
+    rows = 0
     # The next chunk is parsed while this one is written.
     for chunk in ahead(run.chunks()):
-        spill.add(chunk.events)
+        waiting.append(chunk.events)
+        rows += chunk.events.height
+        if rows >= SPILL_ROWS:
+            spill.add(pl.concat(waiting))
+            waiting, rows = [], 0
         if chunk.rejects.height:
             rejects.append(chunk.rejects)
+    if rows:
+        spill.add(pl.concat(waiting))
     return pl.concat(rejects)
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+from datetime import timedelta
 
 import polars as pl
 import pytest
@@ -11,6 +12,7 @@ from detector.errors import FormatError, ParseError
 from detector.parsers import PARSERS, ParsedChunk
 from detector.pipeline import FileReport, expand_paths, plan_parse, read_logs
 from detector.schema import validate_events, validate_rejects
+from detector.spill import EventSpill
 from tests.conftest import DATA, GOLDEN
 
 
@@ -114,3 +116,28 @@ def test_small_files_two_at_a_time_give_what_one_at_a_time_gives(mixed_dir, monk
     assert len(paired) == len(alone)
     for a, b in zip(paired, alone, strict=True):
         assert a.events.equals(b.events) and a.rejects.equals(b.rejects)
+
+
+def test_the_spill_holds_each_slices_events_in_the_order_chunk_by_chunk_writing_gives(mixed_dir, tmp_path,
+                                                                                       monkeypatch) -> None:
+    """parse_to_spill writes small chunks together (fewer part files): every slice must hold the
+    events, in the order, of writing each chunk as it comes."""
+    def slices(spill: EventSpill) -> list[tuple[object, int, pl.DataFrame]]:
+        return [(start, n, frame.collect()) for start, n, frame in spill.slices()]
+
+    run = plan_parse([mixed_dir], tz="UTC")
+    with EventSpill(tmp_path / "by_chunk", timedelta(days=1)) as spill:
+        chunks = list(run.chunks())
+        for chunk in chunks:
+            spill.add(chunk.events)
+        by_chunk = slices(spill)
+    monkeypatch.setattr(pipeline, "SPILL_ROWS", 40)  # a few golden files' events at a time
+    with EventSpill(tmp_path / "together", timedelta(days=1)) as spill:
+        rejects = pipeline.parse_to_spill(plan_parse([mixed_dir], tz="UTC"), spill)
+        together = slices(spill)
+        parts = len(list(spill.directory.glob("slice=*/*.parquet")))
+    assert rejects.equals(pl.concat([c.rejects for c in chunks]))
+    assert len(together) == len(by_chunk) > 1
+    assert 1 < parts < sum(1 for c in chunks if c.events.height)
+    for (start_a, n_a, a), (start_b, n_b, b) in zip(together, by_chunk, strict=True):
+        assert (start_a, n_a) == (start_b, n_b) and a.equals(b)

@@ -64,6 +64,39 @@ def test_spill_keeps_every_event_and_returns_slices_in_time_order(tmp_path) -> N
     assert not (tmp_path / "spill").exists()
 
 
+def test_parts_leave_out_empty_columns_and_read_back_in_the_event_schema(tmp_path) -> None:
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    events = _events([day + timedelta(hours=h) for h in (25, 1, 3, 49, 2)]).with_columns(
+        account=pl.Series(["a", None, "b", None, None]))
+    with EventSpill(tmp_path / "spill", timedelta(days=1)) as spill:
+        spill.add(events)
+        spill.add(_events([day + timedelta(hours=4)]))  # no account at all
+        parts = sorted(spill.directory.glob("slice=*/*.parquet"))
+        written = {tuple(pl.read_parquet_schema(p)) for p in parts}
+        assert ("time", "account", "raw_file", "raw_line") in written and ("time", "raw_file", "raw_line") in written
+        got = [frame.collect() for _, _, frame in spill.slices()]
+        assert all(frame.schema == EVENT_SCHEMA for frame in got)
+        # Out of time order, each slice keeps the events' order; the empty columns come back null.
+        assert [f.get_column("raw_line").to_list() for f in got] == [[2, 3, 5, 1], [1], [4]]
+        assert got[0].get_column("account").to_list() == [None, "b", None, None]
+        assert got[1].get_column("account").to_list() == ["a"]
+        assert spill.scan().collect().height == 6
+
+
+def test_events_in_time_order_are_cut_into_slices_as_out_of_order_ones(tmp_path) -> None:
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    times = [day + timedelta(hours=h) for h in (1, 5, 23, 24, 30, 71)]
+    cut = {}
+    for name, order in (("sorted", times), ("shuffled", [times[i] for i in (3, 0, 5, 1, 4, 2)])):
+        with EventSpill(tmp_path / name, timedelta(days=1)) as spill:
+            spill.add(_events(order))
+            cut[name] = [(start, n, frame.collect().sort("time")) for start, n, frame in spill.slices()]
+    assert [(s, n) for s, n, _ in cut["sorted"]] == [(day, 3), (day + timedelta(days=1), 2), (day + timedelta(days=2), 1)]
+    assert [(s, n) for s, n, _ in cut["sorted"]] == [(s, n) for s, n, _ in cut["shuffled"]]
+    for (_, _, a), (_, _, b) in zip(cut["sorted"], cut["shuffled"], strict=True):
+        assert a.get_column("time").equals(b.get_column("time"))
+
+
 @pytest.fixture(scope="module")
 def sample(sample_logs) -> tuple[pl.DataFrame, object]:
     events, _ = sample_logs

@@ -20,8 +20,8 @@ from detector.nightly.inbox import Candidate, discover, new_id
 from detector.nightly.state import Hook, Layout, Night
 from detector.parsers import ParsedChunk
 from detector.pipeline import ParseRun, plan_parse
-from detector.schema import EVENT_SCHEMA, REJECT_SCHEMA
-from detector.spill import EventSpill, slice_start
+from detector.schema import REJECT_SCHEMA
+from detector.spill import EventSpill, scan_parts, slice_start
 
 # The staging spill's slices are days: the event store's partitions.
 _DAY = timedelta(days=1)
@@ -136,8 +136,7 @@ def _parse(night: Night, batch_id: str, staging: Path, candidates: list[Candidat
 def _staged_events(staging: Path) -> pl.LazyFrame:
     """A batch's staged events: a spill of days (``events/``), or one file as staged before it was."""
     older = staging / "events.parquet"
-    return pl.scan_parquet(older if older.exists() else staging / "events" / "slice=*" / "*.parquet",
-                           schema=EVENT_SCHEMA, hive_partitioning=False)
+    return scan_parts(older if older.exists() else staging / "events" / "slice=*" / "*.parquet")
 
 
 def _place(night: Night, frame: pl.LazyFrame, target: Path) -> None:

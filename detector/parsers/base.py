@@ -287,6 +287,9 @@ def parse_times(text: pl.Series, *, year: int) -> tuple[pl.Series, pl.Series]:
     todo = stripped.to_frame("_t").with_row_index("_pos").filter(pl.col("_t").is_not_null())
     if todo.height:
         values = _utc_iso(todo.get_column("_t"))
+        if todo.height == stripped.len() and not values.null_count():
+            # Every row a stamp of the common form (a whole command log, say): nothing to place.
+            return values.cast(UTC_US).alias("aware"), naive
         found = values.is_not_null()
         aware.scatter(todo.get_column("_pos").filter(found), values.filter(found))
         todo = todo.filter(~found)
@@ -515,14 +518,16 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
     # themselves (once per distinct value, or in a coalesce) are not cleaned first.
     as_they_are = {c for c in staged.columns if staged.get_column(c).null_count() == staged.height} | set(cleaned)
     # One lazy query, not eager steps: polars then computes the independent columns in parallel.
+    def cleaned_column(c: str) -> pl.Expr:
+        return pl.col(c).cast(pl.String) if c in as_they_are else clean(pl.col(c))
+
     events = collect(lazy.filter(pl.col("_error").is_null()).with_columns(
-        [(pl.col(c).cast(pl.String) if c in as_they_are else clean(pl.col(c))).alias(c)
-         for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN, *_CLEANED_LATER)]
+        [cleaned_column(c).alias(c) for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN, *_CLEANED_LATER)]
         # Values are kept as written: a group may be called "None" (every local user's primary group),
         # a setting may be set to "null"; only an empty value or Windows' "-" means there is none.
         + [_as_written(pl.col(c)).alias(c) for c in _AS_WRITTEN],
         # Computed once: the query runs without common-subexpression elimination.
-        action=clean(pl.col("action")).replace_strict({a: a for a in ACTIONS}, default="other", return_dtype=Action),
+        action=cleaned_column("action").replace_strict({a: a for a in ACTIONS}, default="other", return_dtype=Action),
     ).with_columns(
         time=pl.col("time").cast(UTC_US),
         source_system=pl.coalesce(pl.col("source_system"), pl.lit(source_system)).replace_strict(
@@ -535,10 +540,10 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
         src_ip=ip_expr(pl.col("src_ip")),
         action=action,
         category=pl.coalesce(
-            clean(pl.col("category")).replace_strict({c: c for c in CATEGORIES}, default=None),
+            cleaned_column("category").replace_strict({c: c for c in CATEGORIES}, default=None),
             action.cast(pl.String).replace_strict(ACTION_CATEGORY, default="system"),
         ).cast(Category),
-        outcome=clean(pl.col("outcome")).replace_strict(
+        outcome=cleaned_column("outcome").replace_strict(
             {o: o for o in OUTCOMES}, default="unknown", return_dtype=Outcome),
         target_count=pl.coalesce(
             pl.col("target_count").cast(pl.String).str.strip_chars().cast(pl.Int32, strict=False),

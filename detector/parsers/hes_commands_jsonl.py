@@ -65,7 +65,9 @@ class HesCommandsJsonl(Parser):
     source_system = "hes"
     independent_chunks = True
     together = True
-    cleaned = frozenset({"target_type", "target_id", "native_code", "image_sha256", "message"})
+    # Besides these five, the action, outcome and category are words of the tables above (or none).
+    cleaned = frozenset({"target_type", "target_id", "native_code", "image_sha256", "message", "action", "outcome",
+                         "category"})
 
     @classmethod
     def sniff(cls, head: list[str]) -> bool:

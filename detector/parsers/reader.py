@@ -135,16 +135,22 @@ def _blocks(path: Path, chunk_bytes: int) -> Iterator[bytes]:
             while len(head) < chunk_bytes and (block := next(blocks, b"")):
                 head += block
         except _Damaged:
-            if not head.strip():
+            if _blank(head):
                 raise
             yield from _text_blocks(head, iter(()), path)
             raise
         yield from _text_blocks(head, blocks, path)
 
 
+def _blank(data: bytes) -> bool:
+    """Whether *data* holds nothing but ASCII whitespace (what ``not data.strip()`` says, without
+    copying a block of many megabytes to say it)."""
+    return not data or data.isspace()
+
+
 def _text_blocks(head: bytes, rest: Iterator[bytes], path: Path) -> Iterator[bytes]:
     """The content as UTF-8 bytes: UTF-16 converted, a UTF-8 byte-order mark dropped."""
-    if not head.strip():
+    if _blank(head):
         raise InputError("empty file", source=(str(path), None))
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         yield from _utf16_to_utf8(head, rest, path)
@@ -213,8 +219,9 @@ def read_line_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterat
             carry += block
             continue
         # Each chunk ends with its newline, so each of its lines is good or bad text, and numbered.
-        # One copy of the block (joined through a view), not two: copies hold the GIL.
-        data = b"".join((carry, memoryview(block)[:cut]))
+        # One copy of the block (joined through a view), not two: copies hold the GIL. A block of whole
+        # lines with nothing carried into it (a file read in one block, most often) is not copied at all.
+        data = block if not carry and cut == len(block) else b"".join((carry, memoryview(block)[:cut]))
         carry = block[cut:]
         chunk = _chunk(data, next_line, path, check_encoding=not checked_encoding)
         checked_encoding = True

@@ -5,7 +5,9 @@ import pytest
 
 from detector.errors import InputError
 from detector.parsers import ParseOptions
+from detector.parsers.base import parse_times
 from detector.parsers.hes_commands_jsonl import COMMAND_ACTIONS, HesCommandsJsonl
+from detector.schema import UTC_US
 from tests.conftest import GOLDEN, assert_golden, parse_all
 
 
@@ -58,3 +60,15 @@ def test_naive_time_needs_tz(tmp_path) -> None:
         parse_all(path, HesCommandsJsonl)
     events, _ = parse_all(path, HesCommandsJsonl, ParseOptions(tz="America/Chicago"))
     assert str(events.item(0, "time")) == "2026-04-14 07:33:47+00:00"
+
+
+def test_stamps_all_of_the_common_form_read_as_they_do_among_others() -> None:
+    """parse_times returns a column of stamps all of the common UTC form at once: the values must be
+    those it places one by one when other forms (or no stamp) are among them."""
+    common = ["2026-03-30T05:04:52.643Z", " 2026-03-30T23:59:59Z", "2026-03-31T00:00:00.1234567Z"]
+    others = [None, "2026-02-29T00:00:00Z", "2026-03-30 05:04:52"]  # no stamp, not a date, naive
+    alone_aware, alone_naive = parse_times(pl.Series(common), year=2026)
+    mixed_aware, mixed_naive = parse_times(pl.Series([*common, *others]), year=2026)
+    assert alone_aware.dtype == UTC_US and alone_aware.null_count() == 0 and alone_naive.null_count() == 3
+    assert alone_aware.equals(mixed_aware.head(3)) and alone_naive.equals(mixed_naive.head(3))
+    assert mixed_aware.tail(3).null_count() == 3 and mixed_naive.tail(3).null_count() == 2

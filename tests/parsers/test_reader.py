@@ -6,9 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detector.errors import InputError
-from detector.parsers.reader import read_head, read_line_chunks
+from detector.parsers.reader import _blank, read_head, read_line_chunks
 
 
 def _lines(path, **kwargs) -> tuple[list[tuple[int, str]], list[int]]:
@@ -160,3 +162,17 @@ def test_a_scan_of_a_truncated_gzip_keeps_the_events_before_the_damage(tmp_path:
     assert rejects.height == 1
     assert rejects.item(0, "raw_line") == events.height + 1
     assert "truncated gzip" in rejects.item(0, "reason")
+
+
+@given(st.binary(max_size=40) | st.lists(st.sampled_from([b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c", b"\x1c",
+                                                         b"\x85", b"\xa0", b"\x00", b"x"])).map(b"".join))
+def test_a_blank_head_is_what_stripping_leaves_empty(data: bytes) -> None:
+    assert _blank(data) == (not data.strip())
+
+
+@pytest.mark.parametrize("content", [b"", b" \n\t\r\n", b"\x0b\x0c\n"])
+def test_a_file_of_whitespace_is_empty(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "blank.log"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match="empty file"):
+        list(read_line_chunks(path))
