@@ -560,16 +560,17 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
     usual = profiles.account_typical.select(pl.col("account").alias("_actor"), _usual=pl.col("targets"))
     peak = profiles.account_activity.select(pl.col("account").alias("_actor"), _peak=pl.col("targets_peak"))
     usual_at_least_one = pl.col("_usual").fill_null(1.0).clip(lower_bound=1.0)
-    acted = (ev.filter(pl.col("_known") & is_device_target())
-             .select("_actor", "target_id", "time", "raw_file", "raw_line", window_start=pl.col("time").dt.truncate(window)))
+    acting = (ev.filter(pl.col("_known") & is_device_target())
+              .select("_actor", "target_id", "time", "raw_file", "raw_line", window_start=pl.col("time").dt.truncate(window)))
     # Only windows reaching enough devices at all can reach enough new ones (new <= all): the lookup
     # of each (account, device) in the baseline is left to them.
-    busy = (acted.group_by("_actor", "window_start").agg(_all=pl.col("target_id").n_unique())
-            .join(usual.lazy(), on="_actor", how="left").join(peak.lazy(), on="_actor", how="left")
-            .filter(pl.col("_all") >= TERRITORY_TARGETS, pl.col("_all") >= TERRITORY_FACTOR * usual_at_least_one,
-                    pl.col("_all") > pl.col("_peak").fill_null(0.0))
-            .select("_actor", "window_start"))
-    acted, busy = pl.collect_all([acted, busy])
+    busy_windows = (acting.group_by("_actor", "window_start").agg(_all=pl.col("target_id").n_unique())
+                    .join(usual.lazy(), on="_actor", how="left").join(peak.lazy(), on="_actor", how="left")
+                    .filter(pl.col("_all") >= TERRITORY_TARGETS,
+                            pl.col("_all") >= TERRITORY_FACTOR * usual_at_least_one,
+                            pl.col("_all") > pl.col("_peak").fill_null(0.0))
+                    .select("_actor", "window_start"))
+    acted, busy = pl.collect_all([acting, busy_windows])
     # The baseline's pairs of those windows' accounts only: a hash table of every pair costs more than the join.
     known = known.filter(pl.col("_actor").is_in(busy.get_column("_actor").unique().implode()))
     touched = (acted.lazy().join(busy.lazy(), on=["_actor", "window_start"], how="semi")
