@@ -429,7 +429,9 @@ def _with_detail(flagged: pl.DataFrame, kind: EntityKind, events: pl.DataFrame |
                        pl.col("time").dt.truncate(config.features.window).alias("window_start"))
     wanted = flagged.select(pl.struct(*KEY)).to_series().implode()
     own = events.lazy().filter(window.is_in(wanted)).collect()
-    built = build_features(own, profiles.restricted(own), config.features, kinds=[kind])[kind]
+    # Account windows read only account tables, which restricting leaves whole: only devices' need cutting.
+    built = build_features(own, profiles.restricted(own) if kind == "device" else profiles, config.features,
+                           kinds=[kind])[kind]
     detail = built if full else built.select(*KEY, *DETAIL_COLUMNS[kind])
     return flagged.join(_collect(detail)[0], on=list(KEY), how="left", maintain_order="left")
 
