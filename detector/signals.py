@@ -614,8 +614,9 @@ def sensitive_windows(events: pl.DataFrame, window: str) -> pl.DataFrame:
               | ((pl.col("action") == "login_success") & pl.col("message").fill_null("").str.contains(REMOTE_LOGON)))
     # Device commands are left out: service accounts send them all day, and a schedule that moved
     # an hour (a daylight-saving change) would be novelty in every window.
-    return (events.lazy()
-            .filter(pl.col("action").cast(pl.String).is_in(SENSITIVE_ACTIONS) | remote)
+    # The actions first, eagerly: the remote-logon pattern is then read in logon messages only, not in every event's.
+    return (events.filter(pl.col("action").cast(pl.String).is_in([*SENSITIVE_ACTIONS, *REMOTE_ACTIONS, "login_success"]))
+            .lazy().filter(pl.col("action").cast(pl.String).is_in(SENSITIVE_ACTIONS) | remote)
             .select(actor().alias("entity_id"), pl.col("time").dt.truncate(window).alias("window_start"))
             .drop_nulls("entity_id").unique().with_columns(_sensitive=pl.lit(True)).collect())
 
