@@ -428,7 +428,11 @@ def _with_detail(flagged: pl.DataFrame, kind: EntityKind, events: pl.DataFrame |
     window = pl.struct(entity_of(kind).alias("entity_id"),
                        pl.col("time").dt.truncate(config.features.window).alias("window_start"))
     wanted = flagged.select(pl.struct(*KEY)).to_series().implode()
-    own = events.lazy().filter(window.is_in(wanted)).collect()
+    source = events.lazy()
+    if kind == "device":  # a device's events name it as their target: those few first (collected), then windows
+        source = (source.filter(pl.col("target_id").is_in(flagged.get_column("entity_id").unique().implode()))
+                  .collect().lazy())
+    own = source.filter(window.is_in(wanted)).collect()
     # Account windows read only account tables, which restricting leaves whole: only devices' need cutting.
     built = build_features(own, profiles.restricted(own) if kind == "device" else profiles, config.features,
                            kinds=[kind])[kind]
