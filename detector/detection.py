@@ -497,8 +497,9 @@ def _candidates(table: pl.DataFrame, forest: np.ndarray, signals: pl.DataFrame, 
     novelty signal. The rest (most of a day's device windows: routine reads) have none of the three,
     so no level, and go no further than their scores."""
     wanted = forest > 0
-    signalled = (table.select(*KEY).with_row_index("_at").join(signals.select(*KEY), on=list(KEY), how="semi")
-                 .get_column("_at").to_numpy())
+    signalled = (table.select(*KEY).with_row_index("_at")
+                 .filter(pl.col("entity_id").is_in(signals.get_column("entity_id").unique().implode()))
+                 .join(signals.select(*KEY), on=list(KEY), how="semi").get_column("_at").to_numpy())
     wanted[signalled] = True
     novel = [c for c in novelty.columns if c.startswith("_s_")]
     if novel:
