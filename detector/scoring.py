@@ -967,8 +967,7 @@ class WindowScorer:
         # The tail component of a window without a positive tail value is nothing (every p-value 1):
         # computed and ranked for the others only.
         tail_raw, rarest = np.zeros(rows), np.full(rows, -1, dtype=np.int64)
-        active = (np.flatnonzero((matrix[:, self.tail_index_] > 0.0).any(axis=1)) if self.tail_index_.shape[0]
-                  else np.zeros(0, dtype=np.int64))
+        active = np.flatnonzero((matrix[:, self.tail_index_] > 0.0).any(axis=1))
         tail_raw[active], rarest[active] = self._tail(matrix[active])
         nothing = np.searchsorted(self.train_tail_, 0.0, side="left")
         tail_rank = np.full(rows, nothing, dtype=np.int64)
