@@ -428,8 +428,14 @@ def _with_detail(flagged: pl.DataFrame, kind: EntityKind, events: pl.DataFrame |
     window = pl.struct(entity_of(kind).alias("entity_id"),
                        pl.col("time").dt.truncate(config.features.window).alias("window_start"))
     wanted = flagged.select(pl.struct(*KEY)).to_series().implode()
-    own = events.lazy().filter(window.is_in(wanted)).collect()
-    built = build_features(own, profiles.restricted(own), config.features, kinds=[kind])[kind]
+    source = events.lazy()
+    if kind == "device":  # a device's events name it as their target: those few first (collected), then windows
+        source = (source.filter(pl.col("target_id").is_in(flagged.get_column("entity_id").unique().implode()))
+                  .collect().lazy())
+    own = source.filter(window.is_in(wanted)).collect()
+    # Account windows read only account tables, which restricting leaves whole: only devices' need cutting.
+    built = build_features(own, profiles.restricted(own) if kind == "device" else profiles, config.features,
+                           kinds=[kind])[kind]
     detail = built if full else built.select(*KEY, *DETAIL_COLUMNS[kind])
     return flagged.join(_collect(detail)[0], on=list(KEY), how="left", maintain_order="left")
 
@@ -486,6 +492,21 @@ def _signal_table(rows: pl.DataFrame, kind: str) -> pl.DataFrame:
             .join(families, on=["entity_id", "window_start"], how="left", maintain_order="left"))
 
 
+def _candidates(table: pl.DataFrame, forest: np.ndarray, signals: pl.DataFrame, novelty: pl.DataFrame) -> np.ndarray:
+    """Rows of *table* that can be flagged, ascending: a forest level, an event signal or a window
+    novelty signal. The rest (most of a day's device windows: routine reads) have none of the three,
+    so no level, and go no further than their scores."""
+    wanted = forest > 0
+    signalled = (table.select(*KEY).with_row_index("_at")
+                 .filter(pl.col("entity_id").is_in(signals.get_column("entity_id").unique().implode()))
+                 .join(signals.select(*KEY), on=list(KEY), how="semi").get_column("_at").to_numpy())
+    wanted[signalled] = True
+    novel = [c for c in novelty.columns if c.startswith("_s_")]
+    if novel:
+        wanted |= novelty.select(pl.any_horizontal(*[pl.col(c) > 0 for c in novel]).fill_null(False)).to_series().to_numpy()
+    return np.flatnonzero(wanted)
+
+
 def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.LazyFrame, model: Model,
                 config: Config | None = None, min_severity: str = "low", *,
                 profiles: Profiles | None = None, state: SignalState | None = None,
@@ -519,11 +540,13 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
             names = feature_columns(kind)
             matrix = table.select(names).to_numpy()
             scores, rarest, tail_driven = scorer.combined(matrix)
-            scored = table.select(*KEY).with_columns(
-                pl.Series("score", scores, pl.Float64), pl.Series("_forest", _forest_levels(scores, thresholds, kind)),
-                pl.Series("_rarest", rarest), pl.Series("_tail", tail_driven),
-                pl.int_range(table.height, dtype=pl.Int64).alias("_row"))
+            forest = _forest_levels(scores, thresholds, kind)
             novelty = window_novelty(table, kind)
+            at = _candidates(table, forest, signals, novelty)
+            scored = table.select(*KEY)[at].with_columns(
+                pl.Series("score", scores[at], pl.Float64), pl.Series("_forest", forest[at]),
+                pl.Series("_rarest", rarest[at]), pl.Series("_tail", tail_driven[at]), pl.Series("_row", at, pl.Int64))
+            novelty = novelty[at]
             if kind == "account" and novelty.width > 2:
                 novelty = novelty.join(sensitive, on=list(KEY), how="left")
             scored = scored.join(signals.select(*KEY), on=list(KEY), how="full", coalesce=True).with_columns(
@@ -554,8 +577,9 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
             continue
         if matrix is not None and table is not None:
             lean = table.drop(*[c for c in ("entity_kind", "event_count") if c in table.columns], *feature_columns(kind))
-            flagged = flagged.join(table.select(*KEY, "event_count", *[c for c in lean.columns if c not in KEY]),
-                                   on=list(KEY), how="left", maintain_order="left")
+            # A window's lean columns by its row (null for windows only a signal flagged).
+            flagged = pl.concat([flagged, table.select("event_count", *[c for c in lean.columns if c not in KEY])
+                                 .select(pl.all().gather(flagged.get_column("_row")))], how="horizontal")
             flagged = _with_detail(flagged, kind, frame, profiles, config)
             missing = flagged.filter(pl.col("_row").is_null())
             if missing.height:  # windows only a signal flagged, which the lean windows lack

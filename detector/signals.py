@@ -269,9 +269,12 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
         pl.col("account").alias("_actor"), _known_since=pl.col("first_seen"))
     done = profiles.account_actions.lazy().select(
         pl.col("account").alias("_actor"), "action", _done_since=pl.col("first_seen"))
-    ev = (events.lazy()
-          .with_columns(_actor=actor(), action=pl.col("action").cast(pl.String),
-                        category=pl.col("category").cast(pl.String))
+    # Every event's actor and whether it is known, over a few light columns: the candidates below are
+    # a fraction of the events, and their full rows are gathered afterwards (carrying the events'
+    # thirty columns through this join and filter cost several times the work itself).
+    ev = (events.lazy().with_row_index("_event")
+          .select("_event", "time", "target_type", "target_id", "raw_file", "raw_line",
+                  _actor=actor(), action=pl.col("action").cast(pl.String))
           .filter(pl.col("_actor").is_not_null())
           .join(known_accounts, on="_actor", how="left", maintain_order="left")
           .with_columns(_known=(pl.col("_known_since") < pl.col("time").dt.truncate(window)).fill_null(False))
@@ -282,12 +285,16 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
     history_from = start + timedelta(days=MIN_BASELINE_DAYS) if has_base and start is not None else None
     new_actor = (~pl.col("_known") & pl.lit(has_base and days >= MIN_BASELINE_DAYS)
                  & (pl.col("time") >= pl.lit(history_from, UTC_US) if history_from is not None else pl.lit(False)))
+    picked = (ev.filter(pl.col("action").is_in(_SIGNAL_ACTIONS) | new_actor
+                        | pl.col("_actor").is_in(state.created.get_column("account").implode())
+                        | pl.col("_actor").is_in(
+                            ev.filter(pl.col("action") == "account_created").select("target_id").collect().to_series()
+                            .implode()))
+              .select("_event", "_actor", "_known_since", "_known").collect())
     cand = (
-        ev.filter(pl.col("action").is_in(_SIGNAL_ACTIONS) | new_actor
-                  | pl.col("_actor").is_in(state.created.get_column("account").implode())
-                  | pl.col("_actor").is_in(
-                      ev.filter(pl.col("action") == "account_created").select("target_id").collect().to_series()
-                      .implode()))
+        events[picked.get_column("_event")].lazy()
+        .with_columns(action=pl.col("action").cast(pl.String), category=pl.col("category").cast(pl.String))
+        .with_columns(*picked.drop("_event").get_columns())
         .join(done, on=["_actor", "action"], how="left", maintain_order="left")
         .with_columns(
             _routine=(pl.col("_done_since") < pl.col("time").dt.truncate(window)).fill_null(False) & pl.lit(has_base),
@@ -550,11 +557,25 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
     distinct devices it usually acts on in a window (an operator reading three times the meters
     they usually do, the extra ones strangers)."""
     known = profiles.account_targets.lazy().select(pl.col("account").alias("_actor"), "target_id", _been=pl.lit(True))
-    touched = (
-        ev.filter(pl.col("_known") & is_device_target())
-        .select("_actor", "target_id", "time", "raw_file", "raw_line", window_start=pl.col("time").dt.truncate(window))
-        .join(known, on=["_actor", "target_id"], how="left")
-        .collect())
+    usual = profiles.account_typical.select(pl.col("account").alias("_actor"), _usual=pl.col("targets"))
+    peak = profiles.account_activity.select(pl.col("account").alias("_actor"), _peak=pl.col("targets_peak"))
+    usual_at_least_one = pl.col("_usual").fill_null(1.0).clip(lower_bound=1.0)
+    acting = (ev.filter(pl.col("_known") & is_device_target())
+              .select("_actor", "target_id", "time", "raw_file", "raw_line", window_start=pl.col("time").dt.truncate(window)))
+    # Only windows reaching enough devices at all can reach enough new ones (new <= all): the lookup
+    # of each (account, device) in the baseline is left to them.
+    busy_windows = (acting.group_by("_actor", "window_start").agg(_all=pl.col("target_id").n_unique())
+                    .join(usual.lazy(), on="_actor", how="left").join(peak.lazy(), on="_actor", how="left")
+                    .filter(pl.col("_all") >= TERRITORY_TARGETS,
+                            pl.col("_all") >= TERRITORY_FACTOR * usual_at_least_one,
+                            pl.col("_all") > pl.col("_peak").fill_null(0.0))
+                    .select("_actor", "window_start"))
+    acted, busy = pl.collect_all([acting, busy_windows])
+    # The baseline's pairs of those windows' accounts only: a hash table of every pair costs more than the join.
+    known = known.filter(pl.col("_actor").is_in(busy.get_column("_actor").unique().implode()))
+    touched = (acted.lazy().join(busy.lazy(), on=["_actor", "window_start"], how="semi")
+               .join(known, on=["_actor", "target_id"], how="left")
+               .collect())
     per_window = (
         touched.lazy().group_by("_actor", "window_start")
         .agg(_new=pl.col("target_id").filter(pl.col("_been").is_null()).n_unique(),
@@ -563,18 +584,18 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
         .collect())
     if per_window.height == 0:
         return pl.DataFrame(schema=SIGNAL_ROW)
-    usual = profiles.account_typical.select(pl.col("account").alias("_actor"), _usual=pl.col("targets"))
-    peak = profiles.account_activity.select(pl.col("account").alias("_actor"), _peak=pl.col("targets_peak"))
     # Beyond its busiest windows too: an account whose work reaches random devices in bursts (outage
     # pings) reaches new ones every busy hour.
     wide = (per_window.join(usual, on="_actor", how="left").join(peak, on="_actor", how="left")
-            .with_columns(_usual=pl.col("_usual").fill_null(1.0).clip(lower_bound=1.0), _peak=pl.col("_peak").fill_null(0.0))
+            .with_columns(_usual=usual_at_least_one, _peak=pl.col("_peak").fill_null(0.0))
             .filter((pl.col("_new") >= TERRITORY_FACTOR * pl.col("_usual")) & (pl.col("_all") > pl.col("_peak"))))
     far = ((pl.col("_new") >= TERRITORY_FACTOR_MEDIUM * pl.col("_usual"))
            & (pl.col("_all") > TERRITORY_FACTOR_MEDIUM * pl.col("_peak")))
     # The first line of a new device in each window (time, file, line order), for the few windows left.
     first_new = (touched.lazy().filter(pl.col("_been").is_null())
                  .join(wide.lazy().select("_actor", "window_start"), on=["_actor", "window_start"], how="semi")
+                 # The first line has the window's first time: only lines at that time need sorting.
+                 .filter(pl.col("time") == pl.col("time").min().over("_actor", "window_start"))
                  .sort("time", "raw_file", "raw_line")
                  .group_by("_actor", "window_start", maintain_order=True)
                  .agg(_evidence=pl.concat_str([pl.col("raw_file"), pl.lit(":"), pl.col("raw_line").cast(pl.String)])
@@ -593,8 +614,9 @@ def sensitive_windows(events: pl.DataFrame, window: str) -> pl.DataFrame:
               | ((pl.col("action") == "login_success") & pl.col("message").fill_null("").str.contains(REMOTE_LOGON)))
     # Device commands are left out: service accounts send them all day, and a schedule that moved
     # an hour (a daylight-saving change) would be novelty in every window.
-    return (events.lazy()
-            .filter(pl.col("action").cast(pl.String).is_in(SENSITIVE_ACTIONS) | remote)
+    # The actions first, eagerly: the remote-logon pattern is then read in logon messages only, not in every event's.
+    return (events.filter(pl.col("action").cast(pl.String).is_in([*SENSITIVE_ACTIONS, *REMOTE_ACTIONS, "login_success"]))
+            .lazy().filter(pl.col("action").cast(pl.String).is_in(SENSITIVE_ACTIONS) | remote)
             .select(actor().alias("entity_id"), pl.col("time").dt.truncate(window).alias("window_start"))
             .drop_nulls("entity_id").unique().with_columns(_sensitive=pl.lit(True)).collect())
 

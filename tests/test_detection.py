@@ -160,3 +160,22 @@ def test_scan_with_a_tampered_model_exits_2(tmp_path) -> None:
     result = runner.invoke(main, ["scan", str(SAMPLE), "--model", str(model_dir), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "Traceback" not in result.output and forest.name in result.stderr
+
+
+def test_only_windows_with_a_forest_level_a_signal_or_novelty_are_candidates() -> None:
+    import numpy as np
+
+    from detector.detection import _candidates
+
+    starts = [datetime(2026, 3, 20, h) for h in range(6)]
+    table = pl.DataFrame({"entity_id": ["a", "a", "b", "c", "d", "e"], "window_start": starts}).with_columns(
+        pl.col("window_start").dt.replace_time_zone("UTC"))
+    forest = np.array([0, 1, 0, 0, 0, 0], dtype=np.int8)
+    # A signal of a window in the table, one of a window the table lacks, one of another hour of "a".
+    signals = pl.DataFrame({"entity_id": ["c", "z", "a"], "window_start": [starts[3], starts[0], starts[5]]}
+                           ).with_columns(pl.col("window_start").dt.replace_time_zone("UTC"))
+    novelty = table.with_columns(_s_new_network=pl.Series([0, 0, 0, 0, 1, 0], dtype=pl.Int8),
+                                 _s_dormant_account=pl.Series([0, 0, 0, 0, 0, 0], dtype=pl.Int8))
+    np.testing.assert_array_equal(_candidates(table, forest, signals, novelty), [1, 3, 4])
+    # Device windows have no novelty columns.
+    np.testing.assert_array_equal(_candidates(table, forest, signals, table), [1, 3])

@@ -25,6 +25,7 @@ from detector.scoring import (
     ScoringError,
     SeverityThresholds,
     WindowScorer,
+    _factorize,
     average_path_length,
     severity,
 )
@@ -452,3 +453,47 @@ def test_top_features_of_findings_follow_explain_with_the_tail_lead_first() -> N
             expected = explained
         assert series[r].to_list() == expected
         assert top.of(r) == [{"feature": t["feature"], "value": t["value"]} for t in expected]
+
+
+def test_factorize_equals_numpy_unique_hashed_or_sorted() -> None:
+    # Cells are told apart by hashing from _HASHED_FROM rows on, by np.unique below: both must give
+    # np.unique's first rows and inverse, in ascending order of the values.
+    rng = np.random.default_rng(12)
+    for rows in (0, 1, 500, (1 << 16) + 3000):
+        key = rng.integers(-50, 900, rows).astype(np.int64) * 1_000_003
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        got_first, got_inverse = _factorize(key)
+        np.testing.assert_array_equal(got_first, first)
+        np.testing.assert_array_equal(got_inverse, inverse.reshape(rows))
+
+
+def _combined_row_by_row(scorer: WindowScorer, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What WindowScorer.combined computed before it ranked per cell: every window's forest path
+    walked and every window's tail scored and ranked on its own."""
+    n = scorer.train_scores_.shape[0]
+    tail_raw, rarest = scorer._tail(matrix)
+    forest_raw = scorer.forest_._path_score(matrix.astype(np.float32))
+    forest_rank = np.searchsorted(scorer.train_scores_, forest_raw, side="left")
+    tail_rank = np.searchsorted(scorer.train_tail_, tail_raw, side="left")
+    combined = np.maximum(forest_rank, tail_rank) / (n + 1.0)
+    return (np.searchsorted(scorer.train_combined_, combined, side="left") / (n + 1.0), rarest,
+            tail_rank > forest_rank)
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2000, (1 << 16) + 500])
+def test_combined_ranked_per_cell_equals_ranking_every_window(rows: int) -> None:
+    # Device-window-like counts: many windows alike (ties), a few with rare tail values, some
+    # beyond every training value, zero and negative tail values (never rare).
+    rng = np.random.default_rng(rows)
+    def windows(n: int) -> np.ndarray:
+        return np.column_stack([rng.poisson(3.0, n), rng.poisson(0.05, n), rng.poisson(0.01, n) * 7,
+                                rng.normal(size=n).round(1), rng.choice([-1.0, 0.0, 0.0, 0.0, 2.0], n)])
+    scorer = WindowScorer(n_estimators=40, random_state=2).fit(
+        windows(3000), feature_names=["a", "b", "c", "d", "e"], tail_features=["b", "c", "e"])
+    probe = windows(rows)
+    probe[: rows // 50, 2] = 1000.0  # beyond the baseline
+    got = scorer.combined(probe)
+    expected = _combined_row_by_row(scorer, probe)
+    for mine, theirs in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert rows < 2000 or (0 < got[2].sum() < rows)  # both the tail and the forest lead somewhere

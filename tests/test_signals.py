@@ -286,6 +286,19 @@ def test_an_operator_reading_three_times_their_meters_among_strangers_is_new_ter
     assert _signals(known, profiles).filter(pl.col("signal") == "new_territory").height == 0
 
 
+def test_new_territory_counts_the_new_devices_of_a_busy_window_not_all_of_them(profiles: Profiles) -> None:
+    # Windows reaching enough devices at all are looked up in the baseline device by device; among
+    # 15 devices, 9 strangers are not enough and 10 are.
+    def window(strangers: int) -> list[dict]:
+        return [{"time": f"2026-03-20 10:{k:02d}", "account": "op1", "action": "on_demand_read", "target_type": "meter",
+                 "target_id": f"X{k}" if k < strangers else f"M{d * 10 + 8}"}
+                for k, d in zip(range(15), [*range(1, 15), 1], strict=True)]
+    assert _signals(window(9), profiles).filter(pl.col("signal") == "new_territory").height == 0
+    frame = _signals(window(10), profiles).filter(pl.col("signal") == "new_territory")
+    assert frame.height == 1
+    assert frame.item(0, "detail").startswith("acted on 10 devices it never touched before (15 in all")
+
+
 def test_scanning_a_short_capture_without_a_model_finds_the_clear_and_says_the_baseline_is_thin(tmp_path) -> None:
     import json
 
