@@ -26,6 +26,7 @@ from detector.features.common import (
     rarity,
     src_network,
     touches_baseline,
+    units_present,
     value_aggs,
     window_basics,
     window_measures,
@@ -80,9 +81,10 @@ def _everyone(profiles: Profiles, unit: str) -> pl.LazyFrame:
             .with_columns(_p_total=pl.col("_p").sum()))
 
 
-def _habits(profiles: Profiles) -> pl.DataFrame:
-    """Each account's activity per weekday and hour, logged-on hours included (computed once per profiles)."""
-    return profiles.derived("account_habits", habit_histogram)
+def _histogram(profiles: Profiles, unit: str) -> pl.LazyFrame:
+    """Each account's activity per hour (weekday), logged-on hours included: ``entity_id, <unit>, _b``."""
+    return (habit_histogram(profiles).rename({"account": "entity_id"})
+            .group_by("entity_id", unit).agg(_b=pl.col("activity").sort().sum()))
 
 
 def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
@@ -161,11 +163,12 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
     weak = (in_time_order(changes) if detail else changes).group_by(*KEY).agg(*value_aggs("_weakened", "weak", {}, cap))
     frame = frame.join(weak, on=list(KEY), how="left").with_columns(
         pl.col("_weak_distinct").fill_null(0), pl.col("_weak_values").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-    hours = _habits(p).lazy().rename({"account": "entity_id"})
+    present = units_present(prepared)
     for unit, prefix in (("hour", "hr"), ("weekday", "wd")):
-        histogram = hours.group_by("entity_id", unit).agg(_b=pl.col("activity").sort().sum())
+        histogram = p.derived(f"account_{unit}_histogram", functools.partial(_histogram, unit=unit)).lazy()
         prior = p.derived(f"account_{unit}_prior", functools.partial(_everyone, unit=unit)).lazy()
-        frame = frame.join(prefixed(rarity(prepared, unit, histogram, prior), prefix), on=list(KEY), how="left")
+        frame = frame.join(prefixed(rarity(present, unit, histogram, prior, leave_window_out=overlap), prefix),
+                           on=list(KEY), how="left")
     frame = frame.join(p.account_activity.lazy().select(
         pl.col("account").alias("entity_id"), _baseline_events=pl.col("events"), _active_days=pl.col("active_days"),
         _last_seen=pl.col("last_seen"), role=pl.col("role"),

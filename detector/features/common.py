@@ -324,6 +324,8 @@ def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame 
     events = events.with_columns(*[pl.lit(False).alias(flag) for flag, table in known.items() if table is None])
     if not tables:
         return events
+    if not leave_window_out:
+        return events.with_columns(**_unknown(value, tables))
     # Leave-window-out: the baseline's uses of this value outside this window.
     in_window = pl.col("_in_base").sum().over(*KEY, value) if leave_window_out else pl.lit(0, pl.UInt32)
     events = events.with_columns(_in_window=in_window)
@@ -337,6 +339,24 @@ def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame 
                                  & ((pl.col("_known").fill_null(0) - pl.col("_in_window")) <= 0)).alias(flag))
                   .drop("_known"))
     return events.drop("_in_window")
+
+
+def _unknown(value: str, tables: Mapping[str, pl.LazyFrame]) -> dict[str, pl.Expr]:
+    """Per flag, whether each event's key is missing from the keys its table knows a use of.
+
+    With nothing to leave out, an event's value is new exactly when no row of its key has a use
+    (counts are never negative, so no sum is needed). The known keys are collected here, and
+    looked up with ``is_in``: joining every event to the table cost three times as much, mostly
+    in carrying all the events' columns through the join.
+    """
+    ons = {flag: [c for c in ("entity_id", value) if c in table.collect_schema().names()]
+           for flag, table in tables.items()}
+    keys = pl.collect_all([table.filter(pl.col("_known") > 0).select(pl.struct(ons[flag]) if len(ons[flag]) > 1
+                                                                          else pl.col(value))
+                           for flag, table in tables.items()], engine="in-memory")
+    return {flag: pl.col(value).is_not_null()
+            & ~(pl.struct(ons[flag]) if len(ons[flag]) > 1 else pl.col(value)).is_in(key.to_series().implode())
+            for (flag, table), key in zip(tables.items(), keys, strict=True)}
 
 
 def value_aggs(value: str, prefix: str, flags: Mapping[str, str], cap: int) -> list[pl.Expr]:
@@ -363,8 +383,14 @@ RARITY_PRIOR_EVENTS: Final = 24.0
 _UNITS: Final = {"hour": 24, "weekday": 7}
 
 
-def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
-           prior: pl.LazyFrame | None = None) -> pl.LazyFrame:
+def units_present(prepared: pl.LazyFrame) -> pl.LazyFrame:
+    """The hours and weekdays of each window's events, with how many of them lie in the baseline
+    (``entity_id, window_start, hour, weekday, _n_in``): what :func:`rarity` reads of the events."""
+    return prepared.group_by(*KEY, "hour", "weekday").agg(_n_in=pl.col("_in_base").sum().cast(pl.Int64))
+
+
+def rarity(present: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
+           prior: pl.LazyFrame | None = None, *, leave_window_out: bool = True) -> pl.LazyFrame:
     """How unusual the hours (or weekdays) of each window are against the entity's own history.
 
     For each hour present in the window, ``share`` is the fraction of the entity's baseline activity
@@ -381,8 +407,8 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
 
     Parameters
     ----------
-    prepared
-        Output of :func:`prepare`.
+    present
+        Output of :func:`units_present`.
     unit
         ``"hour"`` or ``"weekday"``.
     histogram
@@ -391,6 +417,10 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
     prior
         Everyone's share per unit, columns ``<unit>, _p`` (summing to 1) and ``_p_total`` (that sum),
         or None for no blending.
+    leave_window_out
+        Whether some events may lie in the baseline (:func:`touches_baseline`). Without any, nothing
+        is left out, every window of an entity has the same shares, and they are computed once per
+        entity instead of once per window.
 
     Returns
     -------
@@ -398,31 +428,37 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
         Keyed by ``entity_id, window_start`` with ``_rarity`` (null when no baseline is left after
         leaving the window out), ``_rarest`` (the rarest unit value) and ``_share`` (its blended share).
     """
-    per_unit = prepared.group_by(*KEY, unit).agg(_n_in=pl.col("_in_base").sum().cast(pl.Int64))
+    per_unit = present.group_by(*KEY, unit).agg(pl.col("_n_in").sum())
+    # The shares are computed per group: a window, or an entity when no window holds baseline events.
+    group = list(KEY) if leave_window_out else ["entity_id"]
     values = pl.LazyFrame({unit: list(range(1, 8) if unit == "weekday" else range(24))},
                           schema={unit: pl.Int8})
     prior = prior if prior is not None else values.with_columns(_p=pl.lit(0.0), _p_total=pl.lit(0.0))
     weight = RARITY_PRIOR_EVENTS
-    # Every hour of each window's entity, so that the peak is taken over the whole (blended) day.
+    # Every hour of each group's entity, so that the peak is taken over the whole (blended) day.
+    dense = per_unit.select(*group).unique().join(values, how="cross")
+    dense = (dense.join(per_unit, on=[*KEY, unit], how="left") if leave_window_out
+             else dense.with_columns(_n_in=pl.lit(0, pl.Int64)))
     dense = (
-        per_unit.select(*KEY).unique()
-        .join(values, how="cross")
-        .join(histogram, on=["entity_id", unit], how="left")
-        .join(per_unit, on=[*KEY, unit], how="left")
+        dense.join(histogram, on=["entity_id", unit], how="left")
         .join(prior, on=unit, how="left")
         .with_columns(_b_out=(pl.col("_b").fill_null(0) - pl.col("_n_in").fill_null(0)).clip(lower_bound=0),
                       _p=pl.col("_p").fill_null(0.0), _p_total=pl.col("_p_total").max().fill_null(0.0))
         # Sorted before summing: logged-on hours make the counts fractional, and a float sum's order
         # would make windows differ by an ulp from one run to the next.
-        .with_columns(_total=pl.col("_b_out").sort().sum().over(*KEY))
+        .with_columns(_total=pl.col("_b_out").sort().sum().over(*group))
         .with_columns(_share=pl.when(pl.col("_total") > 0).then(
             (pl.col("_b_out") + weight * pl.col("_p")) / (pl.col("_total") + weight * pl.col("_p_total"))))
-        .with_columns(_peak=pl.col("_share").max().over(*KEY))
+        .with_columns(_peak=pl.col("_share").max().over(*group))
         .with_columns(_rarity=pl.when(pl.col("_peak") > 0).then((1 - pl.col("_share") / pl.col("_peak")).clip(0.0, 1.0)))
     )
     rarest = pl.col("_rarity") == pl.col("_rarity").max()
+    if leave_window_out:
+        dense = dense.filter(pl.col("_n_in").is_not_null())
+    else:
+        dense = per_unit.select(*KEY, unit).join(dense.drop("_n_in"), on=["entity_id", unit], how="inner")
     return (
-        dense.filter(pl.col("_n_in").is_not_null())
+        dense
         # Sorted so that among equally rare hours the earliest is reported.
         .sort(unit)
         .group_by(*KEY)
