@@ -272,9 +272,10 @@ def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers
     # For windows whose peer group has none: one row, taken as literals rather than joined onto every window.
     median = everyone.row(0, named=True)
     frame = (
-        frame.join(own.rename({m: f"_own_{m}" for m in names}), on="entity_id", how="left", validate="m:1")
+        frame.join(own.rename({m: f"_own_{m}" for m in names}), on="entity_id", how="left", validate="m:1",
+                   maintain_order="left")
         .join(peers.lazy().rename({m: f"_peer_{m}" for m in names}).with_columns(_peer_found=pl.lit(True)),
-              on=group, how="left", validate="m:1")
+              on=group, how="left", validate="m:1", maintain_order="left")
     )
     use_own = pl.lit(has_data) & pl.col("has_baseline")
     use_peers = pl.lit(has_data) & ~pl.col("has_baseline") & pl.col("_peer_found").fill_null(False)
@@ -480,11 +481,12 @@ def dormancy(frame: pl.LazyFrame, earlier: pl.DataFrame | None) -> pl.LazyFrame:
     about the time before it and is ignored. Without any earlier activity the dormancy is 0: there
     is nothing to have been dormant from, and cold start is reported by ``has_baseline``.
 
-    The windows come out sorted by entity and window.
+    *frame* comes sorted by entity and window (:func:`window_measures` of the builders is sorted
+    right away, while it has the fewest columns, and every join after it keeps that order).
     """
     if earlier is not None:
         frame = frame.join(earlier.lazy().select("entity_id", _earlier="last_seen"), on="entity_id", how="left",
-                           validate="m:1")
+                           validate="m:1", maintain_order="left")
     else:
         frame = frame.with_columns(_earlier=pl.lit(None, UTC_US))
     # Sorted by entity and window (the order the rows end in), the previous window is the row
@@ -492,7 +494,7 @@ def dormancy(frame: pl.LazyFrame, earlier: pl.DataFrame | None) -> pl.LazyFrame:
     same_entity = pl.col("entity_id") == pl.col("entity_id").shift(1)
     previous_in_frame = pl.when(same_entity).then(pl.col("last_time").shift(1))
     before = [pl.when(pl.col(c) < pl.col("first_time")).then(pl.col(c)) for c in ("_last_seen", "_earlier")]
-    return frame.sort(*KEY).with_columns(
+    return frame.with_columns(
         previous_activity=pl.max_horizontal(previous_in_frame, *before)).with_columns(
         _dormancy_days=((pl.col("first_time") - pl.col("previous_activity")).dt.total_microseconds()
                         / _MICROS_PER_DAY).fill_null(0.0).clip(lower_bound=0.0)
@@ -540,8 +542,8 @@ def finish(frame: pl.LazyFrame, kind: str, context: list[str], features: list[st
     """Compute the feature columns, fill them, and put the columns in their documented order, without
     the columns in *leave_out* (whose aggregations polars then skips).
 
-    *frame* comes sorted by entity and window from :func:`dormancy`, which needs that order anyway;
-    sorting the windows again cost a sixth of building them.
+    *frame* comes sorted by entity and window, the order :func:`dormancy` needs anyway; sorting the
+    windows again cost a sixth of building them.
     """
     keys = ["entity_id", "window_start", "window_end", "event_count", "evidence"]
     kept = [pl.col(c) for c in [*keys, *context] if c not in leave_out]
