@@ -26,7 +26,7 @@ the features read exactly as "never seen in the baseline".
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
@@ -269,27 +269,40 @@ def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers
         Whether the profiles hold any baseline at all (else ``typical_source`` is ``"none"``).
     """
     names = measures(kind)
+
+    def logged(table: pl.LazyFrame, prefix: str) -> pl.LazyFrame:
+        # Each typical value, and its log1p taken here, once per entity (or group), rather than once
+        # per window; null means the measure never occurred in that baseline: its typical count is 0.
+        return table.with_columns(
+            **{f"_{prefix}_{m}": pl.col(m) for m in names},
+            **{f"_l{prefix}_{m}": pl.col(m).cast(pl.Float64).fill_null(0.0).log1p() for m in names},
+        ).drop(names)
+
     # For windows whose peer group has none: one row, taken as literals rather than joined onto every window.
     median = everyone.row(0, named=True)
+    log_median = everyone.select(pl.col(m).cast(pl.Float64).fill_null(0.0).log1p() for m in names).row(0, named=True)
     frame = (
-        frame.join(own.rename({m: f"_own_{m}" for m in names}), on="entity_id", how="left", validate="m:1",
-                   maintain_order="left")
-        .join(peers.lazy().rename({m: f"_peer_{m}" for m in names}).with_columns(_peer_found=pl.lit(True)),
+        frame.join(logged(own, "own"), on="entity_id", how="left", validate="m:1", maintain_order="left")
+        .join(logged(peers.lazy(), "peer").with_columns(_peer_found=pl.lit(True)),
               on=group, how="left", validate="m:1", maintain_order="left")
     )
     use_own = pl.lit(has_data) & pl.col("has_baseline")
     use_peers = pl.lit(has_data) & ~pl.col("has_baseline") & pl.col("_peer_found").fill_null(False)
+
+    def chosen(prefix: str, fallback: dict[str, Any], m: str) -> pl.Expr:
+        return (pl.when("_use_own").then(pl.col(f"_{prefix}own_{m}")).when("_use_peers")
+                .then(pl.col(f"_{prefix}peer_{m}")).otherwise(pl.lit(fallback[m], pl.Float64)).fill_null(0.0))
+
     frame = frame.with_columns(_use_own=use_own, _use_peers=use_peers).with_columns(
         typical_source=pl.when(~pl.lit(has_data)).then(pl.lit("none")).when("_use_own").then(pl.lit("own"))
         .when("_use_peers").then(pl.lit("peers")).otherwise(pl.lit("all")),
-        # Null means the measure never occurred in that baseline: its typical count is 0.
-        **{f"_typ_{m}": pl.when("_use_own").then(pl.col(f"_own_{m}")).when("_use_peers").then(pl.col(f"_peer_{m}"))
-           .otherwise(pl.lit(median[m], pl.Float64)).fill_null(0.0) for m in names},
     )
     return frame.with_columns(
-        typical=pl.struct(*[pl.col(f"_typ_{m}").alias(m) for m in names]),
+        typical=pl.struct(*[chosen("", median, m).alias(m) for m in names]),
         counts=pl.struct(*[pl.col(f"_m_{m}").alias(m) for m in names]),
-        **{f"excess_{m}": log_ratio(pl.col(f"_m_{m}"), pl.col(f"_typ_{m}")).clip(lower_bound=0.0) for m in names},
+        # log_ratio(count, typical), with the typical value's log1p chosen rather than computed.
+        **{f"excess_{m}": (pl.col(f"_m_{m}").cast(pl.Float64).log1p() - chosen("l", log_median, m)).clip(lower_bound=0.0)
+           for m in names},
     )
 
 
