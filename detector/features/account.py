@@ -83,8 +83,10 @@ def _everyone(profiles: Profiles, unit: str) -> pl.LazyFrame:
 
 def _histogram(profiles: Profiles, unit: str) -> pl.LazyFrame:
     """Each account's activity per hour (weekday), logged-on hours included: ``entity_id, <unit>, _b``."""
+    # Summed as sorted lists: logged-on hours make the activity fractional, a float sum's order changes
+    # its last bit, and polars drops a sort() right before a sum() in an aggregation.
     return (habit_histogram(profiles).rename({"account": "entity_id"})
-            .group_by("entity_id", unit).agg(_b=pl.col("activity").sort().sum()))
+            .group_by("entity_id", unit).agg(_b=pl.col("activity").sort()).with_columns(pl.col("_b").list.sum()))
 
 
 def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,

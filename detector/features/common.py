@@ -459,8 +459,10 @@ def rarity(present: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
         .with_columns(_b_out=(pl.col("_b").fill_null(0) - pl.col("_n_in").fill_null(0)).clip(lower_bound=0),
                       _p=pl.col("_p").fill_null(0.0), _p_total=pl.col("_p_total").max().fill_null(0.0))
         # Sorted before summing: logged-on hours make the counts fractional, and a float sum's order
-        # would make windows differ by an ulp from one run to the next.
-        .with_columns(_total=pl.col("_b_out").sort().sum().over(*group))
+        # would make windows differ by an ulp from one run to the next (polars drops a sort() right
+        # before a sum(), so the rows are sorted instead).
+        .sort(*group, "_b_out")
+        .with_columns(_total=pl.col("_b_out").sum().over(*group))
         .with_columns(_share=pl.when(pl.col("_total") > 0).then(
             (pl.col("_b_out") + weight * pl.col("_p")) / (pl.col("_total") + weight * pl.col("_p_total"))))
         .with_columns(_peak=pl.col("_share").max().over(*group))
