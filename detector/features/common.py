@@ -3,12 +3,16 @@ columns every window computation starts from, novelty flags, rarity and dormancy
 
 Shape of the computation
 ------------------------
-Each builder makes one pass: per-event columns and novelty flags are added to the events (left
-joins with the small profile tables), the events are sorted by time once, and a single group-by per
-``(entity_id, window_start)`` computes counts, lists and flags. Only bursts and hour/weekday
-rarity need small numeric group-bys of their own, joined back per window. Building many
-sub-aggregations with list columns and joining them back was several times slower on a million
-events with 800,000 device windows, and so were window functions over all events for bursts.
+Each builder makes one pass: per-event columns and novelty flags are added to the events (looked
+up with ``is_in`` on the profile tables' known keys, or, when events lie in the baseline, left joins
+that subtract each window's own uses), the events are sorted by time once when the detail columns
+are built, and a single group-by per ``(entity_id, window_start)`` computes counts, lists and
+flags. Its rows are sorted by entity and window right away, while they have the fewest columns,
+and every join after it keeps that order (:func:`dormancy` reads the previous row). Only bursts
+and hour/weekday rarity need small numeric group-bys of their own, joined back per window; after
+the baseline, rarity is computed once per entity. Building many sub-aggregations with list
+columns and joining them back was several times slower on a million events with 800,000 device
+windows, and so were window functions over all events for bursts.
 
 "In the baseline" semantics
 ---------------------------
