@@ -335,8 +335,9 @@ def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame 
         separately). Null values of *value* are never new.
     leave_window_out
         Whether some events may lie in the baseline (:func:`touches_baseline`), whose own uses are
-        then subtracted. Without any, the per-window sums are skipped: over all of a day's events
-        they were most of the cost of building its windows.
+        then subtracted, each event joined to the table. Without any, the per-window sums are
+        skipped (over all of a day's events they were most of the cost of building its windows)
+        and the table's known keys are looked up with ``is_in`` (:func:`_unknown`).
     """
     tables = {flag: table for flag, table in known.items() if table is not None}
     events = events.with_columns(*[pl.lit(False).alias(flag) for flag, table in known.items() if table is None])
