@@ -26,6 +26,7 @@ from detector.features.common import (
     rarity,
     src_network,
     touches_baseline,
+    units_present,
     value_aggs,
     window_basics,
     window_measures,
@@ -80,9 +81,12 @@ def _everyone(profiles: Profiles, unit: str) -> pl.LazyFrame:
             .with_columns(_p_total=pl.col("_p").sum()))
 
 
-def _habits(profiles: Profiles) -> pl.DataFrame:
-    """Each account's activity per weekday and hour, logged-on hours included (computed once per profiles)."""
-    return profiles.derived("account_habits", habit_histogram)
+def _histogram(profiles: Profiles, unit: str) -> pl.LazyFrame:
+    """Each account's activity per hour (weekday), logged-on hours included: ``entity_id, <unit>, _b``."""
+    # Summed as sorted lists: logged-on hours make the activity fractional, a float sum's order changes
+    # its last bit, and polars drops a sort() right before a sum() in an aggregation.
+    return (habit_histogram(profiles).rename({"account": "entity_id"})
+            .group_by("entity_id", unit).agg(_b=pl.col("activity").sort()).with_columns(pl.col("_b").list.sum()))
 
 
 def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
@@ -154,28 +158,29 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         *value_aggs("action", "act", {"own": "_new_action"}, cap),
         *value_aggs("image_sha256", "img", {"global": "_new_image"}, cap),
         *value_aggs("_config_target", "cfg", {"global": "_new_setting"}, cap),
-    )
+    ).sort(*KEY)  # the order the windows leave in, sorted while they have the fewest columns
     # Weakened controls are read from configuration changes only (their pattern tests on every
     # event's target were another sixth), joined per window.
     changes = prepared.filter(pl.col("category") == "config_change").with_columns(_weakened=weakened_change())
     weak = (in_time_order(changes) if detail else changes).group_by(*KEY).agg(*value_aggs("_weakened", "weak", {}, cap))
-    frame = frame.join(weak, on=list(KEY), how="left").with_columns(
+    frame = frame.join(weak, on=list(KEY), how="left", maintain_order="left").with_columns(
         pl.col("_weak_distinct").fill_null(0), pl.col("_weak_values").fill_null(pl.lit([], dtype=pl.List(pl.String))))
-    hours = _habits(p).lazy().rename({"account": "entity_id"})
+    present = units_present(prepared)
     for unit, prefix in (("hour", "hr"), ("weekday", "wd")):
-        histogram = hours.group_by("entity_id", unit).agg(_b=pl.col("activity").sort().sum())
+        histogram = p.derived(f"account_{unit}_histogram", functools.partial(_histogram, unit=unit)).lazy()
         prior = p.derived(f"account_{unit}_prior", functools.partial(_everyone, unit=unit)).lazy()
-        frame = frame.join(prefixed(rarity(prepared, unit, histogram, prior), prefix), on=list(KEY), how="left")
+        frame = frame.join(prefixed(rarity(present, unit, histogram, prior, leave_window_out=overlap), prefix),
+                           on=list(KEY), how="left", maintain_order="left")
     frame = frame.join(p.account_activity.lazy().select(
         pl.col("account").alias("entity_id"), _baseline_events=pl.col("events"), _active_days=pl.col("active_days"),
         _last_seen=pl.col("last_seen"), role=pl.col("role"),
-    ), on="entity_id", how="left", validate="m:1").with_columns(role=pl.col("role").fill_null(UNKNOWN_ROLE))
+    ), on="entity_id", how="left", validate="m:1", maintain_order="left").with_columns(
+        role=pl.col("role").fill_null(UNKNOWN_ROLE))
     frame = with_baseline(frame, config)
     peers = p.derived("account_peers", _peers)
     everyone = p.derived("account_everyone", lambda q: median_entity(q.account_typical.lazy(), "account"))
     frame = with_typical(frame, "account", p.account_typical.lazy().rename({"account": "entity_id"}), peers, everyone,
                          "role", p.has_baseline)
-    # Last of the joins: it sorts the windows by entity and window, the order they leave in.
     frame = dormancy(frame, earlier)
     frame = frame.with_columns(
         actions=pl.col("_act_values"), src_ips=pl.col("_ip_values"), src_hosts=pl.col("_host_values"),

@@ -3,12 +3,16 @@ columns every window computation starts from, novelty flags, rarity and dormancy
 
 Shape of the computation
 ------------------------
-Each builder makes one pass: per-event columns and novelty flags are added to the events (left
-joins with the small profile tables), the events are sorted by time once, and a single group-by per
-``(entity_id, window_start)`` computes counts, lists and flags. Only bursts and hour/weekday
-rarity need small numeric group-bys of their own, joined back per window. Building many
-sub-aggregations with list columns and joining them back was several times slower on a million
-events with 800,000 device windows, and so were window functions over all events for bursts.
+Each builder makes one pass: per-event columns and novelty flags are added to the events (looked
+up with ``is_in`` on the profile tables' known keys, or, when events lie in the baseline, left joins
+that subtract each window's own uses), the events are sorted by time once when the detail columns
+are built, and a single group-by per ``(entity_id, window_start)`` computes counts, lists and
+flags. Its rows are sorted by entity and window right away, while they have the fewest columns,
+and every join after it keeps that order (:func:`dormancy` reads the previous row). Only bursts
+and hour/weekday rarity need small numeric group-bys of their own, joined back per window; after
+the baseline, rarity is computed once per entity. Building many sub-aggregations with list
+columns and joining them back was several times slower on a million events with 800,000 device
+windows, and so were window functions over all events for bursts.
 
 "In the baseline" semantics
 ---------------------------
@@ -26,7 +30,7 @@ the features read exactly as "never seen in the baseline".
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
@@ -269,26 +273,40 @@ def with_typical(frame: pl.LazyFrame, kind: EntityKind, own: pl.LazyFrame, peers
         Whether the profiles hold any baseline at all (else ``typical_source`` is ``"none"``).
     """
     names = measures(kind)
+
+    def logged(table: pl.LazyFrame, prefix: str) -> pl.LazyFrame:
+        # Each typical value, and its log1p taken here, once per entity (or group), rather than once
+        # per window; null means the measure never occurred in that baseline: its typical count is 0.
+        return table.with_columns(
+            **{f"_{prefix}_{m}": pl.col(m) for m in names},
+            **{f"_l{prefix}_{m}": pl.col(m).cast(pl.Float64).fill_null(0.0).log1p() for m in names},
+        ).drop(names)
+
     # For windows whose peer group has none: one row, taken as literals rather than joined onto every window.
     median = everyone.row(0, named=True)
+    log_median = everyone.select(pl.col(m).cast(pl.Float64).fill_null(0.0).log1p() for m in names).row(0, named=True)
     frame = (
-        frame.join(own.rename({m: f"_own_{m}" for m in names}), on="entity_id", how="left", validate="m:1")
-        .join(peers.lazy().rename({m: f"_peer_{m}" for m in names}).with_columns(_peer_found=pl.lit(True)),
-              on=group, how="left", validate="m:1")
+        frame.join(logged(own, "own"), on="entity_id", how="left", validate="m:1", maintain_order="left")
+        .join(logged(peers.lazy(), "peer").with_columns(_peer_found=pl.lit(True)),
+              on=group, how="left", validate="m:1", maintain_order="left")
     )
     use_own = pl.lit(has_data) & pl.col("has_baseline")
     use_peers = pl.lit(has_data) & ~pl.col("has_baseline") & pl.col("_peer_found").fill_null(False)
+
+    def chosen(prefix: str, fallback: dict[str, Any], m: str) -> pl.Expr:
+        return (pl.when("_use_own").then(pl.col(f"_{prefix}own_{m}")).when("_use_peers")
+                .then(pl.col(f"_{prefix}peer_{m}")).otherwise(pl.lit(fallback[m], pl.Float64)).fill_null(0.0))
+
     frame = frame.with_columns(_use_own=use_own, _use_peers=use_peers).with_columns(
         typical_source=pl.when(~pl.lit(has_data)).then(pl.lit("none")).when("_use_own").then(pl.lit("own"))
         .when("_use_peers").then(pl.lit("peers")).otherwise(pl.lit("all")),
-        # Null means the measure never occurred in that baseline: its typical count is 0.
-        **{f"_typ_{m}": pl.when("_use_own").then(pl.col(f"_own_{m}")).when("_use_peers").then(pl.col(f"_peer_{m}"))
-           .otherwise(pl.lit(median[m], pl.Float64)).fill_null(0.0) for m in names},
     )
     return frame.with_columns(
-        typical=pl.struct(*[pl.col(f"_typ_{m}").alias(m) for m in names]),
+        typical=pl.struct(*[chosen("", median, m).alias(m) for m in names]),
         counts=pl.struct(*[pl.col(f"_m_{m}").alias(m) for m in names]),
-        **{f"excess_{m}": log_ratio(pl.col(f"_m_{m}"), pl.col(f"_typ_{m}")).clip(lower_bound=0.0) for m in names},
+        # log_ratio(count, typical), with the typical value's log1p chosen rather than computed.
+        **{f"excess_{m}": (pl.col(f"_m_{m}").cast(pl.Float64).log1p() - chosen("l", log_median, m)).clip(lower_bound=0.0)
+           for m in names},
     )
 
 
@@ -317,13 +335,16 @@ def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame 
         separately). Null values of *value* are never new.
     leave_window_out
         Whether some events may lie in the baseline (:func:`touches_baseline`), whose own uses are
-        then subtracted. Without any, the per-window sums are skipped: over all of a day's events
-        they were most of the cost of building its windows.
+        then subtracted, each event joined to the table. Without any, the per-window sums are
+        skipped (over all of a day's events they were most of the cost of building its windows)
+        and the table's known keys are looked up with ``is_in`` (:func:`_unknown`).
     """
     tables = {flag: table for flag, table in known.items() if table is not None}
     events = events.with_columns(*[pl.lit(False).alias(flag) for flag, table in known.items() if table is None])
     if not tables:
         return events
+    if not leave_window_out:
+        return events.with_columns(**_unknown(value, tables))
     # Leave-window-out: the baseline's uses of this value outside this window.
     in_window = pl.col("_in_base").sum().over(*KEY, value) if leave_window_out else pl.lit(0, pl.UInt32)
     events = events.with_columns(_in_window=in_window)
@@ -337,6 +358,24 @@ def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame 
                                  & ((pl.col("_known").fill_null(0) - pl.col("_in_window")) <= 0)).alias(flag))
                   .drop("_known"))
     return events.drop("_in_window")
+
+
+def _unknown(value: str, tables: Mapping[str, pl.LazyFrame]) -> dict[str, pl.Expr]:
+    """Per flag, whether each event's key is missing from the keys its table knows a use of.
+
+    With nothing to leave out, an event's value is new exactly when no row of its key has a use
+    (counts are never negative, so no sum is needed). The known keys are collected here, and
+    looked up with ``is_in``: joining every event to the table cost three times as much, mostly
+    in carrying all the events' columns through the join.
+    """
+    ons = {flag: [c for c in ("entity_id", value) if c in table.collect_schema().names()]
+           for flag, table in tables.items()}
+    keys = pl.collect_all([table.filter(pl.col("_known") > 0).select(pl.struct(ons[flag]) if len(ons[flag]) > 1
+                                                                          else pl.col(value))
+                           for flag, table in tables.items()], engine="in-memory")
+    return {flag: pl.col(value).is_not_null()
+            & ~(pl.struct(ons[flag]) if len(ons[flag]) > 1 else pl.col(value)).is_in(key.to_series().implode())
+            for (flag, table), key in zip(tables.items(), keys, strict=True)}
 
 
 def value_aggs(value: str, prefix: str, flags: Mapping[str, str], cap: int) -> list[pl.Expr]:
@@ -363,8 +402,14 @@ RARITY_PRIOR_EVENTS: Final = 24.0
 _UNITS: Final = {"hour": 24, "weekday": 7}
 
 
-def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
-           prior: pl.LazyFrame | None = None) -> pl.LazyFrame:
+def units_present(prepared: pl.LazyFrame) -> pl.LazyFrame:
+    """The hours and weekdays of each window's events, with how many of them lie in the baseline
+    (``entity_id, window_start, hour, weekday, _n_in``): what :func:`rarity` reads of the events."""
+    return prepared.group_by(*KEY, "hour", "weekday").agg(_n_in=pl.col("_in_base").sum().cast(pl.Int64))
+
+
+def rarity(present: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
+           prior: pl.LazyFrame | None = None, *, leave_window_out: bool = True) -> pl.LazyFrame:
     """How unusual the hours (or weekdays) of each window are against the entity's own history.
 
     For each hour present in the window, ``share`` is the fraction of the entity's baseline activity
@@ -381,8 +426,8 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
 
     Parameters
     ----------
-    prepared
-        Output of :func:`prepare`.
+    present
+        Output of :func:`units_present`.
     unit
         ``"hour"`` or ``"weekday"``.
     histogram
@@ -391,6 +436,10 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
     prior
         Everyone's share per unit, columns ``<unit>, _p`` (summing to 1) and ``_p_total`` (that sum),
         or None for no blending.
+    leave_window_out
+        Whether some events may lie in the baseline (:func:`touches_baseline`). Without any, nothing
+        is left out, every window of an entity has the same shares, and they are computed once per
+        entity instead of once per window.
 
     Returns
     -------
@@ -398,31 +447,39 @@ def rarity(prepared: pl.LazyFrame, unit: str, histogram: pl.LazyFrame,
         Keyed by ``entity_id, window_start`` with ``_rarity`` (null when no baseline is left after
         leaving the window out), ``_rarest`` (the rarest unit value) and ``_share`` (its blended share).
     """
-    per_unit = prepared.group_by(*KEY, unit).agg(_n_in=pl.col("_in_base").sum().cast(pl.Int64))
+    per_unit = present.group_by(*KEY, unit).agg(pl.col("_n_in").sum())
+    # The shares are computed per group: a window, or an entity when no window holds baseline events.
+    group = list(KEY) if leave_window_out else ["entity_id"]
     values = pl.LazyFrame({unit: list(range(1, 8) if unit == "weekday" else range(24))},
                           schema={unit: pl.Int8})
     prior = prior if prior is not None else values.with_columns(_p=pl.lit(0.0), _p_total=pl.lit(0.0))
     weight = RARITY_PRIOR_EVENTS
-    # Every hour of each window's entity, so that the peak is taken over the whole (blended) day.
+    # Every hour of each group's entity, so that the peak is taken over the whole (blended) day.
+    dense = per_unit.select(*group).unique().join(values, how="cross")
+    dense = (dense.join(per_unit, on=[*KEY, unit], how="left") if leave_window_out
+             else dense.with_columns(_n_in=pl.lit(0, pl.Int64)))
     dense = (
-        per_unit.select(*KEY).unique()
-        .join(values, how="cross")
-        .join(histogram, on=["entity_id", unit], how="left")
-        .join(per_unit, on=[*KEY, unit], how="left")
+        dense.join(histogram, on=["entity_id", unit], how="left")
         .join(prior, on=unit, how="left")
         .with_columns(_b_out=(pl.col("_b").fill_null(0) - pl.col("_n_in").fill_null(0)).clip(lower_bound=0),
                       _p=pl.col("_p").fill_null(0.0), _p_total=pl.col("_p_total").max().fill_null(0.0))
         # Sorted before summing: logged-on hours make the counts fractional, and a float sum's order
-        # would make windows differ by an ulp from one run to the next.
-        .with_columns(_total=pl.col("_b_out").sort().sum().over(*KEY))
+        # would make windows differ by an ulp from one run to the next (polars drops a sort() right
+        # before a sum(), so the rows are sorted instead).
+        .sort(*group, "_b_out")
+        .with_columns(_total=pl.col("_b_out").sum().over(*group))
         .with_columns(_share=pl.when(pl.col("_total") > 0).then(
             (pl.col("_b_out") + weight * pl.col("_p")) / (pl.col("_total") + weight * pl.col("_p_total"))))
-        .with_columns(_peak=pl.col("_share").max().over(*KEY))
+        .with_columns(_peak=pl.col("_share").max().over(*group))
         .with_columns(_rarity=pl.when(pl.col("_peak") > 0).then((1 - pl.col("_share") / pl.col("_peak")).clip(0.0, 1.0)))
     )
     rarest = pl.col("_rarity") == pl.col("_rarity").max()
+    if leave_window_out:
+        dense = dense.filter(pl.col("_n_in").is_not_null())
+    else:
+        dense = per_unit.select(*KEY, unit).join(dense.drop("_n_in"), on=["entity_id", unit], how="inner")
     return (
-        dense.filter(pl.col("_n_in").is_not_null())
+        dense
         # Sorted so that among equally rare hours the earliest is reported.
         .sort(unit)
         .group_by(*KEY)
@@ -444,11 +501,12 @@ def dormancy(frame: pl.LazyFrame, earlier: pl.DataFrame | None) -> pl.LazyFrame:
     about the time before it and is ignored. Without any earlier activity the dormancy is 0: there
     is nothing to have been dormant from, and cold start is reported by ``has_baseline``.
 
-    The windows come out sorted by entity and window.
+    *frame* comes sorted by entity and window (:func:`window_measures` of the builders is sorted
+    right away, while it has the fewest columns, and every join after it keeps that order).
     """
     if earlier is not None:
         frame = frame.join(earlier.lazy().select("entity_id", _earlier="last_seen"), on="entity_id", how="left",
-                           validate="m:1")
+                           validate="m:1", maintain_order="left")
     else:
         frame = frame.with_columns(_earlier=pl.lit(None, UTC_US))
     # Sorted by entity and window (the order the rows end in), the previous window is the row
@@ -456,7 +514,7 @@ def dormancy(frame: pl.LazyFrame, earlier: pl.DataFrame | None) -> pl.LazyFrame:
     same_entity = pl.col("entity_id") == pl.col("entity_id").shift(1)
     previous_in_frame = pl.when(same_entity).then(pl.col("last_time").shift(1))
     before = [pl.when(pl.col(c) < pl.col("first_time")).then(pl.col(c)) for c in ("_last_seen", "_earlier")]
-    return frame.sort(*KEY).with_columns(
+    return frame.with_columns(
         previous_activity=pl.max_horizontal(previous_in_frame, *before)).with_columns(
         _dormancy_days=((pl.col("first_time") - pl.col("previous_activity")).dt.total_microseconds()
                         / _MICROS_PER_DAY).fill_null(0.0).clip(lower_bound=0.0)
@@ -504,8 +562,8 @@ def finish(frame: pl.LazyFrame, kind: str, context: list[str], features: list[st
     """Compute the feature columns, fill them, and put the columns in their documented order, without
     the columns in *leave_out* (whose aggregations polars then skips).
 
-    *frame* comes sorted by entity and window from :func:`dormancy`, which needs that order anyway;
-    sorting the windows again cost a sixth of building them.
+    *frame* comes sorted by entity and window, the order :func:`dormancy` needs anyway; sorting the
+    windows again cost a sixth of building them.
     """
     keys = ["entity_id", "window_start", "window_end", "event_count", "evidence"]
     kept = [pl.col(c) for c in [*keys, *context] if c not in leave_out]

@@ -8,6 +8,7 @@ import polars as pl
 
 from detector.features.catalog import DEVICE_MEASURES, feature_columns
 from detector.features.common import (
+    KEY,
     as_lazy,
     check_window,
     dormancy,
@@ -100,17 +101,16 @@ def device_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConf
         *value_aggs("action", "act", {}, cap),
         *value_aggs("account", "iss", {"own": "_new_issuer"}, cap),
         *value_aggs("image_sha256", "img", {"global": "_new_image"}, cap),
-    )
+    ).sort(*KEY)  # the order the windows leave in, sorted while they have the fewest columns
     frame = frame.join(p.device_activity.lazy().select(
         pl.col("device_id").alias("entity_id"), _baseline_events=pl.col("events"),
         _active_days=pl.col("active_days"), _last_seen=pl.col("last_seen"),
-    ), on="entity_id", how="left", validate="m:1")
+    ), on="entity_id", how="left", validate="m:1", maintain_order="left")
     frame = with_baseline(frame, config)
     peers = p.derived("device_peers", _peers)
     everyone = p.derived("device_everyone", lambda q: median_entity(q.device_typical.lazy(), "device"))
     frame = with_typical(frame, "device", p.device_typical.lazy().rename({"device_id": "entity_id"}), peers, everyone,
                          "device_type", p.has_baseline)
-    # Last of the joins: it sorts the windows by entity and window, the order they leave in.
     frame = dormancy(frame, earlier)
     frame = frame.with_columns(
         actions=pl.col("_act_values"),

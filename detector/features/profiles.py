@@ -221,7 +221,16 @@ class Profiles:
         cut = {name: getattr(self, name).lazy().filter(pl.col("device_id").is_in(devices))
                for name in ("device_issuers", "device_activity", "device_typical")}
         cut["account_targets"] = self.account_targets.lazy().filter(pl.col("target_id").is_in(devices))
+        activity, typical = self.device_activity, self.device_typical
+        aligned = activity.height == typical.height and activity["device_id"].equals(typical["device_id"])
+        if aligned:
+            # One row per device in both, in the same order (as built): one lookup cuts both.
+            del cut["device_activity"], cut["device_typical"]
+            cut["_keep"] = activity.lazy().select(pl.col("device_id").is_in(devices))
         tables: dict[str, Any] = dict(zip(cut, pl.collect_all(list(cut.values())), strict=True))
+        if aligned:
+            keep = tables.pop("_keep").to_series()
+            tables["device_activity"], tables["device_typical"] = activity.filter(keep), typical.filter(keep)
         restricted = replace(self, **tables)
         object.__setattr__(restricted, "_whole", whole)
         return restricted
