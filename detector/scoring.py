@@ -835,15 +835,11 @@ class WindowScorer:
             del scratch
         self.feature_quantiles_ = np.column_stack(quantiles)
         self.feature_median_ = np.asarray(medians, dtype=np.float64)
-        from sklearn.ensemble import IsolationForest
+        from detector.isolation import grow_forest
 
-        forest = IsolationForest(
-            n_estimators=int(self.n_estimators),
-            # Capping here rather than letting sklearn do it avoids its warning; the result is the same.
-            max_samples=min(int(self.max_samples), n_windows),
-            max_features=1.0, bootstrap=False, contamination="auto", random_state=self.random_state,
-        ).fit(as_float32)
-        self.forest_ = ForestArrays.from_sklearn(forest)
+        # IsolationForest(max_features=1.0, bootstrap=False)'s trees, without its weight per window and tree.
+        self.forest_ = grow_forest(as_float32, int(self.n_estimators), min(int(self.max_samples), n_windows),
+                                   self.random_state)
         self.feature_names_ = names
         self.n_features_in_ = len(names)
         # Calibrating on the training windows themselves (in-sample) is slightly conservative in
