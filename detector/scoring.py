@@ -816,8 +816,9 @@ class WindowScorer:
         if unknown:
             raise ScoringError(f"tail_features {unknown} are not among the feature names")
         # sklearn grows its trees on float32; one copy serves the fit and the calibration. Built and
-        # summarized a column at a time: the float64 windows need never be in memory at once.
-        as_float32 = np.empty((n_windows, len(names)), dtype=np.float32)
+        # summarized a column at a time: the float64 windows need never be in memory at once. Column-major:
+        # it is written, checked and cut into cells a column at a time (each tree reads only its 256 rows).
+        as_float32 = np.empty((n_windows, len(names)), dtype=np.float32, order="F")
         quantiles, medians = [], []
         self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
         for j in range(len(names)):
