@@ -656,11 +656,15 @@ class ForestArrays:
 @dataclass(frozen=True)
 class TrainingColumns:
     """Training windows handed to :meth:`WindowScorer.fit` a column at a time (float64, in row order):
-    a baseline's millions of windows need not be one float64 matrix in memory."""
+    a baseline's millions of windows need not be one float64 matrix in memory.
+
+    *fresh*: each call of *column* returns a new array, which the fit may then reorder in place
+    (otherwise it works on a copy: a column of a caller's matrix must stay as it is)."""
 
     rows: int
     width: int
     column: Callable[[int], np.ndarray]
+    fresh: bool = False
 
     @classmethod
     def of(cls, matrix: np.ndarray) -> TrainingColumns:
@@ -824,13 +828,14 @@ class WindowScorer:
         for j in range(len(names)):
             column = source.column(j)
             with np.errstate(over="ignore"):
-                as_float32[:, j] = column.astype(np.float32)
+                as_float32[:, j] = column  # cast to float32 in place, as astype would
             if not np.isfinite(as_float32[:, j]).all():
                 raise ScoringError(f"feature(s) {[names[j]]} hold NaN, null or infinite values (or exceed float32); "
                                    "the feature stage must give every window a finite value")
-            # Both from one scratch copy, partitioned in place: each would copy the column, and the values
-            # picked (order statistics) do not depend on how the copy is ordered.
-            scratch = column.copy()
+            # Both from one scratch column, partitioned in place: each would copy the column, and the values
+            # picked (order statistics) do not depend on how the column is ordered.
+            scratch = column if source.fresh else column.copy()
+            del column
             quantiles.append(np.quantile(scratch, self.quantile_levels_, overwrite_input=True))
             medians.append(np.median(scratch, overwrite_input=True))
             del scratch
