@@ -73,12 +73,12 @@ def _totals(prepared: pl.LazyFrame, *extra: pl.Expr) -> pl.LazyFrame:
 def _value_counts(prepared: pl.LazyFrame, kind: EntityKind) -> pl.LazyFrame:
     """How many windows of each entity had each non-zero count of each measure (the measure by its
     index in :func:`~detector.features.catalog.measures`)."""
+    names = measures(kind)
     per_window = window_measures(prepared, prepared, kind)
-    # Each measure's non-zero windows, one after the other (an unpivot made a row of every window and measure).
-    return (pl.concat([per_window.filter(pl.col(f"_m_{m}") > 0)
-                       .select("entity_id", measure=pl.lit(i, pl.UInt8), value=f"_m_{m}")
-                       for i, m in enumerate(measures(kind))])
-            .group_by("entity_id", "measure", "value").agg(windows=pl.len().cast(pl.Int64)))
+    return (per_window.select("entity_id", *[pl.col(f"_m_{m}").alias(str(i)) for i, m in enumerate(names)])
+            .unpivot(index="entity_id", variable_name="measure", value_name="value")
+            .filter(pl.col("value") > 0)
+            .group_by("entity_id", pl.col("measure").cast(pl.UInt8), "value").agg(windows=pl.len().cast(pl.Int64)))
 
 
 def _account_targets_per_window(prepared: pl.LazyFrame) -> pl.LazyFrame:
@@ -104,10 +104,7 @@ class PartialProfiles:
         """The partial aggregates of *events* (a slice of a baseline, or all of it)."""
         lf = as_lazy(events)
         accounts = prepare(lf, entity_of("account"), config, None, None)
-        # Devices (hundreds of thousands, each in a few of a slice's windows) keyed by Categorical ids: their
-        # tables are grouped, merged and sorted by the ids' integer codes; strings come back at the finish.
-        devices = prepare(lf, entity_of("device"), config, None, None).with_columns(
-            pl.col("entity_id").cast(pl.Categorical))
+        devices = prepare(lf, entity_of("device"), config, None, None)
         present = presence(lf)
         device_rows = devices.rename({"entity_id": "device_id"})
         queries = {
@@ -156,7 +153,7 @@ class PartialProfiles:
         targets_peak = t["account_target_windows"].group_by("entity_id").agg(
             targets_peak=pl.col("value").repeat_by("windows").list.explode(keep_nulls=False, empty_as_null=False).quantile(0.95, "higher").cast(pl.Float64))
         queries = {
-            **{name: _sorted(t[name], *PROFILE_KEYS[name]) for name in _SEEN_TABLES},
+            **{name: t[name].sort(PROFILE_KEYS[name]) for name in _SEEN_TABLES},
             "account_targets": t["account_targets"].sort("account", "target_id"),
             "account_hours": t["account_hours"].sort("account", "weekday", "hour"),
             "account_session_hours": idle_session_hours(t["session_marks"], t["presence"], self.config)
@@ -170,9 +167,9 @@ class PartialProfiles:
                 .with_columns(role=pl.col("role").fill_null("authentication"), role_source=pl.lit("inferred"))
                 .sort("account")),
             "account_typical": account_typical.rename({"entity_id": "account"}).sort("account"),
-            "device_activity": _sorted(t["device_totals"].join(device_windows, on="entity_id", how="left")
-                                       .rename({"entity_id": "device_id"}), "device_id"),
-            "device_typical": _sorted(device_typical.rename({"entity_id": "device_id"}), "device_id"),
+            "device_activity": (t["device_totals"].join(device_windows, on="entity_id", how="left")
+                                .rename({"entity_id": "device_id"}).sort("device_id")),
+            "device_typical": device_typical.rename({"entity_id": "device_id"}).sort("device_id"),
         }
         collected = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
         tables = {name: collected[name].select(schema.names()).cast(schema)
@@ -281,22 +278,11 @@ def _merged_tables(parts: Sequence[dict[str, pl.LazyFrame]]) -> dict[str, pl.Dat
 def _merged_totals(totals: pl.LazyFrame, *extra: pl.Expr) -> pl.LazyFrame:
     # Parts come in time order without overlapping: an entity's parts, in order, share at most one date
     # with the part before, its last date being the next one's first.
-    ordered = totals.with_columns(_code=_code("entity_id")).sort("_code", "first_seen")
-    shared = ((pl.col("_code") == pl.col("_code").shift(1))
+    ordered = totals.sort("entity_id", "first_seen")
+    shared = ((pl.col("entity_id") == pl.col("entity_id").shift(1))
               & (pl.col("first_seen").dt.date() == pl.col("last_seen").shift(1).dt.date())).fill_null(False)
     return ordered.with_columns(_shared=shared.cast(pl.Int64)).group_by("entity_id").agg(
         *_MERGE_SEEN, (pl.col("active_days").sum() - pl.col("_shared").sum()).alias("active_days"), *extra)
-
-
-def _code(key: str) -> pl.Expr:
-    """A key (String or Categorical) as an integer code, the same for the same string, to sort rows by when
-    any order of the keys will do: sorting millions of rows by strings is several times slower."""
-    return pl.col(key).cast(pl.Categorical).to_physical()
-
-
-def _sorted(frame: pl.LazyFrame, *keys: str) -> pl.LazyFrame:
-    """*frame* with its Categorical ids as strings again, sorted by *keys* (a profile table's order)."""
-    return frame.with_columns(pl.col(pl.Categorical).cast(pl.String)).sort(*keys)
 
 
 def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -306,13 +292,11 @@ def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.L
     # The median of n values in order: the mean of those at 0-based positions (n-1)//2 and n//2. A row
     # of (value, windows) holds the positions [upto - windows, upto); each position's row is found by a
     # filter over all groups at once (a filter inside a group-by runs group by group: millions of them).
-    # Sorted by the entities' codes: any order of the entities will do.
-    ordered = (values.with_columns(_code=_code("entity_id")).sort("_code", "measure", "value")
-               .with_columns(_upto=pl.col("windows").cum_sum()))
+    ordered = values.sort("entity_id", "measure", "value").with_columns(_upto=pl.col("windows").cum_sum())
     # Running and total counts within each (entity, measure), from the sorted rows' running count:
     # boundaries carried forward and back, cheaper than a window over string keys.
-    first = (pl.col("_code") != pl.col("_code").shift(1)) | (pl.col("measure") != pl.col("measure").shift(1))
-    last = (pl.col("_code") != pl.col("_code").shift(-1)) | (pl.col("measure") != pl.col("measure").shift(-1))
+    first = (pl.col("entity_id") != pl.col("entity_id").shift(1)) | (pl.col("measure") != pl.col("measure").shift(1))
+    last = (pl.col("entity_id") != pl.col("entity_id").shift(-1)) | (pl.col("measure") != pl.col("measure").shift(-1))
     before = pl.when(first.fill_null(True)).then(pl.col("_upto") - pl.col("windows")).forward_fill()
     ordered = ordered.with_columns(_upto=pl.col("_upto") - before).with_columns(
         _total=pl.when(last.fill_null(True)).then(pl.col("_upto")).backward_fill())
@@ -325,10 +309,9 @@ def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.L
     medians = (ordered.with_columns(_low=pl.when(holds((pl.col("_total") - 1) // 2)).then(pl.col("value")).forward_fill())
                .filter(holds(pl.col("_total") // 2))
                .select("entity_id", "measure", median=(pl.col("_low") + pl.col("value")).cast(pl.Float64) / 2.0))
-    # One column per measure (null where the entity never had it), in the measures' order: each the maximum
-    # of the entity's only median of that measure (a pivot was twice as slow).
-    wide = medians.group_by("entity_id").agg(
-        *[pl.when(pl.col("measure") == i).then(pl.col("median")).max().alias(m) for i, m in enumerate(names)])
+    # One column per measure (null where the entity never had it), in the measures' order.
+    wide = medians.pivot(on="measure", on_columns=pl.Series(range(len(names)), dtype=pl.UInt8), index="entity_id",
+                         values="median").select("entity_id", *[pl.col(str(i)).alias(m) for i, m in enumerate(names)])
     # Every window counts at least one event, so the "events" measure counts the windows.
     events = names.index("events")
     windows = values.filter(pl.col("measure") == events).group_by("entity_id").agg(
