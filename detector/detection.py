@@ -324,13 +324,13 @@ def _training_columns(folds: Sequence[FoldWindows], kind: EntityKind) -> Trainin
     millions of device windows of a large fleet as one float64 matrix would be the largest thing in memory."""
     names = feature_columns(kind)
     return TrainingColumns(sum(fold.rows(kind) for fold in folds), len(names),
-                           lambda j: np.concatenate([fold.column(kind, names[j]) for fold in folds]))
+                           lambda j: np.concatenate([fold.column(kind, names[j]) for fold in folds]), fresh=True)
 
 
 def _sampled(columns: TrainingColumns, size: int, seed: int) -> TrainingColumns:
     """*size* of the rows of *columns*, drawn without replacement with *seed*, kept in their order."""
     rows = np.sort(np.random.default_rng(seed).choice(columns.rows, size=size, replace=False))
-    return TrainingColumns(size, columns.width, lambda j: columns.column(j)[rows])
+    return TrainingColumns(size, columns.width, lambda j: columns.column(j)[rows], fresh=True)
 
 
 def signals_only(events: pl.DataFrame | pl.LazyFrame, config: Config | None = None, reason: str = "") -> Model:

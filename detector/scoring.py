@@ -679,11 +679,15 @@ class ForestArrays:
 @dataclass(frozen=True)
 class TrainingColumns:
     """Training windows handed to :meth:`WindowScorer.fit` a column at a time (float64, in row order):
-    a baseline's millions of windows need not be one float64 matrix in memory."""
+    a baseline's millions of windows need not be one float64 matrix in memory.
+
+    *fresh*: each call of *column* returns a new array, which the fit may then reorder in place
+    (otherwise it works on a copy: a column of a caller's matrix must stay as it is)."""
 
     rows: int
     width: int
     column: Callable[[int], np.ndarray]
+    fresh: bool = False
 
     @classmethod
     def of(cls, matrix: np.ndarray) -> TrainingColumns:
@@ -839,34 +843,32 @@ class WindowScorer:
         if unknown:
             raise ScoringError(f"tail_features {unknown} are not among the feature names")
         # sklearn grows its trees on float32; one copy serves the fit and the calibration. Built and
-        # summarized a column at a time: the float64 windows need never be in memory at once.
-        as_float32 = np.empty((n_windows, len(names)), dtype=np.float32)
+        # summarized a column at a time: the float64 windows need never be in memory at once. Column-major:
+        # it is written, checked and cut into cells a column at a time (each tree reads only its 256 rows).
+        as_float32 = np.empty((n_windows, len(names)), dtype=np.float32, order="F")
         quantiles, medians = [], []
         self.quantile_levels_ = np.asarray(QUANTILE_LEVELS, dtype=np.float64)
         for j in range(len(names)):
             column = source.column(j)
             with np.errstate(over="ignore"):
-                as_float32[:, j] = column.astype(np.float32)
+                as_float32[:, j] = column  # cast to float32 in place, as astype would
             if not np.isfinite(as_float32[:, j]).all():
                 raise ScoringError(f"feature(s) {[names[j]]} hold NaN, null or infinite values (or exceed float32); "
                                    "the feature stage must give every window a finite value")
-            # Both from one scratch copy, partitioned in place: each would copy the column, and the values
-            # picked (order statistics) do not depend on how the copy is ordered.
-            scratch = column.copy()
+            # Both from one scratch column, partitioned in place: each would copy the column, and the values
+            # picked (order statistics) do not depend on how the column is ordered.
+            scratch = column if source.fresh else column.copy()
+            del column
             quantiles.append(np.quantile(scratch, self.quantile_levels_, overwrite_input=True))
             medians.append(np.median(scratch, overwrite_input=True))
             del scratch
         self.feature_quantiles_ = np.column_stack(quantiles)
         self.feature_median_ = np.asarray(medians, dtype=np.float64)
-        from sklearn.ensemble import IsolationForest
+        from detector.isolation import grow_forest
 
-        forest = IsolationForest(
-            n_estimators=int(self.n_estimators),
-            # Capping here rather than letting sklearn do it avoids its warning; the result is the same.
-            max_samples=min(int(self.max_samples), n_windows),
-            max_features=1.0, bootstrap=False, contamination="auto", random_state=self.random_state,
-        ).fit(as_float32)
-        self.forest_ = ForestArrays.from_sklearn(forest)
+        # IsolationForest(max_features=1.0, bootstrap=False)'s trees, without its weight per window and tree.
+        self.forest_ = grow_forest(as_float32, int(self.n_estimators), min(int(self.max_samples), n_windows),
+                                   self.random_state)
         self.feature_names_ = names
         self.n_features_in_ = len(names)
         # Calibrating on the training windows themselves (in-sample) is slightly conservative in

@@ -24,6 +24,7 @@ from detector.scoring import (
     ScoringConfig,
     ScoringError,
     SeverityThresholds,
+    TrainingColumns,
     WindowScorer,
     _factorize,
     average_path_length,
@@ -222,6 +223,21 @@ def test_training_quantiles_and_medians_are_numpys_of_each_column() -> None:
     scorer = WindowScorer(n_estimators=10, random_state=2).fit(X, ["events", "spread", "rare"])
     np.testing.assert_array_equal(scorer.feature_quantiles_, np.quantile(X, scorer.quantile_levels_, axis=0))
     np.testing.assert_array_equal(scorer.feature_median_, np.median(X, axis=0))
+
+
+def test_fit_reorders_only_fresh_columns() -> None:
+    # Columns handed over as fresh are partitioned in place for the quantiles; a caller's matrix stays as it was,
+    # and both give the same scorer.
+    data = counts(900, seed=12)
+    kept = data.copy()
+    names = [f"f{i}" for i in range(data.shape[1])]
+    from_matrix = WindowScorer(n_estimators=20, random_state=2).fit(data, names)
+    np.testing.assert_array_equal(data, kept)
+    handed = TrainingColumns(data.shape[0], data.shape[1], lambda j: data[:, j].copy(), fresh=True)
+    from_columns = WindowScorer(n_estimators=20, random_state=2).fit(handed, names)
+    np.testing.assert_array_equal(data, kept)
+    for name, value in from_matrix.get_state().items():
+        np.testing.assert_array_equal(from_columns.get_state()[name], value, err_msg=name)
 
 
 def test_same_seed_gives_identical_scores() -> None:
