@@ -42,7 +42,7 @@ def grow_forest(X32: np.ndarray, n_estimators: int, max_samples: int,
     target = check_random_state(random_state).uniform(size=n_rows)
     seeds = check_random_state(random_state).randint(_MAX_INT, size=n_estimators)
     max_depth = int(np.ceil(np.log2(max(max_samples, 2))))
-    lefts, rights, features, thresholds, counts, offsets = [], [], [], [], [], [0]
+    trees = []
     for seed in seeds:
         draws = np.random.RandomState(seed)
         # The bagging draws the features first: all of them (max_features=1.0), in an order the trees
@@ -53,13 +53,5 @@ def grow_forest(X32: np.ndarray, n_estimators: int, max_samples: int,
         tree = ExtraTreeRegressor(max_features=1, splitter="random", max_depth=max_depth,
                                   random_state=np.random.RandomState(seed).randint(_MAX_INT))
         grown = tree.fit(X32[rows], target[rows]).tree_
-        lefts.append(np.asarray(grown.children_left, dtype=np.int64))
-        rights.append(np.asarray(grown.children_right, dtype=np.int64))
-        features.append(np.asarray(grown.feature, dtype=np.int64))
-        thresholds.append(np.asarray(grown.threshold, dtype=np.float64))
-        counts.append(np.asarray(grown.n_node_samples, dtype=np.int64))
-        offsets.append(offsets[-1] + grown.node_count)
-    return ForestArrays(tree_offsets=np.asarray(offsets, dtype=np.int64),
-                        children_left=np.concatenate(lefts), children_right=np.concatenate(rights),
-                        feature=np.concatenate(features), threshold=np.concatenate(thresholds),
-                        n_node_samples=np.concatenate(counts), max_samples=int(max_samples), n_features=n_features)
+        trees.append((grown, np.asarray(grown.feature, dtype=np.int64)))
+    return ForestArrays.of_trees(trees, int(max_samples), n_features)

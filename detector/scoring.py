@@ -531,13 +531,24 @@ class ForestArrays:
         # sklearn trains each tree on X[:, estimators_features_[t]] only when features are
         # subsampled; otherwise on X itself (and the indices are merely a permutation of all).
         subsampled = any(len(columns) != n_features for columns in forest.estimators_features_)
-        lefts, rights, feats, thresholds, counts, offsets = [], [], [], [], [], [0]
-        for estimator, columns in zip(forest.estimators_, forest.estimators_features_, strict=True):
-            tree = estimator.tree_
+
+        def mapped(tree: Any, columns: np.ndarray) -> np.ndarray:
             feature = np.asarray(tree.feature, dtype=np.int64).copy()
             if subsampled:
                 split = feature >= 0
                 feature[split] = np.asarray(columns, dtype=np.int64)[feature[split]]
+            return feature
+
+        return cls.of_trees([(e.tree_, mapped(e.tree_, columns))
+                             for e, columns in zip(forest.estimators_, forest.estimators_features_, strict=True)],
+                            int(forest.max_samples_), n_features)
+
+    @classmethod
+    def of_trees(cls, trees: Sequence[tuple[Any, np.ndarray]], max_samples: int, n_features: int) -> Self:
+        """The arrays of scikit-learn ``Tree`` objects (``estimator.tree_``), each given with its split
+        features as columns of the full input matrix."""
+        lefts, rights, feats, thresholds, counts, offsets = [], [], [], [], [], [0]
+        for tree, feature in trees:
             lefts.append(np.asarray(tree.children_left, dtype=np.int64))
             rights.append(np.asarray(tree.children_right, dtype=np.int64))
             feats.append(feature)
@@ -547,8 +558,7 @@ class ForestArrays:
         return cls(tree_offsets=np.asarray(offsets, dtype=np.int64),
                    children_left=np.concatenate(lefts), children_right=np.concatenate(rights),
                    feature=np.concatenate(feats), threshold=np.concatenate(thresholds),
-                   n_node_samples=np.concatenate(counts), max_samples=int(forest.max_samples_),
-                   n_features=n_features)
+                   n_node_samples=np.concatenate(counts), max_samples=max_samples, n_features=n_features)
 
     @property
     def n_trees(self) -> int:
