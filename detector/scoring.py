@@ -602,11 +602,18 @@ class ForestArrays:
         Equal to ``-IsolationForest.score_samples(X)`` of the forest these arrays came from.
         *X32* must be a finite float32 matrix with ``n_features`` columns.
         """
-        # Rows in the same cell of every split take the same paths: walk one row per cell. Logs
-        # repeat themselves (a million meters read once a day), so there are far fewer cells than
-        # windows.
+        per_cell, cell_of = self.score_cells(X32)
+        return per_cell[cell_of]
+
+    def score_cells(self, X32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`score` per distinct cell of *X32* (in ascending cell order), and each row's cell.
+
+        Rows in the same cell of every split take the same paths: one row per cell is walked. Logs
+        repeat themselves (a million meters read once a day), so there are far fewer cells than
+        windows, and what follows from the score alone (its rank) can be computed per cell too.
+        """
         first, cell_of = self._distinct_cells(X32)
-        return self._path_score(X32[first])[cell_of]
+        return self._path_score(X32[first]), cell_of
 
     def _distinct_cells(self, X32: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One row index per distinct cell of *X32*, and each row's cell (an index into them).
@@ -972,9 +979,8 @@ class WindowScorer:
         matrix = self._input(X)
         n, rows = self.train_scores_.shape[0], matrix.shape[0]
         # The forest's score, and so its rank, is its cell's: ranked once per cell.
-        X32 = matrix.astype(np.float32)
-        first, cell_of = self.forest_._distinct_cells(X32)
-        cell_rank = _rank_in(self.train_scores_, self.forest_._path_score(X32[first]))
+        per_cell, cell_of = self.forest_.score_cells(matrix.astype(np.float32))
+        cell_rank = _rank_in(self.train_scores_, per_cell)
         forest_rank = cell_rank[cell_of]
         # The tail component of a window without a positive tail value is nothing (every p-value 1):
         # computed and ranked for the others only.

@@ -346,8 +346,7 @@ def flag_new(events: pl.LazyFrame, value: str, known: Mapping[str, pl.LazyFrame 
     if not leave_window_out:
         return events.with_columns(**_unknown(value, tables))
     # Leave-window-out: the baseline's uses of this value outside this window.
-    in_window = pl.col("_in_base").sum().over(*KEY, value) if leave_window_out else pl.lit(0, pl.UInt32)
-    events = events.with_columns(_in_window=in_window)
+    events = events.with_columns(_in_window=pl.col("_in_base").sum().over(*KEY, value))
     for flag, table in tables.items():
         on = [c for c in ("entity_id", value) if c in table.collect_schema().names()]
         # Summing per key costs little (profile tables are small) and guarantees that the join
@@ -368,14 +367,15 @@ def _unknown(value: str, tables: Mapping[str, pl.LazyFrame]) -> dict[str, pl.Exp
     looked up with ``is_in``: joining every event to the table cost three times as much, mostly
     in carrying all the events' columns through the join.
     """
-    ons = {flag: [c for c in ("entity_id", value) if c in table.collect_schema().names()]
-           for flag, table in tables.items()}
-    keys = pl.collect_all([table.filter(pl.col("_known") > 0).select(pl.struct(ons[flag]) if len(ons[flag]) > 1
-                                                                          else pl.col(value))
-                           for flag, table in tables.items()], engine="in-memory")
-    return {flag: pl.col(value).is_not_null()
-            & ~(pl.struct(ons[flag]) if len(ons[flag]) > 1 else pl.col(value)).is_in(key.to_series().implode())
-            for (flag, table), key in zip(tables.items(), keys, strict=True)}
+    def key(table: pl.LazyFrame) -> pl.Expr:  # per entity (with an entity_id column) or global
+        return (pl.struct("entity_id", value) if "entity_id" in table.collect_schema().names()
+                else pl.col(value))
+
+    keys = {flag: key(table) for flag, table in tables.items()}
+    known = pl.collect_all([table.filter(pl.col("_known") > 0).select(keys[flag]) for flag, table in tables.items()],
+                           engine="in-memory")
+    return {flag: pl.col(value).is_not_null() & ~keys[flag].is_in(seen.to_series().implode())
+            for flag, seen in zip(tables, known, strict=True)}
 
 
 def value_aggs(value: str, prefix: str, flags: Mapping[str, str], cap: int) -> list[pl.Expr]:
