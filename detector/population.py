@@ -16,6 +16,7 @@ from typing import Final
 import polars as pl
 
 from detector.detection import profiles_of
+from detector.features import EntityKind
 from detector.features.common import entity_of
 from detector.model_store import Model
 
@@ -47,26 +48,18 @@ class Population:
 def known_share(events: pl.DataFrame | pl.LazyFrame, model: Model, *, since: datetime | None = None) -> Population:
     """How many of the accounts and devices in *events* (from *since* on) the model's profiles know.
 
-    One pass over the events for the distinct entities, then one join against the profiles'
-    entity lists, which are small.
+    One pass over the events for the distinct entities of both kinds, each looked up in the
+    profiles' entity list of its kind.
     """
     lazy = events.lazy() if isinstance(events, pl.DataFrame) else events
     if since is not None:
         lazy = lazy.filter(pl.col("time") >= since)
     profiles = profiles_of(model)
-    known = pl.concat([
-        profiles.account_activity.lazy().select(kind=pl.lit("account"), entity=pl.col("account")),
-        profiles.device_activity.lazy().select(kind=pl.lit("device"), entity=pl.col("device_id")),
-    ]).unique().with_columns(known=pl.lit(True))
-    seen = pl.concat([
-        lazy.select(kind=pl.lit("account"), entity=entity_of("account")),
-        lazy.select(kind=pl.lit("device"), entity=entity_of("device")),
-    ]).drop_nulls("entity").unique()
-    counts = (seen.join(known, on=["kind", "entity"], how="left")
-              .group_by("kind")
-              .agg(total=pl.len(), known=pl.col("known").fill_null(False).sum())
-              .collect())
-    by_kind = {row["kind"]: (int(row["total"]), int(row["known"])) for row in counts.iter_rows(named=True)}
+    lists: dict[EntityKind, pl.Series] = {"account": profiles.account_activity.get_column("account"),
+                                          "device": profiles.device_activity.get_column("device_id")}
+    seen = pl.collect_all([lazy.select(entity_of(kind).alias("entity")).drop_nulls().unique() for kind in lists])
+    by_kind = {kind: (distinct.height, int(distinct.get_column("entity").is_in(lists[kind].implode()).sum()))
+               for kind, distinct in zip(lists, seen, strict=True)}
     accounts, known_accounts = by_kind.get("account", (0, 0))
     devices, known_devices = by_kind.get("device", (0, 0))
     return Population(entities=accounts + devices, known=known_accounts + known_devices, accounts=accounts,

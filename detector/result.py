@@ -419,13 +419,17 @@ class Findings:
         _tick(progress, "report", 0.0, None)
         # The report details only the first findings and draws what it shows of them from these.
         events, timelines = self.events, self.timelines
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ami-detector-timelines") as pool:
-            # Counting (polars on every core) overlaps reading the cited lines back (mostly one core).
+        out.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ami-detector-write") as pool:
+            # Counting and writing the findings (polars, mostly without the GIL) overlap reading the
+            # cited lines back (mostly Python, on one core).
             counting = (pool.submit(self.timeline_counts)
                         if evidence and (self.timelines is not None or self.events is not None) else None)
-            written = write_findings(self.df, out, csv=csv)
+            findings_written = pool.submit(write_findings, self.df, out, csv=csv)
             if evidence and self.events is not None:
                 write_cited_events(self.events, self.df, out / EVIDENCE_FILE)
+            written = findings_written.result()
+            if evidence and self.events is not None:
                 written.append(out / EVIDENCE_FILE)
                 events = pl.scan_parquet(out / EVIDENCE_FILE)
             if counting is not None:
