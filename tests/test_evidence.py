@@ -11,7 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from detector.evidence import _decoded_lines, _plain_lines, read_raw_lines
+from detector.evidence import _decoded_lines, _plain_lines, events_at, read_raw_lines
+from tests.features.events import make_events
 
 LINES = [b"", b"abc", b"x" * 5000, b"caf\xc3\xa9", b"bad\xff\xfe", b"ctl\x01x", b"tab\tok", b"cr\r", b"\r",
          b"a\rb", b"\xe2\x80\xae"]
@@ -51,3 +52,20 @@ def test_gzip_and_utf16_files_are_read_as_the_parsers_read_them(tmp_path: Path) 
     wanted = pl.DataFrame({"raw_file": [str(gz), str(utf16), str(utf16)], "raw_line": [2, 3, 1]})
     got = read_raw_lines(wanted)
     assert got.get_column("raw").to_list() == ["second \u00e9", "third", "first"]
+
+
+def test_cited_events_are_found_by_file_and_line_together(tmp_path: Path) -> None:
+    """A location names one event: the same line number in another file, or another line of the same
+    file, is not it (lines are looked up first, then the file with them)."""
+    rows = [{"time": f"2026-04-01 10:0{i}", "account": f"a{i}"} for i in range(4)]
+    events = pl.concat([make_events(rows, raw_file="a.log"), make_events(rows, raw_file="b.log")])
+    wanted = pl.DataFrame({"raw_file": ["a.log", "b.log", "c.log", "a.log"], "raw_line": [2, 3, 1, 9]})
+    for source in (events, events.lazy(), _spilled(tmp_path, events)):
+        found = events_at(source, wanted)
+        assert found.select("raw_file", "raw_line").rows() == [("a.log", 2), ("b.log", 3)]
+        assert found.get_column("account").to_list() == ["a1", "a2"]
+
+
+def _spilled(tmp_path: Path, events: pl.DataFrame) -> pl.LazyFrame:
+    events.write_parquet(tmp_path / "events.parquet")
+    return pl.scan_parquet(tmp_path / "events.parquet")
