@@ -11,10 +11,11 @@ measure. Here instead:
   starts give every count with one ``numpy`` reduction over whole arrays (``reduceat``/``bincount``);
   only the distinct counts (issuing accounts, new issuers, new image hashes) stay polars
   aggregations, over groups that are already slices;
-- a device's profile row is found once per device (a join of the slice's distinct devices), and the
-  log1p of every typical value a window may be compared with (its own, its type's median device's,
-  the median device's) is one stacked array per measure, from which a window takes one element by
-  index rather than choosing between three joined columns.
+- a device's profile row is found once per device (a join of the slice's distinct devices), and
+  every typical value a window may be compared with (its own, its type's median device's, the
+  median device's) is one stacked array per measure, from which a window takes one element by
+  index rather than choosing between three joined columns; only windows where the measure
+  occurred need it (no count, no excess).
 
 Every value is the general query's: log1p is always polars' own (counts through a table of
 ``log1p(0..max)`` computed by polars), and the rest is integer arithmetic, one IEEE subtraction
@@ -46,7 +47,7 @@ _MICROS_PER_DAY: Final = 86_400_000_000
 # Device target types in string order, so that the smallest code is the smallest name (device_type
 # is the window's smallest target type, as the general query's min() of strings).
 _TYPES: Final = tuple(sorted(DEVICE_TARGET_TYPES))
-# typical_source values, by the code _lookups gives them.
+# typical_source values, by their code in lean_device_windows.
 _SOURCES: Final = ("own", "peers", "all", "none")
 
 
@@ -142,10 +143,19 @@ def _log1p_table(*counts: np.ndarray) -> np.ndarray:
     return pl.Series(np.arange(top + 1, dtype=np.int64)).cast(pl.Float64).log1p().to_numpy()
 
 
-def _logged(table: pl.DataFrame) -> np.ndarray:
-    """Each measure's typical value as log1p (null: never occurred, a typical count of 0), rows x measures."""
-    return (table.select(pl.col(m).cast(pl.Float64).fill_null(0.0).log1p() for m in DEVICE_MEASURES)
-            .to_numpy().reshape(table.height, len(DEVICE_MEASURES)))
+def _excess(count: np.ndarray, typical: np.ndarray, source: np.ndarray, logs: np.ndarray) -> np.ndarray:
+    """``max(0, log1p(count) - log1p(typical))`` per window, with each window's typical value at its
+    *source* row of *typical* (nulls already read as 0: the measure never occurred).
+
+    Typical values are medians of positive counts, so their log1p is never negative and a count of
+    0 has no excess: only the windows with a count are computed (a window has a few of the measures).
+    """
+    excess = np.zeros(len(count))
+    at = np.flatnonzero(count) if not (typical < 0).any() else np.arange(len(count))
+    chosen = pl.Series(typical[source[at]]).log1p().to_numpy()
+    # fmax: a NaN (a corrupt typical value) gives 0, as the general query's fill_nan.
+    excess[at] = np.fmax(logs[count[at]] - chosen, 0.0)
+    return excess
 
 
 def _nullable_times(values: np.ndarray) -> pl.Series:
@@ -192,11 +202,13 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     baseline_days = np.where(has_baseline, looked_up(activity.get_column("active_days").cast(pl.Float64).to_numpy(), 0.0),
                              0.0)
 
-    # Every typical value a window may be compared with, log1p'ed: the devices' own (rows 0..n-1),
-    # each device type's median device, the median device, and 0 (activity without a typical row).
+    # Every typical value a window may be compared with, one column per measure: the devices' own
+    # (rows 0..n-1), each device type's median device, the median device, and 0 (activity without
+    # a typical row).
     peers = peers.filter(pl.col("device_type").is_not_null())
     n, k = typical.height, peers.height
-    stacked = np.vstack([_logged(typical), _logged(peers), _logged(everyone), np.zeros((1, len(DEVICE_MEASURES)))])
+    stacked = pl.concat([typical.select(DEVICE_MEASURES), peers.select(DEVICE_MEASURES), everyone.select(DEVICE_MEASURES),
+                         pl.DataFrame({m: [0.0] for m in DEVICE_MEASURES})], how="vertical_relaxed")
     device_type = pl.Series("device_type", _TYPES, pl.String).gather(runs.min(devices.get_column("_type").to_numpy()))
     peer_row = device_type.replace_strict(peers.get_column("device_type"), range(k), default=-1,
                                           return_dtype=pl.Int64).to_numpy()
@@ -221,7 +233,8 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
 
     logs = _log1p_table(*counts.values())
     features = {
-        **{f"excess_{m}": np.maximum(logs[counts[m]] - stacked[source, i], 0.0) for i, m in enumerate(DEVICE_MEASURES)},
+        **{f"excess_{m}": _excess(counts[m], stacked.get_column(m).cast(pl.Float64).fill_null(0.0).to_numpy(), source, logs)
+           for m in DEVICE_MEASURES},
         "failure_ratio": (pl.Series(counts["failures"]) / pl.Series(counts["events"])).to_numpy(),
         "new_issuer_count": np.where(has_baseline, logs[counts["_iss_new"]], 0.0),
         "new_image_hash_count": logs[counts["_img_new"]],
@@ -241,7 +254,7 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
         pl.Series("first_time", first_time).cast(UTC_US),
         pl.Series("last_time", last_time).cast(UTC_US),
         _nullable_times(previous).alias("previous_activity"),
-        # Never null or NaN (a window has an event, typical values are finite): nothing to fill.
+        # Never null or NaN (a window has an event; _excess reads a NaN as 0): nothing to fill.
         *[pl.Series(name, features[name], pl.Float64) for name in feature_columns("device") if name != "dormancy_days"],
         dormancy_days,
     ]).lazy()
