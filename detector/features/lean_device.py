@@ -227,9 +227,12 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     last_seen = looked_up(_stamps(activity.get_column("last_seen")), _NONE)
     before = [np.where(t < first_time, t, _NONE) for t in (last_seen, earlier_seen[device_of])]
     previous = np.maximum(previous_window, np.maximum(*before))
-    # Microseconds since then (0 without any); divided by polars, which multiplies by the reciprocal.
-    since = first_time - np.where(previous == _NONE, first_time, previous)
-    dormancy_days = (pl.Series("dormancy_days", since, pl.Int64) / _MICROS_PER_DAY).clip(lower_bound=0.0).log1p()
+    # Days since then, by the general query's own expression: polars may divide by a scalar through
+    # its reciprocal, and the last bit must agree.
+    dormancy_days = pl.DataFrame([pl.Series("first_time", first_time).cast(UTC_US),
+                                  _nullable_times(previous).alias("previous_activity")]).select(
+        dormancy_days=((pl.col("first_time") - pl.col("previous_activity")).dt.total_microseconds() / _MICROS_PER_DAY)
+        .fill_null(0.0).clip(lower_bound=0.0).log1p()).to_series()
 
     logs = _log1p_table(*counts.values())
     features = {
