@@ -17,9 +17,9 @@ measure. Here instead:
   index rather than choosing between three joined columns; only windows where the measure
   occurred need it (no count, no excess).
 
-Every value is the general query's: log1p is always polars' own (counts through a table of
-``log1p(0..max)`` computed by polars), and the rest is integer arithmetic, one IEEE subtraction
-and division, and a clip at 0 (tested column by column against the general query). Only events
+Every value is the general query's: log1p and the division of dormancy are polars' own, the rest
+is integer arithmetic, IEEE subtraction and division, and a clip at 0 (tested column by column
+against the general query). Only events
 that all lie after the baseline take this path: for events inside it, each comparison leaves the
 window's own events out, which the general query does.
 """
@@ -137,13 +137,12 @@ def _measures(devices: pl.DataFrame, runs: _Runs, config: FeatureConfig) -> dict
             **{c: distinct.get_column(c).cast(pl.Int64).to_numpy() for c in ("issuers", "_iss_new", "_img_new")}}
 
 
-def _log1p_table(*counts: np.ndarray) -> np.ndarray:
-    """``log1p(0..max)`` of *counts*, computed by polars (a count's log1p is then a lookup)."""
-    top = max((int(c.max()) for c in counts if len(c)), default=0)
-    return pl.Series(np.arange(top + 1, dtype=np.int64)).cast(pl.Float64).log1p().to_numpy()
+def _log1p(values: np.ndarray) -> np.ndarray:
+    """``log1p`` as polars computes it (the general query's values, to the last bit)."""
+    return pl.Series(values).cast(pl.Float64).log1p().to_numpy()
 
 
-def _excess(count: np.ndarray, typical: np.ndarray, source: np.ndarray, logs: np.ndarray) -> np.ndarray:
+def _excess(count: np.ndarray, typical: np.ndarray, source: np.ndarray) -> np.ndarray:
     """``max(0, log1p(count) - log1p(typical))`` per window, with each window's typical value at its
     *source* row of *typical* (nulls already read as 0: the measure never occurred).
 
@@ -152,9 +151,8 @@ def _excess(count: np.ndarray, typical: np.ndarray, source: np.ndarray, logs: np
     """
     excess = np.zeros(len(count))
     at = np.flatnonzero(count) if not (typical < 0).any() else np.arange(len(count))
-    chosen = pl.Series(typical[source[at]]).log1p().to_numpy()
     # fmax: a NaN (a corrupt typical value) gives 0, as the general query's fill_nan.
-    excess[at] = np.fmax(logs[count[at]] - chosen, 0.0)
+    excess[at] = np.fmax(_log1p(count[at]) - _log1p(typical[source[at]]), 0.0)
     return excess
 
 
@@ -189,7 +187,7 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     typical_rows = (own_rows if activity.height == typical.height and activity["device_id"].equals(typical["device_id"])
                     else _rows(distinct, typical))
     earlier_seen = (_stamps(distinct.join(earlier.select("entity_id", "last_seen"), on="entity_id", how="left",
-                                          maintain_order="left").get_column("last_seen"))
+                                          validate="m:1", maintain_order="left").get_column("last_seen"))
                     if earlier is not None else np.full(distinct.height, _NONE))
 
     row = own_rows[device_of]
@@ -234,13 +232,12 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
         dormancy_days=((pl.col("first_time") - pl.col("previous_activity")).dt.total_microseconds() / _MICROS_PER_DAY)
         .fill_null(0.0).clip(lower_bound=0.0).log1p()).to_series()
 
-    logs = _log1p_table(*counts.values())
     features = {
-        **{f"excess_{m}": _excess(counts[m], stacked.get_column(m).cast(pl.Float64).fill_null(0.0).to_numpy(), source, logs)
+        **{f"excess_{m}": _excess(counts[m], stacked.get_column(m).cast(pl.Float64).fill_null(0.0).to_numpy(), source)
            for m in DEVICE_MEASURES},
         "failure_ratio": (pl.Series(counts["failures"]) / pl.Series(counts["events"])).to_numpy(),
-        "new_issuer_count": np.where(has_baseline, logs[counts["_iss_new"]], 0.0),
-        "new_image_hash_count": logs[counts["_img_new"]],
+        "new_issuer_count": np.where(has_baseline, _log1p(counts["_iss_new"]), 0.0),
+        "new_image_hash_count": _log1p(counts["_img_new"]),
     }
     keys = devices.select(pl.col("entity_id", "window_start").gather(starts))
     return pl.DataFrame([
