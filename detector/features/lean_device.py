@@ -8,9 +8,8 @@ each of some thirty aggregations, three profile joins and a chain of conditional
 measure. Here instead:
 
 - the device events are sorted by device and window once, so a window is a run of rows: the runs'
-  starts give every count with one ``numpy`` reduction over whole arrays (``reduceat``/``bincount``);
-  only the distinct counts (issuing accounts, new issuers, new image hashes) stay polars
-  aggregations, over groups that are already slices;
+  starts give every count with one ``numpy`` reduction over whole arrays (``reduceat``/``bincount``),
+  distinct issuers included (the rows of a window are sorted by account too);
 - a device's profile row is found once per device (a join of the slice's distinct devices), and
   every typical value a window may be compared with (its own, its type's median device's, the
   median device's) is one stacked array per measure, from which a window takes one element by
@@ -72,7 +71,8 @@ def _device_events(events: pl.LazyFrame, p: Profiles, config: FeatureConfig) -> 
     images = p.image_hashes.lazy().select("image_sha256", _known=pl.col("events")) if p.has_baseline else None
     devices = flag_new(devices, "account", {"_new_issuer": issuers}, leave_window_out=False)
     devices = flag_new(devices, "image_sha256", {"_new_image": images}, leave_window_out=False)
-    return devices.sort("entity_id", "window_start").collect(engine="in-memory")
+    # By account too (at no extra cost): a window's distinct issuers are then its runs of accounts.
+    return devices.sort("entity_id", "window_start", "account").collect(engine="in-memory")
 
 
 def _codes(values: tuple[str, ...], wanted: tuple[str, ...] | str) -> list[int]:
@@ -86,7 +86,7 @@ class _Runs:
     def __init__(self, devices: pl.DataFrame) -> None:
         entity, window = devices.get_column("entity_id"), devices.get_column("window_start")
         new_device = entity.ne_missing(entity.shift(1)).to_numpy()
-        new_window = new_device | window.ne_missing(window.shift(1)).to_numpy()
+        new_window = self.new_window = new_device | window.ne_missing(window.shift(1)).to_numpy()
         self.starts = np.flatnonzero(new_window)
         self.count = len(self.starts)
         # Each row's window number, and whether each window is its device's first.
@@ -127,14 +127,18 @@ def _measures(devices: pl.DataFrame, runs: _Runs, config: FeatureConfig) -> dict
                      .group_by("_window", pl.col("time").dt.truncate(config.burst)).agg(_n=pl.len())
                      .group_by("_window").agg(pl.col("_n").max()).collect(engine="in-memory"))
         burst[per_burst.get_column("_window").to_numpy()] = per_burst.get_column("_n").to_numpy()
-    distinct = (devices.lazy().with_columns(_window=pl.Series(runs.window_of).set_sorted())
-                .group_by("_window", maintain_order=True).agg(
-                    issuers=pl.col("account").drop_nulls().n_unique(),
-                    _iss_new=pl.col("account").filter("_new_issuer").n_unique(),
-                    _img_new=pl.col("image_sha256").filter("_new_image").n_unique(),
-                ).collect(engine="in-memory"))
-    return {**counts, "burst_commands": burst,
-            **{c: distinct.get_column(c).cast(pl.Int64).to_numpy() for c in ("issuers", "_iss_new", "_img_new")}}
+    # Distinct issuers: the first row of each account's run in a window (rows sorted by account in
+    # it); an issuer is new or not for the whole run (the flag is per device and account).
+    account = devices.get_column("account")
+    first_of_account = runs.new_window | account.ne_missing(account.shift(1)).to_numpy()
+    issuing = first_of_account & account.is_not_null().to_numpy()
+    # New image hashes are rare: counted over their few rows.
+    new_images = np.zeros(runs.count, dtype=np.int64)
+    per_image = (devices.lazy().with_columns(_window=pl.Series(runs.window_of)).filter("_new_image")
+                 .group_by("_window").agg(_n=pl.col("image_sha256").n_unique()).collect(engine="in-memory"))
+    new_images[per_image.get_column("_window").to_numpy()] = per_image.get_column("_n").to_numpy()
+    return {**counts, "burst_commands": burst, "issuers": runs.count_of(issuing),
+            "_iss_new": runs.count_of(issuing & devices.get_column("_new_issuer").to_numpy()), "_img_new": new_images}
 
 
 def _log1p(values: np.ndarray) -> np.ndarray:
