@@ -209,8 +209,13 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     # a typical row).
     peers = peers.filter(pl.col("device_type").is_not_null())
     n, k = typical.height, peers.height
-    stacked = pl.concat([typical.select(DEVICE_MEASURES), peers.select(DEVICE_MEASURES), everyone.select(DEVICE_MEASURES),
+    medians = pl.concat([peers.select(DEVICE_MEASURES), everyone.select(DEVICE_MEASURES),
                          pl.DataFrame({m: [0.0] for m in DEVICE_MEASURES})], how="vertical_relaxed")
+
+    def typical_values(m: str) -> np.ndarray:  # one measure's column of that stack, nulls read as 0
+        column = pl.concat([typical.get_column(m).cast(pl.Float64), medians.get_column(m).cast(pl.Float64)])
+        return column.fill_null(0.0).to_numpy()
+
     device_type = pl.Series("device_type", _TYPES, pl.String).gather(runs.min(devices.get_column("_type").to_numpy()))
     peer_row = device_type.replace_strict(peers.get_column("device_type"), range(k), default=-1,
                                           return_dtype=pl.Int64).to_numpy()
@@ -236,12 +241,12 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
         dormancy_days=((pl.col("first_time") - pl.col("previous_activity")).dt.total_microseconds() / _MICROS_PER_DAY)
         .fill_null(0.0).clip(lower_bound=0.0).log1p()).to_series()
 
+    # Each feature a Series as soon as it is computed (a day's windows: 2 MB a column).
     features = {
-        **{f"excess_{m}": _excess(counts[m], stacked.get_column(m).cast(pl.Float64).fill_null(0.0).to_numpy(), source)
-           for m in DEVICE_MEASURES},
-        "failure_ratio": (pl.Series(counts["failures"]) / pl.Series(counts["events"])).to_numpy(),
-        "new_issuer_count": np.where(has_baseline, _log1p(counts["_iss_new"]), 0.0),
-        "new_image_hash_count": _log1p(counts["_img_new"]),
+        **{f"excess_{m}": pl.Series(_excess(counts[m], typical_values(m), source)) for m in DEVICE_MEASURES},
+        "failure_ratio": pl.Series(counts["failures"]) / pl.Series(counts["events"]),
+        "new_issuer_count": pl.Series(np.where(has_baseline, _log1p(counts["_iss_new"]), 0.0)),
+        "new_image_hash_count": pl.Series(_log1p(counts["_img_new"])),
     }
     keys = devices.select(pl.col("entity_id", "window_start").gather(starts))
     return pl.DataFrame([
@@ -259,7 +264,7 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
         pl.Series("last_time", last_time).cast(UTC_US),
         _nullable_times(previous).alias("previous_activity"),
         # Never null or NaN (a window has an event; _excess reads a NaN as 0): nothing to fill.
-        *[pl.Series(name, features[name], pl.Float64) for name in feature_columns("device") if name != "dormancy_days"],
+        *[features[name].cast(pl.Float64).alias(name) for name in feature_columns("device") if name != "dormancy_days"],
         dormancy_days,
     ]).lazy()
 
