@@ -498,7 +498,7 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
              source_system: str, cleaned: Collection[str] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split a staged frame into normalized events and rejects (see the module docstring); the
     *cleaned* columns are taken as already cleaned."""
-    error = pl.when(pl.col("time").is_null()).then(pl.lit("missing or unparseable timestamp"))
+    error: pl.Expr = pl.when(pl.col("time").is_null()).then(pl.lit("missing or unparseable timestamp"))
     if "_error" in staged.columns:
         error = pl.coalesce(pl.col("_error"), error)
     errors = staged.select(error.alias("_error")).to_series()
