@@ -98,7 +98,7 @@ def _gunzip(fh: BinaryIO, size: int, path: Path) -> Iterator[bytes]:
 def _looks_binary(sample: bytes) -> bool:
     """Whether most of *sample* is lines holding NUL or other control bytes: a file is binary when
     most of it is, not when one damaged line is (that line becomes a reject)."""
-    if not sample:
+    if not sample or len(sample.translate(None, _CONTROL_BYTES)) == len(sample):  # no control byte at all
         return False
     bad = sum(len(line) + 1 for line in sample.split(b"\n") if _CONTROL.search(line))
     return bad > len(sample) // 2
