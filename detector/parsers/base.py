@@ -423,8 +423,14 @@ def per_distinct(expr: pl.Expr, fn: Callable[[pl.LazyFrame], pl.LazyFrame],
         mapped = collect(fn(distinct.to_frame("v").lazy())).to_series()
         known = distinct.is_not_null()
         of_null = mapped.filter(~known)
-        return values.replace_strict(distinct.filter(known), mapped.filter(known),
-                                     default=of_null.item() if of_null.len() else None, return_dtype=dtype)
+        default = of_null.item() if of_null.len() else None
+        # Mapping every row back costs a hash lookup a row; two common outcomes need none: every value
+        # its own result (addresses and account names already in their normal form), or none a result.
+        if default is None and mapped.null_count() == mapped.len():
+            return pl.repeat(None, values.len(), dtype=dtype, eager=True).alias(values.name)
+        if default is None and dtype == _STRING and mapped.filter(known).equals(distinct.filter(known)):
+            return values
+        return values.replace_strict(distinct.filter(known), mapped.filter(known), default=default, return_dtype=dtype)
 
     # Not declared elementwise: polars would then call it once per piece of a many-piece column.
     return expr.cast(pl.String).map_batches(apply, return_dtype=dtype)
