@@ -549,6 +549,13 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
         """*expr*, a String that is null where column *c* is null."""
         return pl.lit(None, pl.String) if c in nothing else expr
 
+    def known_word(c: str, words: Sequence[str], default: str | None, dtype: pl.Enum) -> pl.Expr:
+        """Column *c* as one of *words* (*default* for any other value or none); a parser may stage it
+        already in *dtype*, whose words are all known."""
+        if staged.schema.get(c) == dtype:
+            return pl.col(c).fill_null(default) if default is not None else pl.col(c)
+        return cleaned_column(c).replace_strict({w: w for w in words}, default=default, return_dtype=dtype)
+
     category_of_action = action.replace_strict(ACTION_CATEGORY, default="system", return_dtype=Category)
     # One lazy query, not eager steps: polars then computes the independent columns in parallel.
     events = collect(kept.with_columns(
@@ -557,7 +564,7 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
         # a setting may be set to "null"; only an empty value or Windows' "-" means there is none.
         + [unless_nothing(c, _as_written(pl.col(c))).alias(c) for c in _AS_WRITTEN],
         # Computed once: the query runs without common-subexpression elimination.
-        action=cleaned_column("action").replace_strict({a: a for a in ACTIONS}, default="other", return_dtype=Action),
+        action=known_word("action", ACTIONS, "other", Action),
     ).with_columns(
         time=pl.col("time").cast(UTC_US),
         source_system=pl.coalesce(pl.col("source_system"), pl.lit(source_system)).replace_strict(
@@ -574,11 +581,10 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
         action=action,
         # Every action has its category: the parser's own category, when it names one of the known, wins.
         category=category_of_action if "category" in nothing else pl.coalesce(
-            cleaned_column("category").replace_strict({c: c for c in CATEGORIES}, default=None, return_dtype=Category),
+            known_word("category", CATEGORIES, None, Category),
             category_of_action,
         ),
-        outcome=cleaned_column("outcome").replace_strict(
-            {o: o for o in OUTCOMES}, default="unknown", return_dtype=Outcome),
+        outcome=known_word("outcome", OUTCOMES, "unknown", Outcome),
         target_count=pl.coalesce(
             [pl.col("target_count").cast(pl.String).str.strip_chars().cast(pl.Int32, strict=False)]
             * ("target_count" not in nothing)

@@ -10,6 +10,7 @@ import polars as pl
 
 from detector.parsers.base import Parser, clean, collect, per_distinct
 from detector.parsers.jsonlines import decode_json_lines
+from detector.schema import Action, Category, Outcome
 
 COMMAND_ACTIONS: dict[str, str] = {
     "remotedisconnect": "remote_disconnect",
@@ -48,15 +49,18 @@ TARGET_TYPES: dict[str, str] = {
     "relay": "router",
 }
 
+_STRING = pl.String()
+
 FIELDS = ("ts", "jobId", "user", "client", "command", "controlType", "targetType", "targetId", "targetGroup",
           "targetCount", "image", "sha256", "status", "host", "message")
 SCHEMA = pl.Schema({f: pl.String for f in FIELDS})
 
 
-def _lookup(column: str, table: dict[str, str], default: str | None) -> pl.Expr:
-    """*column*'s word, lower-cased without spaces, ``_`` and ``-``, looked up in *table*."""
+def _lookup(column: str, table: dict[str, str], default: str | None, dtype: pl.DataType = _STRING) -> pl.Expr:
+    """*column*'s word, lower-cased without spaces, ``_`` and ``-``, looked up in *table* (as *dtype*)."""
     return per_distinct(pl.col(column), lambda words: words.select(
-        clean(pl.col("v")).str.to_lowercase().str.replace_all(r"[\s_\-]", "").replace_strict(table, default=default)))
+        clean(pl.col("v")).str.to_lowercase().str.replace_all(r"[\s_\-]", "")
+        .replace_strict(table, default=default, return_dtype=dtype)), dtype)
 
 
 class HesCommandsJsonl(Parser):
@@ -92,14 +96,15 @@ class HesCommandsJsonl(Parser):
         return collect(staged.lazy().with_columns(
             _group=first(field("targetGroup")),
             _command=first(field("command")),
-            action=_lookup("command", COMMAND_ACTIONS, "other"),
+            # The event schema's own types: finalize has no word of these to check.
+            action=_lookup("command", COMMAND_ACTIONS, "other", Action),
         ).with_columns(
             host=pl.col("host"),
             account=pl.col("user"),
             src_ip=pl.col("client"),
             # An unknown command is still a command sent to field devices.
-            category=pl.when(action == "other").then(pl.lit("device_command")),
-            outcome=_lookup("status", STATUS_OUTCOMES, "unknown"),
+            category=pl.when(action == "other").then(pl.lit("device_command", Category)),
+            outcome=_lookup("status", STATUS_OUTCOMES, "unknown", Outcome),
             target_type=pl.when(group.is_not_null()).then(pl.lit("group"))
             .otherwise(_lookup("targetType", TARGET_TYPES, None)),
             target_id=first(group, field("targetId")),
