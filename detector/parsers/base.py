@@ -131,10 +131,7 @@ class Parser(ABC):
         labels = list(labels or columns)
         year = self._year()
         parsed = [parse_times(staged.get_column(c), year=year) for c in columns]
-        # The steps below read only these columns: a parser's staged frame may be a couple of hundred
-        # columns wide, and every step over it would cost a pass over its schema.
-        kept = ["raw_line", *dict.fromkeys(columns), *(["_error"] if "_error" in staged.columns else [])]
-        frame = staged.select(kept).with_columns(
+        frame = staged.with_columns(
             _aware=pl.coalesce([a.alias(f"_a{i}") for i, (a, _) in enumerate(parsed)]),
             _naive=pl.coalesce([n.alias(f"_n{i}") for i, (_, n) in enumerate(parsed)]),
             _aware_from=pl.coalesce([pl.when(a.is_not_null()).then(pl.lit(lab)) for (a, _), lab in zip(parsed, labels)]),
@@ -159,16 +156,16 @@ class Parser(ABC):
             error = pl.when(naive_only).then(formatted(
                 "timestamp {} has no UTC offset while other lines of this file have one; pass --tz ZONE "
                 "with the zone of the machine that wrote it to read it", pl.col("_naive_from")))
-            added = frame.select(
+            frame = frame.with_columns(
                 time=pl.col("_aware"), _time_field=pl.col("_aware_from"),
                 _error=pl.coalesce(pl.col("_error"), error) if "_error" in frame.columns else error)
         else:
             local = pl.col("_naive").dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null") \
                 .dt.convert_time_zone("UTC")
-            added = frame.select(
+            frame = frame.with_columns(
                 time=pl.coalesce("_aware", local),
                 _time_field=pl.coalesce("_aware_from", formatted("{} (--tz {})", pl.col("_naive_from"), pl.lit(tz))))
-        return staged.with_columns(added.get_columns())
+        return frame.drop("_aware", "_naive", "_aware_from", "_naive_from")
 
     def _year(self) -> int:
         ref = self.options.reference_time
@@ -284,11 +281,9 @@ def parse_times(text: pl.Series, *, year: int) -> tuple[pl.Series, pl.Series]:
     The common ISO forms are tried one at a time on the rows still unparsed; whatever remains goes
     through every form :func:`parse_any_time` knows.
     """
-    aware = pl.repeat(None, text.len(), dtype=UTC_US, eager=True).alias("aware")
-    naive = pl.repeat(None, text.len(), dtype=pl.Datetime("us"), eager=True).alias("naive")
-    if text.null_count() == text.len():  # a field no line of the chunk has
-        return aware, naive
     stripped = text.cast(pl.String).str.strip_chars()
+    aware = pl.repeat(None, stripped.len(), dtype=UTC_US, eager=True).alias("aware")
+    naive = pl.repeat(None, stripped.len(), dtype=pl.Datetime("us"), eager=True).alias("naive")
     todo = stripped.to_frame("_t").with_row_index("_pos").filter(pl.col("_t").is_not_null())
     if todo.height:
         values = _utc_iso(todo.get_column("_t"))
