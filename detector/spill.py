@@ -128,18 +128,28 @@ class EventSpill:
 
 
 def _by_slice(events: pl.DataFrame, length: timedelta) -> Iterator[tuple[int, pl.DataFrame]]:
-    """*events* cut into their slices, each in the events' order."""
+    """*events* cut into their slices, each in the events' order, in the order the slices first appear.
+
+    Events come in runs of time order (a log, a file of a run of small files read together): each run
+    of one slice is a view of its rows, and a slice is its runs put together without a copy.
+    """
     index = events.select(slice_index(length)).to_series()
-    if index.is_sorted():
-        # Events in time order (most logs): each slice is a run of rows, a view without a copy.
-        start = 0
-        for value, count in index.rle().struct.unnest().select("value", "len").iter_rows():
-            yield value, events.slice(start, count)
-            start += count
+    run_lengths = index.rle().struct.unnest().select("value", "len")
+    if run_lengths.height > _MAX_RUNS:  # events in no order at all: one copy of the rows, by slice
+        keyed = events.with_columns(_slice=index)
+        for (value,), part in keyed.partition_by("_slice", as_dict=True, include_key=False).items():
+            yield value, part
         return
-    keyed = events.with_columns(_slice=index)
-    for (value,), part in keyed.partition_by("_slice", as_dict=True, include_key=False).items():
-        yield value, part
+    runs: dict[int, list[pl.DataFrame]] = {}
+    start = 0
+    for value, count in run_lengths.iter_rows():
+        runs.setdefault(value, []).append(events.slice(start, count))
+        start += count
+    for value, parts in runs.items():
+        yield value, parts[0] if len(parts) == 1 else pl.concat(parts, rechunk=False)
+
+
+_MAX_RUNS = 256
 
 
 def scan_parts(source: Path | str) -> pl.LazyFrame:

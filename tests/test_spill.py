@@ -97,6 +97,24 @@ def test_events_in_time_order_are_cut_into_slices_as_out_of_order_ones(tmp_path)
         assert a.get_column("time").equals(b.get_column("time"))
 
 
+@pytest.mark.parametrize("files", [3, 600])
+def test_each_slice_keeps_the_events_order_however_many_runs_of_time_order_they_come_in(tmp_path, files) -> None:
+    # Files read together, each in time order over three days: a few runs of time order, or (600 files
+    # of two events) more runs than are cut as views.
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    per_file = 1200 // files
+    hours = [(i % per_file) * 71.5 / per_file + (i // per_file) * 0.0001 for i in range(1200)]
+    events = _events([day + timedelta(hours=h) for h in hours])
+    with EventSpill(tmp_path / "spill", timedelta(days=1)) as spill:
+        spill.add(events)
+        got = {start: frame.collect().get_column("raw_line").to_list() for start, _, frame in spill.slices()}
+    for start, lines in got.items():
+        expected = events.filter((pl.col("time") >= start) & (pl.col("time") < start + timedelta(days=1)))
+        assert lines == expected.get_column("raw_line").to_list()
+    assert sum(map(len, got.values())) == events.height
+    assert len(got) == events.select((pl.col("time").dt.date()).n_unique()).item() > 1
+
+
 @pytest.fixture(scope="module")
 def sample(sample_logs) -> tuple[pl.DataFrame, object]:
     events, _ = sample_logs

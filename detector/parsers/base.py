@@ -423,8 +423,14 @@ def per_distinct(expr: pl.Expr, fn: Callable[[pl.LazyFrame], pl.LazyFrame],
         mapped = collect(fn(distinct.to_frame("v").lazy())).to_series()
         known = distinct.is_not_null()
         of_null = mapped.filter(~known)
-        return values.replace_strict(distinct.filter(known), mapped.filter(known),
-                                     default=of_null.item() if of_null.len() else None, return_dtype=dtype)
+        default = of_null.item() if of_null.len() else None
+        # Mapping every row back costs a hash lookup a row; two common outcomes need none: every value
+        # its own result (addresses and account names already in their normal form), or none a result.
+        if default is None and mapped.null_count() == mapped.len():
+            return pl.repeat(None, values.len(), dtype=dtype, eager=True).alias(values.name)
+        if default is None and dtype == _STRING and mapped.filter(known).equals(distinct.filter(known)):
+            return values
+        return values.replace_strict(distinct.filter(known), mapped.filter(known), default=default, return_dtype=dtype)
 
     # Not declared elementwise: polars would then call it once per piece of a many-piece column.
     return expr.cast(pl.String).map_batches(apply, return_dtype=dtype)
@@ -491,64 +497,93 @@ def _as_written(expr: pl.Expr) -> pl.Expr:
     return pl.when(~text.is_in(["", "-"])).then(text)
 
 
+_NO_REJECTS = pl.DataFrame(schema=REJECT_SCHEMA)
+
+
 def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
              source_system: str, cleaned: Collection[str] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split a staged frame into normalized events and rejects (see the module docstring); the
     *cleaned* columns are taken as already cleaned."""
-    missing = {c: pl.lit(None, pl.String) for c in [*EVENT_SCHEMA, "_error"] if c not in staged.columns}
+    error: pl.Expr = pl.when(pl.col("time").is_null()).then(pl.lit("missing or unparseable timestamp"))
+    if "_error" in staged.columns:
+        error = pl.coalesce(pl.col("_error"), error)
+    errors = staged.select(error.alias("_error")).to_series()
+    # Only the columns an event or a reject is made of go on: the query runs without projection pushdown,
+    # so every other staged column would be carried through each step.
+    used = [c for c in staged.columns if c in EVENT_SCHEMA or c in ("raw_line", "raw")]
+    missing = {c: pl.lit(None, pl.String) for c in EVENT_SCHEMA if c not in staged.columns}
     if "details" in missing:
         missing["details"] = pl.lit(None, DETAILS)
-    # Lazy: the missing columns are added once for both queries below, without copying the frame.
-    lazy = staged.lazy().with_columns(**missing).with_columns(
-        _error=pl.coalesce(
-            pl.col("_error"),
-            pl.when(pl.col("time").is_null()).then(pl.lit("missing or unparseable timestamp")),
-        )
-    )
-    rejected = lazy.filter(pl.col("_error").is_not_null()).select(
-        raw_file=pl.lit(raw_file),
-        raw_line=pl.col("raw_line").cast(pl.Int64),
-        source_format=pl.lit(source_format),
-        reason=pl.col("_error"),
-        raw=pl.col("raw").str.head(REJECT_RAW_BYTES),
-    ).sort("raw_line", maintain_order=True)
-    rejects = collect(rejected)
+    lazy = staged.select(used).lazy().with_columns(**missing)
+    if errors.null_count() == errors.len():  # the usual chunk: no reject, so no filter (a copy of every column)
+        rejects = _NO_REJECTS
+        kept = lazy
+    else:
+        lazy = lazy.with_columns(errors)
+        rejects = collect(lazy.filter(pl.col("_error").is_not_null()).select(
+            raw_file=pl.lit(raw_file),
+            raw_line=pl.col("raw_line").cast(pl.Int64),
+            source_format=pl.lit(source_format),
+            reason=pl.col("_error"),
+            raw=pl.col("raw").str.head(REJECT_RAW_BYTES),
+        ).sort("raw_line", maintain_order=True))
+        kept = lazy.filter(pl.col("_error").is_null())
     action = pl.col("action")
-    # A column with no value needs no cleaning, nor one the parser cleaned; those the steps below clean
-    # themselves (once per distinct value, or in a coalesce) are not cleaned first.
-    as_they_are = {c for c in staged.columns if staged.get_column(c).null_count() == staged.height} | set(cleaned)
-    # One lazy query, not eager steps: polars then computes the independent columns in parallel.
+    # A column with no value needs no work at all (a pass over a column of nulls still costs one), nor
+    # cleaning one the parser cleaned; those the steps below clean themselves (once per distinct value,
+    # or in a coalesce) are not cleaned first.
+    nothing = set(missing) | {c for c in staged.columns if staged.get_column(c).null_count() == staged.height}
+    as_they_are = nothing | set(cleaned)
+
     def cleaned_column(c: str) -> pl.Expr:
+        if c in nothing:
+            return pl.lit(None, pl.String)
         return pl.col(c).cast(pl.String) if c in as_they_are else clean(pl.col(c))
 
-    events = collect(lazy.filter(pl.col("_error").is_null()).with_columns(
+    def unless_nothing(c: str, expr: pl.Expr) -> pl.Expr:
+        """*expr*, a String that is null where column *c* is null."""
+        return pl.lit(None, pl.String) if c in nothing else expr
+
+    def known_word(c: str, words: Sequence[str], default: str | None, dtype: pl.Enum) -> pl.Expr:
+        """Column *c* as one of *words* (*default* for any other value or none); a parser may stage it
+        already in *dtype*, whose words are all known."""
+        if staged.schema.get(c) == dtype:
+            return pl.col(c).fill_null(default) if default is not None else pl.col(c)
+        return cleaned_column(c).replace_strict({w: w for w in words}, default=default, return_dtype=dtype)
+
+    category_of_action = action.replace_strict(ACTION_CATEGORY, default="system", return_dtype=Category)
+    # One lazy query, not eager steps: polars then computes the independent columns in parallel.
+    events = collect(kept.with_columns(
         [cleaned_column(c).alias(c) for c in _STRING_COLUMNS if c not in ("raw_file", *_AS_WRITTEN, *_CLEANED_LATER)]
         # Values are kept as written: a group may be called "None" (every local user's primary group),
         # a setting may be set to "null"; only an empty value or Windows' "-" means there is none.
-        + [_as_written(pl.col(c)).alias(c) for c in _AS_WRITTEN],
+        + [unless_nothing(c, _as_written(pl.col(c))).alias(c) for c in _AS_WRITTEN],
         # Computed once: the query runs without common-subexpression elimination.
-        action=cleaned_column("action").replace_strict({a: a for a in ACTIONS}, default="other", return_dtype=Action),
+        action=known_word("action", ACTIONS, "other", Action),
     ).with_columns(
         time=pl.col("time").cast(UTC_US),
         source_system=pl.coalesce(pl.col("source_system"), pl.lit(source_system)).replace_strict(
             {s: s for s in SOURCE_SYSTEMS}, default="other", return_dtype=SourceSystem),
         source_format=pl.lit(source_format),
-        host=short_host_expr(pl.col("host")),
-        host_as_written=pl.coalesce(clean(pl.col("host_as_written")), clean(pl.col("host"))),
-        account=account_expr(pl.col("account")),
-        account_domain=pl.coalesce(clean(pl.col("account_domain")), domain_expr(pl.col("account"))),
-        src_ip=ip_expr(pl.col("src_ip")),
+        host=unless_nothing("host", short_host_expr(pl.col("host"))),
+        host_as_written=pl.coalesce([clean(pl.col(c)) for c in ("host_as_written", "host") if c not in nothing]
+                                    or [pl.lit(None, pl.String)]),
+        account=unless_nothing("account", account_expr(pl.col("account"))),
+        account_domain=pl.coalesce([e for c, e in (("account_domain", clean(pl.col("account_domain"))),
+                                                   ("account", domain_expr(pl.col("account")))) if c not in nothing]
+                                   or [pl.lit(None, pl.String)]),
+        src_ip=unless_nothing("src_ip", ip_expr(pl.col("src_ip"))),
         action=action,
-        category=pl.coalesce(
-            cleaned_column("category").replace_strict({c: c for c in CATEGORIES}, default=None),
-            action.cast(pl.String).replace_strict(ACTION_CATEGORY, default="system"),
-        ).cast(Category),
-        outcome=cleaned_column("outcome").replace_strict(
-            {o: o for o in OUTCOMES}, default="unknown", return_dtype=Outcome),
-        target_count=pl.coalesce(
-            pl.col("target_count").cast(pl.String).str.strip_chars().cast(pl.Int32, strict=False),
-            pl.when(pl.col("target_id").is_not_null()).then(pl.lit(1, pl.Int32)),
+        # Every action has its category: the parser's own category, when it names one of the known, wins.
+        category=category_of_action if "category" in nothing else pl.coalesce(
+            known_word("category", CATEGORIES, None, Category),
+            category_of_action,
         ),
+        outcome=known_word("outcome", OUTCOMES, "unknown", Outcome),
+        target_count=pl.coalesce(
+            [pl.col("target_count").cast(pl.String).str.strip_chars().cast(pl.Int32, strict=False)]
+            * ("target_count" not in nothing)
+            + [pl.when(pl.col("target_id").is_not_null()).then(pl.lit(1, pl.Int32))]),
         raw_file=pl.lit(raw_file),
         raw_line=pl.col("raw_line").cast(pl.Int64),
     ).select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA))

@@ -10,6 +10,7 @@ import polars as pl
 
 from detector.parsers.base import Parser, clean, collect, per_distinct
 from detector.parsers.jsonlines import decode_json_lines
+from detector.schema import Action, Category, Outcome
 
 COMMAND_ACTIONS: dict[str, str] = {
     "remotedisconnect": "remote_disconnect",
@@ -48,15 +49,18 @@ TARGET_TYPES: dict[str, str] = {
     "relay": "router",
 }
 
+_STRING = pl.String()
+
 FIELDS = ("ts", "jobId", "user", "client", "command", "controlType", "targetType", "targetId", "targetGroup",
           "targetCount", "image", "sha256", "status", "host", "message")
 SCHEMA = pl.Schema({f: pl.String for f in FIELDS})
 
 
-def _lookup(column: str, table: dict[str, str], default: str | None) -> pl.Expr:
-    """*column*'s word, lower-cased without spaces, ``_`` and ``-``, looked up in *table*."""
+def _lookup(column: str, table: dict[str, str], default: str | None, dtype: pl.DataType = _STRING) -> pl.Expr:
+    """*column*'s word, lower-cased without spaces, ``_`` and ``-``, looked up in *table* (as *dtype*)."""
     return per_distinct(pl.col(column), lambda words: words.select(
-        clean(pl.col("v")).str.to_lowercase().str.replace_all(r"[\s_\-]", "").replace_strict(table, default=default)))
+        clean(pl.col("v")).str.to_lowercase().str.replace_all(r"[\s_\-]", "")
+        .replace_strict(table, default=default, return_dtype=dtype)), dtype)
 
 
 class HesCommandsJsonl(Parser):
@@ -76,29 +80,40 @@ class HesCommandsJsonl(Parser):
     def parse_chunk(self, lines: pl.DataFrame, text: bytes | None = None) -> pl.DataFrame:
         decoded = decode_json_lines(lines, SCHEMA, text)
         staged = self.with_time(decoded, "ts")
+
+        def field(name: str) -> pl.Expr | None:
+            """The field cleaned; None when no line of the chunk has it (most hold no image, hash or
+            message): a pass over a column of nulls still costs one."""
+            return clean(pl.col(name)) if decoded.get_column(name).null_count() < decoded.height else None
+
+        def first(*exprs: pl.Expr | None) -> pl.Expr:
+            return pl.coalesce([e for e in exprs if e is not None] or [pl.lit(None, pl.String)])
+
         # The chunk query runs without common-subexpression elimination: what several columns read is
         # computed once, as a column of its own, first.
         group, command, action = pl.col("_group"), pl.col("_command"), pl.col("action")
+        sha256 = field("sha256")
         return collect(staged.lazy().with_columns(
-            _group=clean(pl.col("targetGroup")),
-            _command=clean(pl.col("command")),
-            action=_lookup("command", COMMAND_ACTIONS, "other"),
+            _group=first(field("targetGroup")),
+            _command=first(field("command")),
+            # The event schema's own types: finalize has no word of these to check.
+            action=_lookup("command", COMMAND_ACTIONS, "other", Action),
         ).with_columns(
             host=pl.col("host"),
             account=pl.col("user"),
             src_ip=pl.col("client"),
             # An unknown command is still a command sent to field devices.
-            category=pl.when(action == "other").then(pl.lit("device_command")),
-            outcome=_lookup("status", STATUS_OUTCOMES, "unknown"),
+            category=pl.when(action == "other").then(pl.lit("device_command", Category)),
+            outcome=_lookup("status", STATUS_OUTCOMES, "unknown", Outcome),
             target_type=pl.when(group.is_not_null()).then(pl.lit("group"))
             .otherwise(_lookup("targetType", TARGET_TYPES, None)),
-            target_id=pl.coalesce(group, clean(pl.col("targetId"))),
+            target_id=first(group, field("targetId")),
             target_count=pl.col("targetCount"),
             job_id=pl.col("jobId"),
-            native_code=pl.coalesce(clean(pl.col("controlType")), command),
+            native_code=first(field("controlType"), command),
             new_value=pl.col("image"),
-            image_sha256=clean(pl.col("sha256")).str.to_lowercase(),
-            message=pl.coalesce(clean(pl.col("message")), command),
+            image_sha256=first(sha256 if sha256 is None else sha256.str.to_lowercase()),
+            message=first(field("message"), command),
             _error=pl.coalesce(
                 pl.col("_error"),
                 pl.when(command.is_null()).then(pl.lit("no command field")),

@@ -21,6 +21,7 @@ the administrator (``Subject*``) for account management, see :data:`WINDOWS_EVEN
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,18 +244,31 @@ _GET_WINEVENT_ID = re.compile(r'"Id"\s*:')
 _GET_WINEVENT_KEY = re.compile(r'"(?:ProviderName|LogName)"\s*:')
 
 
-def _first(frame: pl.DataFrame, *sources: pl.Expr) -> pl.Expr:
+@dataclass(frozen=True)
+class _Filled:
+    """Which columns of a decoded frame hold a value (the others are null throughout): all that the
+    expressions normalizing the frame depend on, so that they are built once per such set."""
+
+    columns: frozenset[str]
+    filled: frozenset[str]
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame) -> _Filled:
+        return cls(frozenset(frame.columns),
+                   frozenset(c for c in frame.columns if frame.get_column(c).null_count() < frame.height))
+
+
+def _first(frame: _Filled, *sources: pl.Expr) -> pl.Expr:
     """``pl.coalesce(sources)``, leaving out the sources whose column is null throughout *frame*.
 
     The frame holds one shape of record, which never has the other shapes' fields: leaving those
     out gives the same values and saves a pass over the chunk for each.
     """
-    live = [s for s in sources if any(frame.get_column(c).null_count() < frame.height
-                                      for c in s.meta.root_names())]
+    live = [s for s in sources if any(c in frame.filled for c in s.meta.root_names())]
     return pl.coalesce(live) if live else pl.lit(None, pl.String)
 
 
-def _data(name: str, frame: pl.DataFrame, cleaner: Callable[[pl.Expr], pl.Expr] = clean) -> pl.Expr:
+def _data(name: str, frame: _Filled, cleaner: Callable[[pl.Expr], pl.Expr] = clean) -> pl.Expr:
     """An EventData value from whichever shape the record has: flat, Winlogbeat 7/8 or 6."""
     return _first(
         frame,
@@ -271,7 +285,7 @@ def _sid(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.to_uppercase() != _NULL_SID).then(expr)
 
 
-def _time_texts(frame: pl.DataFrame) -> dict[str, pl.Expr]:
+def _time_texts(frame: _Filled) -> dict[str, pl.Expr]:
     """The text of each of :data:`TIME_FIELDS`, as ``_t0``, ``_t1``..."""
     def epoch(text: pl.Expr) -> pl.Expr:
         # Windows PowerShell 5.1 ConvertTo-Json: "/Date(1776132778903)/", epoch ms (UTC) + optional offset.
@@ -425,240 +439,262 @@ class WinsecJsonl(Parser):
         return self.with_times(staged, columns, labels)
 
     def _normalize(self, decoded: pl.DataFrame) -> pl.DataFrame:
-        # Each stage adds what later stages read more than once.
-        user = pl.col("user")
-        staged = decoded.lazy().with_columns(**_time_texts(decoded)).with_columns(
-            _id=_first(
-                decoded, clean(pl.col("EventID")), clean(pl.col("winlog").struct.field("event_id")),
-                clean(pl.col("event_id")), clean(pl.col("event").struct.field("code")), clean(pl.col("Id")),
-            ).str.replace(r"^(\d+)\.0*$", "$1"),  # 4624.0 from exporters that write every number as a float
-            **{f"_d_{name}": _data(name, decoded) for name in EVENT_DATA},
-            _d_TargetUserName_raw=_data("TargetUserName", decoded, _name),
-            _channel=_first(decoded, clean(pl.col("Channel")), clean(pl.col("winlog").struct.field("channel"))),
-            _user=clean(user.struct.field("name")),
-            _user_domain=clean(user.struct.field("domain")),
-            _user_id=_sid(clean(user.struct.field("id"))),
-            _user_target=clean(user.struct.field("target").struct.field("name")),
-        )
-        provider = _first(decoded, clean(pl.col("Channel")), clean(pl.col("SourceName")),
-                          clean(pl.col("ProviderName")), clean(pl.col("winlog").struct.field("channel")),
-                          clean(pl.col("winlog").struct.field("provider_name")))
-        staged = staged.with_columns(_key=pl.when(provider.str.to_lowercase().str.contains("sysmon"))
-                                     .then(pl.concat_str([pl.lit("sysmon:"), pl.col("_id")])).otherwise(pl.col("_id")))
-        event_id, key = pl.col("_id"), pl.col("_key")
-        staged = staged.with_columns(
-            _actor=key.replace_strict({k: e.actor for k, e in WINDOWS_EVENTS.items()}, default=None),
-            _kind=key.replace_strict({k: e.target for k, e in WINDOWS_EVENTS.items()}, default="none"),
-            _action=key.replace_strict({k: e.action for k, e in WINDOWS_EVENTS.items()}, default="other"),
-            _tsid=_sid(pl.coalesce("_d_TargetUserSid", "_d_TargetSid")),
-            _ssid=_sid(pl.col("_d_SubjectUserSid")),
-            _status=pl.coalesce(
-                pl.when(pl.col("_d_SubStatus").str.to_lowercase() != "0x0").then(pl.col("_d_SubStatus")),
-                pl.col("_d_Status"),
-            ).str.to_lowercase(),
-        )
+        stages, details = _normalizing(_Filled.of(decoded))
+        staged = decoded.lazy()
+        for stage in stages:
+            staged = staged.with_columns(**stage)
+        return _with_details(collect(staged), details)
 
-        actor = pl.col("_actor")
-        # A rendered Message is read only where the structured fields leave something unknown: the
-        # subject of 1102 / 104 / 4719 and the like when an exporter kept only the text, a service's
-        # account (NXLog overwrites 7045's AccountName with the record's user), 7040's start types.
-        needs_message = (pl.col("_d_SubjectUserName").is_null() & pl.col("_d_TargetUserName").is_null()
-                         & clean(pl.col("User")).is_null()) | key.is_in(["4719", "7040", "7045", "4697"])
-        message = pl.when(needs_message).then(
-            pl.coalesce(clean(pl.col("Message")), clean(pl.col("message"))).str.head(_MESSAGE_HEAD))
-        staged = staged.with_columns(_msg=message).with_columns(
-            **{f"_m_{name}": _message_field(pl.col("_msg"), label) for name, label in _MESSAGE_FIELDS.items()},
-            _m_start=pl.col("_msg").str.extract_groups(
-                r"start type of the (.+?) service was changed from (.+?) to (.+?)\.").alias("_m_start"),
-        )
-        # Unlisted events: the subject acts when there is one (4648, 4722...), else the target (Kerberos).
-        staged = staged.with_columns(
-            _by_target=(actor == "target") | (actor == "lockout") | (
-                actor.is_null() & pl.col("_d_SubjectUserName").is_null() & pl.col("_ssid").is_null()),
-            _target_id=pl.when(pl.col("_kind") == "account")
-            .then(pl.coalesce("_d_TargetUserName", "_user_target", "_tsid"))
-            .when(pl.col("_kind") == "member")
-            .then(pl.coalesce(_dn_common_name(pl.col("_d_MemberName")), _sid(pl.col("_d_MemberSid")),
-                              "_user_target")),
-            # A group is a name as written: "None" is a real group (every local user's primary group).
-            _group=pl.coalesce(_name(pl.col("_d_TargetUserName_raw")), _name(pl.col("group").struct.field("name"))),
-        )
 
-        by_target = pl.col("_by_target")
-        action = pl.col("_action")
-        status = pl.col("_status")
-        logon_type = pl.concat_str(
-            [formatted("LogonType {}", pl.col("_d_LogonType")),
-             pl.col("_d_LogonType").replace_strict(LOGON_TYPES, default=None)],
-            separator=", ", ignore_nulls=True,
-        )
-        failure = pl.when(status != "0x0").then(
-            pl.concat_str([status, status.replace_strict(LOGON_FAILURES, default=None)], separator=" ",
-                          ignore_nulls=True))
-        notes = pl.concat_str([pl.when(logon_type != "").then(logon_type), failure], separator="; ",
-                              ignore_nulls=True)
-        summary = pl.coalesce(
-            _first_sentence(pl.coalesce(clean(pl.col("Message")), clean(pl.col("message")))),
-            key.replace_strict({k: e.summary for k, e in WINDOWS_EVENTS.items()}, default=None),
-            formatted("Windows event {}", event_id),
-        )
-        ecs_outcome = clean(pl.col("event").struct.field("outcome")).str.to_lowercase()
-        winlog_user = pl.col("winlog").struct.field("user")
-        # Who acted, with the domain that goes with that very name: (name, domain) pairs, best first.
-        subject_actors = [
-            (pl.col("_d_SubjectUserName"), pl.col("_d_SubjectDomainName")),
-            (clean(pl.col("User")), pl.lit(None, pl.String)),  # Sysmon: DOMAIN\\user, split in finalize
-            (pl.col("_user"), pl.col("_user_domain")),
-            (pl.col("_m_account"), pl.col("_m_domain")),
-            (clean(pl.col("AccountName")), clean(pl.col("Domain"))),  # NXLog: the record's user
-            (clean(winlog_user.struct.field("name")), clean(winlog_user.struct.field("domain"))),
-            (pl.col("_ssid"), pl.col("_d_SubjectDomainName")),
-            (_sid(pl.coalesce(pl.col("_m_sid"), clean(pl.col("UserID")),
-                              clean(winlog_user.struct.field("identifier")))), pl.lit(None, pl.String)),
-            (pl.col("_user_id"), pl.col("_user_domain")),
-        ]
-        target_actors = [
-            (pl.col("_d_TargetUserName"), pl.col("_d_TargetDomainName")),
-            (pl.col("_user"), pl.col("_user_domain")),
-            (pl.col("_tsid"), pl.col("_d_TargetDomainName")),
-            (pl.col("_user_id"), pl.col("_user_domain")),
-        ]
+def _stage(**columns: pl.Expr) -> dict[str, pl.Expr]:
+    """Columns added together (one ``with_columns``)."""
+    return columns
 
-        def first_pair(pairs: list[tuple[pl.Expr, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
-            live = [(n, d) for n, d in pairs if all(_live(decoded, e) for e in (n,))]
-            if not live:
-                return pl.lit(None, pl.String), pl.lit(None, pl.String)
-            domain: Then | ChainedThen = pl.when(live[0][0].is_not_null()).then(live[0][1])
-            for name, dom in live[1:]:
-                domain = domain.when(name.is_not_null()).then(dom)
-            return pl.coalesce([n for n, _ in live]), domain
 
-        subject, subject_domain = first_pair(subject_actors)
-        target, target_domain = first_pair(target_actors)
-        d = {name: pl.col(f"_d_{name}") for name in EVENT_DATA}
-        start = pl.col("_m_start")
-        service_name = pl.coalesce(d["ServiceName"], d["param1"], start.struct.field("1"))
-        old_start = pl.coalesce(d["param2"], start.struct.field("2"))
-        new_start = pl.coalesce(d["param3"], start.struct.field("3"))
-        subcategory = pl.coalesce(d["SubcategoryId"].replace_strict(AUDIT_SUBCATEGORIES, default=None),
-                                  pl.col("_m_subcategory"), d["SubcategoryId"])
-        changes = pl.coalesce(
-            d["AuditPolicyChanges"].str.replace_all(r"\s+", "").str.split(",")
-            .list.eval(pl.element().replace(AUDIT_CHANGES)).list.join(", "),
-            pl.col("_m_changes"))
-        image = pl.coalesce(d["NewProcessName"], d["Image"], d["ProcessName"])
-        task_content = pl.coalesce(d["TaskContent"], d["TaskContentNew"])
-        logon_id = _hex_id(pl.when(by_target).then(pl.coalesce(d["TargetLogonId"], d["SubjectLogonId"]))
-                           .otherwise(pl.coalesce(d["SubjectLogonId"], d["LogonId"], pl.col("_m_logon_id"),
-                                                  d["TargetLogonId"])))
-        is_ = key.is_in
-        service_event = is_(["4697", "7045", "7040"])
-        details_spec: list[tuple[str, pl.Expr]] = [
-            ("channel", _channel(pl.col("_channel"))),
-            ("logon_id", logon_id),
-            ("target_logon_id", pl.when(event_id == "4624").then(_hex_id(d["TargetLogonId"]))),
-            ("subject_logon_id", pl.when(by_target).then(_hex_id(d["SubjectLogonId"]))),
-            ("image", image),
-            ("command_line", d["CommandLine"]),
-            ("parent_image", pl.coalesce(d["ParentProcessName"], d["ParentImage"])),
-            ("parent_command_line", d["ParentCommandLine"]),
-            ("hashes", d["Hashes"]),
-            ("service_name", pl.when(service_event).then(service_name)),
-            ("service_key", pl.when(key == "7040").then(d["param4"])),
-            ("service_file", pl.coalesce(d["ServiceFileName"], d["ImagePath"])),
-            ("service_type", pl.when(service_event).then(d["ServiceType"])),
-            ("start_type", pl.coalesce(d["ServiceStartType"].replace(START_TYPES), d["StartType"])),
-            ("service_account", pl.when(is_(["4697", "7045"])).then(
-                pl.coalesce(d["ServiceAccount"], pl.col("_m_service_account")))),
-            ("old_start_type", pl.when(key == "7040").then(old_start)),
-            ("new_start_type", pl.when(key == "7040").then(new_start)),
-            ("task_name", d["TaskName"]),
-            ("task_command", _task_command(task_content)),
-            ("audit_category", pl.coalesce(d["CategoryId"].replace_strict(AUDIT_CATEGORIES, default=None),
-                                           pl.when(key == "4719").then(pl.col("_m_category")), d["CategoryId"])),
-            ("audit_subcategory", subcategory),
-            ("audit_subcategory_guid", d["SubcategoryGuid"]),
-            ("audit_changes", changes),
-            ("target_server", d["TargetServerName"]),
-            ("target_info", d["TargetInfo"]),
-            ("kerberos_service", pl.when(is_(["4768", "4769"])).then(d["ServiceName"])),
-            ("ticket_encryption", d["TicketEncryptionType"]),
-            ("ticket_options", d["TicketOptions"]),
-            ("auth_package", d["PackageName"]),
-            ("device_description", d["DeviceDescription"]),
-            ("device_class", d["ClassName"]),
-            ("device_id", d["DeviceId"]),
-            ("protocol", d["Protocol"]),
-            ("destination_ip", d["DestinationIp"]),
-            ("destination_port", d["DestinationPort"]),
-            ("destination_host", d["DestinationHostname"]),
-            ("target_filename", d["TargetFilename"]),
-            ("registry_key", d["TargetObject"]),
-            ("registry_value", d["Details"]),
-            ("record_id", clean(pl.coalesce(pl.col("EventRecordID"), pl.col("RecordNumber")))),
-        ]
-        details = [(k, e) for k, e in details_spec if _live(decoded, e)]
-        target_type = action.replace_strict(TARGET_TYPES, default=None)
-        object_id = (
-            pl.when(action.is_in(["service_installed", "service_config_changed"]))
-            .then(pl.coalesce(pl.when(key == "7040").then(d["param4"]), service_name))
-            .when(action.is_in(["task_created", "task_modified"])).then(d["TaskName"])
-            .when(action == "process_created").then(image)
-            .when(action == "audit_policy_changed").then(subcategory)
-            .when(action == "removable_media").then(pl.coalesce(d["DeviceId"], d["DeviceDescription"]))
-            .when(action == "network_connection").then(d["DestinationIp"])
-            .when(action == "file_created").then(d["TargetFilename"])
-            .when(action == "registry_set").then(d["TargetObject"])
-            .when(key == "4769").then(d["ServiceName"])
-        )
+@functools.lru_cache(maxsize=64)
+def _normalizing(decoded: _Filled) -> tuple[list[dict[str, pl.Expr]], list[str]]:
+    """The column stages that normalize a decoded frame of this shape, and the keys of its details.
 
-        return _with_details(collect(staged.with_columns(
-            **{f"_x_{k}": e.cast(pl.String) for k, e in details},
-            host=_first(
-                decoded, clean(pl.col("Computer")), clean(pl.col("winlog").struct.field("computer_name")),
-                clean(pl.col("computer_name")), clean(pl.col("Hostname")), clean(pl.col("MachineName")),
-                clean(pl.when(pl.col("host").str.starts_with("{"))
-                      .then(pl.col("host").str.json_path_match("$.name")).otherwise(pl.col("host"))),
-            ),
-            account=pl.when(by_target).then(target).otherwise(subject),
-            account_domain=pl.coalesce(
-                pl.when(actor == "lockout").then(pl.col("_d_SubjectDomainName"))
-                .when(by_target).then(target_domain)
-                .otherwise(subject_domain),
-                pl.col("_user_domain"),
-            ),
-            src_ip=pl.coalesce("_d_IpAddress", clean(pl.col("source").struct.field("ip"))),
-            # Windows writes some workstation names as \\NAME; 4740 names the caller in TargetDomainName.
-            src_host=clean(pl.coalesce(
-                pl.when(actor == "lockout").then(pl.col("_d_TargetDomainName")),
-                pl.col("_d_WorkstationName"), d["Workstation"], clean(pl.col("source").struct.field("domain")),
-            ).str.strip_prefix("\\\\")),
-            action=action,
-            category=pl.when(action == "other").then(event_id.replace_strict(OTHER_CATEGORIES, default=None)),
-            outcome=pl.coalesce(
-                pl.when(ecs_outcome.is_in(["success", "failure"])).then(ecs_outcome),
-                _keywords_outcome(),
-                key.replace_strict({k: e.outcome for k, e in WINDOWS_EVENTS.items()}, default="unknown"),
-            ),
-            target_type=pl.when(pl.col("_target_id").is_not_null()).then(pl.lit("account"))
-            .when(key == "4769").then(pl.when(object_id.is_not_null()).then(pl.lit("kerberos_service")))
-            .otherwise(pl.when(object_id.is_not_null()).then(target_type)),
-            target_id=pl.coalesce(account_expr(pl.col("_target_id")), object_id),
-            native_code=event_id,
-            old_value=pl.when(action == "role_revoked").then(pl.col("_group"))
-            .when(key == "7040").then(old_start),
-            new_value=pl.when(action == "group_member_added").then(pl.col("_group"))
-            .when(action == "privileged_logon").then(pl.col("_d_PrivilegeList").str.replace_all(r"\s+", " "))
-            .when(key == "7040").then(new_start)
-            .when(action == "audit_policy_changed").then(changes)
-            .when(action == "registry_set").then(d["Details"]),
-            message=pl.when(notes != "").then(formatted("{} ({})", summary, notes)).otherwise(summary),
-            _error=pl.coalesce(
-                pl.col("_error"),
-                pl.when(event_id.is_null()).then(
-                    pl.lit("no event id (EventID, winlog.event_id, event_id or event.code)")),
-            ),
-        )), [k for k, _ in details])
+    Built once per shape: building them (some thousand expressions) took longer than running them on
+    a few thousand lines, and a file's chunks, a scan's files, mostly share one or two shapes.
+    """
+    # Each stage adds what later stages read more than once.
+    user = pl.col("user")
+    stages: list[dict[str, pl.Expr]] = [_time_texts(decoded)]
+    stages.append(_stage(
+        _id=_first(
+            decoded, clean(pl.col("EventID")), clean(pl.col("winlog").struct.field("event_id")),
+            clean(pl.col("event_id")), clean(pl.col("event").struct.field("code")), clean(pl.col("Id")),
+        ).str.replace(r"^(\d+)\.0*$", "$1"),  # 4624.0 from exporters that write every number as a float
+        **{f"_d_{name}": _data(name, decoded) for name in EVENT_DATA},
+        _d_TargetUserName_raw=_data("TargetUserName", decoded, _name),
+        _channel=_first(decoded, clean(pl.col("Channel")), clean(pl.col("winlog").struct.field("channel"))),
+        _user=clean(user.struct.field("name")),
+        _user_domain=clean(user.struct.field("domain")),
+        _user_id=_sid(clean(user.struct.field("id"))),
+        _user_target=clean(user.struct.field("target").struct.field("name")),
+    ))
+    provider = _first(decoded, clean(pl.col("Channel")), clean(pl.col("SourceName")),
+                      clean(pl.col("ProviderName")), clean(pl.col("winlog").struct.field("channel")),
+                      clean(pl.col("winlog").struct.field("provider_name")))
+    stages.append(_stage(_key=pl.when(provider.str.to_lowercase().str.contains("sysmon"))
+                       .then(pl.concat_str([pl.lit("sysmon:"), pl.col("_id")])).otherwise(pl.col("_id"))))
+    event_id, key = pl.col("_id"), pl.col("_key")
+    stages.append(_stage(
+        _actor=key.replace_strict({k: e.actor for k, e in WINDOWS_EVENTS.items()}, default=None),
+        _kind=key.replace_strict({k: e.target for k, e in WINDOWS_EVENTS.items()}, default="none"),
+        _action=key.replace_strict({k: e.action for k, e in WINDOWS_EVENTS.items()}, default="other"),
+        _tsid=_sid(pl.coalesce("_d_TargetUserSid", "_d_TargetSid")),
+        _ssid=_sid(pl.col("_d_SubjectUserSid")),
+        _status=pl.coalesce(
+            pl.when(pl.col("_d_SubStatus").str.to_lowercase() != "0x0").then(pl.col("_d_SubStatus")),
+            pl.col("_d_Status"),
+        ).str.to_lowercase(),
+    ))
+
+    actor = pl.col("_actor")
+    # A rendered Message is read only where the structured fields leave something unknown: the
+    # subject of 1102 / 104 / 4719 and the like when an exporter kept only the text, a service's
+    # account (NXLog overwrites 7045's AccountName with the record's user), 7040's start types.
+    needs_message = (pl.col("_d_SubjectUserName").is_null() & pl.col("_d_TargetUserName").is_null()
+                     & clean(pl.col("User")).is_null()) | key.is_in(["4719", "7040", "7045", "4697"])
+    message = pl.when(needs_message).then(
+        pl.coalesce(clean(pl.col("Message")), clean(pl.col("message"))).str.head(_MESSAGE_HEAD))
+    stages.append(_stage(_msg=message))
+    stages.append(_stage(
+        **{f"_m_{name}": _message_field(pl.col("_msg"), label) for name, label in _MESSAGE_FIELDS.items()},
+        _m_start=pl.col("_msg").str.extract_groups(
+            r"start type of the (.+?) service was changed from (.+?) to (.+?)\.").alias("_m_start"),
+    ))
+    # Unlisted events: the subject acts when there is one (4648, 4722...), else the target (Kerberos).
+    stages.append(_stage(
+        _by_target=(actor == "target") | (actor == "lockout") | (
+            actor.is_null() & pl.col("_d_SubjectUserName").is_null() & pl.col("_ssid").is_null()),
+        _target_id=pl.when(pl.col("_kind") == "account")
+        .then(pl.coalesce("_d_TargetUserName", "_user_target", "_tsid"))
+        .when(pl.col("_kind") == "member")
+        .then(pl.coalesce(_dn_common_name(pl.col("_d_MemberName")), _sid(pl.col("_d_MemberSid")),
+                          "_user_target")),
+        # A group is a name as written: "None" is a real group (every local user's primary group).
+        _group=pl.coalesce(_name(pl.col("_d_TargetUserName_raw")), _name(pl.col("group").struct.field("name"))),
+    ))
+
+    by_target = pl.col("_by_target")
+    action = pl.col("_action")
+    status = pl.col("_status")
+    logon_type = pl.concat_str(
+        [formatted("LogonType {}", pl.col("_d_LogonType")),
+         pl.col("_d_LogonType").replace_strict(LOGON_TYPES, default=None)],
+        separator=", ", ignore_nulls=True,
+    )
+    failure = pl.when(status != "0x0").then(
+        pl.concat_str([status, status.replace_strict(LOGON_FAILURES, default=None)], separator=" ",
+                      ignore_nulls=True))
+    notes = pl.concat_str([pl.when(logon_type != "").then(logon_type), failure], separator="; ",
+                          ignore_nulls=True)
+    summary = pl.coalesce(
+        _first_sentence(pl.coalesce(clean(pl.col("Message")), clean(pl.col("message")))),
+        key.replace_strict({k: e.summary for k, e in WINDOWS_EVENTS.items()}, default=None),
+        formatted("Windows event {}", event_id),
+    )
+    ecs_outcome = clean(pl.col("event").struct.field("outcome")).str.to_lowercase()
+    winlog_user = pl.col("winlog").struct.field("user")
+    # Who acted, with the domain that goes with that very name: (name, domain) pairs, best first.
+    subject_actors = [
+        (pl.col("_d_SubjectUserName"), pl.col("_d_SubjectDomainName")),
+        (clean(pl.col("User")), pl.lit(None, pl.String)),  # Sysmon: DOMAIN\\user, split in finalize
+        (pl.col("_user"), pl.col("_user_domain")),
+        (pl.col("_m_account"), pl.col("_m_domain")),
+        (clean(pl.col("AccountName")), clean(pl.col("Domain"))),  # NXLog: the record's user
+        (clean(winlog_user.struct.field("name")), clean(winlog_user.struct.field("domain"))),
+        (pl.col("_ssid"), pl.col("_d_SubjectDomainName")),
+        (_sid(pl.coalesce(pl.col("_m_sid"), clean(pl.col("UserID")),
+                          clean(winlog_user.struct.field("identifier")))), pl.lit(None, pl.String)),
+        (pl.col("_user_id"), pl.col("_user_domain")),
+    ]
+    target_actors = [
+        (pl.col("_d_TargetUserName"), pl.col("_d_TargetDomainName")),
+        (pl.col("_user"), pl.col("_user_domain")),
+        (pl.col("_tsid"), pl.col("_d_TargetDomainName")),
+        (pl.col("_user_id"), pl.col("_user_domain")),
+    ]
+
+    def first_pair(pairs: list[tuple[pl.Expr, pl.Expr]]) -> tuple[pl.Expr, pl.Expr]:
+        live = [(n, d) for n, d in pairs if all(_live(decoded, e) for e in (n,))]
+        if not live:
+            return pl.lit(None, pl.String), pl.lit(None, pl.String)
+        domain: Then | ChainedThen = pl.when(live[0][0].is_not_null()).then(live[0][1])
+        for name, dom in live[1:]:
+            domain = domain.when(name.is_not_null()).then(dom)
+        return pl.coalesce([n for n, _ in live]), domain
+
+    subject, subject_domain = first_pair(subject_actors)
+    target, target_domain = first_pair(target_actors)
+    d = {name: pl.col(f"_d_{name}") for name in EVENT_DATA}
+    start = pl.col("_m_start")
+    service_name = pl.coalesce(d["ServiceName"], d["param1"], start.struct.field("1"))
+    old_start = pl.coalesce(d["param2"], start.struct.field("2"))
+    new_start = pl.coalesce(d["param3"], start.struct.field("3"))
+    subcategory = pl.coalesce(d["SubcategoryId"].replace_strict(AUDIT_SUBCATEGORIES, default=None),
+                              pl.col("_m_subcategory"), d["SubcategoryId"])
+    changes = pl.coalesce(
+        d["AuditPolicyChanges"].str.replace_all(r"\s+", "").str.split(",")
+        .list.eval(pl.element().replace(AUDIT_CHANGES)).list.join(", "),
+        pl.col("_m_changes"))
+    image = pl.coalesce(d["NewProcessName"], d["Image"], d["ProcessName"])
+    task_content = pl.coalesce(d["TaskContent"], d["TaskContentNew"])
+    logon_id = _hex_id(pl.when(by_target).then(pl.coalesce(d["TargetLogonId"], d["SubjectLogonId"]))
+                       .otherwise(pl.coalesce(d["SubjectLogonId"], d["LogonId"], pl.col("_m_logon_id"),
+                                              d["TargetLogonId"])))
+    is_ = key.is_in
+    service_event = is_(["4697", "7045", "7040"])
+    details_spec: list[tuple[str, pl.Expr]] = [
+        ("channel", _channel(pl.col("_channel"))),
+        ("logon_id", logon_id),
+        ("target_logon_id", pl.when(event_id == "4624").then(_hex_id(d["TargetLogonId"]))),
+        ("subject_logon_id", pl.when(by_target).then(_hex_id(d["SubjectLogonId"]))),
+        ("image", image),
+        ("command_line", d["CommandLine"]),
+        ("parent_image", pl.coalesce(d["ParentProcessName"], d["ParentImage"])),
+        ("parent_command_line", d["ParentCommandLine"]),
+        ("hashes", d["Hashes"]),
+        ("service_name", pl.when(service_event).then(service_name)),
+        ("service_key", pl.when(key == "7040").then(d["param4"])),
+        ("service_file", pl.coalesce(d["ServiceFileName"], d["ImagePath"])),
+        ("service_type", pl.when(service_event).then(d["ServiceType"])),
+        ("start_type", pl.coalesce(d["ServiceStartType"].replace(START_TYPES), d["StartType"])),
+        ("service_account", pl.when(is_(["4697", "7045"])).then(
+            pl.coalesce(d["ServiceAccount"], pl.col("_m_service_account")))),
+        ("old_start_type", pl.when(key == "7040").then(old_start)),
+        ("new_start_type", pl.when(key == "7040").then(new_start)),
+        ("task_name", d["TaskName"]),
+        ("task_command", _task_command(task_content)),
+        ("audit_category", pl.coalesce(d["CategoryId"].replace_strict(AUDIT_CATEGORIES, default=None),
+                                       pl.when(key == "4719").then(pl.col("_m_category")), d["CategoryId"])),
+        ("audit_subcategory", subcategory),
+        ("audit_subcategory_guid", d["SubcategoryGuid"]),
+        ("audit_changes", changes),
+        ("target_server", d["TargetServerName"]),
+        ("target_info", d["TargetInfo"]),
+        ("kerberos_service", pl.when(is_(["4768", "4769"])).then(d["ServiceName"])),
+        ("ticket_encryption", d["TicketEncryptionType"]),
+        ("ticket_options", d["TicketOptions"]),
+        ("auth_package", d["PackageName"]),
+        ("device_description", d["DeviceDescription"]),
+        ("device_class", d["ClassName"]),
+        ("device_id", d["DeviceId"]),
+        ("protocol", d["Protocol"]),
+        ("destination_ip", d["DestinationIp"]),
+        ("destination_port", d["DestinationPort"]),
+        ("destination_host", d["DestinationHostname"]),
+        ("target_filename", d["TargetFilename"]),
+        ("registry_key", d["TargetObject"]),
+        ("registry_value", d["Details"]),
+        ("record_id", clean(pl.coalesce(pl.col("EventRecordID"), pl.col("RecordNumber")))),
+    ]
+    details = [(k, e) for k, e in details_spec if _live(decoded, e)]
+    target_type = action.replace_strict(TARGET_TYPES, default=None)
+    object_id = (
+        pl.when(action.is_in(["service_installed", "service_config_changed"]))
+        .then(pl.coalesce(pl.when(key == "7040").then(d["param4"]), service_name))
+        .when(action.is_in(["task_created", "task_modified"])).then(d["TaskName"])
+        .when(action == "process_created").then(image)
+        .when(action == "audit_policy_changed").then(subcategory)
+        .when(action == "removable_media").then(pl.coalesce(d["DeviceId"], d["DeviceDescription"]))
+        .when(action == "network_connection").then(d["DestinationIp"])
+        .when(action == "file_created").then(d["TargetFilename"])
+        .when(action == "registry_set").then(d["TargetObject"])
+        .when(key == "4769").then(d["ServiceName"])
+    )
+
+    stages.append(_stage(
+        **{f"_x_{k}": e.cast(pl.String) for k, e in details},
+        host=_first(
+            decoded, clean(pl.col("Computer")), clean(pl.col("winlog").struct.field("computer_name")),
+            clean(pl.col("computer_name")), clean(pl.col("Hostname")), clean(pl.col("MachineName")),
+            clean(pl.when(pl.col("host").str.starts_with("{"))
+                  .then(pl.col("host").str.json_path_match("$.name")).otherwise(pl.col("host"))),
+        ),
+        account=pl.when(by_target).then(target).otherwise(subject),
+        account_domain=pl.coalesce(
+            pl.when(actor == "lockout").then(pl.col("_d_SubjectDomainName"))
+            .when(by_target).then(target_domain)
+            .otherwise(subject_domain),
+            pl.col("_user_domain"),
+        ),
+        src_ip=pl.coalesce("_d_IpAddress", clean(pl.col("source").struct.field("ip"))),
+        # Windows writes some workstation names as \\NAME; 4740 names the caller in TargetDomainName.
+        src_host=clean(pl.coalesce(
+            pl.when(actor == "lockout").then(pl.col("_d_TargetDomainName")),
+            pl.col("_d_WorkstationName"), d["Workstation"], clean(pl.col("source").struct.field("domain")),
+        ).str.strip_prefix("\\\\")),
+        action=action,
+        category=pl.when(action == "other").then(event_id.replace_strict(OTHER_CATEGORIES, default=None)),
+        outcome=pl.coalesce(
+            pl.when(ecs_outcome.is_in(["success", "failure"])).then(ecs_outcome),
+            _keywords_outcome(),
+            key.replace_strict({k: e.outcome for k, e in WINDOWS_EVENTS.items()}, default="unknown"),
+        ),
+        target_type=pl.when(pl.col("_target_id").is_not_null()).then(pl.lit("account"))
+        .when(key == "4769").then(pl.when(object_id.is_not_null()).then(pl.lit("kerberos_service")))
+        .otherwise(pl.when(object_id.is_not_null()).then(target_type)),
+        target_id=pl.coalesce(account_expr(pl.col("_target_id")), object_id),
+        native_code=event_id,
+        old_value=pl.when(action == "role_revoked").then(pl.col("_group"))
+        .when(key == "7040").then(old_start),
+        new_value=pl.when(action == "group_member_added").then(pl.col("_group"))
+        .when(action == "privileged_logon").then(pl.col("_d_PrivilegeList").str.replace_all(r"\s+", " "))
+        .when(key == "7040").then(new_start)
+        .when(action == "audit_policy_changed").then(changes)
+        .when(action == "registry_set").then(d["Details"]),
+        message=pl.when(notes != "").then(formatted("{} ({})", summary, notes)).otherwise(summary),
+        _error=pl.coalesce(
+            pl.col("_error"),
+            pl.when(event_id.is_null()).then(
+                pl.lit("no event id (EventID, winlog.event_id, event_id or event.code)")),
+        ),
+    ))
+    return stages, [k for k, _ in details]
 
 
 _MESSAGE_HEAD: Final = 2048  # the Subject block and the event's own fields come first in every message
@@ -684,12 +720,11 @@ def _name(expr: pl.Expr) -> pl.Expr:
     return pl.when(~text.is_in(["", "-"])).then(text)
 
 
-def _live(frame: pl.DataFrame, expr: pl.Expr) -> bool:
+def _live(frame: _Filled, expr: pl.Expr) -> bool:
     """Whether *expr* may be non-null on *frame*: False only when every column it reads is a decoded
     field that is null throughout (see :func:`_first`); columns computed later count as live."""
     roots = expr.meta.root_names()
-    return not roots or any(c not in frame.columns or frame.get_column(c).null_count() < frame.height
-                            for c in roots)
+    return not roots or any(c not in frame.columns or c in frame.filled for c in roots)
 
 
 def _with_details(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
