@@ -202,6 +202,13 @@ class Accumulated:
         self._config = part.config
         self._parts.append(self._write(part.tables))
         if len(self._parts) > COMPACT_AFTER:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge the parts on disk into one. Before a fold's history is merged (everything so far and a
+        piece of the next slice), this makes that merge a pass over one merged part, and the parts
+        merged once: the merges are passes over the whole merged tables, and fewer passes cost less."""
+        if len(self._parts) > 1:
             merged = self._write(_merged_tables([_read(folder) for folder in self._parts]))
             for folder in self._parts:
                 shutil.rmtree(folder)
@@ -212,6 +219,9 @@ class Accumulated:
         config = later[0].config if later else self._config
         if config is None:
             raise ValueError("nothing to merge: no partial profiles were added")
+        if len(self._parts) == 1 and not later:  # merged already: read as it is
+            tables = _read(self._parts[0])
+            return PartialProfiles(dict(zip(tables, pl.collect_all(list(tables.values())), strict=True)), config)
         return PartialProfiles(_merged_tables([*map(_read, self._parts), *(_lazy(p) for p in later)]), config)
 
     def close(self) -> None:
