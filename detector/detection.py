@@ -163,17 +163,20 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
         sessions = _learn_slice(lazy, sessions, folds, baseline, config)
     for fold in folds:  # the last fold, open-ended, still holds its history's profiles
         fold.close()
-    try:
-        whole = baseline.merged()
-    finally:
-        baseline.close()
-    # The baseline's profiles are finished by polars on its threads while the forests are fitted, mostly
-    # on one core (numpy, scikit-learn's trees): the fit does not need them. Merged (read) before, so
-    # that the thread works in memory while the fit reads the folds' windows from disk.
+    # The baseline's profiles are merged and finished by polars on its threads while the forests are
+    # fitted, mostly on one core (numpy, scikit-learn's trees): the fit does not need them.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        profiles = pool.submit(whole.finish)
+        profiles = pool.submit(_finished, baseline)
         fitted = fit_scorers(folds, config, sample)
         return model_of(profiles.result(), fitted, config, metadata)
+
+
+def _finished(baseline: Accumulated) -> Profiles:
+    """The profiles of everything *baseline* accumulated (its parts on disk removed after)."""
+    try:
+        return baseline.merged().finish()
+    finally:
+        baseline.close()
 
 
 def _learn_slice(events: pl.LazyFrame, sessions: pl.DataFrame | None, folds: list[_Fold], baseline: Accumulated,
