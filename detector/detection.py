@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,20 +162,11 @@ def _train_folds(slices: list[tuple[datetime, int, pl.LazyFrame]], folds: list[_
         sessions = _learn_slice(lazy, sessions, folds, baseline, config)
     for fold in folds:  # the last fold, open-ended, still holds its history's profiles
         fold.close()
-    # The baseline's profiles are merged and finished by polars on its threads while the forests are
-    # fitted, mostly on one core (numpy, scikit-learn's trees): the fit does not need them.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        profiles = pool.submit(_finished, baseline)
-        fitted = fit_scorers(folds, config, sample)
-        return model_of(profiles.result(), fitted, config, metadata)
-
-
-def _finished(baseline: Accumulated) -> Profiles:
-    """The profiles of everything *baseline* accumulated (its parts on disk removed after)."""
-    try:
-        return baseline.merged().finish()
-    finally:
-        baseline.close()
+    whole = baseline.merged()
+    baseline.close()
+    profiles = whole.finish()
+    del whole
+    return fit_model(profiles, folds, config, metadata, sample)
 
 
 def _learn_slice(events: pl.LazyFrame, sessions: pl.DataFrame | None, folds: list[_Fold], baseline: Accumulated,
@@ -207,28 +197,6 @@ def fit_model(profiles: Profiles, folds: Sequence[FoldWindows], config: Config, 
     that the same baseline gives the same model; ``metadata["training_sample"]`` records the cap, the
     seed and how many windows of how many each scorer saw.
     """
-    return model_of(profiles, fit_scorers(folds, config, sample), config, metadata)
-
-
-@dataclass(frozen=True)
-class FittedScorers:
-    """The scorers :func:`fit_scorers` fitted, the kinds it left out and why, and what it sampled."""
-
-    scorers: dict[str, WindowScorer]
-    skipped: dict[str, str]
-    sample: int | None
-    seed: int
-    sampled: dict[str, dict[str, int]]
-
-
-def fit_scorers(folds: Sequence[FoldWindows], config: Config, sample: int | None = None) -> FittedScorers:
-    """One scorer per entity kind fitted on the *folds*' windows (see :func:`fit_model`).
-
-    Raises
-    ------
-    NoBaselineError
-        When no kind has enough windows to calibrate a scorer.
-    """
     scorers: dict[str, WindowScorer] = {}
     skipped: dict[str, str] = {}
     seed = config.scoring.random_state if config.scoring.random_state is not None else 0
@@ -246,22 +214,17 @@ def fit_scorers(folds: Sequence[FoldWindows], config: Config, sample: int | None
     if not scorers:
         raise NoBaselineError("not enough baseline windows to train any scorer: " + "; ".join(
             f"{kind}: {why}" for kind, why in skipped.items()))
-    return FittedScorers(scorers, skipped, sample, seed, sampled)
-
-
-def model_of(profiles: Profiles, fitted: FittedScorers, config: Config, metadata: dict[str, Any] | None) -> Model:
-    """The model of baseline *profiles* and the *fitted* scorers."""
     assert profiles.baseline_start is not None and profiles.baseline_end is not None
-    extra: dict[str, Any] = {} if fitted.sample is None else {
-        "training_sample": {"cap": fitted.sample, "seed": fitted.seed, "sampled": fitted.sampled}}
+    extra: dict[str, Any] = {} if sample is None else {
+        "training_sample": {"cap": sample, "seed": seed, "sampled": sampled}}
     return Model(
         training_span=(profiles.baseline_start, profiles.baseline_end),
-        scorers=fitted.scorers,
+        scorers=scorers,
         config=config.to_dict(),
-        metadata={**(metadata or {}), **extra, "skipped_kinds": fitted.skipped, "profiles": {
+        metadata={**(metadata or {}), **extra, "skipped_kinds": skipped, "profiles": {
             "baseline_start": profiles.baseline_start.isoformat(), "baseline_end": profiles.baseline_end.isoformat(),
             "window": profiles.window, "event_count": profiles.event_count},
-            "training_windows": {k: s.n_training_windows for k, s in fitted.scorers.items()}},
+            "training_windows": {k: s.n_training_windows for k, s in scorers.items()}},
         tables={name: getattr(profiles, name) for name in PROFILE_SCHEMAS},
     )
 
