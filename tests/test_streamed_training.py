@@ -212,8 +212,8 @@ def test_partial_profiles_compacted_before_each_history_merge_to_the_whole(basel
 
 
 def test_training_without_enough_windows_raises_and_leaves_no_partials_on_disk(baseline, monkeypatch, tmp_path):
-    # The baseline's profiles are finished in a thread beside the fit: when the fit finds too few
-    # windows, the error comes through and the partial profiles on disk are removed all the same.
+    # When the fit finds too few windows, the error comes through and the partial profiles and the
+    # folds' windows on disk are removed all the same.
     import tempfile
 
     from detector.config import ScoringConfig
