@@ -188,8 +188,9 @@ COMPACT_AFTER: Final = 8
 
 class Accumulated:
     """The partial profiles of successive slices of a baseline, waiting on disk (a Parquet file per table
-    and slice, in a private temporary directory) and merged when asked or when :data:`COMPACT_AFTER` have
-    gathered: in memory, the merged tables of a large fleet are as heavy as its profiles, and merging
+    and slice, in a private temporary directory) and merged when asked, when :data:`COMPACT_AFTER` have
+    gathered or when compacted (training compacts them at each fold's start, before merging the fold's
+    history): in memory, the merged tables of a large fleet are as heavy as its profiles, and merging
     after every few slices is a pass over them each time."""
 
     def __init__(self) -> None:
