@@ -35,7 +35,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final, Self
 
-import numpy as np
 import polars as pl
 
 from detector.features.catalog import EntityKind, measures
@@ -299,7 +298,7 @@ def _merged_totals(totals: pl.LazyFrame, *extra: pl.Expr) -> pl.LazyFrame:
 
 def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Per entity, the median of each measure over its windows where it is non-zero (one column per
-    measure, null if never), and its number of windows (``active_windows``). Both sorted by entity."""
+    measure, null if never), and its number of windows (``active_windows``)."""
     names = measures(kind)
     # The median of n values in order: the mean of those at 0-based positions (n-1)//2 and n//2. A row
     # of (value, windows) holds the positions [upto - windows, upto); each position's row is found by a
@@ -307,12 +306,10 @@ def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.L
     ordered = values.sort("entity_id", "measure", "value").with_columns(_upto=pl.col("windows").cum_sum())
     # Running and total counts within each (entity, measure), from the sorted rows' running count:
     # boundaries carried forward and back, cheaper than a window over string keys.
-    new_entity = (pl.col("entity_id") != pl.col("entity_id").shift(1)).fill_null(True)
-    first = new_entity | (pl.col("measure") != pl.col("measure").shift(1)).fill_null(True)
+    first = (pl.col("entity_id") != pl.col("entity_id").shift(1)) | (pl.col("measure") != pl.col("measure").shift(1))
     last = (pl.col("entity_id") != pl.col("entity_id").shift(-1)) | (pl.col("measure") != pl.col("measure").shift(-1))
-    before = pl.when(first).then(pl.col("_upto") - pl.col("windows")).forward_fill()
-    ordered = ordered.with_columns(_upto=pl.col("_upto") - before, _first=first,
-                                   _entity=new_entity.cum_sum().cast(pl.Int64) - 1).with_columns(
+    before = pl.when(first.fill_null(True)).then(pl.col("_upto") - pl.col("windows")).forward_fill()
+    ordered = ordered.with_columns(_upto=pl.col("_upto") - before).with_columns(
         _total=pl.when(last.fill_null(True)).then(pl.col("_upto")).backward_fill())
 
     def holds(position: pl.Expr) -> pl.Expr:
@@ -322,26 +319,15 @@ def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.L
     # the low one's value carried forward reaches the high one (no join of the two).
     medians = (ordered.with_columns(_low=pl.when(holds((pl.col("_total") - 1) // 2)).then(pl.col("value")).forward_fill())
                .filter(holds(pl.col("_total") // 2))
-               .select("_entity", "measure", median=(pl.col("_low") + pl.col("value")).cast(pl.Float64) / 2.0))
-    entities = ordered.filter(new_entity).select("entity_id")
+               .select("entity_id", "measure", median=(pl.col("_low") + pl.col("value")).cast(pl.Float64) / 2.0))
+    # One column per measure (null where the entity never had it), in the measures' order.
+    wide = medians.pivot(on="measure", on_columns=pl.Series(range(len(names)), dtype=pl.UInt8), index="entity_id",
+                         values="median").select("entity_id", *[pl.col(str(i)).alias(m) for i, m in enumerate(names)])
     # Every window counts at least one event, so the "events" measure counts the windows.
     events = names.index("events")
-    windows = ordered.filter(pl.col("_first") & (pl.col("measure") == events)).select(
-        "entity_id", active_windows=pl.col("_total").cast(pl.Int64))
-    medians_of, entity_ids, windows_of = pl.collect_all([medians, entities, windows])
-    # One column per measure (null where the entity never had it), in the measures' order: each
-    # entity's medians put at its place in the sorted entities (a pivot groups millions of rows again).
-    at = medians_of.get_column("_entity").to_numpy()
-    measure = medians_of.get_column("measure").to_numpy()
-    median = medians_of.get_column("median").to_numpy()
-    columns = []
-    for i, name in enumerate(names):
-        column = np.full(entity_ids.height, np.nan)
-        mine = measure == i
-        column[at[mine]] = median[mine]  # medians of counts: finite, so NaN marks only the missing
-        columns.append(pl.Series(name, column, dtype=pl.Float64, nan_to_null=True))
-    wide = entity_ids.with_columns(columns)
-    return wide.lazy(), windows_of.lazy()
+    windows = values.filter(pl.col("measure") == events).group_by("entity_id").agg(
+        active_windows=pl.col("windows").sum().cast(pl.Int64))
+    return wide, windows
 
 
 def empty_partial(config: FeatureConfig) -> PartialProfiles:
@@ -349,4 +335,3 @@ def empty_partial(config: FeatureConfig) -> PartialProfiles:
     from detector.schema import EVENT_SCHEMA
 
     return PartialProfiles.of(pl.DataFrame(schema=EVENT_SCHEMA), config)
-
