@@ -181,6 +181,7 @@ def _learn_slice(events: pl.LazyFrame, sessions: pl.DataFrame | None, folds: lis
     for fold in folds:
         if not fold.started and latest >= fold.lower:  # the fold starts in this slice
             before = PartialProfiles.of(frame.filter(pl.col("time") < fold.lower), config.features)
+            baseline.compact()
             fold.start(baseline.merged(before).finish())
         fold.add(frame, config)
     baseline.add(PartialProfiles.of(frame, config.features))

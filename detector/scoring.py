@@ -902,15 +902,33 @@ class WindowScorer:
         for position, j in enumerate(self.tail_index_):
             tail_columns[:, position] = source.column(int(j))
             self.tail_top_[:, position] = -np.sort(-tail_columns[:, position])[:keep]
-        # Column-major blocks, as indexing the tail columns of a matrix gives: the rows' sums of
-        # log p-values then add up in the same order, to the last bit.
-        tail_raw, _ = self._tail_blocks(lambda start, stop: np.asfortranarray(tail_columns[start:stop]), n_windows,
-                                        True)
+        tail_raw = self._train_tail(tail_columns)
         self.train_tail_ = np.sort(tail_raw)
         self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, n_windows))
         return self
 
     # -- the tail component --------------------------------------------------------------------
+
+    def _train_tail(self, tail_columns: np.ndarray) -> np.ndarray:
+        """The raw tail scores of the training windows in sample, given their tail columns.
+
+        A window without a positive tail value has every p-value 1, so the score of a row of zeros
+        (-0.0: the sum of -log 1): most training windows, so only the others are computed. They go in
+        column-major blocks of at least two rows, as blocks of the whole matrix went: each row's sum of
+        log p-values then adds up column by column, in the same order, to the last bit."""
+        rows, width = tail_columns.shape
+        if rows == 0 or width == 0:
+            return np.zeros(rows)
+        tail_raw = np.full(rows, self._tail_of(np.zeros((2, width), order="F"), True)[0][0])
+        active = np.flatnonzero((tail_columns > 0.0).any(axis=1))
+        if active.shape[0] == 0:
+            return tail_raw
+        # A lone row would be summed as one contiguous row (pairwise): doubled, it is summed like the others.
+        picked = np.concatenate([active, active[-1:]]) if active.shape[0] % _TAIL_BLOCK == 1 else active
+        raw, _ = self._tail_blocks(lambda start, stop: np.asfortranarray(tail_columns[picked[start:stop]]),
+                                   picked.shape[0], True)
+        tail_raw[active] = raw[:active.shape[0]]
+        return tail_raw
 
     def _tail(self, matrix: np.ndarray, *, in_sample: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Raw tail scores ``-sum_j log(p_j)`` and the index (into the features) of the rarest one.

@@ -513,3 +513,24 @@ def test_combined_ranked_per_cell_equals_ranking_every_window(rows: int) -> None
     for mine, theirs in zip(got, expected, strict=True):
         np.testing.assert_array_equal(mine, theirs)
     assert rows < 2000 or (0 < got[2].sum() < rows)  # both the tail and the forest lead somewhere
+
+
+@pytest.mark.parametrize("active", [0, 1, 5, 33, 64])
+def test_training_tail_scores_only_windows_with_a_positive_tail_value_to_the_bit(active: int, monkeypatch) -> None:
+    # In sample, windows without a positive tail value are not computed: the scores must be those of
+    # every window in column-major blocks, bit for bit, with a lone active row in the last block too.
+    from detector import scoring
+
+    monkeypatch.setattr(scoring, "_TAIL_BLOCK", 16)  # 33 active rows: two blocks and a lone row
+    rng = np.random.default_rng(active)
+    rows = 400
+    X = np.column_stack([rng.poisson(3.0, rows), np.zeros(rows), np.zeros(rows), rng.choice([-1.0, 0.0], rows)])
+    at = rng.choice(rows, size=active, replace=False)
+    X[at, 1] = rng.choice([1.0, 2.0, 9.0], active)
+    X[at[: active // 2], 2] = rng.normal(size=active // 2).round(2)
+    scorer = WindowScorer(n_estimators=10, random_state=3).fit(X, ["a", "b", "c", "d"], tail_features=["b", "c", "d"])
+    tail = np.asfortranarray(X[:, scorer.tail_index_])
+    every, _ = scorer._tail_blocks(lambda start, stop: np.asfortranarray(tail[start:stop]), rows, True)
+    got = scorer._train_tail(np.ascontiguousarray(tail))
+    assert got.tobytes() == every.tobytes()
+    assert scorer.train_tail_.tobytes() == np.sort(every).tobytes()

@@ -181,3 +181,46 @@ def test_partial_profiles_accumulated_on_disk_merge_to_the_whole(baseline, monke
     assert accumulated.merged().finish() == build_profiles(events, CONFIG.features)
     accumulated.close()
     assert not folder.exists()
+
+
+def test_partial_profiles_compacted_before_each_history_merge_to_the_whole(baseline):
+    # As training does at each fold's start: the parts so far compacted into one, then merged with a
+    # piece of the next slice (the fold's history); a lone merged part is read as it is.
+    from detector.features import partial
+
+    events = attribute(baseline)[0]
+    days = [day.collect() for _, _, day in in_memory_slices(events, timedelta(days=1))]
+    assert len(days) > 4
+    accumulated = partial.Accumulated()
+    folder = Path(accumulated._directory.name)
+    try:
+        for k, day in enumerate(days):
+            if k in (2, len(days) - 1):
+                cut = day["time"].min() + (day["time"].max() - day["time"].min()) / 2
+                accumulated.compact()
+                assert len(list(folder.iterdir())) == 1
+                before = PartialProfiles.of(day.filter(pl.col("time") < cut), CONFIG.features)
+                history = events.filter(pl.col("time") < cut)
+                assert accumulated.merged(before).finish() == build_profiles(history, CONFIG.features)
+            accumulated.add(PartialProfiles.of(day, CONFIG.features))
+        accumulated.compact()
+        assert len(list(folder.iterdir())) == 1
+        assert accumulated.merged().finish() == build_profiles(events, CONFIG.features)
+    finally:
+        accumulated.close()
+    assert not folder.exists()
+
+
+def test_training_without_enough_windows_raises_and_leaves_no_partials_on_disk(baseline, monkeypatch, tmp_path):
+    # When the fit finds too few windows, the error comes through and the partial profiles and the
+    # folds' windows on disk are removed all the same.
+    import tempfile
+
+    from detector.config import ScoringConfig
+    from detector.detection import NoBaselineError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config = Config(scoring=ScoringConfig(min_training_windows=10**9))
+    with pytest.raises(NoBaselineError, match="not enough baseline windows"):
+        train_slices(in_memory_slices(baseline, timedelta(days=1)), config)
+    assert list(tmp_path.iterdir()) == []

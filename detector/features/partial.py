@@ -187,8 +187,9 @@ COMPACT_AFTER: Final = 8
 
 class Accumulated:
     """The partial profiles of successive slices of a baseline, waiting on disk (a Parquet file per table
-    and slice, in a private temporary directory) and merged when asked or when :data:`COMPACT_AFTER` have
-    gathered: in memory, the merged tables of a large fleet are as heavy as its profiles, and merging
+    and slice, in a private temporary directory) and merged when asked, when :data:`COMPACT_AFTER` have
+    gathered or when compacted (training compacts them at each fold's start, before merging the fold's
+    history): in memory, the merged tables of a large fleet are as heavy as its profiles, and merging
     after every few slices is a pass over them each time."""
 
     def __init__(self) -> None:
@@ -202,6 +203,13 @@ class Accumulated:
         self._config = part.config
         self._parts.append(self._write(part.tables))
         if len(self._parts) > COMPACT_AFTER:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge the parts on disk into one. Before a fold's history is merged (everything so far and a
+        piece of the next slice), this makes that merge a pass over one merged part, and the parts
+        merged once: the merges are passes over the whole merged tables, and fewer passes cost less."""
+        if len(self._parts) > 1:
             merged = self._write(_merged_tables([_read(folder) for folder in self._parts]))
             for folder in self._parts:
                 shutil.rmtree(folder)
@@ -212,6 +220,9 @@ class Accumulated:
         config = later[0].config if later else self._config
         if config is None:
             raise ValueError("nothing to merge: no partial profiles were added")
+        if len(self._parts) == 1 and not later:  # merged already: read as it is
+            tables = _read(self._parts[0])
+            return PartialProfiles(dict(zip(tables, pl.collect_all(list(tables.values())), strict=True)), config)
         return PartialProfiles(_merged_tables([*map(_read, self._parts), *(_lazy(p) for p in later)]), config)
 
     def close(self) -> None:
