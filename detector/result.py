@@ -426,10 +426,11 @@ class Findings:
             counting = (pool.submit(self.timeline_counts)
                         if evidence and (self.timelines is not None or self.events is not None) else None)
             findings_written = pool.submit(write_findings, self.df, out, csv=csv)
-            if evidence and self.events is not None:
-                write_cited_events(self.events, self.df, out / EVIDENCE_FILE)
+            cited = self.events if evidence else None  # the events whose lines the evidence holds
+            if cited is not None:
+                write_cited_events(cited, self.df, out / EVIDENCE_FILE)
             written = findings_written.result()
-            if evidence and self.events is not None:
+            if cited is not None:
                 written.append(out / EVIDENCE_FILE)
                 events = pl.scan_parquet(out / EVIDENCE_FILE)
             if counting is not None:

@@ -99,6 +99,11 @@ def devices_reached() -> pl.Expr:
             .otherwise(0))
 
 
+def image_hash() -> pl.Expr:
+    """An event's image SHA-256 in one spelling (trimmed, lower case), as profiles and windows compare it."""
+    return pl.col("image_sha256").str.strip_chars().str.to_lowercase()
+
+
 def is_command() -> pl.Expr:
     return pl.col("category").cast(pl.String).is_in(COMMAND_CATEGORIES)
 
@@ -136,7 +141,7 @@ def prepare(events: pl.LazyFrame, entity: pl.Expr, config: FeatureConfig, baseli
             hour=_local(config).dt.hour().cast(pl.Int8),
             weekday=_local(config).dt.weekday().cast(pl.Int8),
             action=pl.col("action").cast(pl.String),
-            image_sha256=pl.col("image_sha256").str.strip_chars().str.to_lowercase(),
+            image_sha256=image_hash(),
             _in_base=in_baseline(baseline_start, baseline_end),
             # concat_str, not pl.format: polars 2.1's streaming engine panics on pl.format after a
             # filter over the many-chunk frames the parsers return (index out of bounds in a string view).

@@ -28,7 +28,7 @@ from detector.features.common import (
     with_typical,
 )
 from detector.features.config import FeatureConfig
-from detector.features.lean_device import lean_device_windows
+from detector.features.lean_device import known_issuers_and_images, lean_device_windows
 from detector.features.profiles import Profiles
 
 # Context columns of a device window row, in output order (between the keys and the features).
@@ -104,10 +104,7 @@ def general_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureCon
     """:func:`device_windows` as one polars query, for any events (*overlap*: some lie in the baseline
     period, :func:`~detector.features.common.touches_baseline`) and with or without the detail."""
     cap = config.context_cap
-    issuers = (p.device_issuers.lazy().select(pl.col("device_id").alias("entity_id"), "account",
-                                              _known=pl.col("events"))
-               if p.has_baseline else None)
-    images = p.image_hashes.lazy().select("image_sha256", _known=pl.col("events")) if p.has_baseline else None
+    issuers, images = known_issuers_and_images(p)
     prepared = prepare(as_lazy(events), entity_of("device"), config, p.baseline_start, p.baseline_end)
     flagged = flag_new(flag_new(prepared, "account", {"_new_issuer": issuers}, leave_window_out=overlap),
                        "image_sha256", {"_new_image": images}, leave_window_out=overlap)

@@ -31,7 +31,14 @@ import numpy as np
 import polars as pl
 
 from detector.features.catalog import CONTROL_ACTIONS, DEVICE_COMMAND_ACTIONS, DEVICE_MEASURES, feature_columns
-from detector.features.common import COMMAND_CATEGORIES, DEVICE_TARGET_TYPES, flag_new, is_device_target
+from detector.features.common import (
+    COMMAND_CATEGORIES,
+    DEVICE_TARGET_TYPES,
+    devices_reached,
+    flag_new,
+    image_hash,
+    is_device_target,
+)
 from detector.features.config import FeatureConfig
 from detector.features.profiles import Profiles
 from detector.schema import ACTIONS, CATEGORIES, OUTCOMES, UTC_US
@@ -62,17 +69,23 @@ def _device_events(events: pl.LazyFrame, p: Profiles, config: FeatureConfig) -> 
         _type=pl.col("target_type").replace_strict(_TYPES, range(len(_TYPES)), return_dtype=pl.UInt8),
         entity_id=pl.col("target_id"),
         window_start=pl.col("time").dt.truncate(config.window),
-        image_sha256=pl.col("image_sha256").str.strip_chars().str.to_lowercase(),
-        # devices_reached() for rows known to have a device target.
-        _devices=pl.col("target_count").cast(pl.Int64).fill_null(1).clip(lower_bound=0),
+        image_sha256=image_hash(),
+        _devices=devices_reached(),
     )
-    issuers = (p.device_issuers.lazy().select(pl.col("device_id").alias("entity_id"), "account", _known=pl.col("events"))
-               if p.has_baseline else None)
-    images = p.image_hashes.lazy().select("image_sha256", _known=pl.col("events")) if p.has_baseline else None
+    issuers, images = known_issuers_and_images(p)
     devices = flag_new(devices, "account", {"_new_issuer": issuers}, leave_window_out=False)
     devices = flag_new(devices, "image_sha256", {"_new_image": images}, leave_window_out=False)
     # By account too (at no extra cost): a window's distinct issuers are then its runs of accounts.
     return devices.sort("entity_id", "window_start", "account").collect(engine="in-memory")
+
+
+def known_issuers_and_images(p: Profiles) -> tuple[pl.LazyFrame | None, pl.LazyFrame | None]:
+    """What a device's new-issuer and new-image flags look up (:func:`~detector.features.common.flag_new`):
+    the baseline's (device, account) pairs and image hashes, or None without a baseline."""
+    if not p.has_baseline:
+        return None, None
+    return (p.device_issuers.lazy().select(pl.col("device_id").alias("entity_id"), "account", _known=pl.col("events")),
+            p.image_hashes.lazy().select("image_sha256", _known=pl.col("events")))
 
 
 def _codes(values: tuple[str, ...], wanted: tuple[str, ...] | str) -> list[int]:
@@ -188,8 +201,7 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     distinct = devices.select(pl.col("entity_id").gather(starts[runs.device_first]))
     activity, typical = p.device_activity, p.device_typical
     own_rows = _rows(distinct, activity)
-    typical_rows = (own_rows if activity.height == typical.height and activity["device_id"].equals(typical["device_id"])
-                    else _rows(distinct, typical))
+    typical_rows = own_rows if p.devices_aligned() else _rows(distinct, typical)
     earlier_seen = (_stamps(distinct.join(earlier.select("entity_id", "last_seen"), on="entity_id", how="left",
                                           validate="m:1", maintain_order="left").get_column("last_seen"))
                     if earlier is not None else np.full(distinct.height, _NONE))

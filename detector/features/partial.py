@@ -41,6 +41,7 @@ from detector.features.catalog import EntityKind, measures
 from detector.features.common import (
     as_lazy,
     entity_of,
+    image_hash,
     is_device_target,
     prepare,
     window_measures,
@@ -114,7 +115,7 @@ class PartialProfiles:
                                          .filter(pl.col("account").is_not_null()), "account", "host"),
             "account_actions": _pairs(accounts, "account", "action"),
             "device_issuers": _pairs(device_rows, "device_id", "account"),
-            "image_hashes": (lf.select(pl.col("image_sha256").str.strip_chars().str.to_lowercase(), "time")
+            "image_hashes": (lf.select(image_hash(), "time")
                              .filter(pl.col("image_sha256").is_not_null()).group_by("image_sha256").agg(*_seen())),
             "config_targets": (lf.filter((pl.col("category") == "config_change") & pl.col("target_id").is_not_null())
                                .group_by("target_id").agg(*_seen())),

@@ -31,6 +31,7 @@ from detector.features.catalog import ACCOUNT_MEASURES, DEVICE_MEASURES, EntityK
 from detector.features.common import (
     as_lazy,
     entity_of,
+    image_hash,
     is_device_target,
     prepare,
     typical_aggs,
@@ -203,6 +204,12 @@ class Profiles:
             table = self._derived[name] = build(self).collect()
         return table
 
+    def devices_aligned(self) -> bool:
+        """Whether ``device_activity`` and ``device_typical`` hold one row per device in the same order
+        (as built), so that a row number in one is the same device's row in the other."""
+        activity, typical = self.device_activity, self.device_typical
+        return activity.height == typical.height and activity["device_id"].equals(typical["device_id"])
+
     def restricted(self, events: pl.DataFrame | pl.LazyFrame) -> Profiles:
         """These profiles with the per-device tables cut to the devices *events* touch.
 
@@ -222,7 +229,7 @@ class Profiles:
                for name in ("device_issuers", "device_activity", "device_typical")}
         cut["account_targets"] = self.account_targets.lazy().filter(pl.col("target_id").is_in(devices))
         activity, typical = self.device_activity, self.device_typical
-        aligned = activity.height == typical.height and activity["device_id"].equals(typical["device_id"])
+        aligned = self.devices_aligned()
         if aligned:
             # One row per device in both, in the same order (as built): one lookup cuts both.
             del cut["device_activity"], cut["device_typical"]
@@ -387,7 +394,7 @@ def build_profiles(events: pl.LazyFrame | pl.DataFrame, config: FeatureConfig) -
         "device_issuers": _pairs(devices, "device_id", "account"),
         "device_activity": device_activity.rename({"entity_id": "device_id"}).sort("device_id"),
         "device_typical": device_typical.rename({"entity_id": "device_id"}).sort("device_id"),
-        "image_hashes": (lf.select(pl.col("image_sha256").str.strip_chars().str.to_lowercase(), "time")
+        "image_hashes": (lf.select(image_hash(), "time")
                          .filter(pl.col("image_sha256").is_not_null()).group_by("image_sha256")
                          .agg(*_seen()).sort("image_sha256")),
         "config_targets": (lf.filter((pl.col("category") == "config_change") & pl.col("target_id").is_not_null())

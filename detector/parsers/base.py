@@ -401,6 +401,12 @@ _NO_VALUE_ANY_CASE = tuple(sorted(
     {"".join(chars) for word in _NO_VALUE for chars in itertools.product(*({c, c.upper()} for c in word))}))
 
 
+def first_present(*exprs: pl.Expr | None) -> pl.Expr:
+    """The first non-null of *exprs*, leaving out the None ones (sources a chunk does not have: a pass
+    over a column of nulls still costs one); a null String when none is left."""
+    return pl.coalesce([e for e in exprs if e is not None] or [pl.lit(None, pl.String)])
+
+
 def clean(expr: pl.Expr) -> pl.Expr:
     """Trimmed text, with the usual placeholders for 'nothing' turned into null."""
     return expr.cast(pl.String).str.strip_chars().replace(_NO_VALUE_ANY_CASE, None)
@@ -540,6 +546,10 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
             return pl.lit(None, pl.String)
         return pl.col(c).cast(pl.String) if c in as_they_are else clean(pl.col(c))
 
+    def present(c: str, expr: pl.Expr) -> pl.Expr | None:
+        """*expr* of column *c*, or None when *c* holds nothing (see :func:`first_present`)."""
+        return None if c in nothing else expr
+
     def unless_nothing(c: str, expr: pl.Expr) -> pl.Expr:
         """*expr*, a String that is null where column *c* is null."""
         return pl.lit(None, pl.String) if c in nothing else expr
@@ -566,12 +576,10 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
             {s: s for s in SOURCE_SYSTEMS}, default="other", return_dtype=SourceSystem),
         source_format=pl.lit(source_format),
         host=unless_nothing("host", short_host_expr(pl.col("host"))),
-        host_as_written=pl.coalesce([clean(pl.col(c)) for c in ("host_as_written", "host") if c not in nothing]
-                                    or [pl.lit(None, pl.String)]),
+        host_as_written=first_present(*[present(c, clean(pl.col(c))) for c in ("host_as_written", "host")]),
         account=unless_nothing("account", account_expr(pl.col("account"))),
-        account_domain=pl.coalesce([e for c, e in (("account_domain", clean(pl.col("account_domain"))),
-                                                   ("account", domain_expr(pl.col("account")))) if c not in nothing]
-                                   or [pl.lit(None, pl.String)]),
+        account_domain=first_present(present("account_domain", clean(pl.col("account_domain"))),
+                                     present("account", domain_expr(pl.col("account")))),
         src_ip=unless_nothing("src_ip", ip_expr(pl.col("src_ip"))),
         action=action,
         # Every action has its category: the parser's own category, when it names one of the known, wins.
@@ -580,10 +588,9 @@ def finalize(staged: pl.DataFrame, *, source_format: str, raw_file: str,
             category_of_action,
         ),
         outcome=known_word("outcome", OUTCOMES, "unknown", Outcome),
-        target_count=pl.coalesce(
-            [pl.col("target_count").cast(pl.String).str.strip_chars().cast(pl.Int32, strict=False)]
-            * ("target_count" not in nothing)
-            + [pl.when(pl.col("target_id").is_not_null()).then(pl.lit(1, pl.Int32))]),
+        target_count=first_present(
+            present("target_count", pl.col("target_count").cast(pl.String).str.strip_chars().cast(pl.Int32, strict=False)),
+            pl.when(pl.col("target_id").is_not_null()).then(pl.lit(1, pl.Int32))),
         raw_file=pl.lit(raw_file),
         raw_line=pl.col("raw_line").cast(pl.Int64),
     ).select(list(EVENT_SCHEMA)).cast(EVENT_SCHEMA))

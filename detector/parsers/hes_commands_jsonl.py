@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from detector.parsers.base import Parser, clean, collect, per_distinct
+from detector.parsers.base import Parser, clean, collect, first_present, per_distinct
 from detector.parsers.jsonlines import decode_json_lines
 from detector.schema import Action, Category, Outcome
 
@@ -86,16 +86,13 @@ class HesCommandsJsonl(Parser):
             message): a pass over a column of nulls still costs one."""
             return clean(pl.col(name)) if decoded.get_column(name).null_count() < decoded.height else None
 
-        def first(*exprs: pl.Expr | None) -> pl.Expr:
-            return pl.coalesce([e for e in exprs if e is not None] or [pl.lit(None, pl.String)])
-
         # The chunk query runs without common-subexpression elimination: what several columns read is
         # computed once, as a column of its own, first.
         group, command, action = pl.col("_group"), pl.col("_command"), pl.col("action")
         sha256 = field("sha256")
         return collect(staged.lazy().with_columns(
-            _group=first(field("targetGroup")),
-            _command=first(field("command")),
+            _group=first_present(field("targetGroup")),
+            _command=first_present(field("command")),
             # The event schema's own types: finalize has no word of these to check.
             action=_lookup("command", COMMAND_ACTIONS, "other", Action),
         ).with_columns(
@@ -107,13 +104,13 @@ class HesCommandsJsonl(Parser):
             outcome=_lookup("status", STATUS_OUTCOMES, "unknown", Outcome),
             target_type=pl.when(group.is_not_null()).then(pl.lit("group"))
             .otherwise(_lookup("targetType", TARGET_TYPES, None)),
-            target_id=first(group, field("targetId")),
+            target_id=first_present(group, field("targetId")),
             target_count=pl.col("targetCount"),
             job_id=pl.col("jobId"),
-            native_code=first(field("controlType"), command),
+            native_code=first_present(field("controlType"), command),
             new_value=pl.col("image"),
-            image_sha256=first(sha256 if sha256 is None else sha256.str.to_lowercase()),
-            message=first(field("message"), command),
+            image_sha256=first_present(sha256 if sha256 is None else sha256.str.to_lowercase()),
+            message=first_present(field("message"), command),
             _error=pl.coalesce(
                 pl.col("_error"),
                 pl.when(command.is_null()).then(pl.lit("no command field")),

@@ -98,7 +98,7 @@ def _gunzip(fh: BinaryIO, size: int, path: Path) -> Iterator[bytes]:
 def _looks_binary(sample: bytes) -> bool:
     """Whether most of *sample* is lines holding NUL or other control bytes: a file is binary when
     most of it is, not when one damaged line is (that line becomes a reject)."""
-    if not sample or len(sample.translate(None, _CONTROL_BYTES)) == len(sample):  # no control byte at all
+    if not _has_control(sample):
         return False
     bad = sum(len(line) + 1 for line in sample.split(b"\n") if _CONTROL.search(line))
     return bad > len(sample) // 2
@@ -256,13 +256,18 @@ def _holds_control(data: bytes, lines: int) -> bool:
     """Whether the block of *lines* lines holds a control byte (see :data:`CONTROL_TEXT`).
 
     Counting the bytes below 0x20 takes one vectorized pass: when they are exactly the line ends,
-    there is none (the usual block, a few times faster than the exact test); otherwise deleting the
-    control bytes from the block and comparing lengths says, still a few times faster than a regex
-    over every line. The lines are looked at only when the block holds one.
+    there is none (the usual block, a few times faster than the exact test); otherwise the exact test
+    (:func:`_has_control`) says. The lines are looked at only when the block holds one.
     """
     newlines = lines - (not data.endswith(b"\n"))
     if int(np.count_nonzero(np.frombuffer(data, np.uint8) < 0x20)) == newlines:
         return False
+    return _has_control(data)
+
+
+def _has_control(data: bytes) -> bool:
+    """Whether *data* holds a control byte: deleting them and comparing lengths is a few times faster
+    than a regex over every line."""
     return len(data.translate(None, _CONTROL_BYTES)) != len(data)
 
 

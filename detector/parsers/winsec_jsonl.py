@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -452,7 +452,7 @@ def _stage(**columns: pl.Expr) -> dict[str, pl.Expr]:
 
 
 @functools.lru_cache(maxsize=64)
-def _normalizing(decoded: _Filled) -> tuple[list[dict[str, pl.Expr]], list[str]]:
+def _normalizing(decoded: _Filled) -> tuple[tuple[dict[str, pl.Expr], ...], tuple[str, ...]]:
     """The column stages that normalize a decoded frame of this shape, and the keys of its details.
 
     Built once per shape: building them (some thousand expressions) took longer than running them on
@@ -694,7 +694,7 @@ def _normalizing(decoded: _Filled) -> tuple[list[dict[str, pl.Expr]], list[str]]
                 pl.lit("no event id (EventID, winlog.event_id, event_id or event.code)")),
         ),
     ))
-    return stages, [k for k, _ in details]
+    return tuple(stages), tuple(k for k, _ in details)
 
 
 _MESSAGE_HEAD: Final = 2048  # the Subject block and the event's own fields come first in every message
@@ -727,7 +727,7 @@ def _live(frame: _Filled, expr: pl.Expr) -> bool:
     return not roots or any(c not in frame.columns or c in frame.filled for c in roots)
 
 
-def _with_details(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+def _with_details(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     """``details`` = ``[{key, value}, ...]`` from the columns ``_x_<key>`` of *frame* (dropped), the
     known values in the order of *keys*; null when none is known.
 
