@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from detector.allocator import JEMALLOC_CONF, JEMALLOC_SETTINGS
+from detector.allocator import JEMALLOC_CONF, jemalloc_settings
 
 # This process only (a notebook that imports detector keeps polars' own settings); see detector.allocator.
-os.environ.setdefault(JEMALLOC_CONF, JEMALLOC_SETTINGS)
+os.environ.setdefault(JEMALLOC_CONF, jemalloc_settings())
 
 import io
 import json

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from detector.allocator import JEMALLOC_CONF, JEMALLOC_SETTINGS
+from detector.allocator import JEMALLOC_CONF, jemalloc_settings
 
 # Prints the variable as polars' import found it, then as it is after the import.
 _WATCH = """
@@ -36,9 +36,9 @@ def _run(module: str, conf: str | None) -> list[str]:
 
 def test_the_command_sets_the_allocator_before_polars_loads() -> None:
     at_import, after = _run("detector.cli", None)
-    assert at_import == JEMALLOC_SETTINGS
+    assert at_import == jemalloc_settings() == f"dirty_decay_ms:5000,muzzy_decay_ms:5000,narenas:{os.cpu_count()}"
     # polars puts its own defaults first; jemalloc takes the last value of each setting.
-    assert after.endswith("," + JEMALLOC_SETTINGS)
+    assert after.endswith("," + jemalloc_settings())
 
 
 def test_a_users_allocator_settings_win() -> None:
@@ -49,4 +49,4 @@ def test_a_users_allocator_settings_win() -> None:
 def test_the_library_leaves_the_allocator_alone() -> None:
     at_import, after = _run("detector.api", None)
     assert at_import == "None"
-    assert JEMALLOC_SETTINGS not in after
+    assert "dirty_decay_ms:5000" not in after
