@@ -8,6 +8,13 @@ stderr, and only when stderr is a terminal; ``--quiet`` silences everything but 
 
 from __future__ import annotations
 
+import os
+
+from detector.allocator import JEMALLOC_CONF, jemalloc_settings
+
+# This process only (a notebook that imports detector keeps polars' own settings); see detector.allocator.
+os.environ.setdefault(JEMALLOC_CONF, jemalloc_settings())
+
 import io
 import json
 import shutil

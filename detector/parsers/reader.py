@@ -260,9 +260,20 @@ def _holds_control(data: bytes, lines: int) -> bool:
     (:func:`_has_control`) says. The lines are looked at only when the block holds one.
     """
     newlines = lines - (not data.endswith(b"\n"))
-    if int(np.count_nonzero(np.frombuffer(data, np.uint8) < 0x20)) == newlines:
+    if _count_below_space(data) == newlines:
         return False
     return _has_control(data)
+
+
+_COUNT_STEP = 1 << 20
+
+
+def _count_below_space(data: bytes) -> int:
+    """How many bytes of *data* are below 0x20, a megabyte at a time: one comparison of a whole 16 MiB
+    block would allocate (and fault in) a 16 MiB temporary each time, twice the CPU of reusing a small one."""
+    values = np.frombuffer(data, np.uint8)
+    return sum(int(np.count_nonzero(values[start:start + _COUNT_STEP] < 0x20))
+               for start in range(0, len(values), _COUNT_STEP))
 
 
 def _has_control(data: bytes) -> bool:

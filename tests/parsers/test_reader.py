@@ -139,6 +139,21 @@ def test_each_control_byte_rejects_its_line_and_text_controls_do_not(tmp_path: P
     assert (chunk.text is not None) == text
 
 
+@pytest.mark.parametrize("offset", [0, (1 << 20) - 1, 1 << 20, (3 << 20) + 5])
+def test_a_control_byte_anywhere_in_a_large_block_is_found(tmp_path: Path, offset: int) -> None:
+    """The block's bytes below 0x20 are counted a megabyte at a time: one at either side of a step and
+    deep in the block is seen, and its line alone is rejected."""
+    line = b"x" * 99 + b"\n"
+    data = bytearray(line * ((4 << 20) // len(line)))
+    offset -= offset % len(line) == len(line) - 1  # not on a newline
+    data[offset] = 0x01
+    path = tmp_path / "large.log"
+    path.write_bytes(bytes(data))
+    chunk = next(read_line_chunks(path))
+    assert chunk.bad_lines.get_column("raw_line").to_list() == [offset // len(line) + 1]
+    assert chunk.lines.height == len(data) // len(line) - 1
+
+
 def test_a_utf8_file_with_some_damaged_lines_is_read(tmp_path: Path) -> None:
     path = tmp_path / "some_bad.log"
     path.write_bytes(b"".join(b"ok %d\n" % i if i % 5 else b"bad \xff\xfe %d\n" % i for i in range(1, 101)))
