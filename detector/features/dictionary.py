@@ -29,20 +29,23 @@ class Dictionary:
     """Distinct strings in sorted order, each known by its index (``ids``), found by hash then checked."""
 
     def __init__(self, values: pl.Series) -> None:
-        values = values.cast(pl.String).drop_nulls()
+        values = values.cast(pl.String)
+        complete = values.null_count() == 0
+        values = values.drop_nulls()
         # Most tables come sorted by their key: a sorted column needs only its repeats dropped.
-        ids = values if values.is_sorted() else values.unique().sort()
+        in_order = values.is_sorted()
+        ids = values if in_order else values.unique().sort()
         ids = ids.filter(ids.ne_missing(ids.shift(1)))  # each id once
         self.ids: pl.Series = ids.rename("id")
         # Whether the ids are *values* as given (sorted, distinct, no null): their indices are their rows.
-        self.as_given = len(ids) == len(values) and values.null_count() == 0
+        self.as_given = complete and in_order and len(ids) == len(values)
         hashes = _hashes(self.ids)
         order = np.argsort(hashes, kind="stable")
         self._hashes, self._index = hashes[order], order.astype(np.int64)
         # A bucket per value of the top bits, about two per id: a lookup reads a bucket's few hashes.
         bits = max(len(ids).bit_length() + 1, 1)
         self._shift = np.uint64(64 - bits)
-        self._buckets = np.searchsorted(self._hashes >> self._shift, np.arange((1 << bits) + 1, dtype=np.uint64))
+        self._buckets = _starts((self._hashes >> self._shift).astype(np.intp), 1 << bits)
         self._collisions = bool((np.diff(self._hashes) == 0).any())
 
     def __len__(self) -> int:
@@ -110,6 +113,11 @@ class Dictionary:
         return keys
 
 
+def _starts(groups: np.ndarray, size: int) -> np.ndarray:
+    """Where each of groups 0..size-1 starts in *groups* (sorted), and its end last."""
+    return np.concatenate([[0], np.cumsum(np.bincount(groups, minlength=size))])
+
+
 class Grouped:
     """The rows of a table grouped by the dictionary index of its id column (rows of ids not in the
     dictionary, or null, belong to no group)."""
@@ -121,11 +129,19 @@ class Grouped:
             order = np.argsort(grouped, kind="stable")
             inside, grouped = inside[order], grouped[order]
         self._rows = inside
-        self._starts = np.searchsorted(grouped, np.arange(size + 1))
+        self._starts = _starts(grouped, size)
         has = self._starts[:-1] < self._starts[1:]
         # Each id's first row, and a last -1 for ids not in the dictionary (-1).
         self._first = np.full(size + 1, -1, dtype=np.int64)
         self._first[:-1][has] = self._rows[self._starts[:-1][has]]
+
+    @classmethod
+    def one_each(cls, size: int) -> Grouped:
+        """Rows 0..size-1, row i of id i (a table the dictionary was made of, as given)."""
+        grouped = cls.__new__(cls)
+        grouped._rows, grouped._starts = np.arange(size, dtype=np.int64), np.arange(size + 1, dtype=np.int64)
+        grouped._first = np.append(grouped._rows, -1)
+        return grouped
 
     def first_of(self, ids: np.ndarray) -> np.ndarray:
         """The first row of each id at dictionary indices *ids* (-1 for an id without rows, or -1)."""
@@ -150,31 +166,33 @@ class DeviceIndex:
     Built once per model (:meth:`~detector.features.profiles.Profiles.device_index`).
     """
 
-    def __init__(self, activity: pl.DataFrame, typical: pl.DataFrame, issuers: pl.DataFrame,
-                 targets: pl.DataFrame) -> None:
-        columns = (activity["device_id"], typical["device_id"], issuers["device_id"], targets["target_id"])
+    def __init__(self, activity: pl.DataFrame, typical: pl.DataFrame, issuers: pl.DataFrame) -> None:
+        columns = (activity["device_id"], typical["device_id"], issuers["device_id"])
         devices = Dictionary(columns[0])
-        at_rows = np.arange(len(columns[0]), dtype=np.int64)
-        found = [at_rows if devices.as_given else devices.find(columns[0]),
+        found = [None if devices.as_given else devices.find(columns[0]),
                  None if columns[1].equals(columns[0]) else devices.find(columns[1]),
-                 *[devices.find_in(column) for column in columns[2:]]]
+                 devices.find_in(columns[2])]
         if any(f is not None and ((f < 0) & column.is_not_null().to_numpy()).any()
                for f, column in zip(found, columns, strict=True)):
             devices = Dictionary(pl.concat([c.cast(pl.String) for c in columns]))  # ids beyond device_activity's
             found = [devices.find_in(column) for column in columns]
         self.devices = devices
         n = len(devices)
-        self.activity = Grouped(found[0], n)
+        # None: device_activity itself, as given (sorted, distinct), or device_typical aligned with it.
+        self.activity = Grouped.one_each(n) if found[0] is None else Grouped(found[0], n)
         self.typical = self.activity if found[1] is None else Grouped(found[1], n)
-        self.issuers, self.targets = Grouped(found[2], n), Grouped(found[3], n)
+        self.issuers = Grouped(found[2], n)
         # Known pairs: a use in the baseline (flag_new's `_known > 0`), keyed device * width + account.
-        used = issuers.filter(pl.col("events") > 0)
-        self.accounts = Dictionary(used["account"])
-        device, account = devices.find_in(used["device_id"]), self.accounts.find(used["account"])
+        used = (issuers["events"] > 0).fill_null(False).to_numpy()
+        self.accounts = Dictionary(issuers["account"].filter(pl.Series(used)))
+        device, account = found[2][used], self.accounts.find(issuers["account"].filter(pl.Series(used)))
         both = (device >= 0) & (account >= 0)
         self._width = max(len(self.accounts), 1)
-        pairs = np.sort(device[both] * self._width + account[both])
-        self._pairs = pairs[np.append(True, pairs[1:] != pairs[:-1])] if len(pairs) else pairs
+        pairs = device[both] * self._width + account[both]
+        if (np.diff(pairs) <= 0).any():  # sorted already when the table is (by device, then account)
+            pairs = np.sort(pairs)
+            pairs = pairs[np.append(True, pairs[1:] != pairs[:-1])]
+        self._pairs = pairs
 
     def known_pairs(self, device: np.ndarray, account: np.ndarray) -> np.ndarray:
         """Whether each (device index, index in :attr:`accounts`) is a pair of the baseline (-1: neither

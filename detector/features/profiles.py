@@ -220,7 +220,7 @@ class Profiles:
         """The devices of the (whole) profiles as integers (:class:`~detector.features.dictionary.DeviceIndex`),
         built once: what windows and :meth:`restricted` look a slice's devices up in."""
         index: DeviceIndex = self._kept("device_index", lambda p: DeviceIndex(
-            p.device_activity, p.device_typical, p.device_issuers, p.account_targets))
+            p.device_activity, p.device_typical, p.device_issuers))
         return index
 
     def devices_aligned(self) -> bool:
@@ -254,7 +254,10 @@ class Profiles:
         tables: dict[str, Any] = {
             name: getattr(whole, name)[grouped.rows(ids)] for name, grouped in (
                 ("device_activity", index.activity), ("device_typical", index.typical),
-                ("device_issuers", index.issuers), ("account_targets", index.targets))}
+                ("device_issuers", index.issuers))}
+        # Pairs of an account and any target: a set lookup of the events' device ids.
+        tables["account_targets"] = self.account_targets.filter(
+            pl.col("target_id").is_in(devices.drop_nulls().unique().implode()))
         restricted = replace(self, **tables)
         object.__setattr__(restricted, "_whole", whole)
         object.__setattr__(restricted, "_devices", ids)

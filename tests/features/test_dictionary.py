@@ -65,6 +65,9 @@ def test_order_keys_sort_as_the_strings(ids: list[str], values: list[str | None]
 def test_the_ids_are_sorted_and_distinct_and_an_empty_dictionary_finds_nothing(lookup: str) -> None:
     dictionary = Dictionary(pl.Series(["m2", None, "m1", "m2", "g"]))
     assert dictionary.ids.to_list() == ["g", "m1", "m2"]
+    assert not dictionary.as_given
+    assert Dictionary(pl.Series(["a", "b"])).as_given
+    assert not any(Dictionary(pl.Series(v)).as_given for v in (["b", "a"], ["a", "a"], [None, "a"], ["a", None]))
     assert dictionary.find(pl.Series(["m2", "x", None, "g"])).tolist() == [2, -1, -1, 0]
     assert Dictionary(pl.Series([], dtype=pl.String)).find(pl.Series(["a", None])).tolist() == [-1, -1]
     assert Dictionary(pl.Series(["a"])).find(pl.Series([], dtype=pl.String)).tolist() == []
@@ -101,17 +104,16 @@ def test_an_index_of_tables_that_name_devices_device_activity_lacks() -> None:
     activity = pl.DataFrame({"device_id": ["b", "a"]})
     typical = pl.DataFrame({"device_id": ["a", "c"]})
     issuers = pl.DataFrame({"device_id": ["c", "b", None], "account": ["x", "y", "x"], "events": [1, 0, 1]})
-    targets = pl.DataFrame({"target_id": ["d", "a"]})
-    index = DeviceIndex(activity, typical, issuers, targets)
-    assert index.devices.ids.to_list() == ["a", "b", "c", "d"]
-    everything = np.arange(4)
-    assert index.activity.first_of(everything).tolist() == [1, 0, -1, -1]
-    assert index.typical.first_of(everything).tolist() == [0, -1, 1, -1]
+    index = DeviceIndex(activity, typical, issuers)
+    assert index.devices.ids.to_list() == ["a", "b", "c"]
+    everything = np.arange(3)
+    assert index.activity.first_of(everything).tolist() == [1, 0, -1]
+    assert index.typical.first_of(everything).tolist() == [0, -1, 1]
     assert index.issuers.rows(everything).tolist() == [0, 1]
-    assert index.targets.rows(np.array([0, 3])).tolist() == [0, 1]
+    assert index.issuers.rows(np.array([0])).tolist() == []
     x = index.accounts.find(pl.Series(["x"]))[0]
     assert index.known_pairs(np.array([2, 1, 0]), np.array([x, x, x])).tolist() == [True, False, False]
-    empty = DeviceIndex(activity.clear(), typical.clear(), issuers.clear(), targets.clear())
+    empty = DeviceIndex(activity.clear(), typical.clear(), issuers.clear())
     assert not empty.known_pairs(np.array([0, -1]), np.array([0, 0])).any()
 
 
