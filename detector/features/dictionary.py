@@ -181,11 +181,13 @@ class DeviceIndex:
         # None: device_activity itself, as given (sorted, distinct), or device_typical aligned with it.
         self.activity = Grouped.one_each(n) if found[0] is None else Grouped(found[0], n)
         self.typical = self.activity if found[1] is None else Grouped(found[1], n)
-        self.issuers = Grouped(found[2], n)
+        issuer_devices = found[2]
+        assert issuer_devices is not None
+        self.issuers = Grouped(issuer_devices, n)
         # Known pairs: a use in the baseline (flag_new's `_known > 0`), keyed device * width + account.
         used = (issuers["events"] > 0).fill_null(False).to_numpy()
         self.accounts = Dictionary(issuers["account"].filter(pl.Series(used)))
-        device, account = found[2][used], self.accounts.find(issuers["account"].filter(pl.Series(used)))
+        device, account = issuer_devices[used], self.accounts.find(issuers["account"].filter(pl.Series(used)))
         both = (device >= 0) & (account >= 0)
         self._width = max(len(self.accounts), 1)
         pairs = device[both] * self._width + account[both]

@@ -67,7 +67,7 @@ def _device_events(events: pl.LazyFrame, p: Profiles, config: FeatureConfig) -> 
     (:meth:`~detector.features.dictionary.Dictionary.order_keys`), so the windows come out in the
     general query's order.
     """
-    devices = events.filter(is_device_target()).select(
+    selected = events.filter(is_device_target()).select(
         "time", "account",
         # Their Enums (a no-op for events in the normalized schema): the counts compare codes.
         category=pl.col("category").cast(pl.Enum(CATEGORIES)),
@@ -80,7 +80,7 @@ def _device_events(events: pl.LazyFrame, p: Profiles, config: FeatureConfig) -> 
         _devices=devices_reached(),
     )
     _, images = known_issuers_and_images(p)
-    devices = flag_new(devices, "image_sha256", {"_new_image": images}, leave_window_out=False).collect()
+    devices = flag_new(selected, "image_sha256", {"_new_image": images}, leave_window_out=False).collect()
     names = devices.select("entity_id", "account")
     index = p.device_index()
     ids, accounts = names.get_column("entity_id"), names.get_column("account")
@@ -95,7 +95,7 @@ def _device_events(events: pl.LazyFrame, p: Profiles, config: FeatureConfig) -> 
     # baseline); looked up in device order. Null accounts have the only negative key.
     device, issuer = keyed.get_column("_device").to_numpy(), keyed.get_column("_issuer").to_numpy()
     new_issuer = ((keyed.get_column("_account_key").to_numpy() >= 0) & ~index.known_pairs(device, issuer)
-                  if p.has_baseline else np.zeros(keyed.height, dtype=bool))
+                  if p.has_baseline else np.zeros(keyed.height, dtype=np.bool_))
     return keyed.with_columns(pl.Series("_new_issuer", new_issuer)), names
 
 
@@ -267,7 +267,7 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     # One measure a column of that stack, nulls read as 0.
     stack = pl.concat([frame.select(pl.col(DEVICE_MEASURES).cast(pl.Float64)) for frame in (typical, medians)]
                       ).fill_null(0.0).to_numpy(order="fortran")
-    negative = (stack < 0).any(axis=0)
+    negative = np.asarray((stack < 0).any(axis=0))
 
     device_type = pl.Series("device_type", _TYPES, pl.String).gather(runs.min(devices.get_column("_type").to_numpy()))
     peer_row = device_type.replace_strict(peers.get_column("device_type"), range(k), default=-1,
@@ -296,7 +296,8 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
 
     # Each feature a Series as soon as it is computed (a day's windows: 2 MB a column).
     features = {
-        **{f"excess_{m}": pl.Series(_excess(counts[m], stack[:, j], source, negative[j])) for j, m in enumerate(DEVICE_MEASURES)},
+        **{f"excess_{m}": pl.Series(_excess(counts[m], stack[:, j], source, bool(negative[j])))
+           for j, m in enumerate(DEVICE_MEASURES)},
         "failure_ratio": pl.Series(counts["failures"]) / pl.Series(counts["events"]),
         "new_issuer_count": pl.Series(np.where(has_baseline, _log1p(counts["_iss_new"]), 0.0)),
         "new_image_hash_count": pl.Series(_log1p(counts["_img_new"])),

@@ -234,12 +234,14 @@ class Profiles:
 
         ``device_issuers``, ``device_activity``, ``device_typical`` and ``account_targets`` hold a
         row per device (or per account and device) of the whole baseline: hundreds of thousands of
-        rows for a large fleet, of which a day of logs touches a fraction. Windows and signals only
-        look them up by the devices of their own events, so joining the cut tables gives the same
-        windows, at a cost that follows the events rather than the fleet. What is derived from the
-        profiles as a whole (the peers' and the median device's typical values) is still derived
-        from the whole (:meth:`derived`). Account tables are kept whole: they are small, and some
-        comparisons are global (an address no account used).
+        rows for a large fleet, of which a few flagged windows touch a handful. Windows and signals
+        only look them up by the devices of their own events, so joining the cut tables gives the
+        same windows, at a cost that follows the events rather than the fleet (the detail of flagged
+        device windows; lean device windows read the whole tables by index instead). The rows are
+        taken by index (:meth:`device_index`); cut profiles cut again stay within their first cut.
+        What is derived from the profiles as a whole (the peers' and the median device's typical
+        values, the device index) is still derived from the whole (:meth:`derived`). Account tables
+        are kept whole: they are small, and some comparisons are global (an address no account used).
         """
         whole = self.whole
         index = whole.device_index()
