@@ -7,11 +7,13 @@ device's own profile row, its type's median device or everyone's. The general qu
 each of some thirty aggregations, three profile joins and a chain of conditional expressions per
 measure. Here instead:
 
-- the device events are sorted by device and window once, so a window is a run of rows: the runs'
-  starts give every count with one ``numpy`` reduction over whole arrays (``reduceat``/``bincount``),
-  distinct issuers included (the rows of a window are sorted by account too);
-- a device's profile row is found once per device (a join of the slice's distinct devices), and
-  every typical value a window may be compared with (its own, its type's median device's, the
+- each event's device and account are found in the model's device index
+  (:meth:`~detector.features.profiles.Profiles.device_index`, built once per model) and the events
+  sorted by integer keys of device, window and account once, so a window is a run of rows: the
+  runs' starts give every count with one ``numpy`` reduction over whole arrays
+  (``reduceat``/``bincount``), distinct issuers included, and a new issuer is a (device, account)
+  pair of integers the index does not hold;
+- a device's profile rows are taken by index from the whole tables, and every typical value a window may be compared with (its own, its type's median device's, the
   median device's) is one stacked array per measure, from which a window takes one element by
   index rather than choosing between three joined columns; only windows where the measure
   occurred need it (no count, no excess).
