@@ -248,7 +248,7 @@ def fold_windows(piece: pl.DataFrame, profiles: Profiles, config: Config,
     """The training windows of a fold's *piece* of a slice (attributed events), by entity kind
     (keys and feature columns), given the fold's history *profiles* and its entities' activity
     earlier in the fold."""
-    built = build_features(piece.lazy(), profiles.restricted(piece), config.features, last_seen, detail=False)
+    built = build_features(piece.lazy(), profiles, config.features, last_seen, detail=False)
     return dict(zip(ENTITY_KINDS, _collect(*[built[kind].select(*KEY, *feature_columns(kind))
                                              for kind in ENTITY_KINDS]), strict=True))
 

@@ -120,7 +120,7 @@ class Windowed:
     count: int  # events in the slice, before scored_from
     events: pl.DataFrame  # its events from scored_from on, attributed
     windows: dict[str, pl.DataFrame]  # lean windows, by entity kind
-    profiles: Profiles  # the model's, cut to the slice's devices (Profiles.restricted)
+    profiles: Profiles  # the model's (device windows look devices up by index; detail cuts its own)
     sessions: pl.DataFrame  # the logon sessions to carry to the next slice
 
 
@@ -131,10 +131,9 @@ def slice_windows(frame: pl.DataFrame, sessions: pl.DataFrame | None, last_seen:
     count = frame.height if count is None else count
     if not frame.height:
         return Windowed(count, frame, {}, profiles, carried)
-    # The day's devices are a fraction of the fleet's: joins with the cut tables follow the events.
-    own = profiles.restricted(frame)
-    windows = lean_windows(frame, model, config, profiles=own, earlier=last_seen)
-    return Windowed(count, frame, windows, own, carried)
+    # Not cut to the slice's devices (Profiles.restricted): lean device windows find their rows by index.
+    windows = lean_windows(frame, model, config, profiles=profiles, earlier=last_seen)
+    return Windowed(count, frame, windows, profiles, carried)
 
 
 def _lean_windows(slices: SliceSource, model: Model, profiles: Profiles, config: Config | None,

@@ -84,7 +84,7 @@ def entity_of(kind: EntityKind) -> pl.Expr:
     it has none."""
     if kind == "account":
         return pl.coalesce("attributed_account", "account",
-                           pl.when(pl.col("action").cast(pl.String).is_in(ACTORLESS) & pl.col("host").is_not_null())
+                           pl.when(pl.col("action").is_in(ACTORLESS) & pl.col("host").is_not_null())
                            .then(pl.col("host").str.to_lowercase() + pl.lit("$")))
     return pl.when(is_device_target()).then(pl.col("target_id"))
 
@@ -105,7 +105,8 @@ def image_hash() -> pl.Expr:
 
 
 def is_command() -> pl.Expr:
-    return pl.col("category").cast(pl.String).is_in(COMMAND_CATEGORIES)
+    # Compared as the schema's Enum (no string per event); a String column compares the same.
+    return pl.col("category").is_in(COMMAND_CATEGORIES)
 
 
 def in_baseline(baseline_start: object, baseline_end: object) -> pl.Expr:
@@ -147,7 +148,7 @@ def prepare(events: pl.LazyFrame, entity: pl.Expr, config: FeatureConfig, baseli
             # filter over the many-chunk frames the parsers return (index out of bounds in a string view).
             _evidence=pl.concat_str([pl.col("raw_file"), pl.lit(":"), pl.col("raw_line").cast(pl.String)]),
             _devices=devices_reached(),
-            _control=pl.col("action").cast(pl.String).is_in(CONTROL_ACTIONS),
+            _control=pl.col("action").is_in(CONTROL_ACTIONS),  # the events' Enum, before the cast above
             _config_target=pl.when(pl.col("category") == "config_change").then(pl.col("target_id")),
         )
         .with_columns(_control_devices=pl.when("_control").then(pl.col("_devices")).otherwise(0))

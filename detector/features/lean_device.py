@@ -7,11 +7,13 @@ device's own profile row, its type's median device or everyone's. The general qu
 each of some thirty aggregations, three profile joins and a chain of conditional expressions per
 measure. Here instead:
 
-- the device events are sorted by device and window once, so a window is a run of rows: the runs'
-  starts give every count with one ``numpy`` reduction over whole arrays (``reduceat``/``bincount``),
-  distinct issuers included (the rows of a window are sorted by account too);
-- a device's profile row is found once per device (a join of the slice's distinct devices), and
-  every typical value a window may be compared with (its own, its type's median device's, the
+- each event's device and account are found in the model's device index
+  (:meth:`~detector.features.profiles.Profiles.device_index`, built once per model) and the events
+  sorted by integer keys of device, window and account once, so a window is a run of rows: the
+  runs' starts give every count with one ``numpy`` reduction over whole arrays
+  (``reduceat``/``bincount``), distinct issuers included, and a new issuer is a (device, account)
+  pair of integers the index does not hold;
+- a device's profile rows are taken by index from the whole tables, and every typical value a window may be compared with (its own, its type's median device's, the
   median device's) is one stacked array per measure, from which a window takes one element by
   index rather than choosing between three joined columns; only windows where the measure
   occurred need it (no count, no excess).
@@ -57,10 +59,17 @@ _TYPES: Final = tuple(sorted(DEVICE_TARGET_TYPES))
 _SOURCES: Final = ("own", "peers", "all", "none")
 
 
-def _device_events(events: pl.LazyFrame, p: Profiles, config: FeatureConfig) -> pl.DataFrame:
+def _device_events(events: pl.LazyFrame, p: Profiles, config: FeatureConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The events with a device target, sorted by device and window, with what the windows read:
-    Enum codes for action, category and outcome, a code for the target type, and the novelty flags."""
-    devices = events.filter(is_device_target()).select(
+    Enum codes for action, category and outcome, a code for the target type, the novelty flags and
+    the device's index in the model (``_device``, -1 for a device it does not know); and the device
+    id and account of each event in their first order (``_row`` of the sorted rows is a row there).
+
+    Devices and accounts are sorted by integer keys that sort as their strings
+    (:meth:`~detector.features.dictionary.Dictionary.order_keys`), so the windows come out in the
+    general query's order.
+    """
+    selected = events.filter(is_device_target()).select(
         "time", "account",
         # Their Enums (a no-op for events in the normalized schema): the counts compare codes.
         category=pl.col("category").cast(pl.Enum(CATEGORIES)),
@@ -72,11 +81,24 @@ def _device_events(events: pl.LazyFrame, p: Profiles, config: FeatureConfig) -> 
         image_sha256=image_hash(),
         _devices=devices_reached(),
     )
-    issuers, images = known_issuers_and_images(p)
-    devices = flag_new(devices, "account", {"_new_issuer": issuers}, leave_window_out=False)
-    devices = flag_new(devices, "image_sha256", {"_new_image": images}, leave_window_out=False)
+    _, images = known_issuers_and_images(p)
+    devices = flag_new(selected, "image_sha256", {"_new_image": images}, leave_window_out=False).collect()
+    names = devices.select("entity_id", "account")
+    index = p.device_index()
+    ids, accounts = names.get_column("entity_id"), names.get_column("account")
+    device, issuer = index.devices.find(ids), index.accounts.find(accounts)
+    keyed = devices.drop("entity_id", "account").with_columns(
+        pl.Series("_device", device), pl.Series("_device_key", index.devices.order_keys(ids, device)),
+        pl.Series("_issuer", issuer), pl.Series("_account_key", index.accounts.order_keys(accounts, issuer)),
+        pl.Series("_row", np.arange(devices.height)))
     # By account too (at no extra cost): a window's distinct issuers are then its runs of accounts.
-    return devices.sort("entity_id", "window_start", "account").collect(engine="in-memory")
+    keyed = keyed.sort("_device_key", "window_start", "_account_key")
+    # An issuer is new for a device unless the baseline holds the pair (nothing is new without a
+    # baseline); looked up in device order. Null accounts have the only negative key.
+    device, issuer = keyed.get_column("_device").to_numpy(), keyed.get_column("_issuer").to_numpy()
+    new_issuer = ((keyed.get_column("_account_key").to_numpy() >= 0) & ~index.known_pairs(device, issuer)
+                  if p.has_baseline else np.zeros(keyed.height, dtype=np.bool_))
+    return keyed.with_columns(pl.Series("_new_issuer", new_issuer)), names
 
 
 def known_issuers_and_images(p: Profiles) -> tuple[pl.LazyFrame | None, pl.LazyFrame | None]:
@@ -97,7 +119,7 @@ class _Runs:
     """The windows of events sorted by device and window: each a run of rows, found by its start."""
 
     def __init__(self, devices: pl.DataFrame) -> None:
-        entity, window = devices.get_column("entity_id"), devices.get_column("window_start")
+        entity, window = devices.get_column("_device_key"), devices.get_column("window_start")
         new_device = entity.ne_missing(entity.shift(1)).to_numpy()
         new_window = self.new_window = new_device | window.ne_missing(window.shift(1)).to_numpy()
         self.starts = np.flatnonzero(new_window)
@@ -142,9 +164,9 @@ def _measures(devices: pl.DataFrame, runs: _Runs, config: FeatureConfig) -> dict
         burst[per_burst.get_column("_window").to_numpy()] = per_burst.get_column("_n").to_numpy()
     # Distinct issuers: the first row of each account's run in a window (rows sorted by account in
     # it); an issuer is new or not for the whole run (the flag is per device and account).
-    account = devices.get_column("account")
-    first_of_account = runs.new_window | account.ne_missing(account.shift(1)).to_numpy()
-    issuing = first_of_account & account.is_not_null().to_numpy()
+    account = devices.get_column("_account_key").to_numpy()
+    first_of_account = runs.new_window | (account != np.roll(account, 1))
+    issuing = first_of_account & (account >= 0)  # null accounts have the only negative key
     # New image hashes are rare: counted over their few rows.
     new_images = np.zeros(runs.count, dtype=np.int64)
     per_image = (devices.lazy().with_columns(_window=pl.Series(runs.window_of)).filter("_new_image")
@@ -159,17 +181,32 @@ def _log1p(values: np.ndarray) -> np.ndarray:
     return pl.Series(values).cast(pl.Float64).log1p().to_numpy()
 
 
-def _excess(count: np.ndarray, typical: np.ndarray, source: np.ndarray) -> np.ndarray:
+# Counts up to this are put through log1p as a table of every count from 0.
+_LOG1P_TABLE: Final = 1 << 16
+
+
+def _log1p_counts(count: np.ndarray) -> np.ndarray:
+    """:func:`_log1p` of non-negative integer counts."""
+    if not len(count) or count.max() >= _LOG1P_TABLE:
+        return _log1p(count)
+    return _log1p(np.arange(count.max() + 1))[count]
+
+
+def _excess(count: np.ndarray, typical: np.ndarray, source: np.ndarray, negative: bool) -> np.ndarray:
     """``max(0, log1p(count) - log1p(typical))`` per window, with each window's typical value at its
-    *source* row of *typical* (nulls already read as 0: the measure never occurred).
+    *source* row of *typical* (nulls already read as 0: the measure never occurred); *negative*:
+    whether any typical value is negative.
 
     Typical values are medians of positive counts, so their log1p is never negative and a count of
     0 has no excess: only the windows with a count are computed (a window has a few of the measures).
     """
     excess = np.zeros(len(count))
-    at = np.flatnonzero(count) if not (typical < 0).any() else np.arange(len(count))
+    at = np.flatnonzero(count) if not negative else np.arange(len(count))
     # fmax: a NaN (a corrupt typical value) gives 0, as the general query's fill_nan.
-    excess[at] = np.fmax(_log1p(count[at]) - _log1p(typical[source[at]]), 0.0)
+    rows = source[at]
+    # log1p of each typical value once, or of those the windows read when they are fewer.
+    logged = _log1p(typical)[rows] if len(rows) > len(typical) else _log1p(typical[rows])
+    excess[at] = np.fmax(_log1p_counts(count[at]) - logged, 0.0)
     return excess
 
 
@@ -191,22 +228,27 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     """``device_windows(events, p, config, earlier, detail=False)`` for *events* none of which lie in
     the baseline period; *peers* and *everyone* are the typical values of the median device per
     type and overall (as :func:`~detector.features.device.device_windows` derives them)."""
-    devices = _device_events(events, p, config)
+    devices, names = _device_events(events, p, config)
     runs = _Runs(devices)
     counts = _measures(devices, runs, config)
     starts = runs.starts
 
-    # The slice's distinct devices and their rows in the profile tables (-1: none).
+    # The slice's distinct devices and their rows in the (whole) profile tables (-1: none).
     device_of = np.cumsum(runs.device_first) - 1
-    distinct = devices.select(pl.col("entity_id").gather(starts[runs.device_first]))
-    activity, typical = p.device_activity, p.device_typical
-    own_rows = _rows(distinct, activity)
-    typical_rows = own_rows if p.devices_aligned() else _rows(distinct, typical)
+    index, whole = p.device_index(), p.whole
+    heads = starts[runs.device_first]
+    first_device = devices.get_column("_device").to_numpy()[heads]
+    activity_rows, typical_rows = index.activity.first_of(first_device), index.typical.first_of(first_device)
+    rows = devices.get_column("_row").to_numpy()
+    distinct = names.select(pl.col("entity_id").gather(rows[heads]))
     earlier_seen = (_stamps(distinct.join(earlier.select("entity_id", "last_seen"), on="entity_id", how="left",
                                           validate="m:1", maintain_order="left").get_column("last_seen"))
                     if earlier is not None else np.full(distinct.height, _NONE))
-
-    row = own_rows[device_of]
+    activity = whole.device_activity.select("events", "active_days", "last_seen")[activity_rows[activity_rows >= 0]]
+    # The slice's own typical rows, then the medians: a window's typical value is one of these rows.
+    typical = whole.device_typical.select(DEVICE_MEASURES)[typical_rows[typical_rows >= 0]]
+    own_typical = np.where(typical_rows >= 0, np.cumsum(typical_rows >= 0) - 1, -1)
+    row = np.where(activity_rows >= 0, np.cumsum(activity_rows >= 0) - 1, activity.height)[device_of]
 
     def looked_up(values: np.ndarray, missing: object) -> np.ndarray:  # each window's device's value
         return np.append(values, np.array([missing], dtype=values.dtype))[row]
@@ -224,9 +266,10 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     medians = pl.concat([peers.select(DEVICE_MEASURES), everyone.select(DEVICE_MEASURES),
                          pl.DataFrame({m: [0.0] for m in DEVICE_MEASURES})], how="vertical_relaxed")
 
-    def typical_values(m: str) -> np.ndarray:  # one measure's column of that stack, nulls read as 0
-        column = pl.concat([typical.get_column(m).cast(pl.Float64), medians.get_column(m).cast(pl.Float64)])
-        return column.fill_null(0.0).to_numpy()
+    # One measure a column of that stack, nulls read as 0.
+    stack = pl.concat([frame.select(pl.col(DEVICE_MEASURES).cast(pl.Float64)) for frame in (typical, medians)]
+                      ).fill_null(0.0).to_numpy(order="fortran")
+    negative = np.asarray((stack < 0).any(axis=0))
 
     device_type = pl.Series("device_type", _TYPES, pl.String).gather(runs.min(devices.get_column("_type").to_numpy()))
     peer_row = device_type.replace_strict(peers.get_column("device_type"), range(k), default=-1,
@@ -234,7 +277,7 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
     has_data = p.has_baseline
     use_own = has_data & has_baseline
     use_peers = has_data & ~has_baseline & (peer_row >= 0)
-    own_typical = typical_rows[device_of]
+    own_typical = own_typical[device_of]
     source = np.where(use_own, np.where(own_typical >= 0, own_typical, n + k + 1),
                       np.where(use_peers, n + peer_row, n + k))
     typical_source = np.where(use_own, 0, np.where(use_peers, 1, 2)) if has_data else np.full(runs.count, 3)
@@ -255,15 +298,16 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
 
     # Each feature a Series as soon as it is computed (a day's windows: 2 MB a column).
     features = {
-        **{f"excess_{m}": pl.Series(_excess(counts[m], typical_values(m), source)) for m in DEVICE_MEASURES},
+        **{f"excess_{m}": pl.Series(_excess(counts[m], stack[:, j], source, bool(negative[j])))
+           for j, m in enumerate(DEVICE_MEASURES)},
         "failure_ratio": pl.Series(counts["failures"]) / pl.Series(counts["events"]),
         "new_issuer_count": pl.Series(np.where(has_baseline, _log1p(counts["_iss_new"]), 0.0)),
         "new_image_hash_count": pl.Series(_log1p(counts["_img_new"])),
     }
-    keys = devices.select(pl.col("entity_id", "window_start").gather(starts))
+    keys = devices.select(pl.col("window_start").gather(starts))
     return pl.DataFrame([
         pl.Series("entity_kind", ["device"] * runs.count, pl.String),
-        keys.get_column("entity_id"),
+        names.get_column("entity_id").gather(rows[starts]),
         keys.get_column("window_start"),
         keys.get_column("window_start").dt.offset_by(config.window).alias("window_end"),
         pl.Series("event_count", counts["events"], pl.Int64),
@@ -280,9 +324,3 @@ def lean_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig
         dormancy_days,
     ]).lazy()
 
-
-def _rows(distinct: pl.DataFrame, table: pl.DataFrame) -> np.ndarray:
-    """Each of *distinct*'s devices' row in profile *table* (keyed by ``device_id``), -1 if none."""
-    rows = table.select(pl.col("device_id").alias("entity_id")).with_row_index("_row")
-    return (distinct.join(rows, on="entity_id", how="left", validate="m:1", maintain_order="left")
-            .get_column("_row").cast(pl.Int64).fill_null(-1).to_numpy())

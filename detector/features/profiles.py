@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Final, Self
 
+import numpy as np
 import polars as pl
 
 from detector.errors import InputError
@@ -38,6 +39,7 @@ from detector.features.common import (
     window_measures,
 )
 from detector.features.config import DEFAULT_WINDOW, FeatureConfig
+from detector.features.dictionary import DeviceIndex
 from detector.features.sessions import active_hours, idle_session_hours, presence, session_marks
 from detector.schema import UTC_US
 
@@ -164,10 +166,12 @@ class Profiles:
     window: str = DEFAULT_WINDOW
     event_count: int = 0
 
-    # Tables computed from the ones above, kept on first use: see derived().
-    _derived: dict[str, pl.DataFrame] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Tables (and the device index) computed from the ones above, kept on first use: see derived().
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     # The profiles these were cut from (restricted()): what is derived comes from the whole.
     _whole: Profiles | None = field(default=None, init=False, repr=False, compare=False)
+    # The devices (indices in the whole's device_index()) they were cut to.
+    _devices: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     TABLES: ClassVar[tuple[str, ...]] = tuple(PROFILE_SCHEMAS)
 
@@ -197,12 +201,27 @@ class Profiles:
         A scan builds windows against the same profiles day after day; what depends on the profiles
         alone (the typical values of peer groups, say) is then computed once, not every day.
         """
-        if self._whole is not None:
-            return self._whole.derived(name, build)
-        table = self._derived.get(name)
-        if table is None:
-            table = self._derived[name] = build(self).collect()
+        table: pl.DataFrame = self._kept(name, lambda p: build(p).collect())
         return table
+
+    def _kept(self, name: str, build: Callable[[Profiles], Any]) -> Any:
+        """``build(whole)`` of the whole profiles (these, or those these were cut from), computed once."""
+        whole = self.whole
+        if name not in whole._derived:
+            whole._derived[name] = build(whole)
+        return whole._derived[name]
+
+    @property
+    def whole(self) -> Profiles:
+        """The profiles these were cut from (:meth:`restricted`), or these."""
+        return self._whole if self._whole is not None else self
+
+    def device_index(self) -> DeviceIndex:
+        """The devices of the (whole) profiles as integers (:class:`~detector.features.dictionary.DeviceIndex`),
+        built once: what windows and :meth:`restricted` look a slice's devices up in."""
+        index: DeviceIndex = self._kept("device_index", lambda p: DeviceIndex(
+            p.device_activity, p.device_typical, p.device_issuers))
+        return index
 
     def devices_aligned(self) -> bool:
         """Whether ``device_activity`` and ``device_typical`` hold one row per device in the same order
@@ -215,31 +234,35 @@ class Profiles:
 
         ``device_issuers``, ``device_activity``, ``device_typical`` and ``account_targets`` hold a
         row per device (or per account and device) of the whole baseline: hundreds of thousands of
-        rows for a large fleet, of which a day of logs touches a fraction. Windows and signals only
-        look them up by the devices of their own events, so joining the cut tables gives the same
-        windows, at a cost that follows the events rather than the fleet. What is derived from the
-        profiles as a whole (the peers' and the median device's typical values) is still derived
-        from the whole (:meth:`derived`). Account tables are kept whole: they are small, and some
-        comparisons are global (an address no account used).
+        rows for a large fleet, of which a few flagged windows touch a handful. Windows and signals
+        only look them up by the devices of their own events, so joining the cut tables gives the
+        same windows, at a cost that follows the events rather than the fleet (the detail of flagged
+        device windows; lean device windows read the whole tables by index instead). The rows are
+        taken by index (:meth:`device_index`); cut profiles cut again stay within their first cut.
+        What is derived from the profiles as a whole (the peers' and the median device's typical
+        values, the device index) is still derived from the whole (:meth:`derived`). Account tables
+        are kept whole: they are small, and some comparisons are global (an address no account used).
         """
-        whole = self._whole if self._whole is not None else self
-        # A set lookup per row: a little faster than a semi join here, and keeps the tables' order.
-        devices = as_lazy(events).select(entity_of("device")).drop_nulls().unique().collect().to_series().implode()
-        cut = {name: getattr(self, name).lazy().filter(pl.col("device_id").is_in(devices))
-               for name in ("device_issuers", "device_activity", "device_typical")}
-        cut["account_targets"] = self.account_targets.lazy().filter(pl.col("target_id").is_in(devices))
-        activity, typical = self.device_activity, self.device_typical
-        aligned = self.devices_aligned()
-        if aligned:
-            # One row per device in both, in the same order (as built): one lookup cuts both.
-            del cut["device_activity"], cut["device_typical"]
-            cut["_keep"] = activity.lazy().select(pl.col("device_id").is_in(devices))
-        tables: dict[str, Any] = dict(zip(cut, pl.collect_all(list(cut.values())), strict=True))
-        if aligned:
-            keep = tables.pop("_keep").to_series()
-            tables["device_activity"], tables["device_typical"] = activity.filter(keep), typical.filter(keep)
+        whole = self.whole
+        index = whole.device_index()
+        devices = as_lazy(events).select(entity_of("device")).collect().to_series()
+        found = index.devices.find(devices)
+        # The slice's distinct devices, in index order (a mark per device of the model).
+        touched = np.zeros(len(index.devices), dtype=bool)
+        touched[found[found >= 0]] = True
+        ids = np.flatnonzero(touched)
+        if self._devices is not None:  # cut again: within the first cut
+            ids = ids[np.isin(ids, self._devices, assume_unique=True)]
+        tables: dict[str, Any] = {
+            name: getattr(whole, name)[grouped.rows(ids)] for name, grouped in (
+                ("device_activity", index.activity), ("device_typical", index.typical),
+                ("device_issuers", index.issuers))}
+        # Pairs of an account and any target: a set lookup of the events' device ids.
+        tables["account_targets"] = self.account_targets.filter(
+            pl.col("target_id").is_in(devices.drop_nulls().unique().implode()))
         restricted = replace(self, **tables)
         object.__setattr__(restricted, "_whole", whole)
+        object.__setattr__(restricted, "_devices", ids)
         return restricted
 
     def write(self, directory: Path) -> None:
