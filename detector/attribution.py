@@ -68,7 +68,7 @@ def attribute(events: pl.DataFrame, earlier: pl.DataFrame | None = None) -> tupl
     """
     sessions = pl.concat([earlier.lazy() if earlier is not None else pl.LazyFrame(schema=SESSIONS),
                           interactive_logons(events)]).collect()
-    needs = (pl.col("action").cast(pl.String).is_in(ATTRIBUTABLE) & pl.col("host").is_not_null()
+    needs = (pl.col("action").is_in(ATTRIBUTABLE) & pl.col("host").is_not_null()
              & pl.col("attributed_account").is_null()
              & (pl.col("account").is_null() | is_machine(pl.col("account"))))
     carried = _recent(sessions, events)

@@ -274,7 +274,7 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
     # thirty columns through this join and filter cost several times the work itself).
     ev = (events.lazy().with_row_index("_event")
           .select("_event", "time", "target_type", "target_id", "raw_file", "raw_line",
-                  _actor=actor(), action=pl.col("action").cast(pl.String))
+                  _actor=actor(), action="action")  # the Enum: compared without a string per event
           .filter(pl.col("_actor").is_not_null())
           .join(known_accounts, on="_actor", how="left", maintain_order="left")
           .with_columns(_known=(pl.col("_known_since") < pl.col("time").dt.truncate(window)).fill_null(False))
@@ -610,13 +610,13 @@ def sensitive_windows(events: pl.DataFrame, window: str) -> pl.DataFrame:
     """Account windows (``entity_id, window_start``) that administer, push firmware or keys, or come
     in remotely: novelty there (a new network, an unusual hour) weighs a level more than in a window
     of reads and logins."""
-    remote = (pl.col("action").cast(pl.String).is_in(REMOTE_ACTIONS)
+    remote = (pl.col("action").is_in(REMOTE_ACTIONS)
               | ((pl.col("action") == "login_success") & pl.col("message").fill_null("").str.contains(REMOTE_LOGON)))
     # Device commands are left out: service accounts send them all day, and a schedule that moved
     # an hour (a daylight-saving change) would be novelty in every window.
     # The actions first, eagerly: the remote-logon pattern is then read in logon messages only, not in every event's.
-    return (events.filter(pl.col("action").cast(pl.String).is_in([*SENSITIVE_ACTIONS, *REMOTE_ACTIONS, "login_success"]))
-            .lazy().filter(pl.col("action").cast(pl.String).is_in(SENSITIVE_ACTIONS) | remote)
+    return (events.filter(pl.col("action").is_in([*SENSITIVE_ACTIONS, *REMOTE_ACTIONS, "login_success"]))
+            .lazy().filter(pl.col("action").is_in(SENSITIVE_ACTIONS) | remote)
             .select(actor().alias("entity_id"), pl.col("time").dt.truncate(window).alias("window_start"))
             .drop_nulls("entity_id").unique().with_columns(_sensitive=pl.lit(True)).collect())
 
