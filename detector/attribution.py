@@ -48,7 +48,9 @@ SESSIONS: Final = pl.Schema({"host": pl.String(), "time": UTC_US, "user": pl.Str
 
 def interactive_logons(events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     """Interactive logons of people, as sessions (:data:`SESSIONS`)."""
-    return (events.lazy()
+    # Logins first, by the action's Enum: the logon type (read from details or the message) is then
+    # looked for in logins only, not in every event.
+    return (events.filter(pl.col("action") == "login_success").lazy()
             .filter(is_interactive_logon())
             .select("host", "time", pl.col("account").alias("user"),
                     pl.coalesce(detail("target_logon_id"), detail("logon_id")).str.to_lowercase().alias("logon_id"))
@@ -72,11 +74,15 @@ def attribute(events: pl.DataFrame, earlier: pl.DataFrame | None = None) -> tupl
              & pl.col("attributed_account").is_null()
              & (pl.col("account").is_null() | is_machine(pl.col("account"))))
     carried = _recent(sessions, events)
-    if sessions.height == 0 or not events.select(needs.any()).item():
+    if sessions.height == 0:
         return events, carried
     indexed = events.with_row_index("_row")
-    todo = indexed.filter(needs).select("_row", "host", "time",
-                                       detail("logon_id").str.to_lowercase().alias("logon_id"))
+    # The actions first (the Enum, no strings built): the account checks then read those events only.
+    todo = (indexed.select("_row", "action", "host", "time", "account", "attributed_account", "details")
+            .filter(pl.col("action").is_in(ATTRIBUTABLE)).filter(needs)
+            .select("_row", "host", "time", detail("logon_id").str.to_lowercase().alias("logon_id")))
+    if todo.height == 0:
+        return events, carried
     by_id = (todo.drop_nulls("logon_id")
              .join(sessions.drop_nulls("logon_id").group_by("host", "logon_id").agg(pl.col("user").last()),
                    on=["host", "logon_id"], how="inner")
