@@ -285,12 +285,15 @@ def event_signals(events: pl.DataFrame, profiles: Profiles, window: str,
     history_from = start + timedelta(days=MIN_BASELINE_DAYS) if has_base and start is not None else None
     new_actor = (~pl.col("_known") & pl.lit(has_base and days >= MIN_BASELINE_DAYS)
                  & (pl.col("time") >= pl.lit(history_from, UTC_US) if history_from is not None else pl.lit(False)))
-    picked = (ev.filter(pl.col("action").is_in(_SIGNAL_ACTIONS) | new_actor
-                        | pl.col("_actor").is_in(state.created.get_column("account").implode())
-                        | pl.col("_actor").is_in(
-                            ev.filter(pl.col("action") == "account_created").select("target_id").collect().to_series()
-                            .implode()))
-              .select("_event", "_actor", "_known_since", "_known").collect())
+    wanted = pl.col("action").is_in(_SIGNAL_ACTIONS) | new_actor
+    # Every event of the accounts created so far or in this slice (their use is a signal); a lookup in
+    # no account at all (the usual slice) is left out rather than made for every event.
+    created_names = pl.concat([state.created.get_column("account"),
+                               ev.filter(pl.col("action") == "account_created").select(
+                                   pl.col("target_id").alias("account")).collect().to_series()]).drop_nulls()
+    if created_names.len():
+        wanted |= pl.col("_actor").is_in(created_names.unique().implode())
+    picked = ev.filter(wanted).select("_event", "_actor", "_known_since", "_known").collect()
     cand = (
         events[picked.get_column("_event")].lazy()
         .with_columns(action=pl.col("action").cast(pl.String), category=pl.col("category").cast(pl.String))
@@ -570,10 +573,14 @@ def _new_territory(ev: pl.LazyFrame, profiles: Profiles, window: str) -> pl.Data
                             pl.col("_all") >= TERRITORY_FACTOR * usual_at_least_one,
                             pl.col("_all") > pl.col("_peak").fill_null(0.0))
                     .select("_actor", "window_start"))
-    acted, busy = pl.collect_all([acting, busy_windows])
+    busy = busy_windows.collect()
+    if busy.height == 0:
+        return pl.DataFrame(schema=SIGNAL_ROW)
     # The baseline's pairs of those windows' accounts only: a hash table of every pair costs more than the join.
     known = known.filter(pl.col("_actor").is_in(busy.get_column("_actor").unique().implode()))
-    touched = (acted.lazy().join(busy.lazy(), on=["_actor", "window_start"], how="semi")
+    # Those windows' events picked from the slice's again (a filter of the frame in memory), rather
+    # than every device event of the slice kept for them.
+    touched = (acting.join(busy.lazy(), on=["_actor", "window_start"], how="semi")
                .join(known, on=["_actor", "target_id"], how="left")
                .collect())
     per_window = (
