@@ -208,6 +208,10 @@ FIRSTS_SCHEMA: Final = pl.Schema({"_actor": pl.String(), "_what": pl.String(), "
 FIRST_TIME_ACTIONS: Final = ("privileged_logon", "explicit_credential_logon", "removable_media", *CONTROL_ACTIONS)
 
 
+# The columns actor() reads.
+ACTOR_COLUMNS: Final = ("attributed_account", "account", "host")
+
+
 def actor() -> pl.Expr:
     """Who acted (the account entity of an event, :func:`detector.features.entity_of`)."""
     return entity_of("account")
@@ -621,8 +625,11 @@ def sensitive_windows(events: pl.DataFrame, window: str) -> pl.DataFrame:
               | ((pl.col("action") == "login_success") & pl.col("message").fill_null("").str.contains(REMOTE_LOGON)))
     # Device commands are left out: service accounts send them all day, and a schedule that moved
     # an hour (a daylight-saving change) would be novelty in every window.
-    # The actions first, eagerly: the remote-logon pattern is then read in logon messages only, not in every event's.
-    return (events.filter(pl.col("action").is_in([*SENSITIVE_ACTIONS, *REMOTE_ACTIONS, "login_success"]))
+    # The actions first, collected apart (polars would fuse the filters): the remote-logon pattern is then
+    # read in logon messages only, not in every event's. A few columns only: the slice's frame comes in
+    # many chunks, which an eager filter of every column would all cut.
+    return (events.lazy().select("action", "message", "time", *ACTOR_COLUMNS)
+            .filter(pl.col("action").is_in([*SENSITIVE_ACTIONS, *REMOTE_ACTIONS, "login_success"])).collect()
             .lazy().filter(pl.col("action").is_in(SENSITIVE_ACTIONS) | remote)
             .select(actor().alias("entity_id"), pl.col("time").dt.truncate(window).alias("window_start"))
             .drop_nulls("entity_id").unique().with_columns(_sensitive=pl.lit(True)).collect())
