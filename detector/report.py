@@ -268,8 +268,8 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
                f"{row['total']} findings")]
         _stacked_column(parts, tip, x, step, top, plot_h, peak,
                         [(sev, row[sev], SEVERITY_COLORS[sev]) for sev in present])
-    buckets, written = table.get_column("bucket").to_list(), _tick_label(length)
-    _axis(parts, len(buckets), lambda i: written(buckets[i]), left, step, height, peak, top,
+    starts, written = table.get_column("bucket").to_list(), _tick_label(length)
+    _axis(parts, len(starts), lambda i: written(starts[i]), left, step, height, peak, top,
           top + plot_h, width - right)
     parts.append("</svg>")
     legend = "".join(f'<span><i style="background:{SEVERITY_COLORS[s]}"></i>{s}</span>' for s in reversed(present))
