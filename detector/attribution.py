@@ -48,7 +48,12 @@ SESSIONS: Final = pl.Schema({"host": pl.String(), "time": UTC_US, "user": pl.Str
 
 def interactive_logons(events: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
     """Interactive logons of people, as sessions (:data:`SESSIONS`)."""
-    return (events.lazy()
+    logins = events.lazy().filter(pl.col("action") == "login_success")
+    if isinstance(events, pl.DataFrame):
+        # Logins first, by the action's Enum (collected apart: polars would fuse the two filters): the
+        # logon type, read from details or the message, is then looked for in logins only.
+        logins = logins.collect().lazy()
+    return (logins
             .filter(is_interactive_logon())
             .select("host", "time", pl.col("account").alias("user"),
                     pl.coalesce(detail("target_logon_id"), detail("logon_id")).str.to_lowercase().alias("logon_id"))
@@ -68,15 +73,20 @@ def attribute(events: pl.DataFrame, earlier: pl.DataFrame | None = None) -> tupl
     """
     sessions = pl.concat([earlier.lazy() if earlier is not None else pl.LazyFrame(schema=SESSIONS),
                           interactive_logons(events)]).collect()
-    needs = (pl.col("action").cast(pl.String).is_in(ATTRIBUTABLE) & pl.col("host").is_not_null()
+    needs = (pl.col("action").is_in(ATTRIBUTABLE) & pl.col("host").is_not_null()
              & pl.col("attributed_account").is_null()
              & (pl.col("account").is_null() | is_machine(pl.col("account"))))
     carried = _recent(sessions, events)
-    if sessions.height == 0 or not events.select(needs.any()).item():
+    if sessions.height == 0:
+        return events, carried
+    # The actions first (the Enum, no strings built): the account checks then read those events only.
+    todo = (events.lazy().select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), "action", "host", "time",
+                                 "account", "attributed_account", "details")
+            .filter(pl.col("action").is_in(ATTRIBUTABLE)).collect().filter(needs)
+            .select("_row", "host", "time", detail("logon_id").str.to_lowercase().alias("logon_id")))
+    if todo.height == 0:
         return events, carried
     indexed = events.with_row_index("_row")
-    todo = indexed.filter(needs).select("_row", "host", "time",
-                                       detail("logon_id").str.to_lowercase().alias("logon_id"))
     by_id = (todo.drop_nulls("logon_id")
              .join(sessions.drop_nulls("logon_id").group_by("host", "logon_id").agg(pl.col("user").last()),
                    on=["host", "logon_id"], how="inner")

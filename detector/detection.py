@@ -41,6 +41,7 @@ from detector.incidents import assign_incidents
 from detector.model_store import Model
 from detector.scoring import (
     ColdStartError,
+    SeenCells,
     SeverityThresholds,
     TrainingColumns,
     WindowScorer,
@@ -511,13 +512,14 @@ def _candidates(table: pl.DataFrame, forest: np.ndarray, signals: pl.DataFrame, 
 def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.LazyFrame, model: Model,
                 config: Config | None = None, min_severity: str = "low", *,
                 profiles: Profiles | None = None, state: SignalState | None = None,
-                links: bool = False) -> pl.DataFrame:
+                links: bool = False, seen: Mapping[str, SeenCells] | None = None) -> pl.DataFrame:
     """The findings among *windows* (from :func:`lean_windows` of *events*), most severe first.
 
     A window's severity is the larger of what its security signals say (:mod:`detector.signals`) and
     what the forest alone may say (:data:`FOREST_ONLY_ACCOUNT`). *state* carries what signals need from
     earlier slices of a scan (accounts created so far). With *links*, each finding keeps a ``_links``
     column (the accounts behind a device's commands) for :func:`~detector.incidents.assign_incidents`.
+    *seen* holds, per entity kind, the forest cells met in earlier slices of the scan (scored once).
     """
     config = config or model.settings
     profiles = profiles if profiles is not None else profiles_of(model)
@@ -540,7 +542,7 @@ def findings_of(windows: dict[str, pl.DataFrame], events: pl.DataFrame | pl.Lazy
         else:
             names = feature_columns(kind)
             matrix = table.select(names).to_numpy()
-            scores, rarest, tail_driven = scorer.combined(matrix)
+            scores, rarest, tail_driven = scorer.combined(matrix, seen.get(kind) if seen is not None else None)
             forest = _forest_levels(scores, thresholds, kind)
             novelty = window_novelty(table, kind)
             at = _candidates(table, forest, signals, novelty)

@@ -17,7 +17,7 @@ which makes control and bidi characters visible and HTML-escapes the rest, quote
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,8 +149,9 @@ def _few(values: Sequence[object], limit: int = 12) -> str:
 # ---- charts (inline SVG) ------------------------------------------------------------------------------
 
 
-def _tick_labels(local: Sequence[datetime], every: timedelta) -> list[str]:
-    return [f"{t:%m-%d}" if every >= timedelta(days=1) else f"{t:%m-%d %H:%M}" for t in local]
+def _tick_label(every: timedelta) -> Callable[[datetime], str]:
+    """How an axis labels a bucket start of buckets *every* long."""
+    return (lambda t: f"{t:%m-%d}") if every >= timedelta(days=1) else (lambda t: f"{t:%m-%d %H:%M}")
 
 
 def _stacked_column(parts: list[str], tip: list[str], x: float, step: float, top: int, plot_h: int, peak: int,
@@ -171,17 +172,18 @@ def _stacked_column(parts: list[str], tip: list[str], x: float, step: float, top
                  f'<title>{_esc(", ".join(tip))}</title></rect>')
 
 
-def _axis(parts: list[str], labels: Sequence[str], left: float, step: float, height: int, peak: int, top: int,
-          axis_y: float, right_x: float) -> None:
+def _axis(parts: list[str], n: int, label: Callable[[int], str], left: float, step: float, height: int, peak: int,
+          top: int, axis_y: float, right_x: float) -> None:
+    """The axes of a chart of *n* buckets, the few buckets it marks named by ``label(i)`` (a time zone
+    conversion and a format each, so only for those: a report draws thousands of buckets)."""
     parts.append(f'<line x1="{left}" y1="{axis_y}" x2="{right_x}" y2="{axis_y}" stroke="#888"/>')
     parts.append(f'<text x="{left - 4}" y="{top + 10}" font-size="10" text-anchor="end" fill="#555">{peak}</text>')
     parts.append(f'<text x="{left - 4}" y="{axis_y}" font-size="10" text-anchor="end" fill="#555">0</text>')
-    n = len(labels)
     for i in sorted({0, n // 4, n // 2, 3 * n // 4, n - 1} if n > 8 else {0, n - 1}):
         anchor = "start" if i == 0 else ("end" if i == n - 1 else "middle")
         x = left + i * step + (step if i == n - 1 and i > 0 else 0)
         parts.append(f'<text x="{x:.1f}" y="{height - 6}" font-size="10" text-anchor="{anchor}" fill="#555">'
-                     f"{_esc(labels[i])}</text>")
+                     f"{_esc(label(i))}</text>")
 
 
 def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width: int = 1000,
@@ -221,7 +223,8 @@ def timeline_svg(table: pl.DataFrame, *, zone: DisplayZone | None = None, width:
             tip.append("not recorded this far from a finding")
         _stacked_column(parts, tip, x, step, top, plot_h, peak,
                         [(cat, row[cat], CATEGORY_COLORS[cat]) for cat in cats])
-    _axis(parts, _tick_labels([zone.local(t) for t in times], every), left, step, height, peak, top, top + plot_h,
+    written = _tick_label(every)
+    _axis(parts, n, lambda i: written(zone.local(times[i])), left, step, height, peak, top, top + plot_h,
           width - right)
     parts.append("</svg>")
     legend = "".join(f'<span><i style="background:{CATEGORY_COLORS[c]}"></i>{c}</span>' for c in cats)
@@ -265,7 +268,8 @@ def findings_chart_svg(findings: pl.DataFrame, *, zone: DisplayZone | None = Non
                f"{row['total']} findings")]
         _stacked_column(parts, tip, x, step, top, plot_h, peak,
                         [(sev, row[sev], SEVERITY_COLORS[sev]) for sev in present])
-    _axis(parts, _tick_labels(table.get_column("bucket").to_list(), length), left, step, height, peak, top,
+    starts, written = table.get_column("bucket").to_list(), _tick_label(length)
+    _axis(parts, len(starts), lambda i: written(starts[i]), left, step, height, peak, top,
           top + plot_h, width - right)
     parts.append("</svg>")
     legend = "".join(f'<span><i style="background:{SEVERITY_COLORS[s]}"></i>{s}</span>' for s in reversed(present))

@@ -32,6 +32,7 @@ from detector.findings import read_ranked
 from detector.incidents import LINKS_COLUMN, assign_incidents
 from detector.model_store import Model
 from detector.overlap import ahead
+from detector.scoring import SeenCells
 from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA, SignalState, event_signals, merge_firsts
 
 SliceSource = Iterable[tuple[datetime, int, pl.LazyFrame]]
@@ -74,6 +75,7 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
     # One Profiles for every slice: what is derived from them is computed once (Profiles.derived).
     profiles = profiles_of(model)
     state = SignalState(carried.created, carried.firsts)
+    seen = {kind: SeenCells() for kind in model.scorers}  # forest cells met in earlier slices
     with tempfile.TemporaryDirectory(prefix="ami-detector-findings-") as directory:
         # Each slice's findings go to disk and are read back at the end: kept in memory, a slice's
         # few thousand findings among its large temporaries held about twice their size (1.1 GiB
@@ -82,7 +84,7 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
         for windowed in ahead(_lean_windows(slices, model, profiles, config, scored_from, carried)):
             if windowed.events.height:
                 found = findings_of(windowed.windows, windowed.events, model, config, min_severity,
-                                    profiles=windowed.profiles, state=state, links=True)
+                                    profiles=windowed.profiles, state=state, links=True, seen=seen)
                 scored += windowed.events.height
                 if found.height:
                     parts.append(Path(directory) / f"{len(parts):06d}.parquet")

@@ -23,6 +23,7 @@ from detector.scoring import (
     ForestArrays,
     ScoringConfig,
     ScoringError,
+    SeenCells,
     SeverityThresholds,
     TrainingColumns,
     WindowScorer,
@@ -534,3 +535,32 @@ def test_training_tail_scores_only_windows_with_a_positive_tail_value_to_the_bit
     got = scorer._train_tail(np.ascontiguousarray(tail))
     assert got.tobytes() == every.tobytes()
     assert scorer.train_tail_.tobytes() == np.sort(every).tobytes()
+
+
+def test_cells_seen_in_earlier_slices_are_not_walked_again_and_score_the_same(monkeypatch) -> None:
+    # Twenty features of rounded values: cells repeat between the two "days", and their keys need
+    # several int64 columns (stable from one matrix to the next, unlike the per-matrix cell numbers).
+    rng = np.random.default_rng(5)
+    def day(n: int) -> np.ndarray:
+        return rng.normal(size=(n, 20)).round(0)
+    scorer = WindowScorer(n_estimators=60, random_state=3).fit(
+        day(2000), feature_names=[f"f{j}" for j in range(20)], tail_features=["f0", "f1"])
+    first, second = day(3000), day(3000)
+    second[:1500] = first[rng.permutation(3000)[:1500]]  # half of the second day's windows seen before
+    assert scorer.forest_.cell_keys(first.astype(np.float32)).width > 1
+    walked: list[int] = []
+    path_score = ForestArrays._path_score
+    monkeypatch.setattr(ForestArrays, "_path_score", lambda self, X32: (walked.append(X32.shape[0]),
+                                                                       path_score(self, X32))[1])
+    seen = SeenCells()
+    for matrix in (first, second):
+        walked.clear()
+        alone = scorer.combined(matrix)
+        walked_alone = sum(walked)
+        walked.clear()
+        for mine, theirs in zip(scorer.combined(matrix, seen), alone, strict=True):
+            np.testing.assert_array_equal(mine, theirs)
+        assert sum(walked) <= walked_alone
+    assert sum(walked) < walked_alone - 500  # the second day's seen cells were not walked again
+    other = WindowScorer(n_estimators=10, random_state=4).fit(first, feature_names=[f"f{j}" for j in range(20)])
+    np.testing.assert_array_equal(other.combined(second, seen)[0], other.combined(second)[0])  # another forest

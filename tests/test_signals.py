@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import polars as pl
 import pytest
 
@@ -12,7 +14,18 @@ from detector.exprs import formatted
 from detector.features import Profiles, build_profiles
 from detector.incidents import assign_incidents, incidents_of
 from detector.scoring import ScoringConfig
-from detector.signals import CATALOG, HIGH, LOW, MEDIUM, SignalState, combine, event_signals
+from detector.signals import (
+    ACTOR_COLUMNS,
+    CATALOG,
+    HIGH,
+    LOW,
+    MEDIUM,
+    SignalState,
+    actor,
+    combine,
+    event_signals,
+    sensitive_windows,
+)
 from tests.features.events import make_events
 
 CONFIG = Config()
@@ -351,3 +364,21 @@ def test_a_control_burst_names_its_actions_in_time_order_whatever_the_rows_order
                for order in (events, *[events.sample(fraction=1.0, shuffle=True, seed=s) for s in (3, 4, 5)])}
     assert details == {("sent tag_placed, breaker_open, breaker_close to 12 devices in the window (usually 1 when it "
                         "sends any)")}
+
+
+def test_sensitive_windows_read_the_columns_the_actor_needs_from_a_frame_of_many_chunks() -> None:
+    # sensitive_windows reads ACTOR_COLUMNS (and the action) before filtering: they must be all actor() reads.
+    assert set(actor().meta.root_names()) <= {*ACTOR_COLUMNS, "action"}
+    events = make_events([
+        {"time": "2026-03-20 09:05", "account": "adm1", "action": "account_created", "target_id": "x"},
+        {"time": "2026-03-20 09:10", "account": "op1", "action": "login_success"},
+        {"time": "2026-03-20 10:10", "account": None, "host": "PC-7", "action": "service_installed"},
+        {"time": "2026-03-20 11:10", "account": "op2", "action": "vpn_connect"},
+    ])
+    chunked = pl.concat([events.slice(i, 1) for i in range(events.height)], rechunk=False)
+    assert chunked.n_chunks() == events.height
+    found = sensitive_windows(chunked, "1h").sort("entity_id")
+    assert found.rows() == [("adm1", datetime(2026, 3, 20, 9, tzinfo=UTC), True),
+                            ("op2", datetime(2026, 3, 20, 11, tzinfo=UTC), True),
+                            ("pc-7$", datetime(2026, 3, 20, 10, tzinfo=UTC), True)]
+    assert found.equals(sensitive_windows(events, "1h").sort("entity_id"))
