@@ -35,11 +35,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final, Self
 
+import numpy as np
 import polars as pl
 
-from detector.features.catalog import EntityKind, measures
+from detector.features.catalog import CONTROL_ACTIONS, DEVICE_COMMAND_ACTIONS, EntityKind, measures
 from detector.features.common import (
+    COMMAND_CATEGORIES,
     as_lazy,
+    devices_reached,
     entity_of,
     image_hash,
     is_device_target,
@@ -49,7 +52,7 @@ from detector.features.common import (
 from detector.features.config import FeatureConfig
 from detector.features.profiles import PROFILE_KEYS, PROFILE_SCHEMAS, Profiles
 from detector.features.sessions import active_hours, idle_session_hours, presence, session_marks
-from detector.schema import UTC_US
+from detector.schema import ACTIONS, CATEGORIES, OUTCOMES, UTC_US
 
 # Tables of (key..., events, first_seen, last_seen), merged by sum / min / max.
 _SEEN_TABLES: Final = ("account_ips", "account_hosts", "account_dest_hosts", "account_actions", "device_issuers",
@@ -89,6 +92,97 @@ def _account_targets_per_window(prepared: pl.LazyFrame) -> pl.LazyFrame:
     return per_window.group_by("entity_id", "value").agg(windows=pl.len().cast(pl.Int64))
 
 
+# Device-keyed tables hold a device as its code, its row in the part's ``devices`` table (the names):
+# merges and medians then group integers, not millions of device names; names come back when finished.
+_DEVICE_CODED: Final = {"device_values": "entity_id", "device_totals": "entity_id", "device_issuers": "device_id",
+                        "account_targets": "target_id"}
+
+
+def _device_tables(events: pl.LazyFrame, config: FeatureConfig) -> dict[str, pl.DataFrame]:
+    """The device tables of *events* (``devices`` and those of :data:`_DEVICE_CODED`), from their device
+    events sorted once by device, window and account: a device is a run of rows (its code, in name
+    order), so is a window, and each window's measures are counts over its run (those of
+    :func:`~detector.features.common.window_measures`, the issuers as runs of accounts)."""
+    rows = (events.filter(is_device_target())
+            .select("time", "account", "target_type", entity_id=pl.col("target_id"), actor=entity_of("account"),
+                    window_start=pl.col("time").dt.truncate(config.window),
+                    category=pl.col("category").cast(pl.Enum(CATEGORIES)),
+                    action=pl.col("action").cast(pl.Enum(ACTIONS)),
+                    outcome=pl.col("outcome").cast(pl.Enum(OUTCOMES)), _devices=devices_reached())
+            .sort("entity_id", "window_start", "account").collect())
+    entity, window, account = rows.get_column("entity_id"), rows.get_column("window_start"), rows.get_column("account")
+    new_device = entity.ne_missing(entity.shift(1)).to_numpy()
+    new_window = new_device | window.ne_missing(window.shift(1)).to_numpy()
+    device = (np.cumsum(new_device) - 1).astype(np.uint32)
+    starts = np.flatnonzero(new_window)
+    window_of = np.cumsum(new_window) - 1
+
+    def count_of(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(window_of[mask], minlength=len(starts))
+
+    action = rows.get_column("action").to_physical().to_numpy()
+    category = rows.get_column("category").to_physical().to_numpy()
+    control = np.isin(action, [ACTIONS.index(a) for a in CONTROL_ACTIONS])
+    # A burst sub-window lies inside one window: the biggest count of control commands in one.
+    burst = np.zeros(len(starts), dtype=np.int64)
+    if control.any():
+        per_burst = (rows.lazy().select(_window=pl.Series(window_of), _burst=pl.col("time").dt.truncate(config.burst))
+                     .filter(pl.Series(control)).group_by("_window", "_burst").agg(_n=pl.len())
+                     .group_by("_window").agg(pl.col("_n").max()).collect())
+        burst[per_burst.get_column("_window").to_numpy()] = per_burst.get_column("_n").to_numpy()
+    first_of_account = new_window | account.ne_missing(account.shift(1)).to_numpy()
+    counts = {
+        "events": np.diff(np.append(starts, rows.height)),
+        "commands": count_of(np.isin(category, [CATEGORIES.index(c) for c in COMMAND_CATEGORIES])),
+        **{a: count_of(action == ACTIONS.index(a)) for a in DEVICE_COMMAND_ACTIONS},
+        "config_change": count_of(category == CATEGORIES.index("config_change")),
+        "failures": count_of(rows.get_column("outcome").to_physical().to_numpy() == OUTCOMES.index("failure")),
+        "devices": (np.add.reduceat(np.where(control, rows.get_column("_devices").to_numpy(), 0), starts)
+                    if len(starts) else np.zeros(0, dtype=np.int64)),
+        "burst_commands": burst,
+        "issuers": count_of(first_of_account & account.is_not_null().to_numpy()),
+    }
+    # How many windows of each device had each non-zero count of each measure.
+    window_device = device[starts]
+    names = measures("device")
+    present = [counts[m] > 0 for m in names]
+    values = pl.DataFrame({
+        "entity_id": np.concatenate([window_device[p] for p in present]),
+        "measure": np.concatenate([np.full(p.sum(), i, dtype=np.uint8) for i, p in enumerate(present)]),
+        "value": np.concatenate([counts[m][p] for m, p in zip(names, present, strict=True)]).astype(np.int64),
+    }).group_by("entity_id", "measure", "value").agg(windows=pl.len().cast(pl.Int64))
+    coded = rows.lazy().with_columns(_code=pl.Series(device))
+    totals, issuers, targets = pl.collect_all([
+        coded.group_by(entity_id="_code").agg(
+            *_seen(), pl.col("time").dt.date().n_unique().cast(pl.Int64).alias("active_days"),
+            pl.col("target_type").min().alias("device_type")),
+        coded.filter(pl.col("account").is_not_null()).group_by(device_id="_code", account="account").agg(*_seen()),
+        coded.select(account="actor", target_id="_code").drop_nulls("account").unique(),
+    ])
+    return {"devices": entity.filter(pl.Series(new_device)).to_frame("device_id"), "device_values": values,
+            "device_totals": totals, "device_issuers": issuers, "account_targets": targets}
+
+
+def _extended(devices: pl.DataFrame, names: pl.Series) -> tuple[pl.DataFrame, np.ndarray]:
+    """*devices* (a ``devices`` table) with the distinct *names* it lacks added at its end, and each
+    name's code in it."""
+    found = (names.to_frame("device_id").join(devices.with_row_index("_code"), on="device_id", how="left",
+                                              maintain_order="left").get_column("_code"))
+    missing = found.is_null().to_numpy()
+    codes = found.fill_null(0).to_numpy().astype(np.uint32)
+    codes[missing] = devices.height + np.arange(missing.sum(), dtype=np.uint32)
+    return pl.concat([devices, names.filter(pl.Series(missing)).to_frame("device_id")]), codes
+
+
+def _recoded(tables: dict[str, pl.LazyFrame], codes: np.ndarray) -> dict[str, pl.LazyFrame]:
+    """A part's tables with each device code ``i`` written as ``codes[i]`` (and no ``devices`` table)."""
+    recoded = {name: table for name, table in tables.items() if name != "devices"}
+    for name, column in _DEVICE_CODED.items():
+        table = recoded[name].collect()
+        recoded[name] = table.with_columns(pl.Series(column, codes[table.get_column(column).to_numpy()])).lazy()
+    return recoded
+
+
 @dataclass(frozen=True)
 class PartialProfiles:
     """The mergeable aggregates of some baseline events; :meth:`finish` turns them into :class:`Profiles`."""
@@ -105,22 +199,17 @@ class PartialProfiles:
         """The partial aggregates of *events* (a slice of a baseline, or all of it)."""
         lf = as_lazy(events)
         accounts = prepare(lf, entity_of("account"), config, None, None)
-        devices = prepare(lf, entity_of("device"), config, None, None)
         present = presence(lf)
-        device_rows = devices.rename({"entity_id": "device_id"})
         queries = {
             "account_ips": _pairs(accounts, "account", "src_ip"),
             "account_hosts": _pairs(accounts, "account", "src_host"),
             "account_dest_hosts": _pairs(lf.select(entity_of("account").alias("account"), "host", "time")
                                          .filter(pl.col("account").is_not_null()), "account", "host"),
             "account_actions": _pairs(accounts, "account", "action"),
-            "device_issuers": _pairs(device_rows, "device_id", "account"),
             "image_hashes": (lf.select(image_hash(), "time")
                              .filter(pl.col("image_sha256").is_not_null()).group_by("image_sha256").agg(*_seen())),
             "config_targets": (lf.filter((pl.col("category") == "config_change") & pl.col("target_id").is_not_null())
                                .group_by("target_id").agg(*_seen())),
-            "account_targets": (lf.filter(is_device_target()).select(entity_of("account").alias("account"), "target_id")
-                                .drop_nulls("account").unique()),
             "account_hours": accounts.group_by("account", "weekday", "hour").agg(events=pl.len().cast(pl.Int64)),
             "session_marks": session_marks(lf),
             "presence": present,
@@ -128,13 +217,12 @@ class PartialProfiles:
             "account_roles": (accounts.filter(pl.col("category") != "authentication")
                               .group_by("account", pl.col("category").cast(pl.String)).agg(_n=pl.len().cast(pl.Int64))),
             "account_totals": _totals(accounts),
-            "device_totals": _totals(devices, pl.col("target_type").min().alias("device_type")),
             "account_values": _value_counts(accounts, "account"),
-            "device_values": _value_counts(devices, "device"),
             "account_target_windows": _account_targets_per_window(accounts),
             "span": lf.select(start=pl.col("time").min(), end=pl.col("time").max(), n=pl.len().cast(pl.Int64)),
         }
-        return cls(dict(zip(queries, pl.collect_all(list(queries.values())), strict=True)), config)
+        tables = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+        return cls({**tables, **_device_tables(lf, config)}, config)
 
     @property
     def event_count(self) -> int:
@@ -146,7 +234,14 @@ class PartialProfiles:
 
     def finish(self) -> Profiles:
         """The profiles these aggregates stand for: equal to ``build_profiles`` of the same events."""
+        names = self.tables["devices"].get_column("device_id")
+
+        def named(table: pl.DataFrame, column: str) -> pl.DataFrame:  # device codes back to names
+            return table.with_columns(names.gather(table.get_column(column)).alias(column))
+
         t = {name: table.lazy() for name, table in self.tables.items()}
+        for name in ("device_issuers", "account_targets"):
+            t[name] = named(self.tables[name], _DEVICE_CODED[name]).lazy()
         account_typical, account_windows = _typical(t["account_values"], "account")
         device_typical, device_windows = _typical(t["device_values"], "device")
         roles = t["account_roles"].group_by("account").agg(
@@ -169,10 +264,12 @@ class PartialProfiles:
                 .sort("account")),
             "account_typical": account_typical.rename({"entity_id": "account"}).sort("account"),
             "device_activity": (t["device_totals"].join(device_windows, on="entity_id", how="left")
-                                .rename({"entity_id": "device_id"}).sort("device_id")),
-            "device_typical": device_typical.rename({"entity_id": "device_id"}).sort("device_id"),
+                                .rename({"entity_id": "device_id"})),
+            "device_typical": device_typical.rename({"entity_id": "device_id"}),
         }
         collected = dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+        for name in ("device_activity", "device_typical"):  # by name, as the profiles keep them
+            collected[name] = named(collected[name], "device_id").sort("device_id")
         tables = {name: collected[name].select(schema.names()).cast(schema)
                   for name, schema in PROFILE_SCHEMAS.items()}
         span = self.tables["span"].row(0, named=True) if self.tables["span"].height else {}
@@ -198,11 +295,13 @@ class Accumulated:
         self._parts: list[Path] = []
         self._written = 0
         self._config: FeatureConfig | None = None
+        # The names of the devices of every part so far: the parts on disk share its codes.
+        self._devices = pl.DataFrame(schema={"device_id": pl.String})
 
     def add(self, part: PartialProfiles) -> None:
         """The next slice's aggregates (after every one added before)."""
         self._config = part.config
-        self._parts.append(self._write(part.tables))
+        self._parts.append(self._write({name: table.collect() for name, table in self._shared(part).items()}))
         if len(self._parts) > COMPACT_AFTER:
             self.compact()
 
@@ -222,9 +321,16 @@ class Accumulated:
         if config is None:
             raise ValueError("nothing to merge: no partial profiles were added")
         if len(self._parts) == 1 and not later:  # merged already: read as it is
-            tables = _read(self._parts[0])
-            return PartialProfiles(dict(zip(tables, pl.collect_all(list(tables.values())), strict=True)), config)
-        return PartialProfiles(_merged_tables([*map(_read, self._parts), *(_lazy(p) for p in later)]), config)
+            read = _read(self._parts[0])
+            tables = dict(zip(read, pl.collect_all(list(read.values())), strict=True))
+        else:
+            tables = _merged_tables([*map(_read, self._parts), *map(self._shared, later)])
+        return PartialProfiles({**tables, "devices": self._devices}, config)
+
+    def _shared(self, part: PartialProfiles) -> dict[str, pl.LazyFrame]:
+        """*part*'s tables in the codes of the devices kept here (those it brings in added)."""
+        self._devices, codes = _extended(self._devices, part.tables["devices"].get_column("device_id"))
+        return _recoded(_lazy(part), codes)
 
     def close(self) -> None:
         """Remove the parts on disk (also done when the accumulator is garbage-collected)."""
@@ -252,7 +358,12 @@ def merge(parts: Sequence[PartialProfiles]) -> PartialProfiles:
     """The aggregates of *parts* together: parts of events in time order, none overlapping another.
 
     Merging several at once costs one pass over the merged tables instead of one per part."""
-    return PartialProfiles(_merged_tables([_lazy(part) for part in parts]), parts[0].config)
+    devices = pl.DataFrame(schema={"device_id": pl.String})
+    shared = []
+    for part in parts:  # each part's device codes made the merged part's
+        devices, codes = _extended(devices, part.tables["devices"].get_column("device_id"))
+        shared.append(_recoded(_lazy(part), codes))
+    return PartialProfiles({**_merged_tables(shared), "devices": devices}, parts[0].config)
 
 
 def _merged_tables(parts: Sequence[dict[str, pl.LazyFrame]]) -> dict[str, pl.DataFrame]:
