@@ -166,12 +166,18 @@ def _device_tables(events: pl.LazyFrame, config: FeatureConfig) -> dict[str, pl.
 def _extended(devices: pl.DataFrame, names: pl.Series) -> tuple[pl.DataFrame, np.ndarray]:
     """*devices* (a ``devices`` table) with the distinct *names* it lacks added at its end, and each
     name's code in it."""
-    found = (names.to_frame("device_id").join(devices.with_row_index("_code"), on="device_id", how="left",
-                                              maintain_order="left").get_column("_code"))
-    missing = found.is_null().to_numpy()
-    codes = found.fill_null(0).to_numpy().astype(np.uint32)
-    codes[missing] = devices.height + np.arange(missing.sum(), dtype=np.uint32)
-    return pl.concat([devices, names.filter(pl.Series(missing)).to_frame("device_id")]), codes
+    known = devices.get_column("device_id")
+    # Matched by hash (integers: a join over a few thousand times fewer bytes), then by name, so
+    # that two names of one hash are told apart.
+    pairs = (known.hash().to_frame("_hash").with_row_index("_code")
+             .join(names.hash().to_frame("_hash").with_row_index("_local"), on="_hash", how="inner"))
+    pairs = pairs.filter(known.gather(pairs.get_column("_code")) == names.gather(pairs.get_column("_local")))
+    codes = np.full(len(names), -1, dtype=np.int64)
+    codes[pairs.get_column("_local").to_numpy()] = pairs.get_column("_code").to_numpy()
+    missing = codes < 0
+    codes[missing] = devices.height + np.arange(missing.sum())
+    return (pl.concat([devices, names.filter(pl.Series(missing)).to_frame("device_id")]),
+            codes.astype(np.uint32))
 
 
 def _recoded(tables: dict[str, pl.LazyFrame], codes: np.ndarray) -> dict[str, pl.LazyFrame]:
@@ -243,7 +249,8 @@ class PartialProfiles:
         for name in ("device_issuers", "account_targets"):
             t[name] = named(self.tables[name], _DEVICE_CODED[name]).lazy()
         account_typical, account_windows = _typical(t["account_values"], "account")
-        device_typical, device_windows = _typical(t["device_values"], "device")
+        device_typical, device_windows = (frame.lazy() for frame in _typical_of_codes(self.tables["device_values"],
+                                                                                       "device"))
         roles = t["account_roles"].group_by("account").agg(
             role=pl.col("category").sort_by("_n", "category", descending=[True, False]).first())
         targets_peak = t["account_target_windows"].group_by("entity_id").agg(
@@ -440,6 +447,48 @@ def _typical(values: pl.LazyFrame, kind: EntityKind) -> tuple[pl.LazyFrame, pl.L
     windows = values.filter(pl.col("measure") == events).group_by("entity_id").agg(
         active_windows=pl.col("windows").sum().cast(pl.Int64))
     return wide, windows
+
+
+def _typical_of_codes(values: pl.DataFrame, kind: EntityKind) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`_typical` of value counts keyed by integer codes, in numpy: the rows sorted once by
+    entity, measure and value, each (entity, measure) a run of them; the two middle positions of a
+    run's windows are found in the running count of windows (increasing: every row has a window)."""
+    names = measures(kind)
+    entity, measure = values.get_column("entity_id").to_numpy(), values.get_column("measure").to_numpy()
+    value, windows = values.get_column("value").to_numpy(), values.get_column("windows").to_numpy()
+    order = _sorted_order(entity, measure, value)
+    entity, measure, value, windows = entity[order], measure[order], value[order], windows[order]
+    new_entity = np.ones(len(entity), dtype=bool)
+    new_entity[1:] = entity[1:] != entity[:-1]
+    new_run = new_entity.copy()
+    new_run[1:] |= measure[1:] != measure[:-1]
+    starts = np.flatnonzero(new_run)
+    upto = np.cumsum(windows)
+    total = np.add.reduceat(windows, starts) if len(starts) else windows[:0]
+    before = upto[starts] - windows[starts]
+    low = value[np.searchsorted(upto, before + (total - 1) // 2, side="right")]
+    high = value[np.searchsorted(upto, before + total // 2, side="right")]
+    # Each run's entity as a row of the wide table (entities in code order), its measure as a column.
+    row = (np.cumsum(new_entity) - 1)[starts]
+    wide = np.full((int(new_entity.sum()), len(names)), np.nan)
+    wide[row, measure[starts]] = (low + high).astype(np.float64) / 2.0
+    typical = pl.DataFrame({"entity_id": entity[new_entity],
+                            **{m: pl.Series(m, wide[:, i]).fill_nan(None) for i, m in enumerate(names)}})
+    # Every window counts at least one event, so the "events" measure counts the windows.
+    events = measure[starts] == names.index("events")
+    counted = pl.DataFrame({"entity_id": entity[starts][events], "active_windows": total[events].astype(np.int64)})
+    return typical, counted
+
+
+def _sorted_order(entity: np.ndarray, measure: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """The order of rows by entity, measure and value (non-negative integers): one sort of the three
+    packed into one integer when they fit, else a sort by each."""
+    widths = [int(column.max()).bit_length() if len(column) else 0 for column in (entity, measure, value)]
+    if sum(widths) > 63 or (len(value) and value.min() < 0):
+        return np.lexsort((value, measure, entity))
+    packed = ((entity.astype(np.uint64) << np.uint64(widths[1] + widths[2]))
+              | (measure.astype(np.uint64) << np.uint64(widths[2])) | value.astype(np.uint64))
+    return np.argsort(packed)
 
 
 def empty_partial(config: FeatureConfig) -> PartialProfiles:

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from detector.features.catalog import DEVICE_MEASURES
-from detector.features.partial import _typical
+from detector.features.partial import _typical, _typical_of_codes
 
 
 def test_typical_values_are_the_medians_of_the_windows_the_counts_stand_for():
@@ -36,3 +36,30 @@ def test_typical_values_are_the_medians_of_the_windows_the_counts_stand_for():
     events = DEVICE_MEASURES.index("events")
     assert dict(windows.iter_rows()) == dict(values.filter(pl.col("measure") == events)
                                              .group_by("entity_id").agg(pl.col("windows").sum()).iter_rows())
+
+
+def test_typical_values_of_codes_are_those_of_names():
+    rng = np.random.default_rng(11)
+    rows = []
+    for entity in range(80):
+        for measure in rng.choice(len(DEVICE_MEASURES), size=int(rng.integers(1, 6)), replace=False):
+            values = rng.choice(np.arange(1, 60), size=int(rng.integers(1, 5)), replace=False)
+            rows += [(entity, int(measure), int(v), int(rng.integers(1, 4))) for v in values]
+    # A value too large to pack with the others: sorted column by column instead.
+    rows += [(80, 0, 2**60, 1), (80, 0, 3, 2), (80, 1, 7, 1)]
+    for huge in (False, True):
+        coded = pl.DataFrame(rows[:-3] if not huge else rows, schema={
+            "entity_id": pl.UInt32, "measure": pl.UInt8, "value": pl.Int64, "windows": pl.Int64},
+            orient="row").sample(fraction=1.0, shuffle=True, seed=5)
+        named = coded.with_columns(pl.concat_str([pl.lit("d"), pl.col("entity_id").cast(pl.String).str.zfill(3)]).alias("entity_id"))
+
+        typical, windows = _typical_of_codes(coded, "device")
+        want_typical, want_windows = pl.collect_all(_typical(named.lazy(), "device"))
+
+        def by_name(frame: pl.DataFrame) -> pl.DataFrame:
+            return (frame.with_columns(pl.concat_str([pl.lit("d"), pl.col("entity_id").cast(pl.String).str.zfill(3)])
+                                       .alias("entity_id")).sort("entity_id"))
+
+        assert by_name(typical).equals(want_typical.sort("entity_id"))
+        assert by_name(windows).equals(want_windows.sort("entity_id"))
+    assert typical.filter(pl.col("entity_id") == 80)["events"].item() == 3.0
