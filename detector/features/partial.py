@@ -146,11 +146,12 @@ def _device_tables(events: pl.LazyFrame, config: FeatureConfig) -> dict[str, pl.
     window_device = device[starts]
     names = measures("device")
     present = [counts[m] > 0 for m in names]
-    values = pl.DataFrame({
+    values = _summed_counts(pl.DataFrame({
         "entity_id": np.concatenate([window_device[p] for p in present]),
         "measure": np.concatenate([np.full(p.sum(), i, dtype=np.uint8) for i, p in enumerate(present)]),
         "value": np.concatenate([counts[m][p] for m, p in zip(names, present, strict=True)]).astype(np.int64),
-    }).group_by("entity_id", "measure", "value").agg(windows=pl.len().cast(pl.Int64))
+        "windows": np.ones(sum(int(p.sum()) for p in present), dtype=np.int64),
+    }))
     coded = rows.lazy().with_columns(_code=pl.Series(device))
     totals, issuers, targets = pl.collect_all([
         coded.group_by(entity_id="_code").agg(
@@ -396,13 +397,13 @@ def _merged_tables(parts: Sequence[dict[str, pl.LazyFrame]]) -> dict[str, pl.Dat
         "account_roles": both["account_roles"].group_by("account", "category").agg(pl.col("_n").sum()),
         "account_totals": _merged_totals(both["account_totals"]),
         "device_totals": _merged_totals(both["device_totals"], pl.col("device_type").min()),
-        **{name: both[name].group_by("entity_id", "measure", "value").agg(pl.col("windows").sum())
-           for name in ("account_values", "device_values")},
+        "account_values": both["account_values"].group_by("entity_id", "measure", "value").agg(pl.col("windows").sum()),
         "account_target_windows": both["account_target_windows"].group_by("entity_id", "value")
         .agg(pl.col("windows").sum()),
         "span": both["span"].select(pl.col("start").min(), pl.col("end").max(), pl.col("n").sum()),
     }
-    return dict(zip(queries, pl.collect_all(list(queries.values())), strict=True))
+    *tables, values = pl.collect_all([*queries.values(), both["device_values"]])
+    return {**dict(zip(queries, tables, strict=True)), "device_values": _summed_counts(values)}
 
 
 def _merged_totals(totals: pl.LazyFrame, *extra: pl.Expr) -> pl.LazyFrame:
@@ -480,15 +481,41 @@ def _typical_of_codes(values: pl.DataFrame, kind: EntityKind) -> tuple[pl.DataFr
     return typical, counted
 
 
-def _sorted_order(entity: np.ndarray, measure: np.ndarray, value: np.ndarray) -> np.ndarray:
-    """The order of rows by entity, measure and value (non-negative integers): one sort of the three
-    packed into one integer when they fit, else a sort by each."""
+def _summed_counts(values: pl.DataFrame) -> pl.DataFrame:
+    """Coded value counts (``entity_id, measure, value, windows``) with the windows of equal keys
+    summed, sorted by entity, measure and value."""
+    entity, measure = values.get_column("entity_id").to_numpy(), values.get_column("measure").to_numpy()
+    value, windows = values.get_column("value").to_numpy(), values.get_column("windows").to_numpy()
+    key = _packed(entity, measure, value)
+    if key is None:
+        return (values.group_by("entity_id", "measure", "value").agg(pl.col("windows").sum())
+                .sort("entity_id", "measure", "value"))
+    order = np.argsort(key)
+    key = key[order]
+    first = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) else order
+    taken = order[first]
+    return pl.DataFrame({"entity_id": entity[taken], "measure": measure[taken], "value": value[taken],
+                         "windows": np.add.reduceat(windows[order], first) if len(key) else windows})
+
+
+def _packed(entity: np.ndarray, measure: np.ndarray, value: np.ndarray) -> np.ndarray | None:
+    """Entity, measure and value (non-negative integers) packed into one unsigned integer that orders
+    rows as the three do, or None if they do not fit in one."""
     widths = [int(column.max()).bit_length() if len(column) else 0 for column in (entity, measure, value)]
     if sum(widths) > 63 or (len(value) and value.min() < 0):
+        return None
+    return ((entity.astype(np.uint64) << np.uint64(widths[1] + widths[2]))
+            | (measure.astype(np.uint64) << np.uint64(widths[2])) | value.astype(np.uint64))
+
+
+def _sorted_order(entity: np.ndarray, measure: np.ndarray, value: np.ndarray) -> np.ndarray | slice:
+    """The order of rows by entity, measure and value (non-negative integers): none if they are in
+    order already (merged counts are), else one sort of the three packed into one integer when they
+    fit, or a sort by each."""
+    key = _packed(entity, measure, value)
+    if key is None:
         return np.lexsort((value, measure, entity))
-    packed = ((entity.astype(np.uint64) << np.uint64(widths[1] + widths[2]))
-              | (measure.astype(np.uint64) << np.uint64(widths[2])) | value.astype(np.uint64))
-    return np.argsort(packed)
+    return slice(None) if bool((key[1:] > key[:-1]).all()) else np.argsort(key)
 
 
 def empty_partial(config: FeatureConfig) -> PartialProfiles:

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from detector.features.catalog import DEVICE_MEASURES
-from detector.features.partial import _typical, _typical_of_codes
+from detector.features.partial import _summed_counts, _typical, _typical_of_codes
 
 
 def test_typical_values_are_the_medians_of_the_windows_the_counts_stand_for():
@@ -63,3 +63,18 @@ def test_typical_values_of_codes_are_those_of_names():
         assert by_name(typical).equals(want_typical.sort("entity_id"))
         assert by_name(windows).equals(want_windows.sort("entity_id"))
     assert typical.filter(pl.col("entity_id") == 80)["events"].item() == 3.0
+
+
+def test_summed_counts_sum_equal_keys_in_order():
+    rng = np.random.default_rng(3)
+    n = 500
+    frame = pl.DataFrame({"entity_id": rng.integers(0, 20, n).astype(np.uint32),
+                          "measure": rng.integers(0, 4, n).astype(np.uint8),
+                          "value": rng.integers(1, 5, n).astype(np.int64),
+                          "windows": rng.integers(1, 3, n).astype(np.int64)})
+    want = frame.group_by("entity_id", "measure", "value").agg(pl.col("windows").sum()).sort("entity_id", "measure", "value")
+    assert _summed_counts(frame).equals(want)
+    huge = frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(2**62).otherwise("value").alias("value"))
+    assert _summed_counts(huge).equals(huge.group_by("entity_id", "measure", "value").agg(pl.col("windows").sum())
+                                       .sort("entity_id", "measure", "value"))
+    assert _summed_counts(frame.head(0)).height == 0
