@@ -408,8 +408,9 @@ def _merged_tables(parts: Sequence[dict[str, pl.LazyFrame]]) -> dict[str, pl.Dat
 
 def _merged_totals(totals: pl.LazyFrame, *extra: pl.Expr) -> pl.LazyFrame:
     # Parts come in time order without overlapping: an entity's parts, in order, share at most one date
-    # with the part before, its last date being the next one's first.
-    ordered = totals.sort("entity_id", "first_seen")
+    # with the part before, its last date being the next one's first. Their rows are concatenated in
+    # that order, so a stable sort by entity alone puts each entity's parts in time order.
+    ordered = totals.sort("entity_id", maintain_order=True)
     shared = ((pl.col("entity_id") == pl.col("entity_id").shift(1))
               & (pl.col("first_seen").dt.date() == pl.col("last_seen").shift(1).dt.date())).fill_null(False)
     return ordered.with_columns(_shared=shared.cast(pl.Int64)).group_by("entity_id").agg(
