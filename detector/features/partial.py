@@ -20,6 +20,14 @@ merge exactly:
   account's every hour of the baseline; each account's count of hours with events (``active_hours``)
   is kept as a sum, less the hours two parts share.
 
+Device-keyed tables (``device_values``, ``device_totals``, ``device_issuers``, ``account_targets``) name a
+device by an integer code, its row in the part's ``devices`` table: a slice's device events are sorted
+once by device and window, and each window's measures counted over its run of rows; merges and medians
+then sort and group integers instead of hundreds of thousands of device names, which come back only when
+the profiles are finished. :class:`Accumulated` keeps one ``devices`` table for all its parts (a part's
+names matched to it by hash, then by name) so that parts on disk share its codes; :func:`merge` matches
+the parts' names the same way.
+
 A window must lie in one part only (the spill's slices are whole numbers of windows); a part cut
 inside a window holds the part of the window it saw, which is what a profile of the events before a
 cut time means anyway (see :func:`detector.detection.train_slices`).
