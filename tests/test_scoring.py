@@ -534,3 +534,12 @@ def test_training_tail_scores_only_windows_with_a_positive_tail_value_to_the_bit
     got = scorer._train_tail(np.ascontiguousarray(tail))
     assert got.tobytes() == every.tobytes()
     assert scorer.train_tail_.tobytes() == np.sort(every).tobytes()
+
+
+def test_ranks_of_sorted_scores_in_themselves_are_those_looked_up():
+    from detector.scoring import _rank_in, _rank_in_itself
+
+    rng = np.random.default_rng(4)
+    for values in (np.sort(rng.choice([0.25, 0.5, 0.5000001, 0.75], size=1000)), np.sort(rng.random(50)),
+                   np.array([0.3]), np.empty(0)):
+        assert np.array_equal(_rank_in_itself(values), _rank_in(values, values))
