@@ -78,3 +78,45 @@ def test_summed_counts_sum_equal_keys_in_order():
     assert _summed_counts(huge).equals(huge.group_by("entity_id", "measure", "value").agg(pl.col("windows").sum())
                                        .sort("entity_id", "measure", "value"))
     assert _summed_counts(frame.head(0)).height == 0
+
+
+def test_device_tables_of_runs_equal_the_profiles_built_at_once():
+    """Edge cases of the device events counted over sorted runs: issuers missing, several issuers of a
+    window, a group reaching many devices, bursts of control commands, failures, a setting changed on a
+    device, devices sorting before and after each other by name; merged in two parts and whole."""
+    from datetime import UTC, datetime, timedelta
+
+    from detector.attribution import attribute
+    from detector.features import build_profiles
+    from detector.features.config import FeatureConfig
+    from detector.features.partial import PartialProfiles, merge
+    from detector.schema import ACTION_CATEGORY, EVENT_SCHEMA
+
+    start = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    rng = np.random.default_rng(9)
+    actions = ["remote_disconnect", "remote_connect", "ping", "fw_download", "on_demand_read", "status_change",
+               "setting_changed"]
+    rows = []
+    for i in range(600):
+        action = str(rng.choice(actions))
+        device = str(rng.choice(["MTR-2", "MTR-10", "mtr-1", "COL-7", "FEEDER_A"]))
+        rows.append({
+            "time": start + timedelta(seconds=int(rng.integers(0, 3 * 86_400))),
+            "account": None if rng.random() < 0.2 else str(rng.choice(["ops1", "ops2", "svc_hes"])),
+            "action": action, "category": ACTION_CATEGORY[action],
+            "outcome": "failure" if rng.random() < 0.1 else "success",
+            "target_type": "group" if device == "FEEDER_A" else "meter", "target_id": device,
+            "target_count": int(rng.integers(1, 50_000)) if device == "FEEDER_A" else None,
+            "raw_file": "x.log", "raw_line": i})
+    events = attribute(pl.DataFrame(rows).with_columns(
+        *[pl.lit(None, dtype).alias(name) for name, dtype in EVENT_SCHEMA.items() if name not in rows[0]])
+        .select(EVENT_SCHEMA.names()).cast(EVENT_SCHEMA).sort("time"))[0]
+    config = FeatureConfig()
+    cut = start + timedelta(days=1, hours=5)
+    parts = [PartialProfiles.of(events.filter(pl.col("time") < cut), config),
+             PartialProfiles.of(events.filter(pl.col("time") >= cut), config)]
+    whole = build_profiles(events, config)
+    assert whole.device_typical.height == 5
+    assert merge(parts).finish() == whole
+    assert PartialProfiles.of(events, config).finish() == whole
+    assert PartialProfiles.of(events.head(0), config).finish() == build_profiles(events.head(0), config)
