@@ -341,6 +341,13 @@ def _rank_in(ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.searchsorted(ascending, distinct, side="left")[inverse.reshape(values.shape)]
 
 
+def _rank_in_itself(ascending: np.ndarray) -> np.ndarray:
+    """``_rank_in(ascending, ascending)`` of a sorted array without NaN: each value's first index."""
+    starts = np.ones(ascending.shape[0], dtype=bool)
+    starts[1:] = ascending[1:] != ascending[:-1]
+    return np.maximum.accumulate(np.where(starts, np.arange(ascending.shape[0]), 0))
+
+
 def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(key, return_index=True, return_inverse=True)`` without its values: the first row of
     each distinct value of *key* (int64) in ascending order of the values, and each row's value as an
@@ -956,7 +963,10 @@ class WindowScorer:
             self.tail_top_[:, position] = -np.sort(-tail_columns[:, position])[:keep]
         tail_raw = self._train_tail(tail_columns)
         self.train_tail_ = np.sort(tail_raw)
-        self.train_combined_ = np.sort(self._combine(self.train_scores_, tail_raw, n_windows))
+        # _combine of the training windows: ranked in their own sorted scores, a window's forest rank
+        # is where its run of equal scores starts (no lookup).
+        forest_rank = _rank_in_itself(self.train_scores_)
+        self.train_combined_ = np.sort(np.maximum(forest_rank, _rank_in(self.train_tail_, tail_raw)) / (n_windows + 1.0))
         return self
 
     # -- the tail component --------------------------------------------------------------------

@@ -564,3 +564,12 @@ def test_cells_seen_in_earlier_slices_are_not_walked_again_and_score_the_same(mo
     assert sum(walked) < walked_alone - 500  # the second day's seen cells were not walked again
     other = WindowScorer(n_estimators=10, random_state=4).fit(first, feature_names=[f"f{j}" for j in range(20)])
     np.testing.assert_array_equal(other.combined(second, seen)[0], other.combined(second)[0])  # another forest
+
+
+def test_ranks_of_sorted_scores_in_themselves_are_those_looked_up():
+    from detector.scoring import _rank_in, _rank_in_itself
+
+    rng = np.random.default_rng(4)
+    for values in (np.sort(rng.choice([0.25, 0.5, 0.5000001, 0.75], size=1000)), np.sort(rng.random(50)),
+                   np.array([0.3]), np.empty(0)):
+        assert np.array_equal(_rank_in_itself(values), _rank_in(values, values))
