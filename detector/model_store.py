@@ -141,7 +141,7 @@ def _array_digest(array: np.ndarray) -> str:
     digest = hashlib.sha256(f"{array.dtype.str}|{array.shape}|".encode())
     # The array's own buffer is hashed in place: a forest's calibration arrays run to tens of MB,
     # and copying them into one bytes object took longer than hashing them.
-    digest.update(memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8)))
+    digest.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
     return digest.hexdigest()
 
 
