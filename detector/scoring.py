@@ -963,8 +963,9 @@ class WindowScorer:
             self.tail_top_[:, position] = -np.sort(-tail_columns[:, position])[:keep]
         tail_raw = self._train_tail(tail_columns)
         self.train_tail_ = np.sort(tail_raw)
-        # _combine of the training windows: ranked in their own sorted scores, a window's forest rank
-        # is where its run of equal scores starts (no lookup).
+        # The training windows' ranks (training windows strictly below each), combined as combined()
+        # combines a window's: in their own sorted scores, a window's forest rank is where its run of
+        # equal scores starts (no lookup).
         forest_rank = _rank_in_itself(self.train_scores_)
         self.train_combined_ = np.sort(np.maximum(forest_rank, _rank_in(self.train_tail_, tail_raw)) / (n_windows + 1.0))
         return self
@@ -1029,13 +1030,6 @@ class WindowScorer:
         # hour the account is never active, after days of silence) weigh like one very rare one.
         # Dependence between the signals is absorbed by calibrating against the training windows.
         return -np.log(p).sum(axis=1), np.where(best < 1.0, self.tail_index_[rarest], -1)
-
-    def _ranks(self, forest_raw: np.ndarray, tail_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Training windows strictly below each window: by forest score, and by tail score."""
-        return _rank_in(self.train_scores_, forest_raw), _rank_in(self.train_tail_, tail_raw)
-
-    def _combine(self, forest_raw: np.ndarray, tail_raw: np.ndarray, n: int) -> np.ndarray:
-        return np.maximum(*self._ranks(forest_raw, tail_raw)) / (n + 1.0)
 
     def combined(self, X: np.ndarray | pl.DataFrame, seen: SeenCells | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
