@@ -341,13 +341,6 @@ def _rank_in(ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.searchsorted(ascending, distinct, side="left")[inverse.reshape(values.shape)]
 
 
-def _rank_in_itself(ascending: np.ndarray) -> np.ndarray:
-    """``_rank_in(ascending, ascending)`` of a sorted array without NaN: each value's first index."""
-    starts = np.ones(ascending.shape[0], dtype=bool)
-    starts[1:] = ascending[1:] != ascending[:-1]
-    return np.maximum.accumulate(np.where(starts, np.arange(ascending.shape[0]), 0))
-
-
 def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(key, return_index=True, return_inverse=True)`` without its values: the first row of
     each distinct value of *key* (int64) in ascending order of the values, and each row's value as an
@@ -950,7 +943,8 @@ class WindowScorer:
         # Calibrating on the training windows themselves (in-sample) is slightly conservative in
         # the upper tail for small baselines (a point helped grow the trees it is scored by) and
         # indistinguishable from held-out calibration from a few thousand windows on.
-        self.train_scores_ = np.sort(self.forest_.score(as_float32))
+        train_scores = self.forest_.score(as_float32)  # in the windows' order, paired with their tail below
+        self.train_scores_ = np.sort(train_scores)
         del as_float32
         self.tail_index_ = np.asarray([names.index(f) for f in tail_features], dtype=np.int64)
         keep = min(TAIL_KEEP, n_windows)
@@ -963,10 +957,10 @@ class WindowScorer:
             self.tail_top_[:, position] = -np.sort(-tail_columns[:, position])[:keep]
         tail_raw = self._train_tail(tail_columns)
         self.train_tail_ = np.sort(tail_raw)
-        # The training windows' ranks (training windows strictly below each), combined as combined()
-        # combines a window's: in their own sorted scores, a window's forest rank is where its run of
-        # equal scores starts (no lookup).
-        forest_rank = _rank_in_itself(self.train_scores_)
+        # Each training window's two ranks (training windows strictly below it), combined as combined()
+        # combines a window's: its forest rank and its own tail rank, so that the calibration sees how
+        # often a baseline window is rare on both at once.
+        forest_rank = _rank_in(self.train_scores_, train_scores)
         self.train_combined_ = np.sort(np.maximum(forest_rank, _rank_in(self.train_tail_, tail_raw)) / (n_windows + 1.0))
         return self
 

@@ -158,6 +158,28 @@ def test_ordinary_windows_rarely_reach_low() -> None:
     assert (fresh >= 0.9).mean() < 0.12
 
 
+def _correlated_tail(n: int, seed: int) -> np.ndarray:
+    """Gaussian windows and a tail feature that fires (the larger, the rarer) when a window is unusual anyway."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    rare = np.where(np.abs(X[:, 0]) > 1.5, np.abs(X[:, 0]) + rng.exponential(1.0, n), 0.0)
+    return np.column_stack([X, rare])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_combined_scores_of_windows_like_the_baseline_keep_their_meaning(seed: int) -> None:
+    # The combined score reads as the share of baseline windows a window is rarer than, so windows
+    # like the baseline reach t about 1 - t of the time, also when the forest and the tail agree on
+    # the same windows: the calibration must take each training window's own two ranks together
+    # (paired across windows, it made such scores about a third too low).
+    names = ["a", "b", "c", "rare"]
+    scorer = WindowScorer(n_estimators=100, random_state=seed).fit(_correlated_tail(3000, 10 + seed), names,
+                                                                   tail_features=["rare"])
+    fresh = scorer.combined(_correlated_tail(30000, 20 + seed))[0]
+    for t in (0.8, 0.9, 0.95):
+        assert 0.8 < (fresh >= t).mean() / (1 - t) < 1.25
+
+
 # -- outliers and explanations -----------------------------------------------------------------
 
 
@@ -564,12 +586,3 @@ def test_cells_seen_in_earlier_slices_are_not_walked_again_and_score_the_same(mo
     assert sum(walked) < walked_alone - 500  # the second day's seen cells were not walked again
     other = WindowScorer(n_estimators=10, random_state=4).fit(first, feature_names=[f"f{j}" for j in range(20)])
     np.testing.assert_array_equal(other.combined(second, seen)[0], other.combined(second)[0])  # another forest
-
-
-def test_ranks_of_sorted_scores_in_themselves_are_those_looked_up():
-    from detector.scoring import _rank_in, _rank_in_itself
-
-    rng = np.random.default_rng(4)
-    for values in (np.sort(rng.choice([0.25, 0.5, 0.5000001, 0.75], size=1000)), np.sort(rng.random(50)),
-                   np.array([0.3]), np.empty(0)):
-        assert np.array_equal(_rank_in_itself(values), _rank_in(values, values))
