@@ -74,22 +74,8 @@ def _collect(*frames: pl.LazyFrame) -> list[pl.DataFrame]:
 
 
 def profiles_of(model: Model) -> Profiles:
-    """The baseline profiles stored in a model."""
-    scalars = model.metadata.get("profiles", {})
-
-    def when(key: str) -> datetime | None:
-        value = scalars.get(key)
-        return datetime.fromisoformat(value) if value else None
-
-    missing = [name for name in PROFILE_SCHEMAS if name not in model.tables]
-    if missing:
-        raise DetectorError(f"model {model.model_id or ''} lacks the baseline table(s) {', '.join(missing)} this "
-                            "version needs: it was trained by an older version; retrain it with `ami-detector train`")
-    return Profiles(
-        **{name: model.tables[name] for name in PROFILE_SCHEMAS},
-        baseline_start=when("baseline_start"), baseline_end=when("baseline_end"),
-        window=scalars.get("window", model.settings.features.window), event_count=int(scalars.get("event_count", 0)),
-    )
+    """The baseline profiles stored in a model (:attr:`Model.profiles`: the same object every time)."""
+    return model.profiles
 
 
 # The baseline is cut into this many + 1 equal parts; each part after the first is turned into

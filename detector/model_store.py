@@ -42,6 +42,7 @@ import polars as pl
 from detector.atomic import fsync_dir
 from detector.config import Config
 from detector.errors import ConfigError, DetectorError
+from detector.features.profiles import PROFILE_SCHEMAS, Profiles
 from detector.overlap import two_at_a_time
 from detector.scoring import STATE_ARRAYS, ScoringError, SeverityThresholds, WindowScorer
 
@@ -108,6 +109,33 @@ class Model:
         """The typed settings of :attr:`config` (features, scoring, alerts), resolved once: what a scan
         with this model uses unless it is given a configuration of its own."""
         return Config.of_model(self.config)
+
+    @cached_property
+    def profiles(self) -> Profiles:
+        """The baseline profiles of :attr:`tables`, built once: what windows derive from them alone
+        (peer medians, everyone's habits, the device index: :meth:`Profiles.derived`) is then derived
+        once per model, however many slices, scans and ``score`` calls read it.
+
+        Raises
+        ------
+        DetectorError
+            When a table this version needs is missing (a model trained by an older version).
+        """
+        scalars = self.metadata.get("profiles", {})
+
+        def when(key: str) -> datetime | None:
+            value = scalars.get(key)
+            return datetime.fromisoformat(value) if value else None
+
+        missing = [name for name in PROFILE_SCHEMAS if name not in self.tables]
+        if missing:
+            raise DetectorError(f"model {self.model_id or ''} lacks the baseline table(s) {', '.join(missing)} this "
+                                "version needs: it was trained by an older version; retrain it with `ami-detector train`")
+        return Profiles(
+            **{name: self.tables[name] for name in PROFILE_SCHEMAS},
+            baseline_start=when("baseline_start"), baseline_end=when("baseline_end"),
+            window=scalars.get("window", self.settings.features.window), event_count=int(scalars.get("event_count", 0)),
+        )
 
     @property
     def thresholds(self) -> SeverityThresholds:
