@@ -228,6 +228,7 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
     from detector.findings import rank
     from detector.incidents import assign_incidents
     from detector.model_store import load_model
+    from detector.scoring import SeenCells
     from detector.signals import SignalState, event_signals
     from detector.slices import remember
     from detector.spill import EventSpill, slice_length
@@ -252,17 +253,21 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
         last_seen: dict[str, pl.DataFrame] = {}
         sessions = None
         state = SignalState.empty()
-        whole = profiles_of(trained)
+        profiles = profiles_of(trained)  # the whole profiles, as score_slices reads them
+        # Forest cells met in earlier slices, as score_slices keeps them (one set for the timed
+        # scoring, one for the parts timed again, so that neither sees this slice's cells twice).
+        seen = {kind: SeenCells() for kind in trained.scorers}
+        seen_again = {kind: SeenCells() for kind in trained.scorers}
         parts = []
         for _, _, lazy in spill.slices():
             began = time.perf_counter()
             events = lazy.collect()
             began = add("read spill", began)
             events, sessions = attribute(events, sessions)
-            profiles = whole.restricted(events)
-            began = add("attribution, profiles cut to the slice's devices", began)
+            began = add("attribution", began)
             windows = lean_windows(events, trained, config, profiles=profiles, earlier=last_seen)
-            parts.append(findings_of(windows, events, trained, config, profiles=profiles, state=state, links=True))
+            parts.append(findings_of(windows, events, trained, config, profiles=profiles, state=state, links=True,
+                                     seen=seen))
             began = add("score slices", began)
             remember(last_seen, events)
             add("carry state", began)
@@ -271,7 +276,7 @@ def stages(workdir: Path, logs: Path, model_dir: Path) -> dict[str, float]:
             windows = lean_windows(events, trained, config, profiles=profiles, earlier=last_seen)
             began = add("  of which: account and device windows", began)
             for kind, frame in windows.items():
-                trained.scorers[kind].combined(frame.select(feature_columns(kind)).to_numpy())
+                trained.scorers[kind].combined(frame.select(feature_columns(kind)).to_numpy(), seen_again[kind])
             began = add("  of which: forest and tail scores", began)
             event_signals(events, profiles, config.features.window, SignalState(state.created, state.firsts))
             add("  of which: security signals", began)
