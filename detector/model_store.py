@@ -573,13 +573,14 @@ class ModelLoading:
 
     A scan needs the model's settings (the window length) to parse its logs, and the model itself
     only to score them: reading and verifying the forests and profile tables (and importing
-    scikit-learn for the trees) overlaps the parse. ``model.json`` is read and its checksum
+    scikit-learn for the trees) overlaps the parse, and so does *then* (called with the model once
+    it is loaded: a scan prepares its profiles there). ``model.json`` is read and its checksum
     verified here, so a damaged or foreign document fails at once; a damaged forest or table
     file is reported by :meth:`result`, as :func:`load_model` reports it. Use it as a context
     manager, or call :meth:`close`, so that the thread is always waited for.
     """
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, then: Callable[[Model], object] | None = None) -> None:
         self.directory = Path(directory)
         try:
             document = _read_document(self.directory)
@@ -588,7 +589,7 @@ class ModelLoading:
             load_model(self.directory)  # its own error, worded and named as it words and names it
             raise
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ami-detector-model")
-        self._model = self._pool.submit(load_model, self.directory)
+        self._model = self._pool.submit(_loaded, self.directory, then)
 
     def result(self) -> Model:
         """The model, once read and checked (raises :class:`ModelError` as :func:`load_model` does)."""
@@ -606,6 +607,13 @@ class ModelLoading:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _loaded(directory: Path, then: Callable[[Model], object] | None) -> Model:
+    model = load_model(directory)
+    if then is not None:
+        then(model)
+    return model
 
 
 def _load_forest(directory: Path, kind: str, entry: dict[str, Any], files: dict[str, Any],

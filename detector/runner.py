@@ -26,6 +26,7 @@ from detector.engines import Engine, running
 from detector.engines.local import LocalEngine
 from detector.errors import DetectorError, InputError
 from detector.event_store import EventStore, event_store_of
+from detector.features import prepare
 from detector.findings import SEVERITIES
 from detector.model_store import Model, ModelLoading
 from detector.pipeline import (
@@ -199,8 +200,9 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
     """
     if min_severity not in SEVERITIES:
         raise DetectorError(f"min_severity must be one of {', '.join(SEVERITIES)}, not {min_severity!r}")
-    # A model named by its directory is read while the logs are parsed (its settings at once).
-    loading = ModelLoading(model) if isinstance(model, (str, Path)) else None
+    # A model named by its directory is read while the logs are parsed (its settings at once), and
+    # what windows derive from its profiles alone is computed there too.
+    loading = ModelLoading(model, then=_prepare_profiles) if isinstance(model, (str, Path)) else None
     given = model if isinstance(model, Model) else None
     settings = loading.settings if loading is not None else given.settings if given is not None else Config()
     length = slice_length((config or settings).features.window_length)
@@ -231,6 +233,10 @@ def scan(paths_or_events: str | Path | Sequence[str | Path] | pl.DataFrame | pl.
                      events_scored=count, scored_from=since, spill=scanned.spill, settings=config or scoring.settings)
     found.notes = notes
     return found
+
+
+def _prepare_profiles(model: Model) -> None:
+    prepare(model.profiles)
 
 
 @dataclass(frozen=True)

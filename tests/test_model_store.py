@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -435,3 +436,23 @@ def test_no_pickle_in_scoring_or_model_store() -> None:
                 if "allow_pickle" in keywords or getattr(node.func.value, "id", None) == "np":
                     assert isinstance(keywords.get("allow_pickle"), ast.Constant)
                     assert keywords["allow_pickle"].value is False
+
+
+def test_loading_calls_then_with_the_model_in_the_background(saved: tuple[Model, Path]) -> None:
+    _, directory = saved
+    calls: list[tuple[Model, str]] = []
+    with ModelLoading(directory, then=lambda model: calls.append((model, threading.current_thread().name))) as loading:
+        model = loading.result()
+    assert len(calls) == 1 and calls[0][0] is model
+    assert calls[0][1] != threading.current_thread().name
+
+
+def test_an_error_of_then_is_raised_by_the_result(saved: tuple[Model, Path]) -> None:
+    _, directory = saved
+
+    def fail(model: Model) -> None:
+        raise ModelError("cannot prepare")
+
+    loading = ModelLoading(directory, then=fail)
+    with pytest.raises(ModelError, match="cannot prepare"):
+        loading.result()

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
+from detector.features import account, device
 from detector.features.account import ACCOUNT_CONTEXT, ACCOUNT_DETAIL, account_windows
 from detector.features.catalog import (
     ACCOUNT_MEASURES,
@@ -97,6 +98,7 @@ __all__ = [
     "feature_columns",
     "measures",
     "parse_duration",
+    "prepare",
 ]
 
 # Per entity kind, the window columns only findings and explanations read (see ACCOUNT_DETAIL).
@@ -136,3 +138,12 @@ def build_features(events: pl.LazyFrame | pl.DataFrame, profiles: Profiles, conf
     """
     lf = as_lazy(events)
     return {kind: _BUILDERS[kind](lf, profiles, config, (earlier or {}).get(kind), detail=detail) for kind in kinds}
+
+
+def prepare(profiles: Profiles) -> Profiles:
+    """*profiles* with what windows of every kind derive from them alone computed now (peer medians,
+    everyone's habits, the device index) instead of in the first windows built: a scan prepares the
+    model's profiles while it parses its logs. Returns *profiles*."""
+    account.derive(profiles)
+    device.derive(profiles)
+    return profiles

@@ -89,6 +89,25 @@ def _histogram(profiles: Profiles, unit: str) -> pl.LazyFrame:
             .group_by("entity_id", unit).agg(_b=pl.col("activity").sort()).with_columns(pl.col("_b").list.sum()))
 
 
+def _habits(p: Profiles, unit: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each account's histogram and everyone's prior per hour (weekday), once per model."""
+    return (p.derived(f"account_{unit}_histogram", functools.partial(_histogram, unit=unit)),
+            p.derived(f"account_{unit}_prior", functools.partial(_everyone, unit=unit)))
+
+
+def _medians(p: Profiles) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The typical values of the median account of each role and of the median account, once per model."""
+    return (p.derived("account_peers", _peers),
+            p.derived("account_everyone", lambda q: median_entity(q.account_typical.lazy(), "account")))
+
+
+def derive(p: Profiles) -> None:
+    """Compute now what account windows derive from the profiles alone (kept by :meth:`Profiles.derived`)."""
+    for unit in ("hour", "weekday"):
+        _habits(p, unit)
+    _medians(p)
+
+
 def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureConfig,
                    earlier: pl.DataFrame | None = None, *, detail: bool = True) -> pl.LazyFrame:
     """One row per account and window with events, with features against the account's baseline.
@@ -167,8 +186,7 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
         pl.col("_weak_distinct").fill_null(0), pl.col("_weak_values").fill_null(pl.lit([], dtype=pl.List(pl.String))))
     present = units_present(prepared)
     for unit, prefix in (("hour", "hr"), ("weekday", "wd")):
-        histogram = p.derived(f"account_{unit}_histogram", functools.partial(_histogram, unit=unit)).lazy()
-        prior = p.derived(f"account_{unit}_prior", functools.partial(_everyone, unit=unit)).lazy()
+        histogram, prior = (table.lazy() for table in _habits(p, unit))
         frame = frame.join(prefixed(rarity(present, unit, histogram, prior, leave_window_out=overlap), prefix),
                            on=list(KEY), how="left", maintain_order="left")
     frame = frame.join(p.account_activity.lazy().select(
@@ -177,8 +195,7 @@ def account_windows(events: pl.LazyFrame, profiles: Profiles, config: FeatureCon
     ), on="entity_id", how="left", validate="m:1", maintain_order="left").with_columns(
         role=pl.col("role").fill_null(UNKNOWN_ROLE))
     frame = with_baseline(frame, config)
-    peers = p.derived("account_peers", _peers)
-    everyone = p.derived("account_everyone", lambda q: median_entity(q.account_typical.lazy(), "account"))
+    peers, everyone = _medians(p)
     frame = with_typical(frame, "account", p.account_typical.lazy().rename({"account": "entity_id"}), peers, everyone,
                          "role", p.has_baseline)
     frame = dormancy(frame, earlier)

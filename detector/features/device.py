@@ -99,6 +99,13 @@ def _medians(p: Profiles) -> tuple[pl.DataFrame, pl.DataFrame]:
             p.derived("device_everyone", lambda q: median_entity(q.device_typical.lazy(), "device")))
 
 
+def derive(p: Profiles) -> None:
+    """Compute now what device windows derive from the profiles alone: the medians (kept by
+    :meth:`Profiles.derived`) and the device index (:meth:`Profiles.device_index`)."""
+    _medians(p)
+    p.device_index()
+
+
 def general_device_windows(events: pl.LazyFrame, p: Profiles, config: FeatureConfig, earlier: pl.DataFrame | None,
                            *, detail: bool, overlap: bool) -> pl.LazyFrame:
     """:func:`device_windows` as one polars query, for any events (*overlap*: some lie in the baseline
