@@ -943,8 +943,8 @@ class WindowScorer:
         # Calibrating on the training windows themselves (in-sample) is slightly conservative in
         # the upper tail for small baselines (a point helped grow the trees it is scored by) and
         # indistinguishable from held-out calibration from a few thousand windows on.
-        train_scores = self.forest_.score(as_float32)  # in the windows' order, paired with their tail below
-        self.train_scores_ = np.sort(train_scores)
+        per_cell, cell_of = self.forest_.score_cells(as_float32)  # a window's score is its cell's
+        self.train_scores_ = np.sort(per_cell[cell_of])
         del as_float32
         self.tail_index_ = np.asarray([names.index(f) for f in tail_features], dtype=np.int64)
         keep = min(TAIL_KEEP, n_windows)
@@ -955,19 +955,24 @@ class WindowScorer:
         for position, j in enumerate(self.tail_index_):
             tail_columns[:, position] = source.column(int(j))
             self.tail_top_[:, position] = -np.sort(-tail_columns[:, position])[:keep]
-        tail_raw = self._train_tail(tail_columns)
+        tail_raw, active, nothing = self._train_tail(tail_columns)
+        del tail_columns
         self.train_tail_ = np.sort(tail_raw)
         # Each training window's two ranks (training windows strictly below it), combined as combined()
         # combines a window's: its forest rank and its own tail rank, so that the calibration sees how
-        # often a baseline window is rare on both at once.
-        forest_rank = _rank_in(self.train_scores_, train_scores)
-        self.train_combined_ = np.sort(np.maximum(forest_rank, _rank_in(self.train_tail_, tail_raw)) / (n_windows + 1.0))
+        # often a baseline window is rare on both at once. Ranked as combined() ranks them: the forest's
+        # per cell, the tail's per window where it is not nothing.
+        forest_rank = _rank_in(self.train_scores_, per_cell)[cell_of]
+        tail_rank = np.full(n_windows, np.searchsorted(self.train_tail_, nothing, side="left"), dtype=np.int64)
+        tail_rank[active] = _rank_in(self.train_tail_, tail_raw[active])
+        self.train_combined_ = np.sort(np.maximum(forest_rank, tail_rank) / (n_windows + 1.0))
         return self
 
     # -- the tail component --------------------------------------------------------------------
 
-    def _train_tail(self, tail_columns: np.ndarray) -> np.ndarray:
-        """The raw tail scores of the training windows in sample, given their tail columns.
+    def _train_tail(self, tail_columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """The raw tail scores of the training windows in sample, given their tail columns; the windows
+        with a positive tail value (the others' score is nothing's); and nothing's score.
 
         A window without a positive tail value has every p-value 1, so the score of a row of zeros
         (-0.0: the sum of -log 1): most training windows, so only the others are computed. They go in
@@ -975,17 +980,18 @@ class WindowScorer:
         log p-values then adds up column by column, in the same order, to the last bit."""
         rows, width = tail_columns.shape
         if rows == 0 or width == 0:
-            return np.zeros(rows)
-        tail_raw = np.full(rows, self._tail_of(np.zeros((2, width), order="F"), True)[0][0])
+            return np.zeros(rows), np.empty(0, dtype=np.intp), 0.0
+        nothing = float(self._tail_of(np.zeros((2, width), order="F"), True)[0][0])
+        tail_raw = np.full(rows, nothing)
         active = np.flatnonzero((tail_columns > 0.0).any(axis=1))
         if active.shape[0] == 0:
-            return tail_raw
+            return tail_raw, active, nothing
         # A lone row would be summed as one contiguous row (pairwise): doubled, it is summed like the others.
         picked = np.concatenate([active, active[-1:]]) if active.shape[0] % _TAIL_BLOCK == 1 else active
         raw, _ = self._tail_blocks(lambda start, stop: np.asfortranarray(tail_columns[picked[start:stop]]),
                                    picked.shape[0], True)
         tail_raw[active] = raw[:active.shape[0]]
-        return tail_raw
+        return tail_raw, active, nothing
 
     def _tail(self, matrix: np.ndarray, *, in_sample: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Raw tail scores ``-sum_j log(p_j)`` and the index (into the features) of the rarest one.
