@@ -955,7 +955,7 @@ class WindowScorer:
         for position, j in enumerate(self.tail_index_):
             tail_columns[:, position] = source.column(int(j))
             self.tail_top_[:, position] = -np.sort(-tail_columns[:, position])[:keep]
-        tail_raw, active, nothing = self._train_tail(tail_columns)
+        tail_raw, active = self._train_tail(tail_columns)
         del tail_columns
         self.train_tail_ = np.sort(tail_raw)
         # Each training window's two ranks (training windows strictly below it), combined as combined()
@@ -963,16 +963,15 @@ class WindowScorer:
         # often a baseline window is rare on both at once. Ranked as combined() ranks them: the forest's
         # per cell, the tail's per window where it is not nothing.
         forest_rank = _rank_in(self.train_scores_, per_cell)[cell_of]
-        tail_rank = np.full(n_windows, np.searchsorted(self.train_tail_, nothing, side="left"), dtype=np.int64)
-        tail_rank[active] = _rank_in(self.train_tail_, tail_raw[active])
+        tail_rank = self._tail_ranks(tail_raw, active)
         self.train_combined_ = np.sort(np.maximum(forest_rank, tail_rank) / (n_windows + 1.0))
         return self
 
     # -- the tail component --------------------------------------------------------------------
 
-    def _train_tail(self, tail_columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """The raw tail scores of the training windows in sample, given their tail columns; the windows
-        with a positive tail value (the others' score is nothing's); and nothing's score.
+    def _train_tail(self, tail_columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The raw tail scores of the training windows in sample, given their tail columns, and the
+        windows with a positive tail value (the others all score nothing).
 
         A window without a positive tail value has every p-value 1, so the score of a row of zeros
         (-0.0: the sum of -log 1): most training windows, so only the others are computed. They go in
@@ -980,18 +979,24 @@ class WindowScorer:
         log p-values then adds up column by column, in the same order, to the last bit."""
         rows, width = tail_columns.shape
         if rows == 0 or width == 0:
-            return np.zeros(rows), np.empty(0, dtype=np.intp), 0.0
-        nothing = float(self._tail_of(np.zeros((2, width), order="F"), True)[0][0])
-        tail_raw = np.full(rows, nothing)
+            return np.zeros(rows), np.empty(0, dtype=np.intp)
+        tail_raw = np.full(rows, self._tail_of(np.zeros((2, width), order="F"), True)[0][0])
         active = np.flatnonzero((tail_columns > 0.0).any(axis=1))
         if active.shape[0] == 0:
-            return tail_raw, active, nothing
+            return tail_raw, active
         # A lone row would be summed as one contiguous row (pairwise): doubled, it is summed like the others.
         picked = np.concatenate([active, active[-1:]]) if active.shape[0] % _TAIL_BLOCK == 1 else active
         raw, _ = self._tail_blocks(lambda start, stop: np.asfortranarray(tail_columns[picked[start:stop]]),
                                    picked.shape[0], True)
         tail_raw[active] = raw[:active.shape[0]]
-        return tail_raw, active, nothing
+        return tail_raw, active
+
+    def _tail_ranks(self, tail_raw: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """Training windows strictly below each window's tail score: looked up for the *active* windows
+        (a positive tail value), nothing's rank for the others (their score is nothing: -0.0)."""
+        ranks = np.full(tail_raw.shape[0], np.searchsorted(self.train_tail_, 0.0, side="left"), dtype=np.int64)
+        ranks[active] = _rank_in(self.train_tail_, tail_raw[active])
+        return ranks
 
     def _tail(self, matrix: np.ndarray, *, in_sample: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Raw tail scores ``-sum_j log(p_j)`` and the index (into the features) of the rarest one.
@@ -1065,9 +1070,8 @@ class WindowScorer:
         tail_raw, rarest = np.zeros(rows), np.full(rows, -1, dtype=np.int64)
         active = np.flatnonzero((matrix[:, self.tail_index_] > 0.0).any(axis=1))
         tail_raw[active], rarest[active] = self._tail(matrix[active])
+        tail_rank = self._tail_ranks(tail_raw, active)
         nothing = np.searchsorted(self.train_tail_, 0.0, side="left")
-        tail_rank = np.full(rows, nothing, dtype=np.int64)
-        tail_rank[active] = _rank_in(self.train_tail_, tail_raw[active])
         # Calibrated again: per cell where the tail is nothing, per window where it is not.
         scores = (_rank_in(self.train_combined_, np.maximum(cell_rank, nothing) / (n + 1.0)) / (n + 1.0))[cell_of]
         scores[active] = _rank_in(self.train_combined_,

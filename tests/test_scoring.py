@@ -554,10 +554,10 @@ def test_training_tail_scores_only_windows_with_a_positive_tail_value_to_the_bit
     scorer = WindowScorer(n_estimators=10, random_state=3).fit(X, ["a", "b", "c", "d"], tail_features=["b", "c", "d"])
     tail = np.asfortranarray(X[:, scorer.tail_index_])
     every, _ = scorer._tail_blocks(lambda start, stop: np.asfortranarray(tail[start:stop]), rows, True)
-    got, positive, nothing = scorer._train_tail(np.ascontiguousarray(tail))
+    got, positive = scorer._train_tail(np.ascontiguousarray(tail))
     assert got.tobytes() == every.tobytes()
     assert np.array_equal(positive, np.flatnonzero((tail > 0.0).any(axis=1)))
-    assert (got[np.setdiff1d(np.arange(rows), positive)] == nothing).all()
+    assert (got[np.setdiff1d(np.arange(rows), positive)] == 0.0).all()
     assert scorer.train_tail_.tobytes() == np.sort(every).tobytes()
 
 
