@@ -7,7 +7,8 @@ signals' accounts created so far. Scored slice by slice, the findings are those 
 at once.
 
 :func:`score_slice` scores one slice given what it carries in; the local scan (:func:`score_slices`)
-carries it from slice to slice, the Spark engine (:mod:`detector.engines.spark`) computes it for
+carries it from slice to slice (consecutive slices of few events scored together,
+:func:`~detector.spill.grouped`), the Spark engine (:mod:`detector.engines.spark`) computes it for
 every slice first (:func:`carried_sessions`, :func:`carried_created`, :func:`last_activity`) and
 scores the slices side by side.
 """
@@ -34,6 +35,7 @@ from detector.model_store import Model
 from detector.overlap import ahead
 from detector.scoring import SeenCells
 from detector.signals import CREATED_SCHEMA, FIRSTS_SCHEMA, SignalState, event_signals, merge_firsts
+from detector.spill import GROUP_EVENTS, grouped
 
 SliceSource = Iterable[tuple[datetime, int, pl.LazyFrame]]
 """``(slice start, events in it, its events)`` in time order (see :mod:`detector.spill`)."""
@@ -61,15 +63,19 @@ class Carried:
 
 def score_slices(slices: SliceSource, model: Model, config: Config | None = None, *, min_severity: str = "low",
                  scored_from: datetime | None = None, on_slice: Callable[[int], None] | None = None,
-                 carried: Carried | None = None) -> tuple[pl.DataFrame, int]:
+                 carried: Carried | None = None, group_events: int = GROUP_EVENTS) -> tuple[pl.DataFrame, int]:
     """Findings of every slice, ranked, and the number of events scored.
 
-    Events before *scored_from* are not scored; *on_slice* is called with each slice's event count
-    once it is done (for progress). The next slice's windows are built while this one's are scored
-    (see :func:`~detector.overlap.ahead`). *carried* is what the first slice carries in from logs
-    scored before (the nightly job's earlier nights; nothing by default); it is updated in place to
-    what a slice after the last would carry in.
+    Events before *scored_from* are not scored; *on_slice* is called with each group's event count
+    once it is done (for progress). Consecutive slices are scored as one while together they hold at
+    most *group_events* events (:func:`~detector.spill.grouped`; 0 scores each slice alone): the
+    findings are the same however slices are grouped, as slice by slice they are those of scoring
+    everything at once. The next group's windows are built while this one's are scored (see
+    :func:`~detector.overlap.ahead`).
+    *carried* is what the first slice carries in from logs scored before (the nightly job's earlier
+    nights; nothing by default); it is updated in place to what a slice after the last would carry in.
     """
+    slices = grouped(slices, group_events)
     scored = 0
     carried = carried if carried is not None else Carried()
     # One Profiles for every slice: what is derived from them is computed once (Profiles.derived).

@@ -19,7 +19,7 @@ from detector.features import Profiles, entity_of
 from detector.model_store import load_model
 from detector.schema import EVENT_SCHEMA
 from detector.slices import score_slices
-from detector.spill import EventSpill, in_memory_slices, slice_length
+from detector.spill import EventSpill, grouped, in_memory_slices, slice_length
 
 ROOT = Path(__file__).parent.parent
 SAMPLE = ROOT / "sample_logs"
@@ -124,9 +124,34 @@ def sample(sample_logs) -> tuple[pl.DataFrame, object]:
 def test_scoring_slice_by_slice_gives_the_findings_of_scoring_everything_at_once(sample) -> None:
     events, model = sample
     whole = score(events, model)
-    sliced, scored = score_slices(in_memory_slices(events, timedelta(days=1)), model)
+    sliced, scored = score_slices(in_memory_slices(events, timedelta(days=1)), model, group_events=0)
     assert scored == events.height and whole.height > 20
     assert sliced.equals(whole)
+
+
+def test_slices_scored_in_groups_give_the_findings_of_each_slice_alone(sample) -> None:
+    events, model = sample
+    days = [count for _, count, _ in in_memory_slices(events, timedelta(days=1))]
+    alone, _ = score_slices(in_memory_slices(events, timedelta(days=1)), model, group_events=0)
+    # Days in twos or so (as many as fit the first two's events), and, by default, the days' few thousand
+    # events all as one.
+    pairs, _ = score_slices(in_memory_slices(events, timedelta(days=1)), model, group_events=days[0] + days[1])
+    together, scored = score_slices(in_memory_slices(events, timedelta(days=1)), model)
+    assert len(days) > 2 and sum(days) < 250_000 and scored == events.height
+    assert pairs.equals(alone) and together.equals(alone)
+
+
+def test_consecutive_slices_are_grouped_up_to_a_number_of_events() -> None:
+    day, first = timedelta(days=1), datetime(2026, 3, 1, tzinfo=UTC)
+    slices = [(first + i * day, n, pl.LazyFrame({"day": [i] * n})) for i, n in enumerate([5, 3, 4, 10, 1, 1])]
+    groups = list(grouped(iter(slices), 8))
+    # A group ends before the slice that would take it past 8 events; a larger slice stands alone.
+    assert [(start, count) for start, count, _ in groups] == [
+        (first, 8), (first + 2 * day, 4), (first + 3 * day, 10), (first + 4 * day, 2)]
+    assert [events.collect()["day"].to_list() for _, _, events in groups] == [
+        [0] * 5 + [1] * 3, [2] * 4, [3] * 10, [4, 5]]
+    assert [count for _, count, _ in grouped(iter(slices), 0)] == [5, 3, 4, 10, 1, 1]
+    assert list(grouped(iter([]), 8)) == []
 
 
 def test_dormancy_carries_the_last_activity_of_earlier_slices(sample) -> None:
