@@ -2,16 +2,15 @@
 
 ``api.scan`` runs in this process with its two heavy stages (:func:`detector.runner.parse` and
 :func:`detector.runner.score`) timed; ``Findings.write`` is timed after it. The modes compare the same
-scan with the model loaded three ways:
+scan with the model loaded two ways:
 
 - ``path``: as ``ami-detector scan --model DIR`` does it, the model read while the logs are parsed
-  (:class:`detector.model_store.ModelLoading`, which also starts importing scikit-learn);
+  (:class:`detector.model_store.ModelLoading`), scikit-learn imported if the forests' walks need it
+  (:mod:`detector.lazy_sklearn`);
 - ``preloaded``: the model read, its profiles prepared and scikit-learn imported before the clock
-  starts, so the difference to ``path`` is what loading costs the scan;
-- ``late-import``: as ``path``, but scikit-learn imported only when the first forest scores are
-  needed (after the parse), to see whether the import's cost moves or goes.
+  starts, so the difference to ``path`` is what loading costs the scan.
 
-    python benchmarks/scan_phases.py LOGS --model M --modes path preloaded late-import --runs 5
+    python benchmarks/scan_phases.py LOGS --model M --modes path preloaded --runs 5
 
 Runs alternate between the modes (mode after mode, then again), each in a fresh process, so that a
 change in the machine's load hits them alike; every run prints one JSON line, and the medians per mode
@@ -30,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODES = ("path", "preloaded", "late-import")
+MODES = ("path", "preloaded")
 
 
 def _cpu() -> float:
@@ -43,10 +42,6 @@ def run_once(logs: str, model: str, mode: str) -> dict[str, object]:
     from detector import runner
     from detector.model_store import load_model
 
-    if mode == "late-import":
-        from detector import lazy_sklearn, scoring
-
-        lazy_sklearn.import_ahead = scoring.import_ahead = lambda: None
     given: object = model
     if mode == "preloaded":
         from detector.features import prepare

@@ -71,6 +71,11 @@ class ParseRun:
     options: ParseOptions = field(default_factory=ParseOptions)
     reports: list[FileReport] = field(default_factory=list)
 
+    @property
+    def size(self) -> int:
+        """Bytes of input on disk (compressed files as they are)."""
+        return sum(_size(path) for path in self.files)
+
     def chunks(self) -> Iterator[ParsedChunk]:
         for report, parsed in self._files():
             self.reports.append(report)

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from detector.errors import ConfigError, DetectorError
-from detector.lazy_sklearn import import_ahead, not_fitted
+from detector.lazy_sklearn import not_fitted, walk_compiled
 
 if TYPE_CHECKING:
     from sklearn.ensemble import IsolationForest
@@ -512,13 +512,12 @@ class ForestArrays:
         set_(self, "_cuts", tuple(np.unique(self.threshold[internal & (self.feature == j)])
                                   for j in range(self.n_features)))
         set_(self, "_depth", depth)
-        import_ahead()
 
     @cached_property
     def _compiled(self) -> tuple[Any, ...] | None:
         """sklearn's compiled trees of this forest (None when sklearn's layout is not the one expected),
-        built on first use: importing scikit-learn takes a second and a half, which a scan spends in the
-        background while it parses (see :mod:`detector.lazy_sklearn`)."""
+        built on first use: importing scikit-learn takes longer than walking a few thousand rows in numpy
+        (see :mod:`detector.lazy_sklearn`)."""
         return _compiled_trees(self.tree_offsets, self.children_left, self.children_right, self.feature,
                                self.threshold, self.n_node_samples, self._depth, self.n_features)
 
@@ -669,7 +668,7 @@ class ForestArrays:
 
     def _path_score(self, X32: np.ndarray) -> np.ndarray:
         depths = np.zeros(X32.shape[0], dtype=np.float64)
-        compiled = self._compiled
+        compiled = self._compiled if walk_compiled(X32.shape[0]) else None
         if compiled is not None:
             # sklearn's compiled traversal, two trees at a time (it runs without the GIL).
             with ThreadPoolExecutor(max_workers=2) as pool:

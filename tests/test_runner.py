@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from detector import api, pipeline, runner
 from detector.engines import Engine, engine_named
 from detector.engines.local import LocalEngine
 from detector.errors import DetectorError, InputError
+from detector.lazy_sklearn import NUMPY_WALK_ROWS
 from detector.model_store import load_model
 from detector.spill import EventSpill
 from tests.conftest import recording_spills
@@ -221,3 +225,26 @@ def test_train_sample_caps_the_training_windows_reproducibly(tmp_path, monkeypat
     found.close()
     assert found.events_scored > 0 and found.df.height > 0
     assert "training_sample" not in api.train(api.read_logs(files)[0]).metadata
+
+
+@pytest.mark.parametrize("threshold, imported", [(None, False), (0, True)])
+def test_only_a_scan_of_large_logs_starts_importing_scikit_learn_ahead(tmp_path, threshold, imported) -> None:
+    # A small scan walks its forests in numpy and never imports scikit-learn; logs beyond
+    # IMPORT_AHEAD_BYTES start its import beside the parse. Each case in a fresh interpreter.
+    for path in sorted(SAMPLE.glob("*2026-03-27*")):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    script = f"""
+import json, sys
+from detector import api, lazy_sklearn, runner
+if {threshold!r} is not None:
+    runner.IMPORT_AHEAD_BYTES = {threshold!r}
+found = api.scan({str(tmp_path)!r}, {str(MODEL)!r})
+print(json.dumps({{"started": lazy_sklearn._started.is_set(), "loaded": "sklearn" in sys.modules,
+                  "walked_in_numpy": lazy_sklearn._walked, "findings": found.df.height}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["started"] is imported and result["findings"] > 0
+    if not imported:  # the day's few thousand cells were walked in numpy
+        assert not result["loaded"] and 0 < result["walked_in_numpy"] <= NUMPY_WALK_ROWS

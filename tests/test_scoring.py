@@ -273,33 +273,34 @@ def test_same_seed_gives_identical_scores() -> None:
     assert not np.array_equal(first.score_samples(probe), other.score_samples(probe))
 
 
-def test_scikit_learn_is_imported_in_the_background_not_at_start(tmp_path) -> None:
-    # Importing scikit-learn (and scipy) takes longer than loading a model: the package must not
-    # import it at start, and loading a forest starts its import in the background; scoring then
-    # waits for it and walks sklearn's compiled trees.
+def test_scikit_learn_is_imported_only_to_walk_many_rows() -> None:
+    # Importing scikit-learn (and scipy) takes longer than loading a model or scoring a small scan: the
+    # package imports it neither at start nor with a forest; a process's first rows are walked in numpy,
+    # and a walk beyond them imports it for its compiled trees, which give the same scores.
     script = """
-import json, sys, time
+import json, sys
 import numpy as np
 import detector.api
-assert "sklearn" not in sys.modules, "imported at start"
+from detector.lazy_sklearn import NUMPY_WALK_ROWS
 from detector.scoring import ForestArrays
-arrays = ForestArrays(tree_offsets=np.array([0, 3]), children_left=np.array([1, -1, -1]),
-                      children_right=np.array([2, -1, -1]), feature=np.array([0, -2, -2]),
-                      threshold=np.array([0.5, -2.0, -2.0]), n_node_samples=np.array([4, 2, 2]),
-                      max_samples=4, n_features=1)
-for _ in range(300):
-    if "sklearn.tree._tree" in sys.modules:
-        break
-    time.sleep(0.1)
-assert "sklearn.tree._tree" in sys.modules, "not imported ahead"
-assert arrays._compiled is not None
-print(json.dumps(arrays.score(np.array([[0.0], [1.0]], dtype=np.float32)).tolist()))
+assert "sklearn" not in sys.modules, "imported at start"
+arrays = ForestArrays(tree_offsets=np.array([0, 3, 6]), children_left=np.array([1, -1, -1, 1, -1, -1]),
+                      children_right=np.array([2, -1, -1, 2, -1, -1]), feature=np.array([0, -2, -2, 1, -2, -2]),
+                      threshold=np.array([0.5, -2.0, -2.0, 0.25, -2.0, -2.0]),
+                      n_node_samples=np.array([4, 1, 3, 4, 2, 2]), max_samples=4, n_features=2)
+assert "sklearn" not in sys.modules, "imported with a forest"
+rows = np.random.default_rng(0).random((NUMPY_WALK_ROWS + 1, 2), dtype=np.float32)
+few = arrays._path_score(rows[:100])
+assert "sklearn" not in sys.modules, "imported to walk a few rows"
+many = arrays._path_score(rows)
+assert "sklearn.tree._tree" in sys.modules and arrays._compiled is not None, "not imported to walk many rows"
+print(json.dumps({"few": few.tolist(), "many": many[:100].tolist(), "distinct": len(set(many.tolist()))}))
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr
     scores = json.loads(done.stdout)
-    assert len(scores) == 2 and scores[0] == scores[1]  # one split, both sides at the same depth
+    assert scores["few"] == scores["many"] and scores["distinct"] == 2  # the first tree decides: one leaf of 1, one of 3
 
 
 def test_sklearn_estimator_conventions() -> None:
