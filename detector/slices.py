@@ -71,9 +71,9 @@ def score_slices(slices: SliceSource, model: Model, config: Config | None = None
     most *group_events* events (:func:`~detector.spill.grouped`; 0 scores each slice alone): the
     findings are the same however slices are grouped, as slice by slice they are those of scoring
     everything at once. The next group's windows are built while this one's are scored (see
-    :func:`~detector.overlap.ahead`).
-    *carried* is what the first slice carries in from logs scored before (the nightly job's earlier
-    nights; nothing by default); it is updated in place to what a slice after the last would carry in.
+    :func:`~detector.overlap.ahead`). *carried* is what the first slice carries in from logs scored
+    before (the nightly job's earlier nights; nothing by default); it is updated in place to what a
+    slice after the last would carry in.
     """
     slices = grouped(slices, group_events)
     scored = 0
