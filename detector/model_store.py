@@ -572,9 +572,8 @@ class ModelLoading:
     """A model read and checked in a background thread (:func:`load_model`), its settings at once.
 
     A scan needs the model's settings (the window length) to parse its logs, and the model itself
-    only to score them: reading and verifying the forests and profile tables (and importing
-    scikit-learn for the trees) overlaps the parse, and so does *then* (called with the model once
-    it is loaded: a scan prepares its profiles there). ``model.json`` is read and its checksum
+    only to score them: reading and verifying the forests and profile tables overlaps the parse,
+    and so does *then* (called with the model once it is loaded: a scan prepares its profiles there). ``model.json`` is read and its checksum
     verified here, so a damaged or foreign document fails at once; a damaged forest or table
     file is reported by :meth:`result`, as :func:`load_model` reports it. Use it as a context
     manager, or call :meth:`close`, so that the thread is always waited for.

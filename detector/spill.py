@@ -182,16 +182,18 @@ def grouped(slices: Iterable[tuple[datetime, int, pl.LazyFrame]], at_most: int =
     they hold at most *at_most* events; a slice of more is alone, and 0 leaves every slice alone. A
     group starts when its first slice does, and its events are theirs in order."""
     group: list[tuple[datetime, int, pl.LazyFrame]] = []
+    total = 0
     for piece in slices:
-        if group and sum(count for _, count, _ in group) + piece[1] > at_most:
-            yield _joined(group)
-            group = []
+        if group and total + piece[1] > at_most:
+            yield _joined(group, total)
+            group, total = [], 0
         group.append(piece)
+        total += piece[1]
     if group:
-        yield _joined(group)
+        yield _joined(group, total)
 
 
-def _joined(group: list[tuple[datetime, int, pl.LazyFrame]]) -> tuple[datetime, int, pl.LazyFrame]:
+def _joined(group: list[tuple[datetime, int, pl.LazyFrame]], total: int) -> tuple[datetime, int, pl.LazyFrame]:
     if len(group) == 1:
         return group[0]
-    return group[0][0], sum(count for _, count, _ in group), pl.concat([events for _, _, events in group])
+    return group[0][0], total, pl.concat([events for _, _, events in group])
